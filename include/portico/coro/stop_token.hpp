@@ -1,0 +1,35 @@
+// portico: reading the current task's stop token.
+#pragma once
+
+#include <portico/config.hpp>
+#include <portico/coro/task.hpp>
+
+#include <coroutine>
+#include <stop_token>
+
+PORTICO_NAMESPACE_BEGIN
+
+/// Awaiter returned by get_stop_token(); never actually suspends.
+class get_stop_token_op {
+public:
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h) noexcept
+    {
+        token_ = detail::stop_token_of(h);
+        return false;
+    }
+
+    std::stop_token await_resume() noexcept { return std::move(token_); }
+
+private:
+    std::stop_token token_;
+};
+
+/// `std::stop_token t = co_await portico::get_stop_token();` — the stop token
+/// the current coroutine's operations observe (inherited from its awaiter, or
+/// set by when_any, task_group, with_timeout...). Never suspends.
+[[nodiscard]] inline get_stop_token_op get_stop_token() noexcept { return {}; }
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,183 @@
+// portico: task_group — spawn work, then join all of it.
+#pragma once
+
+#include <portico/config.hpp>
+#include <portico/coro/awaitable_traits.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/detail/frame_tracking.hpp>
+
+#include <atomic>
+#include <cassert>
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <stop_token>
+#include <utility>
+
+PORTICO_NAMESPACE_BEGIN
+
+class task_group;
+
+namespace detail {
+
+/// The detached coroutine that runs one spawned awaitable and reports to its
+/// group. It destroys its own frame when it finishes.
+class group_child {
+public:
+    class promise_type : public frame_allocation {
+    public:
+        group_child get_return_object() noexcept
+        {
+            return group_child{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+
+        struct final_awaiter {
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<promise_type> h) const noexcept;
+            void await_resume() const noexcept {}
+        };
+        final_awaiter final_suspend() const noexcept { return {}; }
+
+        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+        void return_void() noexcept {}
+
+        const std::stop_token& stop_token() const noexcept { return stop_token_; }
+
+        task_group* group_ = nullptr;
+        std::stop_token stop_token_;
+        std::exception_ptr exception_;
+    };
+
+    explicit group_child(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    std::coroutine_handle<promise_type> handle_;
+};
+
+template <class A>
+group_child make_group_child(A a)
+{
+    co_await std::move(a);
+}
+
+} // namespace detail
+
+/// A scope for concurrently running work: spawn() starts an awaitable without
+/// waiting for it; join() waits until everything spawned has finished.
+///
+/// Spawned work observes the group's stop token; request_stop() asks all of
+/// it to wind down. The first exception escaping spawned work is kept and
+/// rethrown by join(); the group keeps running the rest.
+///
+/// A group must be joined before it is destroyed (destroying it with work
+/// still running calls std::terminate: that work would report to a dead
+/// object). Thread safety: spawn(), request_stop() and size() may be called
+/// from any thread, also from spawned work; join() is awaited by one
+/// coroutine at a time.
+class task_group {
+public:
+    task_group() = default;
+    task_group(const task_group&) = delete;
+    task_group& operator=(const task_group&) = delete;
+    ~task_group()
+    {
+        if (count_.load(std::memory_order_acquire) != 1) std::terminate();
+    }
+
+    /// Starts `a` now, on the calling thread, running it until it first
+    /// suspends; it then continues wherever its operations complete. Allocates
+    /// one frame.
+    template <awaitable A>
+    void spawn(A a)
+    {
+        auto child = detail::make_group_child(std::move(a));
+        auto& p = child.handle_.promise();
+        p.group_ = this;
+        p.stop_token_ = stop_.get_token();
+        // RACE: count the child before it can run, so a concurrent join()
+        // cannot see zero while it is still alive.
+        count_.fetch_add(1, std::memory_order_relaxed);
+        child.handle_.resume();
+    }
+
+    /// Asks every spawned awaitable, present and future, to stop.
+    void request_stop() noexcept { stop_.request_stop(); }
+
+    /// The token spawned work observes.
+    [[nodiscard]] std::stop_token get_token() const noexcept { return stop_.get_token(); }
+
+    /// Number of spawned awaitables still running (a snapshot).
+    [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_acquire) - 1; }
+
+    class join_op {
+    public:
+        explicit join_op(task_group& group) noexcept : group_(group) {}
+        bool await_ready() const noexcept { return group_.count_.load(std::memory_order_acquire) == 1; }
+        bool await_suspend(std::coroutine_handle<> joiner) noexcept
+        {
+            group_.joiner_ = joiner;
+            // RACE: drop the joiner's own reference. If that was the last one,
+            // every child already finished: do not suspend. Otherwise the last
+            // child to finish resumes us.
+            return group_.count_.fetch_sub(1, std::memory_order_acq_rel) != 1;
+        }
+        void await_resume()
+        {
+            // Re-arm the joiner's reference so the group can be used again.
+            group_.count_.store(1, std::memory_order_relaxed);
+            group_.rethrow_first_exception();
+        }
+
+    private:
+        task_group& group_;
+    };
+
+    /// Resumes once every spawned awaitable has finished; rethrows the first
+    /// exception any of them let escape (and forgets it).
+    [[nodiscard]] join_op join() noexcept { return join_op{*this}; }
+
+private:
+    friend detail::group_child::promise_type;
+
+    void child_done(std::exception_ptr error) noexcept
+    {
+        if (error) {
+            std::lock_guard lock(error_mutex_);
+            if (!first_error_) first_error_ = std::move(error);
+        }
+        if (count_.fetch_sub(1, std::memory_order_acq_rel) == 1) joiner_.resume();
+    }
+
+    void rethrow_first_exception()
+    {
+        std::exception_ptr error;
+        {
+            std::lock_guard lock(error_mutex_);
+            error = std::exchange(first_error_, nullptr);
+        }
+        if (error) std::rethrow_exception(error);
+    }
+
+    // One reference per running child plus one held by the (future) joiner.
+    std::atomic<std::size_t> count_{1};
+    std::coroutine_handle<> joiner_;
+    std::stop_source stop_;
+    std::mutex error_mutex_;
+    std::exception_ptr first_error_;
+};
+
+namespace detail {
+
+inline void group_child::promise_type::final_awaiter::await_suspend(std::coroutine_handle<promise_type> h) const noexcept
+{
+    task_group* group = h.promise().group_;
+    std::exception_ptr error = std::move(h.promise().exception_);
+    // NOTE: free the frame before telling the group, so that when join()
+    // resumes every frame is already gone (frame counters read zero).
+    h.destroy();
+    group->child_done(std::move(error));
+}
+
+} // namespace detail
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,87 @@
+// portico: when_all — await several awaitables concurrently, get every result.
+#pragma once
+
+#include <portico/config.hpp>
+#include <portico/coro/awaitable_traits.hpp>
+#include <portico/coro/stop_token.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/detail/join_child.hpp>
+
+#include <cstddef>
+#include <stop_token>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail {
+
+// A failed child asks its siblings to stop: their results would be discarded
+// anyway, and a server wants the whole group torn down promptly.
+inline void when_all_child_done(void* context, std::size_t, bool failed) noexcept
+{
+    if (failed) static_cast<std::stop_source*>(context)->request_stop();
+}
+
+} // namespace detail
+
+/// Awaits every awaitable concurrently and yields a tuple of their results
+/// (void results become std::monostate, references are copied).
+///
+/// The awaitables start one after another on the awaiting thread, each running
+/// until it first suspends, and may finish on any thread. They observe a stop
+/// token that is stopped when the awaiting coroutine's token is, or when one of
+/// them throws. Once all have finished, the first exception by position is
+/// rethrown. Thread safety: the returned task is awaited once, like any task.
+template <awaitable... As>
+[[nodiscard]] task<std::tuple<non_void_t<std::remove_cvref_t<await_result_t<As>>>...>> when_all(As... as)
+{
+    std::stop_source source;
+    std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
+    detail::join_latch latch(sizeof...(As));
+    auto children = std::make_tuple(detail::make_join_child(std::move(as))...);
+    co_await detail::join_all_op(latch, [&] {
+        std::apply(
+            [&](auto&... child) {
+                std::size_t index = 0;
+                (child.arm(latch, source.get_token(), index++, &detail::when_all_child_done, &source), ...);
+                (child.start(), ...);
+            },
+            children);
+    });
+    co_return std::apply(
+        [](auto&... child) {
+            (child.rethrow_if_failed(), ...);
+            return std::make_tuple(child.take()...);
+        },
+        children);
+}
+
+/// Awaits every awaitable in `as` concurrently and yields their results in
+/// the same order; otherwise as the variadic when_all. Allocates one frame
+/// per awaitable.
+template <awaitable A>
+[[nodiscard]] task<std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>>> when_all(std::vector<A> as)
+{
+    std::stop_source source;
+    std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
+    detail::join_latch latch(as.size());
+    std::vector<decltype(detail::make_join_child(std::move(as.front())))> children;
+    children.reserve(as.size());
+    for (auto& a : as) children.push_back(detail::make_join_child(std::move(a)));
+    co_await detail::join_all_op(latch, [&] {
+        for (std::size_t i = 0; i < children.size(); ++i) {
+            children[i].arm(latch, source.get_token(), i, &detail::when_all_child_done, &source);
+        }
+        for (auto& child : children) child.start();
+    });
+    std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>> results;
+    results.reserve(children.size());
+    for (auto& child : children) child.rethrow_if_failed();
+    for (auto& child : children) results.push_back(child.take());
+    co_return results;
+}
+
+PORTICO_NAMESPACE_END

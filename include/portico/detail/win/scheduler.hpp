@@ -1,0 +1,364 @@
+// portico: the IOCP scheduler behind io_context.
+#pragma once
+
+#include <portico/config.hpp>
+#include <portico/io_statistics.hpp>
+#include <portico/detail/win/overlapped_op.hpp>
+#include <portico/detail/win/timer_service.hpp>
+#include <portico/detail/win/windows.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <forward_list>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <system_error>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::win {
+
+/// Starts Winsock once per process, on first use (the first io_context), not
+/// from a static initialiser in every translation unit. Never cleaned up:
+/// WSACleanup at exit would race with sockets other code still holds.
+inline void ensure_winsock()
+{
+    static const int started = [] {
+        WSADATA data;
+        const int error = ::WSAStartup(MAKEWORD(2, 2), &data);
+        if (error != 0) throw std::system_error(error, std::system_category(), "WSAStartup");
+        return 0;
+    }();
+    (void)started;
+}
+
+/// One pool thread's counters. Only that thread writes them (plain
+/// load + store, no locked instruction); statistics() reads them all.
+struct alignas(64) stat_block {
+    std::array<std::atomic<std::uint64_t>, static_cast<unsigned>(counter::count_)> values{};
+    std::atomic<std::uint64_t> max_batch{0};
+};
+
+class scheduler;
+
+/// What a thread inside scheduler::run() knows about itself.
+struct thread_state {
+    scheduler* owner;
+    stat_block* stats;
+    thread_state* outer; // the run() this one is nested in, if any
+};
+
+inline thread_local thread_state* current_thread_state = nullptr;
+
+/// One completion port served by every thread that calls run().
+///
+/// Work accounting: every operation that will produce a completion counts
+/// as outstanding from before it can complete until after its completion has
+/// been dispatched. After stop(), run() returns once that count is zero.
+class scheduler {
+public:
+    struct options {
+        /// Threads the port lets run at once; 0 means one per processor.
+        unsigned concurrency_hint = 0;
+        /// Completion packets one GetQueuedCompletionStatusEx call may return.
+        unsigned batch_size = 64;
+    };
+
+    explicit scheduler(options opts)
+        : port_(create_port(opts.concurrency_hint)),
+          batch_size_((std::max)(1u, opts.batch_size)),
+          timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
+    {
+    }
+
+    scheduler(const scheduler&) = delete;
+    scheduler& operator=(const scheduler&) = delete;
+
+    [[nodiscard]] HANDLE port() const noexcept { return port_.get(); }
+    [[nodiscard]] timer_service& timers() noexcept { return timers_; }
+
+    /// Dequeues and dispatches completions on the calling thread until stop()
+    /// has been called and no work is outstanding.
+    void run()
+    {
+        stat_block* stats = nullptr;
+        {
+            std::lock_guard lock(blocks_mutex_);
+            stats = &blocks_.emplace_front();
+        }
+        thread_state self{this, stats, current_thread_state};
+        current_thread_state = &self;
+        struct restore {
+            thread_state& self;
+            ~restore() { current_thread_state = self.outer; }
+        } restore_on_exit{self};
+
+        auto entries = std::make_unique<OVERLAPPED_ENTRY[]>(batch_size_);
+        for (;;) {
+            // RACE: seq_cst pairs with work_finished() and stop(); see there.
+            if (stopped_.load(std::memory_order_seq_cst) && outstanding_.load(std::memory_order_seq_cst) == 0) break;
+            if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
+
+            ULONG count = 0;
+            const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, INFINITE, FALSE);
+            bump(*stats, counter::dequeue_calls, 1);
+            if (!ok) {
+                // WAIT_TIMEOUT cannot happen with INFINITE; a closed port can
+                // only mean a bug, and spinning on it would hide the bug.
+                if (::GetLastError() == ERROR_ABANDONED_WAIT_0) break;
+                continue;
+            }
+            bump(*stats, counter::completions, count);
+            if (count > stats->max_batch.load(std::memory_order_relaxed)) {
+                stats->max_batch.store(count, std::memory_order_relaxed);
+            }
+            for (ULONG i = 0; i < count; ++i) dispatch(entries[i]);
+        }
+        // Let the next thread see the drained state too.
+        wake_one();
+    }
+
+    /// Stops accepting new timed work, cancels pending timers, and lets run()
+    /// return once the outstanding count reaches zero. Idempotent.
+    void stop() noexcept
+    {
+        // RACE: seq_cst store, then the unconditional wake: either a running
+        // thread sees outstanding == 0 after this store, or the operation that
+        // brings it to zero sees stopped_ (work_finished) and wakes one.
+        stopped_.store(true, std::memory_order_seq_cst);
+        timers_.close();
+        wake_one();
+    }
+
+    [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+
+    [[nodiscard]] bool running_in_this_thread() const noexcept
+    {
+        for (auto* t = current_thread_state; t != nullptr; t = t->outer) {
+            if (t->owner == this) return true;
+        }
+        return false;
+    }
+
+    [[nodiscard]] std::int64_t outstanding() const noexcept { return outstanding_.load(std::memory_order_acquire); }
+
+    /// Counts an operation that will produce a completion. Call before the
+    /// completion can possibly be dispatched.
+    void work_started() noexcept { outstanding_.fetch_add(1, std::memory_order_relaxed); }
+
+    /// The other half of work_started(), after the completion was handled.
+    void work_finished() noexcept
+    {
+        if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) == 1 && stopped_.load(std::memory_order_seq_cst)) {
+            wake_one();
+        }
+    }
+
+    /// Posts `op` as new work: it is completed, once, on a pool thread.
+    void post(overlapped_op* op) noexcept
+    {
+        work_started();
+        post_started(op);
+    }
+
+    /// Posts `op` whose work was already counted by work_started(). If the
+    /// port refuses the packet (out of non-paged pool), the op goes to a
+    /// fallback queue that pool threads and the timer thread drain, so the
+    /// work is delayed, never lost.
+    void post_started(overlapped_op* op) noexcept
+    {
+        count(counter::posts);
+        if (inject_failures_.load(std::memory_order_relaxed) == 0 || !take_injected_failure()) {
+            if (::PostQueuedCompletionStatus(port(), 0, static_cast<ULONG_PTR>(completion_key::posted), op)) return;
+        }
+        count(counter::post_failures);
+        {
+            std::lock_guard lock(fallback_mutex_);
+            op->next_posted = nullptr;
+            if (fallback_tail_ != nullptr) {
+                fallback_tail_->next_posted = op;
+            } else {
+                fallback_head_ = op;
+            }
+            fallback_tail_ = op;
+            fallback_size_.fetch_add(1, std::memory_order_release);
+        }
+        // Pool threads check the queue after every dequeue, but all of them
+        // may be blocked with nothing else to dequeue: the timer thread
+        // retries until the port takes the packets.
+        timers_.request_retry();
+    }
+
+    /// Adds n to counter c: to this thread's own block on a pool thread,
+    /// to the shared block (atomically) anywhere else.
+    void count(counter c, std::uint64_t n = 1) noexcept
+    {
+        auto* t = current_thread_state;
+        if (t != nullptr && t->owner == this) {
+            bump(*t->stats, c, n);
+        } else {
+            shared_.values[static_cast<unsigned>(c)].fetch_add(n, std::memory_order_relaxed);
+        }
+    }
+
+    [[nodiscard]] io_statistics statistics() const
+    {
+        std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> sum{};
+        std::uint64_t max_batch = 0;
+        auto add = [&](const stat_block& b) {
+            for (unsigned i = 0; i < sum.size(); ++i) sum[i] += b.values[i].load(std::memory_order_relaxed);
+            max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
+        };
+        add(shared_);
+        {
+            std::lock_guard lock(blocks_mutex_);
+            for (const auto& b : blocks_) add(b);
+        }
+        auto get = [&](counter c) { return sum[static_cast<unsigned>(c)]; };
+        io_statistics s;
+        s.dequeue_calls = get(counter::dequeue_calls);
+        s.completions = get(counter::completions);
+        s.max_batch = max_batch;
+        s.posts = get(counter::posts);
+        s.post_failures = get(counter::post_failures);
+        s.inline_completions = get(counter::inline_completions);
+        s.timers_started = get(counter::timers_started);
+        s.timers_fired = get(counter::timers_fired);
+        s.timers_cancelled = get(counter::timers_cancelled);
+        s.recv_calls = get(counter::recv_calls);
+        s.send_calls = get(counter::send_calls);
+        s.accept_calls = get(counter::accept_calls);
+        s.connect_calls = get(counter::connect_calls);
+        s.disconnect_calls = get(counter::disconnect_calls);
+        s.cancel_calls = get(counter::cancel_calls);
+        s.outstanding = outstanding();
+        return s;
+    }
+
+    /// Makes the next n posts fail as if the port had refused them.
+    void inject_post_failures(unsigned n) noexcept { inject_failures_.store(n, std::memory_order_relaxed); }
+
+private:
+    /// Owns the port handle; declared first so it is closed last, after the
+    /// timer thread that posts to it has been joined.
+    class unique_port {
+    public:
+        explicit unique_port(HANDLE h) noexcept : h_(h) {}
+        unique_port(const unique_port&) = delete;
+        unique_port& operator=(const unique_port&) = delete;
+        ~unique_port() { ::CloseHandle(h_); }
+        [[nodiscard]] HANDLE get() const noexcept { return h_; }
+
+    private:
+        HANDLE h_;
+    };
+
+    static HANDLE create_port(unsigned concurrency_hint)
+    {
+        ensure_winsock();
+        HANDLE port = ::CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, concurrency_hint);
+        if (port == nullptr) {
+            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateIoCompletionPort");
+        }
+        return port;
+    }
+
+    static void bump(stat_block& b, counter c, std::uint64_t n) noexcept
+    {
+        auto& v = b.values[static_cast<unsigned>(c)];
+        v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+
+    bool take_injected_failure() noexcept
+    {
+        unsigned n = inject_failures_.load(std::memory_order_relaxed);
+        while (n != 0) {
+            if (inject_failures_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
+        }
+        return false;
+    }
+
+    void dispatch(const OVERLAPPED_ENTRY& entry) noexcept
+    {
+        if (static_cast<completion_key>(entry.lpCompletionKey) == completion_key::wake || entry.lpOverlapped == nullptr) {
+            return;
+        }
+        auto* op = static_cast<overlapped_op*>(entry.lpOverlapped);
+        // NOTE: complete() may resume a coroutine that destroys op; only
+        // `this` is touched afterwards.
+        op->complete(op, op->Internal, entry.dwNumberOfBytesTransferred);
+        work_finished();
+    }
+
+    /// Completes, on this pool thread, every op whose post the port refused.
+    void drain_fallback() noexcept
+    {
+        overlapped_op* list = nullptr;
+        {
+            std::lock_guard lock(fallback_mutex_);
+            list = std::exchange(fallback_head_, nullptr);
+            fallback_tail_ = nullptr;
+            fallback_size_.store(0, std::memory_order_release);
+        }
+        while (list != nullptr) {
+            auto* op = std::exchange(list, list->next_posted);
+            op->complete(op, 0, 0);
+            work_finished();
+        }
+    }
+
+    /// Timer-thread hook: hands the fallback queue back to the port. Returns
+    /// true when the queue is empty (nothing more to retry).
+    static bool retry_fallback(void* context) noexcept
+    {
+        auto* self = static_cast<scheduler*>(context);
+        std::lock_guard lock(self->fallback_mutex_);
+        while (self->fallback_head_ != nullptr) {
+            overlapped_op* op = self->fallback_head_;
+            if (!::PostQueuedCompletionStatus(self->port(), 0, static_cast<ULONG_PTR>(completion_key::posted), op)) {
+                return false;
+            }
+            self->fallback_head_ = op->next_posted;
+            if (self->fallback_head_ == nullptr) self->fallback_tail_ = nullptr;
+            self->fallback_size_.fetch_sub(1, std::memory_order_release);
+        }
+        return true;
+    }
+
+    static void post_from_timer(void* context, overlapped_op* op) noexcept
+    {
+        static_cast<scheduler*>(context)->post_started(op);
+    }
+
+    void wake_one() noexcept
+    {
+        count(counter::posts);
+        ::PostQueuedCompletionStatus(port(), 0, static_cast<ULONG_PTR>(completion_key::wake), nullptr);
+    }
+
+    unique_port port_;
+    const unsigned batch_size_;
+    std::atomic<bool> stopped_{false};
+    std::atomic<std::int64_t> outstanding_{0};
+    std::atomic<unsigned> inject_failures_{0};
+
+    std::mutex fallback_mutex_;
+    overlapped_op* fallback_head_ = nullptr;
+    overlapped_op* fallback_tail_ = nullptr;
+    std::atomic<std::size_t> fallback_size_{0};
+
+    mutable std::mutex blocks_mutex_;
+    std::forward_list<stat_block> blocks_;
+    stat_block shared_;
+
+    // Last: its thread calls back into the members above, so it must be
+    // destroyed (and joined) first.
+    timer_service timers_;
+};
+
+} // namespace detail::win
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,287 @@
+// portico: io_context — one completion port served by a pool of threads.
+#pragma once
+
+#include <portico/config.hpp>
+
+#if PORTICO_BACKEND_NONE
+#error "portico: io_context needs an I/O backend; this platform has none yet (Windows IOCP only; io_uring is planned)"
+#endif
+
+#include <portico/coro/awaitable_traits.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/win/overlapped_op.hpp>
+#include <portico/detail/win/scheduler.hpp>
+#include <portico/detail/win/timer_service.hpp>
+#include <portico/error.hpp>
+#include <portico/io_statistics.hpp>
+
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+PORTICO_NAMESPACE_BEGIN
+
+class io_context;
+
+/// Awaiter returned by io_context::schedule(): resumes the awaiting coroutine
+/// on one of the context's pool threads. Never allocates.
+class [[nodiscard]] schedule_op : private detail::win::overlapped_op {
+public:
+    explicit schedule_op(detail::win::scheduler& s) noexcept : overlapped_op(&schedule_op::on_complete), scheduler_(s) {}
+
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> awaiting) noexcept
+    {
+        continuation_ = awaiting;
+        // NOTE: once posted, a pool thread may resume the coroutine and
+        // destroy this awaiter before post() returns: touch nothing after it.
+        scheduler_.post(this);
+        return true;
+    }
+    void await_resume() const noexcept {}
+
+private:
+    static void on_complete(overlapped_op* op, ULONG_PTR, DWORD) noexcept
+    {
+        static_cast<schedule_op*>(op)->continuation_.resume();
+    }
+
+    detail::win::scheduler& scheduler_;
+    std::coroutine_handle<> continuation_;
+};
+
+/// Awaiter returned by io_context::sleep_for() and sleep_until(). Yields
+/// io_result<void>: success when the deadline passed, operation_aborted when
+/// cancelled (stop token, or the context stopped). Never allocates.
+class [[nodiscard]] sleep_op : private detail::win::timer_op {
+public:
+    using clock = std::chrono::steady_clock;
+
+    sleep_op(detail::win::scheduler& s, clock::time_point deadline) noexcept
+        : timer_op(&sleep_op::on_complete), scheduler_(s)
+    {
+        this->deadline = deadline;
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        continuation_ = awaiting;
+        if (deadline <= clock::now()) return false;
+
+        std::stop_token token = detail::stop_token_of(awaiting);
+        if (token.stop_requested()) {
+            result_ = make_error_code(errc::operation_aborted);
+            return false;
+        }
+        // RACE: the stop callback is registered before the timer becomes
+        // visible to the timer thread; if it runs first (even inline, right
+        // here), cancel() marks the op and add() refuses to start it.
+        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+        scheduler_.count(detail::counter::timers_started);
+        scheduler_.work_started();
+        if (!scheduler_.timers().add(this)) {
+            scheduler_.work_finished();
+            result_ = make_error_code(errc::operation_aborted);
+            return false;
+        }
+        // NOTE: the timer may now fire or be cancelled on another thread and
+        // resume the coroutine, destroying this awaiter: touch nothing more.
+        return true;
+    }
+
+    io_result<void> await_resume() const noexcept { return {result_}; }
+
+private:
+    struct canceller {
+        sleep_op* op;
+        void operator()() const noexcept { op->scheduler_.timers().cancel(op); }
+    };
+
+    static void on_complete(overlapped_op* base, ULONG_PTR, DWORD) noexcept
+    {
+        auto* self = static_cast<sleep_op*>(static_cast<timer_op*>(base));
+        if (self->fired) {
+            self->scheduler_.count(detail::counter::timers_fired);
+        } else {
+            self->scheduler_.count(detail::counter::timers_cancelled);
+            self->result_ = make_error_code(errc::operation_aborted);
+        }
+        self->continuation_.resume();
+    }
+
+    detail::win::scheduler& scheduler_;
+    std::coroutine_handle<> continuation_;
+    std::error_code result_;
+    std::optional<std::stop_callback<canceller>> cancel_;
+};
+
+/// An I/O execution context over one Windows I/O completion port.
+///
+/// Any number of threads may call run() at once; each dequeues completions in
+/// batches with GetQueuedCompletionStatusEx and resumes the coroutines waiting
+/// on them. thread_pool (portico/thread_pool.hpp) runs it on N threads.
+///
+/// Lifetime: run() keeps serving until stop() is called *and* every
+/// outstanding operation has completed (the drain). stop() cancels pending
+/// timers, refuses new ones, and requests the context's stop token, so
+/// coroutines observing it unwind; I/O objects built on the context cancel
+/// their operations too. A stopped context cannot be restarted. Destroy the
+/// context only after every run() has returned.
+///
+/// Thread safety: all members may be called from any thread, unless noted.
+class io_context {
+public:
+    using clock = std::chrono::steady_clock;
+
+    /// Construction options.
+    struct options {
+        /// Threads the completion port lets run at once; 0 means one per
+        /// processor. Usually the number of threads that will call run().
+        unsigned concurrency_hint = 0;
+        /// Completion packets one dequeue call may return (default 64).
+        unsigned batch_size = 64;
+    };
+
+    /// Creates the completion port and starts Winsock on first use.
+    /// Throws std::system_error if the system refuses.
+    io_context() : io_context(options{}) {}
+    explicit io_context(options opts) : scheduler_({opts.concurrency_hint, opts.batch_size}) {}
+
+    io_context(const io_context&) = delete;
+    io_context& operator=(const io_context&) = delete;
+
+    /// Serves completions on the calling thread until stop() has been called
+    /// and no operation is outstanding. Returns at once if both already hold.
+    void run() { scheduler_.run(); }
+
+    /// Begins shutdown: pending timers complete with operation_aborted, new
+    /// timers are refused, the context's stop token is requested, and run()
+    /// returns once the outstanding count drains to zero. Idempotent;
+    /// callable from any thread, including a pool thread.
+    void stop() noexcept
+    {
+        stop_source_.request_stop();
+        scheduler_.stop();
+    }
+
+    /// True once stop() has been called.
+    [[nodiscard]] bool stopped() const noexcept { return scheduler_.stopped(); }
+
+    /// True if the calling thread is inside this context's run().
+    [[nodiscard]] bool running_in_this_thread() const noexcept { return scheduler_.running_in_this_thread(); }
+
+    /// Operations started and not yet completed.
+    [[nodiscard]] std::int64_t outstanding_work() const noexcept { return scheduler_.outstanding(); }
+
+    /// Requested by stop(); spawn()ed work observes it.
+    [[nodiscard]] std::stop_token get_stop_token() const noexcept { return stop_source_.get_token(); }
+
+    /// A snapshot of the context's counters; see io_statistics.
+    [[nodiscard]] io_statistics statistics() const { return scheduler_.statistics(); }
+
+    /// `co_await ctx.schedule();` continues the coroutine on a pool thread.
+    /// Works after stop() too (it is how coroutines unwind). No allocation.
+    [[nodiscard]] schedule_op schedule() noexcept { return schedule_op{scheduler_}; }
+
+    /// `co_await ctx.sleep_for(d)`: resumes on a pool thread after at least
+    /// `d` (at once, inline, if d <= 0). See sleep_op for the result.
+    [[nodiscard]] sleep_op sleep_for(clock::duration d) noexcept { return sleep_until(clock::now() + d); }
+
+    /// `co_await ctx.sleep_until(t)`: as sleep_for, until the time point t.
+    [[nodiscard]] sleep_op sleep_until(clock::time_point t) noexcept { return sleep_op{scheduler_, t}; }
+
+    /// Runs `f()` once on a pool thread. Allocates one node for `f`; an
+    /// exception escaping `f` calls std::terminate.
+    template <class F>
+        requires std::is_invocable_v<F&>
+    void post(F f)
+    {
+        scheduler_.post(new posted_function<F>(std::move(f)));
+    }
+
+    /// Runs `a` detached on the pool: it starts on a pool thread and counts
+    /// as outstanding work until it finishes, so run() does not return (even
+    /// after stop()) while it runs. It observes get_stop_token(). Allocates
+    /// one frame. An exception escaping `a` calls std::terminate: use a
+    /// task_group to collect errors instead.
+    template <awaitable A>
+    void spawn(A a)
+    {
+        scheduler_.work_started();
+        auto child = make_detached(*this, std::move(a));
+        child.handle_.promise().context_ = this;
+        child.handle_.promise().stop_token_ = stop_source_.get_token();
+        child.handle_.resume();
+    }
+
+    /// Testing hook: the next n internal posts fail as if the port refused
+    /// them, exercising the fallback path.
+    void inject_post_failures(unsigned n) noexcept { scheduler_.inject_post_failures(n); }
+
+    /// The backend scheduler, for portico's own I/O objects.
+    [[nodiscard]] detail::win::scheduler& scheduler_impl() noexcept { return scheduler_; }
+
+private:
+    template <class F>
+    struct posted_function final : detail::win::overlapped_op {
+        explicit posted_function(F&& fn) : overlapped_op(&posted_function::run), f(std::move(fn)) {}
+        static void run(overlapped_op* op, ULONG_PTR, DWORD) noexcept
+        {
+            std::unique_ptr<posted_function> self(static_cast<posted_function*>(op));
+            self->f();
+        }
+        F f;
+    };
+
+    struct detached {
+        struct promise_type : detail::frame_allocation {
+            detached get_return_object() noexcept
+            {
+                return detached{std::coroutine_handle<promise_type>::from_promise(*this)};
+            }
+            std::suspend_always initial_suspend() const noexcept { return {}; }
+            struct final_awaiter {
+                bool await_ready() const noexcept { return false; }
+                void await_suspend(std::coroutine_handle<promise_type> h) const noexcept
+                {
+                    io_context* ctx = h.promise().context_;
+                    // NOTE: free the frame before the work count drops, so a
+                    // drained context has no live frames left.
+                    h.destroy();
+                    ctx->scheduler_.work_finished();
+                }
+                void await_resume() const noexcept {}
+            };
+            final_awaiter final_suspend() const noexcept { return {}; }
+            void unhandled_exception() noexcept { std::terminate(); }
+            void return_void() noexcept {}
+            const std::stop_token& stop_token() const noexcept { return stop_token_; }
+
+            io_context* context_ = nullptr;
+            std::stop_token stop_token_;
+        };
+        std::coroutine_handle<promise_type> handle_;
+    };
+
+    template <class A>
+    static detached make_detached(io_context& ctx, A a)
+    {
+        co_await ctx.schedule();
+        co_await std::move(a);
+    }
+
+    detail::win::scheduler scheduler_;
+    std::stop_source stop_source_;
+};
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,78 @@
+// portico: counters an io_context keeps about its own work.
+#pragma once
+
+#include <portico/config.hpp>
+
+#include <cstdint>
+
+PORTICO_NAMESPACE_BEGIN
+
+/// A snapshot of an io_context's counters, from io_context::statistics().
+///
+/// Counts are totals since the context was created; subtract two snapshots
+/// to measure an interval. Each pool thread counts into its own block, so
+/// keeping them costs no shared writes on the hot path. A snapshot taken
+/// while threads run is consistent per counter, not across counters.
+struct io_statistics {
+    /// Calls to GetQueuedCompletionStatusEx that returned.
+    std::uint64_t dequeue_calls = 0;
+    /// Completion packets dequeued, wake-ups included.
+    std::uint64_t completions = 0;
+    /// The largest number of packets one dequeue call returned.
+    std::uint64_t max_batch = 0;
+    /// PostQueuedCompletionStatus calls (schedule, timers, wake-ups).
+    std::uint64_t posts = 0;
+    /// Posts the port refused; their work went to the fallback queue.
+    std::uint64_t post_failures = 0;
+    /// Operations that completed synchronously and resumed inline.
+    std::uint64_t inline_completions = 0;
+    /// Timers started, fired at their deadline, and cancelled before it.
+    std::uint64_t timers_started = 0;
+    std::uint64_t timers_fired = 0;
+    std::uint64_t timers_cancelled = 0;
+    /// Win32 I/O calls by kind.
+    std::uint64_t recv_calls = 0;
+    std::uint64_t send_calls = 0;
+    std::uint64_t accept_calls = 0;
+    std::uint64_t connect_calls = 0;
+    std::uint64_t disconnect_calls = 0;
+    std::uint64_t cancel_calls = 0;
+    /// Operations started and not yet completed, at the time of the snapshot.
+    std::int64_t outstanding = 0;
+
+    /// Average packets per dequeue call (0 if none).
+    [[nodiscard]] double completions_per_batch() const noexcept
+    {
+        return dequeue_calls == 0 ? 0.0 : static_cast<double>(completions) / static_cast<double>(dequeue_calls);
+    }
+    /// All Win32 I/O calls together.
+    [[nodiscard]] std::uint64_t io_calls() const noexcept
+    {
+        return recv_calls + send_calls + accept_calls + connect_calls + disconnect_calls + cancel_calls;
+    }
+};
+
+namespace detail {
+
+/// Index of each summed counter in a statistics block.
+enum class counter : unsigned {
+    dequeue_calls,
+    completions,
+    posts,
+    post_failures,
+    inline_completions,
+    timers_started,
+    timers_fired,
+    timers_cancelled,
+    recv_calls,
+    send_calls,
+    accept_calls,
+    connect_calls,
+    disconnect_calls,
+    cancel_calls,
+    count_
+};
+
+} // namespace detail
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,21 @@
+// portico: umbrella header — includes every public header for this platform.
+#pragma once
+
+#include <portico/config.hpp>
+
+#include <portico/coro/async_mutex.hpp>
+#include <portico/coro/awaitable_traits.hpp>
+#include <portico/coro/stop_token.hpp>
+#include <portico/coro/sync_wait.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/coro/task_group.hpp>
+#include <portico/coro/when_all.hpp>
+#include <portico/coro/when_any.hpp>
+#include <portico/error.hpp>
+#include <portico/io_statistics.hpp>
+
+#if !PORTICO_BACKEND_NONE
+#include <portico/io_context.hpp>
+#include <portico/thread_pool.hpp>
+#include <portico/timer.hpp>
+#endif

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Starts or stops the wineserver of a test prefix, so a test run shares one
+# server and leaves none behind.   wine-server.sh start|stop PREFIX
+set -euo pipefail
+action=$1
+export WINEPREFIX=$2
+server=/usr/lib/wine/wineserver
+[[ -x $server ]] || server=$(command -v wineserver)
+case $action in
+  start)
+    mkdir -p "$WINEPREFIX"
+    # A persistent server (it daemonizes), so tests do not each pay for a
+    # server start; `stop` ends it.
+    "$server" -p
+    "$(dirname "$0")/wine-run.sh" "$WINEPREFIX" cmd /c exit 0 >/dev/null 2>&1 || true ;;
+  stop)
+    "$server" -k 2>/dev/null || true ;;
+  *) echo "usage: $0 start|stop PREFIX" >&2; exit 2 ;;
+esac

@@ -1,0 +1,88 @@
+// PORTICO_CO_TEST_CASE: runs a coroutine test body on a fresh io_context with
+// 1 and with 4 pool threads, then checks that the context drained and that no
+// coroutine frame or process handle leaked.
+#pragma once
+
+#include <portico/io_context.hpp>
+#include <portico/coro/sync_wait.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/win/windows.hpp>
+#include <portico/thread_pool.hpp>
+
+#include "support/catch.hpp"
+
+#include <exception>
+
+namespace portico::test {
+
+/// Handles the process holds now (kernel objects: threads, events, ports...).
+inline unsigned long process_handles()
+{
+    DWORD count = 0;
+    ::GetProcessHandleCount(::GetCurrentProcess(), &count);
+    return count;
+}
+
+/// What must return to its starting value after a test.
+struct baseline {
+    std::ptrdiff_t frames = debug::live_frames();
+    unsigned long handles = process_handles();
+
+    void check() const
+    {
+        CHECK(debug::live_frames() == frames);
+        CHECK(process_handles() == handles);
+    }
+};
+
+/// Runs `body(ctx, threads)` to completion on a fresh context served by
+/// `threads` pool threads; the body starts on a pool thread. Then stops and
+/// drains the context and checks the baseline.
+template <class Body>
+void run_co_test(unsigned threads, Body body)
+{
+    detail::win::ensure_winsock(); // once per process; not a leak
+    const baseline before;
+    {
+        io_context ctx({threads});
+        std::exception_ptr failure;
+        {
+            thread_pool pool(ctx, threads);
+            try {
+                sync_wait([](io_context& c, unsigned n, Body& b) -> task<> {
+                    co_await c.schedule();
+                    co_await b(c, n);
+                }(ctx, threads, body));
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            ctx.stop();
+            pool.join();
+        }
+        CHECK(ctx.outstanding_work() == 0);
+        if (failure) std::rethrow_exception(failure);
+    }
+    before.check();
+}
+
+} // namespace portico::test
+
+#define PORTICO_CO_TEST_CAT2(a, b) a##b
+#define PORTICO_CO_TEST_CAT(a, b) PORTICO_CO_TEST_CAT2(a, b)
+#define PORTICO_CO_TEST_CASE_IMPL(name, tags, fn)                                           \
+    static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);              \
+    TEST_CASE(name, tags)                                                                   \
+    {                                                                                       \
+        for (unsigned portico_threads : {1u, 4u}) {                                         \
+            DYNAMIC_SECTION("pool threads: " << portico_threads)                            \
+            {                                                                               \
+                ::portico::test::run_co_test(portico_threads, &fn);                         \
+            }                                                                               \
+        }                                                                                   \
+    }                                                                                       \
+    static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
+
+/// A test case whose body is a coroutine `task<>` with `ctx` (the context)
+/// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.
+#define PORTICO_CO_TEST_CASE(name, tags) PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__))
