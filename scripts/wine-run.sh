@@ -18,7 +18,9 @@ if [[ ! -f $prefix/.portico-ready ]]; then
   (
     flock 9
     if [[ ! -f $prefix/.portico-ready ]]; then
-      "$wine" wineboot --init >/dev/null 2>&1 || true
+      # Detached from our output: wineboot leaves services running that would
+      # otherwise hold the caller's pipes open.
+      "$wine" wineboot --init </dev/null >/dev/null 2>&1 || true
       touch "$prefix/.portico-ready"
     fi
   ) 9>"$prefix.lock"

@@ -11,9 +11,12 @@ case $action in
     mkdir -p "$WINEPREFIX"
     # A persistent server (it daemonizes), so tests do not each pay for a
     # server start; `stop` ends it.
-    "$server" -p
-    "$(dirname "$0")/wine-run.sh" "$WINEPREFIX" cmd /c exit 0 >/dev/null 2>&1 || true ;;
+    # Its output goes nowhere: a daemon holding ctest's pipe open would make
+    # ctest wait for it forever.
+    "$server" -p </dev/null >/dev/null 2>&1 || true # already running is fine
+    "$(dirname "$0")/wine-run.sh" "$WINEPREFIX" cmd /c exit 0 </dev/null >/dev/null 2>&1 || true ;;
   stop)
-    "$server" -k 2>/dev/null || true ;;
+    "$server" -k 2>/dev/null || true
+    "$server" -w 2>/dev/null || true ;;
   *) echo "usage: $0 start|stop PREFIX" >&2; exit 2 ;;
 esac

@@ -64,10 +64,10 @@ class [[nodiscard]] sleep_op : private detail::win::timer_op {
 public:
     using clock = std::chrono::steady_clock;
 
-    sleep_op(detail::win::scheduler& s, clock::time_point deadline) noexcept
+    sleep_op(detail::win::scheduler& s, clock::time_point when) noexcept
         : timer_op(&sleep_op::on_complete), scheduler_(s)
     {
-        this->deadline = deadline;
+        deadline = when;
     }
 
     bool await_ready() const noexcept { return false; }
