@@ -45,7 +45,8 @@ struct frame_allocation {
         // RACE: release pairs with the acquire in live_frames(), so a test that
         // reads 0 also sees everything the frame's coroutine wrote.
         debug::live_frames_counter().fetch_sub(1, std::memory_order_release);
-        ::operator delete(p, size);
+        ::operator delete(p);
+        (void)size;
     }
 #endif
 };

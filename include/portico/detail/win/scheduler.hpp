@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <atomic>
 #include <cstdint>
 #include <forward_list>
@@ -79,6 +80,15 @@ public:
 
     [[nodiscard]] HANDLE port() const noexcept { return port_.get(); }
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
+
+    /// Associates a handle (socket, file) with the port: its overlapped I/O
+    /// completes here with completion_key::io. Throws std::system_error.
+    void associate(HANDLE handle)
+    {
+        if (::CreateIoCompletionPort(handle, port(), static_cast<ULONG_PTR>(completion_key::io), 0) == nullptr) {
+            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateIoCompletionPort");
+        }
+    }
 
     /// Dequeues and dispatches completions on the calling thread until stop()
     /// has been called and no work is outstanding.
@@ -152,9 +162,9 @@ public:
     /// The other half of work_started(), after the completion was handled.
     void work_finished() noexcept
     {
-        if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) == 1 && stopped_.load(std::memory_order_seq_cst)) {
-            wake_one();
-        }
+        const auto before = outstanding_.fetch_sub(1, std::memory_order_seq_cst);
+        assert(before > 0 && "work_finished() without a matching work_started()");
+        if (before == 1 && stopped_.load(std::memory_order_seq_cst)) wake_one();
     }
 
     /// Posts `op` as new work: it is completed, once, on a pool thread.

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up everything (Debian packages, only what is missing) and runs every
+# test in every preset: native ASan+UBSan and TSan for the platform-neutral
+# layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine.
+#   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+bash scripts/setup.sh
+
+presets=(linux linux-tsan mingw-gcc mingw-clang)
+if (($#)); then presets=("$@"); fi
+
+# Whatever happens, leave no wineserver (or Wine program) behind.
+stop_wine() {
+  for prefix in "$root"/build/*/wineprefix; do
+    [[ -d $prefix ]] && bash scripts/wine-server.sh stop "$prefix"
+  done
+  return 0
+}
+trap stop_wine EXIT
+
+passed=0
+failed=0
+for preset in "${presets[@]}"; do
+  echo "=== $preset"
+  if cmake --preset "$preset" >/dev/null &&
+     cmake --build --preset "$preset" &&
+     ctest --preset "$preset" -j2; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "=== $preset FAILED"
+  fi
+done
+
+echo "presets: $passed passed, $failed failed"
+((failed == 0))
