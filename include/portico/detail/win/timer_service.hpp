@@ -81,15 +81,14 @@ public:
     /// On true, the op will be posted exactly once, fired or cancelled.
     bool add(timer_op* op)
     {
-        bool wake = false;
-        {
-            std::lock_guard lock(mutex_);
-            if (op->cancel_requested || closed_) return false;
-            start_thread_locked();
-            wake = heap_.push(op);
-        }
-        // Only a new earliest deadline changes what the thread waits for.
-        if (wake) ::SetEvent(wake_);
+        std::lock_guard lock(mutex_);
+        if (op->cancel_requested || closed_) return false;
+        start_thread_locked();
+        // NOTE: only a new earliest deadline changes when the thread must
+        // wake. Re-arming the waitable timer here, under the lock, costs one
+        // call and no context switch; waking the thread to do it cost a
+        // switch per timer (bench/timers.cpp, docs/design/timers.md).
+        if (heap_.push(op)) arm(op->deadline - clock::now());
         return true;
     }
 
@@ -180,6 +179,8 @@ private:
         }
     }
 
+    /// Sets the waitable timer to fire after `due`. Called with the lock held,
+    /// so the last call always reflects the current earliest deadline.
     void arm(clock::duration due) noexcept
     {
         // Relative due times are negative, in 100 ns units; round up so the
