@@ -24,10 +24,7 @@ namespace {
 using portico::io_context;
 using portico::task;
 
-[[noreturn]] void fail(const char* what)
-{
-    throw std::system_error(::WSAGetLastError(), std::system_category(), what);
-}
+[[noreturn]] void fail(const char* what) { throw std::system_error(::WSAGetLastError(), std::system_category(), what); }
 
 // One overlapped WSARecv or WSASend on a socket associated with the context.
 class socket_op : portico::detail::win::overlapped_op {
@@ -116,7 +113,8 @@ task<> client(connection s, int rounds)
         co_await async_send(s, line);
         std::printf("client: sent \"%s\"\n", line.c_str());
         std::size_t got = 0;
-        while (got < line.size()) got += co_await async_receive(s, buffer + got, sizeof buffer - got);
+        while (got < line.size())
+            got += co_await async_receive(s, buffer + got, sizeof buffer - got);
         std::printf("client: echo \"%s\" %s\n", std::string(buffer, got).c_str(),
                     std::string_view(buffer, got) == line ? "matches" : "DIFFERS");
     }

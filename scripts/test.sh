@@ -23,6 +23,8 @@ trap stop_wine EXIT
 
 passed=0
 failed=0
+echo "=== format"
+if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for preset in "${presets[@]}"; do
   echo "=== $preset"
   if cmake --preset "$preset" >/dev/null &&
@@ -35,5 +37,5 @@ for preset in "${presets[@]}"; do
   fi
 done
 
-echo "presets: $passed passed, $failed failed"
+echo "checks: $passed passed, $failed failed"
 ((failed == 0))

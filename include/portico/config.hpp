@@ -26,9 +26,9 @@
 // nothing leaks (see portico::debug::live_frames). Define it for a whole
 // target, never for a single translation unit.
 
-#define PORTICO_NAMESPACE_BEGIN \
-    namespace portico {         \
+#define PORTICO_NAMESPACE_BEGIN                                                                                        \
+    namespace portico {                                                                                                \
     inline namespace v0 {
-#define PORTICO_NAMESPACE_END \
-    }                         \
+#define PORTICO_NAMESPACE_END                                                                                          \
+    }                                                                                                                  \
     }

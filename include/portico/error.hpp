@@ -68,24 +68,42 @@ public:
     std::string message(int value) const override
     {
         switch (static_cast<errc>(value)) {
-        case errc::eof: return "end of stream";
-        case errc::operation_aborted: return "operation aborted";
-        case errc::timed_out: return "operation timed out";
-        case errc::connection_reset: return "connection reset by peer";
-        case errc::connection_refused: return "connection refused";
-        case errc::connection_aborted: return "connection aborted";
-        case errc::not_connected: return "socket is not connected";
-        case errc::address_in_use: return "address already in use";
-        case errc::network_unreachable: return "network unreachable";
-        case errc::invalid_argument: return "invalid argument";
-        case errc::bad_state: return "operation not valid in the current state";
-        case errc::packet_too_large: return "packet larger than the configured maximum";
-        case errc::packet_malformed: return "packet size smaller than its header";
-        case errc::packet_truncated: return "stream ended inside a packet";
-        case errc::send_queue_full: return "send queue above its high watermark";
-        case errc::rate_limited: return "packet rate limit exceeded";
-        case errc::idle_timeout: return "connection idle for too long";
-        case errc::no_resources: return "out of system resources";
+        case errc::eof:
+            return "end of stream";
+        case errc::operation_aborted:
+            return "operation aborted";
+        case errc::timed_out:
+            return "operation timed out";
+        case errc::connection_reset:
+            return "connection reset by peer";
+        case errc::connection_refused:
+            return "connection refused";
+        case errc::connection_aborted:
+            return "connection aborted";
+        case errc::not_connected:
+            return "socket is not connected";
+        case errc::address_in_use:
+            return "address already in use";
+        case errc::network_unreachable:
+            return "network unreachable";
+        case errc::invalid_argument:
+            return "invalid argument";
+        case errc::bad_state:
+            return "operation not valid in the current state";
+        case errc::packet_too_large:
+            return "packet larger than the configured maximum";
+        case errc::packet_malformed:
+            return "packet size smaller than its header";
+        case errc::packet_truncated:
+            return "stream ended inside a packet";
+        case errc::send_queue_full:
+            return "send queue above its high watermark";
+        case errc::rate_limited:
+            return "packet rate limit exceeded";
+        case errc::idle_timeout:
+            return "connection idle for too long";
+        case errc::no_resources:
+            return "out of system resources";
         }
         return "unknown portico error";
     }
@@ -94,18 +112,30 @@ public:
     std::error_condition default_error_condition(int value) const noexcept override
     {
         switch (static_cast<errc>(value)) {
-        case errc::operation_aborted: return std::errc::operation_canceled;
-        case errc::timed_out: return std::errc::timed_out;
-        case errc::connection_reset: return std::errc::connection_reset;
-        case errc::connection_refused: return std::errc::connection_refused;
-        case errc::connection_aborted: return std::errc::connection_aborted;
-        case errc::not_connected: return std::errc::not_connected;
-        case errc::address_in_use: return std::errc::address_in_use;
-        case errc::network_unreachable: return std::errc::network_unreachable;
-        case errc::invalid_argument: return std::errc::invalid_argument;
-        case errc::send_queue_full: return std::errc::no_buffer_space;
-        case errc::no_resources: return std::errc::not_enough_memory;
-        default: return std::error_condition(value, *this);
+        case errc::operation_aborted:
+            return std::errc::operation_canceled;
+        case errc::timed_out:
+            return std::errc::timed_out;
+        case errc::connection_reset:
+            return std::errc::connection_reset;
+        case errc::connection_refused:
+            return std::errc::connection_refused;
+        case errc::connection_aborted:
+            return std::errc::connection_aborted;
+        case errc::not_connected:
+            return std::errc::not_connected;
+        case errc::address_in_use:
+            return std::errc::address_in_use;
+        case errc::network_unreachable:
+            return std::errc::network_unreachable;
+        case errc::invalid_argument:
+            return std::errc::invalid_argument;
+        case errc::send_queue_full:
+            return std::errc::no_buffer_space;
+        case errc::no_resources:
+            return std::errc::not_enough_memory;
+        default:
+            return std::error_condition(value, *this);
         }
     }
 };
@@ -121,17 +151,11 @@ inline const std::error_category& error_category() noexcept
 
 /// Makes a std::error_code in portico's category; found by ADL so that
 /// `std::error_code ec = portico::errc::eof;` works.
-inline std::error_code make_error_code(errc e) noexcept
-{
-    return {static_cast<int>(e), error_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// Makes a std::error_condition in portico's category, so that a raw or
 /// std code can be compared against a portico condition.
-inline std::error_condition make_error_condition(errc e) noexcept
-{
-    return {static_cast<int>(e), error_category()};
-}
+inline std::error_condition make_error_condition(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// The result of an awaited operation: an error code and, for T other than
 /// void, a value (meaningful as documented by each operation; for I/O, the
@@ -149,8 +173,7 @@ public:
     io_result() = default;
     io_result(std::error_code ec, T value) noexcept(std::is_nothrow_move_constructible_v<T>)
         : ec_(ec), value_(std::move(value))
-    {
-    }
+    {}
 
     /// The error, or a default (false) std::error_code on success.
     [[nodiscard]] const std::error_code& error() const noexcept { return ec_; }
@@ -178,20 +201,31 @@ public:
     T& value_unchecked() noexcept { return value_; }
     const T& value_unchecked() const noexcept { return value_; }
 
+    /// Tuple protocol for structured bindings: get<0>() is the error,
+    /// get<1>() the value.
     template <std::size_t I>
     decltype(auto) get() & noexcept
     {
-        if constexpr (I == 0) return (ec_); else return (value_);
+        if constexpr (I == 0)
+            return (ec_);
+        else
+            return (value_);
     }
     template <std::size_t I>
     decltype(auto) get() const& noexcept
     {
-        if constexpr (I == 0) return (ec_); else return (value_);
+        if constexpr (I == 0)
+            return (ec_);
+        else
+            return (value_);
     }
     template <std::size_t I>
     decltype(auto) get() && noexcept
     {
-        if constexpr (I == 0) return std::move(ec_); else return std::move(value_);
+        if constexpr (I == 0)
+            return std::move(ec_);
+        else
+            return std::move(value_);
     }
 
 private:
@@ -221,6 +255,7 @@ public:
         if (ec_) throw std::system_error(ec_);
     }
 
+    /// Tuple protocol for structured bindings: get<0>() is the error.
     template <std::size_t I>
     const std::error_code& get() const& noexcept
     {

@@ -34,7 +34,8 @@ class io_context;
 /// on one of the context's pool threads. Never allocates.
 class [[nodiscard]] schedule_op : private detail::win::overlapped_op {
 public:
-    explicit schedule_op(detail::win::scheduler& s) noexcept : overlapped_op(&schedule_op::on_complete), scheduler_(s) {}
+    explicit schedule_op(detail::win::scheduler& s) noexcept : overlapped_op(&schedule_op::on_complete), scheduler_(s)
+    {}
 
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> awaiting) noexcept

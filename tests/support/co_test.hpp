@@ -70,19 +70,20 @@ void run_co_test(unsigned threads, Body body)
 
 #define PORTICO_CO_TEST_CAT2(a, b) a##b
 #define PORTICO_CO_TEST_CAT(a, b) PORTICO_CO_TEST_CAT2(a, b)
-#define PORTICO_CO_TEST_CASE_IMPL(name, tags, fn)                                           \
-    static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);              \
-    TEST_CASE(name, tags)                                                                   \
-    {                                                                                       \
-        for (unsigned portico_threads : {1u, 4u}) {                                         \
-            DYNAMIC_SECTION("pool threads: " << portico_threads)                            \
-            {                                                                               \
-                ::portico::test::run_co_test(portico_threads, &fn);                         \
-            }                                                                               \
-        }                                                                                   \
-    }                                                                                       \
+#define PORTICO_CO_TEST_CASE_IMPL(name, tags, fn)                                                                      \
+    static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);                                         \
+    TEST_CASE(name, tags)                                                                                              \
+    {                                                                                                                  \
+        for (unsigned portico_threads : {1u, 4u}) {                                                                    \
+            DYNAMIC_SECTION("pool threads: " << portico_threads)                                                       \
+            {                                                                                                          \
+                ::portico::test::run_co_test(portico_threads, &fn);                                                    \
+            }                                                                                                          \
+        }                                                                                                              \
+    }                                                                                                                  \
     static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
 
 /// A test case whose body is a coroutine `task<>` with `ctx` (the context)
 /// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.
-#define PORTICO_CO_TEST_CASE(name, tags) PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__))
+#define PORTICO_CO_TEST_CASE(name, tags)                                                                               \
+    PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__))

@@ -20,7 +20,8 @@ class thread_executor {
 public:
     explicit thread_executor(unsigned threads)
     {
-        for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+        for (unsigned i = 0; i < threads; ++i)
+            threads_.emplace_back([this] { run(); });
     }
     thread_executor(const thread_executor&) = delete;
     thread_executor& operator=(const thread_executor&) = delete;
@@ -31,7 +32,8 @@ public:
             done_ = true;
         }
         cv_.notify_all();
-        for (auto& t : threads_) t.join();
+        for (auto& t : threads_)
+            t.join();
     }
 
     struct schedule_op {

@@ -38,7 +38,10 @@ public:
     async_mutex() noexcept = default;
     async_mutex(const async_mutex&) = delete;
     async_mutex& operator=(const async_mutex&) = delete;
-    ~async_mutex() { assert(state_.load(std::memory_order_relaxed) == not_locked && "async_mutex destroyed while locked"); }
+    ~async_mutex()
+    {
+        assert(state_.load(std::memory_order_relaxed) == not_locked && "async_mutex destroyed while locked");
+    }
 
     /// Takes the lock if it is free, without suspending. Returns true on success.
     [[nodiscard]] bool try_lock() noexcept
@@ -48,6 +51,8 @@ public:
                                               std::memory_order_relaxed);
     }
 
+    /// Awaiter of lock(): completes holding the lock. Lives in the awaiting
+    /// frame and is linked into the waiter list while suspended.
     class lock_op {
     public:
         explicit lock_op(async_mutex& m) noexcept : mutex_(m) {}
@@ -83,6 +88,7 @@ public:
         std::coroutine_handle<> awaiter_;
     };
 
+    /// Awaiter of scoped_lock(): as lock_op, yielding an async_mutex_lock.
     class scoped_lock_op : public lock_op {
     public:
         using lock_op::lock_op;

@@ -46,7 +46,8 @@ concept awaitable = detail::awaiter<std::remove_reference_t<decltype(detail::get
 
 /// The type `co_await std::declval<A>()` produces.
 template <awaitable A>
-using await_result_t = decltype(std::declval<std::remove_reference_t<decltype(detail::get_awaiter(std::declval<A>()))>&>().await_resume());
+using await_result_t =
+    decltype(std::declval<std::remove_reference_t<decltype(detail::get_awaiter(std::declval<A>()))>&>().await_resume());
 
 /// void becomes std::monostate, so results can be stored in tuples and variants.
 template <class T>

@@ -128,10 +128,10 @@ auto sync_wait(A&& a, std::stop_token token = {}) -> await_result_t<A>
     using result = await_result_t<A>;
     if constexpr (std::is_reference_v<result>) {
         using pointer = std::add_pointer_t<result>;
-        auto ptr = sync_wait(
-            [](A&& inner) -> task<pointer> { co_return std::addressof(co_await static_cast<A&&>(inner)); }(
-                static_cast<A&&>(a)),
-            std::move(token));
+        auto ptr =
+            sync_wait([](A&& inner) -> task<pointer> { co_return std::addressof(co_await static_cast<A&&>(inner)); }(
+                                        static_cast<A&&>(a)),
+                      std::move(token));
         return static_cast<result>(*ptr);
     } else {
         auto t = detail::make_sync_wait_task<result>(static_cast<A&&>(a));

@@ -181,6 +181,8 @@ public:
         handle_.promise().set_stop_token(std::move(token));
     }
 
+    /// The awaiter of `co_await task`: starts the task by symmetric transfer,
+    /// passing on the awaiter's stop token; yields the result or rethrows.
     struct awaiter {
         std::coroutine_handle<promise_type> handle;
 
@@ -217,10 +219,7 @@ public:
     [[nodiscard]] std::coroutine_handle<promise_type> handle() const noexcept { return handle_; }
 
     /// Gives up ownership of the frame: the caller must destroy it.
-    [[nodiscard]] std::coroutine_handle<promise_type> release() noexcept
-    {
-        return std::exchange(handle_, {});
-    }
+    [[nodiscard]] std::coroutine_handle<promise_type> release() noexcept { return std::exchange(handle_, {}); }
 
 private:
     void destroy() noexcept

@@ -109,6 +109,7 @@ public:
     /// Number of spawned awaitables still running (a snapshot).
     [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_acquire) - 1; }
 
+    /// Awaiter of join(); see there.
     class join_op {
     public:
         explicit join_op(task_group& group) noexcept : group_(group) {}
@@ -168,7 +169,8 @@ private:
 
 namespace detail {
 
-inline void group_child::promise_type::final_awaiter::await_suspend(std::coroutine_handle<promise_type> h) const noexcept
+inline void
+group_child::promise_type::final_awaiter::await_suspend(std::coroutine_handle<promise_type> h) const noexcept
 {
     task_group* group = h.promise().group_;
     std::exception_ptr error = std::move(h.promise().exception_);

@@ -70,17 +70,21 @@ template <awaitable A>
     detail::join_latch latch(as.size());
     std::vector<decltype(detail::make_join_child(std::move(as.front())))> children;
     children.reserve(as.size());
-    for (auto& a : as) children.push_back(detail::make_join_child(std::move(a)));
+    for (auto& a : as)
+        children.push_back(detail::make_join_child(std::move(a)));
     co_await detail::join_all_op(latch, [&] {
         for (std::size_t i = 0; i < children.size(); ++i) {
             children[i].arm(latch, source.get_token(), i, &detail::when_all_child_done, &source);
         }
-        for (auto& child : children) child.start();
+        for (auto& child : children)
+            child.start();
     });
     std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>> results;
     results.reserve(children.size());
-    for (auto& child : children) child.rethrow_if_failed();
-    for (auto& child : children) results.push_back(child.take());
+    for (auto& child : children)
+        child.rethrow_if_failed();
+    for (auto& child : children)
+        results.push_back(child.take());
     co_return results;
 }
 

@@ -108,12 +108,14 @@ template <awaitable A>
     detail::join_latch latch(as.size());
     std::vector<decltype(detail::make_join_child(std::move(as.front())))> children;
     children.reserve(as.size());
-    for (auto& a : as) children.push_back(detail::make_join_child(std::move(a)));
+    for (auto& a : as)
+        children.push_back(detail::make_join_child(std::move(a)));
     co_await detail::join_all_op(latch, [&] {
         for (std::size_t i = 0; i < children.size(); ++i) {
             children[i].arm(latch, state.source.get_token(), i, &detail::when_any_state::child_done, &state);
         }
-        for (auto& child : children) child.start();
+        for (auto& child : children)
+            child.start();
     });
     const std::size_t index = state.winner.load(std::memory_order_acquire);
     co_return when_any_result<non_void_t<std::remove_cvref_t<await_result_t<A>>>>{index, children[index].take()};

@@ -21,10 +21,7 @@ inline std::atomic<std::ptrdiff_t>& live_frames_counter() noexcept
 }
 
 /// Reads live_frames_counter(); see there.
-inline std::ptrdiff_t live_frames() noexcept
-{
-    return live_frames_counter().load(std::memory_order_acquire);
-}
+inline std::ptrdiff_t live_frames() noexcept { return live_frames_counter().load(std::memory_order_acquire); }
 
 } // namespace debug
 

@@ -37,9 +37,9 @@ TEST_CASE("sync_wait blocks until work finishing on another thread is done", "[s
 TEST_CASE("sync_wait rethrows and passes its stop token on", "[sync_wait]")
 {
     CHECK_THROWS_AS(sync_wait([]() -> task<> {
-        throw std::logic_error("x");
-        co_return;
-    }()),
+                        throw std::logic_error("x");
+                        co_return;
+                    }()),
                     std::logic_error);
 
     std::stop_source source;

@@ -24,7 +24,11 @@ task<int> depth(int n)
     co_return 1 + co_await depth(n - 1);
 }
 
-task<> thrower() { throw std::runtime_error("boom"); co_return; }
+task<> thrower()
+{
+    throw std::runtime_error("boom");
+    co_return;
+}
 
 task<int> rethrow_through(int levels)
 {

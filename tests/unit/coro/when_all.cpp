@@ -19,9 +19,9 @@ using portico::test::wait_for_stop;
 
 TEST_CASE("when_all yields every result in argument order", "[when_all]")
 {
-    auto [a, b, c] = sync_wait(when_all([]() -> task<int> { co_return 1; }(),
-                                        []() -> task<std::string> { co_return "two"; }(),
-                                        []() -> task<> { co_return; }()));
+    auto [a, b, c] =
+        sync_wait(when_all([]() -> task<int> { co_return 1; }(), []() -> task<std::string> { co_return "two"; }(),
+                           []() -> task<> { co_return; }()));
     CHECK(a == 1);
     CHECK(b == "two");
     CHECK(c == std::monostate{});
@@ -41,13 +41,15 @@ TEST_CASE("when_all runs its awaitables concurrently on other threads", "[when_a
             while (seen < now && !peak.compare_exchange_weak(seen, now)) {
             }
             running.fetch_sub(1);
-            co_return i * i;
+            co_return i* i;
         };
         std::vector<task<int>> children;
-        for (int i = 0; i < 200; ++i) children.push_back(child(i));
+        for (int i = 0; i < 200; ++i)
+            children.push_back(child(i));
         auto results = sync_wait(when_all(std::move(children)));
         REQUIRE(results.size() == 200);
-        for (int i = 0; i < 200; ++i) CHECK(results[static_cast<std::size_t>(i)] == i * i);
+        for (int i = 0; i < 200; ++i)
+            CHECK(results[static_cast<std::size_t>(i)] == i * i);
         CHECK(peak.load() >= 1);
     }
     CHECK(portico::debug::live_frames() == frames);

@@ -69,11 +69,9 @@ public:
     };
 
     explicit scheduler(options opts)
-        : port_(create_port(opts.concurrency_hint)),
-          batch_size_((std::max)(1u, opts.batch_size)),
+        : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
-    {
-    }
+    {}
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
@@ -86,7 +84,8 @@ public:
     void associate(HANDLE handle)
     {
         if (::CreateIoCompletionPort(handle, port(), static_cast<ULONG_PTR>(completion_key::io), 0) == nullptr) {
-            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateIoCompletionPort");
+            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(),
+                                    "CreateIoCompletionPort");
         }
     }
 
@@ -125,7 +124,8 @@ public:
             if (count > stats->max_batch.load(std::memory_order_relaxed)) {
                 stats->max_batch.store(count, std::memory_order_relaxed);
             }
-            for (ULONG i = 0; i < count; ++i) dispatch(entries[i]);
+            for (ULONG i = 0; i < count; ++i)
+                dispatch(entries[i]);
         }
         // Let the next thread see the drained state too.
         wake_one();
@@ -219,13 +219,15 @@ public:
         std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> sum{};
         std::uint64_t max_batch = 0;
         auto add = [&](const stat_block& b) {
-            for (unsigned i = 0; i < sum.size(); ++i) sum[i] += b.values[i].load(std::memory_order_relaxed);
+            for (unsigned i = 0; i < sum.size(); ++i)
+                sum[i] += b.values[i].load(std::memory_order_relaxed);
             max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
         };
         add(shared_);
         {
             std::lock_guard lock(blocks_mutex_);
-            for (const auto& b : blocks_) add(b);
+            for (const auto& b : blocks_)
+                add(b);
         }
         auto get = [&](counter c) { return sum[static_cast<unsigned>(c)]; };
         io_statistics s;
@@ -271,7 +273,8 @@ private:
         ensure_winsock();
         HANDLE port = ::CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, concurrency_hint);
         if (port == nullptr) {
-            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateIoCompletionPort");
+            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(),
+                                    "CreateIoCompletionPort");
         }
         return port;
     }
@@ -293,7 +296,8 @@ private:
 
     void dispatch(const OVERLAPPED_ENTRY& entry) noexcept
     {
-        if (static_cast<completion_key>(entry.lpCompletionKey) == completion_key::wake || entry.lpOverlapped == nullptr) {
+        if (static_cast<completion_key>(entry.lpCompletionKey) == completion_key::wake ||
+            entry.lpOverlapped == nullptr) {
             return;
         }
         auto* op = static_cast<overlapped_op*>(entry.lpOverlapped);

@@ -44,11 +44,11 @@ public:
     /// Called on the timer thread when asked to by request_retry().
     using retry_fn = bool (*)(void* context) noexcept;
 
-    timer_service(post_fn post, retry_fn retry, void* context)
-        : post_(post), retry_(retry), context_(context)
+    timer_service(post_fn post, retry_fn retry, void* context) : post_(post), retry_(retry), context_(context)
     {
         wake_ = ::CreateEventW(nullptr, FALSE, FALSE, nullptr);
-        if (wake_ == nullptr) throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateEventW");
+        if (wake_ == nullptr)
+            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(), "CreateEventW");
         // A high-resolution timer where the system has one (Windows 10 1803+);
         // otherwise the classic one, with the system timer's granularity.
         constexpr DWORD high_resolution = 0x00000002; // CREATE_WAITABLE_TIMER_HIGH_RESOLUTION

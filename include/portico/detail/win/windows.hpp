@@ -13,7 +13,8 @@
 #endif
 
 #if defined(_WINSOCKAPI_) && !defined(_WINSOCK2API_)
-#error "portico: <winsock.h> was included before portico. Include <winsock2.h> (or portico) before <windows.h>, or define WIN32_LEAN_AND_MEAN."
+#error                                                                                                                 \
+    "portico: <winsock.h> was included before portico. Include <winsock2.h> (or portico) before <windows.h>, or define WIN32_LEAN_AND_MEAN."
 #endif
 
 #if !defined(WIN32_LEAN_AND_MEAN)
