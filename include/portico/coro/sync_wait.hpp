@@ -4,6 +4,7 @@
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/detail/result_promise.hpp>
 
 #include <condition_variable>
 #include <coroutine>
@@ -44,13 +45,12 @@ private:
 template <class T>
 class sync_wait_task {
 public:
-    class promise_type : public frame_allocation {
+    class promise_type : public result_promise<T> {
     public:
         sync_wait_task get_return_object() noexcept
         {
             return sync_wait_task{std::coroutine_handle<promise_type>::from_promise(*this)};
         }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
 
         struct final_awaiter {
             bool await_ready() const noexcept { return false; }
@@ -61,22 +61,7 @@ public:
         };
         final_awaiter final_suspend() const noexcept { return {}; }
 
-        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
-        void return_void() noexcept {}
-
-        template <class U>
-        std::suspend_never yield_value(U&& value) noexcept(std::is_nothrow_constructible_v<non_void_t<T>, U&&>)
-        {
-            value_.emplace(std::forward<U>(value));
-            return {};
-        }
-
-        const std::stop_token& stop_token() const noexcept { return stop_token_; }
-
         sync_wait_event* event_ = nullptr;
-        std::exception_ptr exception_;
-        std::optional<non_void_t<T>> value_;
-        std::stop_token stop_token_;
     };
 
     explicit sync_wait_task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
@@ -86,14 +71,15 @@ public:
     T run(std::stop_token token)
     {
         sync_wait_event event;
-        handle_.promise().event_ = &event;
-        handle_.promise().stop_token_ = std::move(token);
+        auto& promise = handle_.promise();
+        promise.event_ = &event;
+        promise.set_stop_token(std::move(token));
         handle_.resume();
         event.wait();
-        auto& promise = handle_.promise();
-        if (promise.exception_) std::rethrow_exception(promise.exception_);
-        if constexpr (!std::is_void_v<T>) {
-            return std::move(*promise.value_);
+        if constexpr (std::is_void_v<T>) {
+            promise.rethrow_if_failed();
+        } else {
+            return promise.take();
         }
     }
 

@@ -42,15 +42,8 @@ template <awaitable... As>
     std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
     detail::join_latch latch(sizeof...(As));
     auto children = std::make_tuple(detail::make_join_child(std::move(as))...);
-    co_await detail::join_all_op(latch, [&] {
-        std::apply(
-            [&](auto&... child) {
-                std::size_t index = 0;
-                (child.arm(latch, source.get_token(), index++, &detail::when_all_child_done, &source), ...);
-                (child.start(), ...);
-            },
-            children);
-    });
+    co_await detail::join_all_op(
+        latch, [&] { detail::start_children(children, latch, source, &detail::when_all_child_done, &source); });
     co_return std::apply(
         [](auto&... child) {
             (child.rethrow_if_failed(), ...);
@@ -68,17 +61,9 @@ template <awaitable A>
     std::stop_source source;
     std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
     detail::join_latch latch(as.size());
-    std::vector<decltype(detail::make_join_child(std::move(as.front())))> children;
-    children.reserve(as.size());
-    for (auto& a : as)
-        children.push_back(detail::make_join_child(std::move(a)));
-    co_await detail::join_all_op(latch, [&] {
-        for (std::size_t i = 0; i < children.size(); ++i) {
-            children[i].arm(latch, source.get_token(), i, &detail::when_all_child_done, &source);
-        }
-        for (auto& child : children)
-            child.start();
-    });
+    auto children = detail::make_join_children(as);
+    co_await detail::join_all_op(
+        latch, [&] { detail::start_children(children, latch, source, &detail::when_all_child_done, &source); });
     std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>> results;
     results.reserve(children.size());
     for (auto& child : children)

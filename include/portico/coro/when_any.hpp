@@ -84,13 +84,7 @@ when_any(As... as)
     detail::join_latch latch(sizeof...(As));
     auto children = std::make_tuple(detail::make_join_child(std::move(as))...);
     co_await detail::join_all_op(latch, [&] {
-        std::apply(
-            [&](auto&... child) {
-                std::size_t index = 0;
-                (child.arm(latch, state.source.get_token(), index++, &detail::when_any_state::child_done, &state), ...);
-                (child.start(), ...);
-            },
-            children);
+        detail::start_children(children, latch, state.source, &detail::when_any_state::child_done, &state);
     });
     const std::size_t index = state.winner.load(std::memory_order_acquire);
     co_return when_any_result<variant>{index, detail::take_winner<0, variant>(children, index)};
@@ -106,16 +100,9 @@ template <awaitable A>
     detail::when_any_state state;
     std::stop_callback forward(co_await get_stop_token(), [&state]() noexcept { state.source.request_stop(); });
     detail::join_latch latch(as.size());
-    std::vector<decltype(detail::make_join_child(std::move(as.front())))> children;
-    children.reserve(as.size());
-    for (auto& a : as)
-        children.push_back(detail::make_join_child(std::move(a)));
+    auto children = detail::make_join_children(as);
     co_await detail::join_all_op(latch, [&] {
-        for (std::size_t i = 0; i < children.size(); ++i) {
-            children[i].arm(latch, state.source.get_token(), i, &detail::when_any_state::child_done, &state);
-        }
-        for (auto& child : children)
-            child.start();
+        detail::start_children(children, latch, state.source, &detail::when_any_state::child_done, &state);
     });
     const std::size_t index = state.winner.load(std::memory_order_acquire);
     co_return when_any_result<non_void_t<std::remove_cvref_t<await_result_t<A>>>>{index, children[index].take()};

@@ -4,6 +4,7 @@
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/result_promise.hpp>
 
 #include <atomic>
 #include <coroutine>
@@ -12,7 +13,9 @@
 #include <optional>
 #include <stop_token>
 #include <type_traits>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -52,37 +55,24 @@ private:
 template <class T>
 class join_child {
 public:
-    class promise_type : public frame_allocation {
+    class promise_type : public result_promise<T> {
     public:
         join_child get_return_object() noexcept
         {
             return join_child{std::coroutine_handle<promise_type>::from_promise(*this)};
         }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
 
         struct final_awaiter {
             bool await_ready() const noexcept { return false; }
             std::coroutine_handle<> await_suspend(std::coroutine_handle<promise_type> h) const noexcept
             {
                 auto& p = h.promise();
-                if (p.on_done_) p.on_done_(p.on_done_context_, p.index_, static_cast<bool>(p.exception_));
+                if (p.on_done_) p.on_done_(p.on_done_context_, p.index_, p.failed());
                 return p.latch_->child_done();
             }
             void await_resume() const noexcept {}
         };
         final_awaiter final_suspend() const noexcept { return {}; }
-
-        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
-        void return_void() noexcept {}
-
-        template <class U>
-        std::suspend_never yield_value(U&& value) noexcept(std::is_nothrow_constructible_v<non_void_t<T>, U&&>)
-        {
-            value_.emplace(std::forward<U>(value));
-            return {};
-        }
-
-        const std::stop_token& stop_token() const noexcept { return stop_token_; }
 
         join_latch* latch_ = nullptr;
         // Optional hook run when the child finishes, before the latch counts
@@ -90,9 +80,6 @@ public:
         void (*on_done_)(void* context, std::size_t index, bool failed) noexcept = nullptr;
         void* on_done_context_ = nullptr;
         std::size_t index_ = 0;
-        std::stop_token stop_token_;
-        std::exception_ptr exception_;
-        std::optional<non_void_t<T>> value_;
     };
 
     explicit join_child(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
@@ -112,7 +99,7 @@ public:
     {
         auto& p = promise();
         p.latch_ = &latch;
-        p.stop_token_ = std::move(token);
+        p.set_stop_token(std::move(token));
         p.index_ = index;
         p.on_done_ = on_done;
         p.on_done_context_ = context;
@@ -121,17 +108,9 @@ public:
     /// Runs the child on this thread until it first suspends.
     void start() const { handle_.resume(); }
 
-    bool failed() const noexcept { return static_cast<bool>(promise().exception_); }
-    void rethrow_if_failed() const
-    {
-        if (promise().exception_) std::rethrow_exception(promise().exception_);
-    }
+    void rethrow_if_failed() const { promise().rethrow_if_failed(); }
     /// The result; rethrows the child's exception.
-    non_void_t<T> take()
-    {
-        rethrow_if_failed();
-        return std::move(*promise().value_);
-    }
+    non_void_t<T> take() { return promise().take(); }
 
 private:
     std::coroutine_handle<promise_type> handle_;
@@ -140,11 +119,42 @@ private:
 template <class A>
 join_child<std::remove_cvref_t<await_result_t<A>>> make_join_child(A a)
 {
-    if constexpr (std::is_void_v<await_result_t<A>>) {
-        co_await std::move(a);
-        co_yield std::monostate{};
+    return await_into<join_child<std::remove_cvref_t<await_result_t<A>>>>(std::move(a));
+}
+
+/// Makes one child per awaitable, in order.
+template <class A>
+auto make_join_children(std::vector<A>& as)
+{
+    std::vector<decltype(make_join_child(std::move(as.front())))> children;
+    children.reserve(as.size());
+    for (auto& a : as)
+        children.push_back(make_join_child(std::move(a)));
+    return children;
+}
+
+/// Arms every child (a tuple or a vector of join_child) to report to `latch`
+/// and `on_done(context, index, failed)` and to observe `source`, then starts
+/// them in order. Children are armed before any starts: a child that finishes
+/// at once may run on_done, which may read the others.
+template <class Children>
+void start_children(Children& children, join_latch& latch, const std::stop_source& source,
+                    void (*on_done)(void*, std::size_t, bool) noexcept, void* context)
+{
+    if constexpr (requires { children.size(); }) {
+        for (std::size_t i = 0; i < children.size(); ++i) {
+            children[i].arm(latch, source.get_token(), i, on_done, context);
+        }
+        for (auto& child : children)
+            child.start();
     } else {
-        co_yield co_await std::move(a);
+        std::apply(
+            [&](auto&... child) {
+                std::size_t index = 0;
+                (child.arm(latch, source.get_token(), index++, on_done, context), ...);
+                (child.start(), ...);
+            },
+            children);
     }
 }
 
