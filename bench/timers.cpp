@@ -79,8 +79,7 @@ double portico_start_cancel(bool earliest)
         sched.timers().add(&op);
         sched.timers().cancel(&op);
     }
-    while (completed.load() < cancel_rounds)
-        std::this_thread::yield();
+    while (completed.load() < cancel_rounds) std::this_thread::yield();
     const double elapsed = seconds_since(start);
     ctx.stop();
     pool.join();
@@ -105,11 +104,9 @@ double asio_start_cancel(bool earliest)
         t.async_wait([&](std::error_code) { completed.fetch_add(1, std::memory_order_relaxed); });
         t.cancel();
     }
-    while (completed.load() < cancel_rounds)
-        std::this_thread::yield();
+    while (completed.load() < cancel_rounds) std::this_thread::yield();
     const double elapsed = seconds_since(start);
-    for (auto& t : pending)
-        t->cancel();
+    for (auto& t : pending) t->cancel();
     guard.reset();
     ctx.stop();
     runner.join();
@@ -155,13 +152,11 @@ lateness portico_expiry()
         sched.work_started();
         sched.timers().add(&p);
     }
-    while (fired.load(std::memory_order_acquire) < expiry_count)
-        std::this_thread::sleep_for(1ms);
+    while (fired.load(std::memory_order_acquire) < expiry_count) std::this_thread::sleep_for(1ms);
     ctx.stop();
     pool.join();
     std::vector<double> late;
-    for (auto& p : probes)
-        late.push_back(p.late_ms);
+    for (auto& p : probes) late.push_back(p.late_ms);
     return summarize(late);
 }
 
@@ -211,8 +206,7 @@ double tree_ns(int pending, int rounds)
     std::multimap<clock_type::time_point, int> tree;
     std::mt19937 rng(2);
     std::uniform_int_distribution<int> when(0, 1'000'000);
-    for (int i = 0; i < pending; ++i)
-        tree.emplace(clock_type::time_point{} + std::chrono::microseconds(when(rng)), i);
+    for (int i = 0; i < pending; ++i) tree.emplace(clock_type::time_point{} + std::chrono::microseconds(when(rng)), i);
     const auto start = clock_type::now();
     for (int i = 0; i < rounds; ++i) {
         auto it = tree.emplace(clock_type::time_point{} + std::chrono::microseconds(when(rng)), -1);

@@ -113,8 +113,7 @@ task<> client(connection s, int rounds)
         co_await async_send(s, line);
         std::printf("client: sent \"%s\"\n", line.c_str());
         std::size_t got = 0;
-        while (got < line.size())
-            got += co_await async_receive(s, buffer + got, sizeof buffer - got);
+        while (got < line.size()) got += co_await async_receive(s, buffer + got, sizeof buffer - got);
         std::printf("client: echo \"%s\" %s\n", std::string(buffer, got).c_str(),
                     std::string_view(buffer, got) == line ? "matches" : "DIFFERS");
     }

@@ -39,8 +39,11 @@ enum class errc {
     address_in_use,
     /// The remote network or host cannot be reached.
     network_unreachable,
-    /// An argument was invalid (bad address text, bad buffer, closed handle...).
+    /// An argument was invalid (bad buffer, closed handle...).
     invalid_argument,
+    /// Text that should name an address or endpoint does not
+    /// ("300.1.1.1", "::1:80" without brackets, a port above 65535...).
+    bad_address,
     /// The operation is not valid in the object's current state (e.g. after shutdown).
     bad_state,
     /// A packet header announced a size above the configured maximum.
@@ -68,42 +71,25 @@ public:
     std::string message(int value) const override
     {
         switch (static_cast<errc>(value)) {
-        case errc::eof:
-            return "end of stream";
-        case errc::operation_aborted:
-            return "operation aborted";
-        case errc::timed_out:
-            return "operation timed out";
-        case errc::connection_reset:
-            return "connection reset by peer";
-        case errc::connection_refused:
-            return "connection refused";
-        case errc::connection_aborted:
-            return "connection aborted";
-        case errc::not_connected:
-            return "socket is not connected";
-        case errc::address_in_use:
-            return "address already in use";
-        case errc::network_unreachable:
-            return "network unreachable";
-        case errc::invalid_argument:
-            return "invalid argument";
-        case errc::bad_state:
-            return "operation not valid in the current state";
-        case errc::packet_too_large:
-            return "packet larger than the configured maximum";
-        case errc::packet_malformed:
-            return "packet size smaller than its header";
-        case errc::packet_truncated:
-            return "stream ended inside a packet";
-        case errc::send_queue_full:
-            return "send queue above its high watermark";
-        case errc::rate_limited:
-            return "packet rate limit exceeded";
-        case errc::idle_timeout:
-            return "connection idle for too long";
-        case errc::no_resources:
-            return "out of system resources";
+        case errc::eof: return "end of stream";
+        case errc::operation_aborted: return "operation aborted";
+        case errc::timed_out: return "operation timed out";
+        case errc::connection_reset: return "connection reset by peer";
+        case errc::connection_refused: return "connection refused";
+        case errc::connection_aborted: return "connection aborted";
+        case errc::not_connected: return "socket is not connected";
+        case errc::address_in_use: return "address already in use";
+        case errc::network_unreachable: return "network unreachable";
+        case errc::invalid_argument: return "invalid argument";
+        case errc::bad_address: return "malformed address or endpoint text";
+        case errc::bad_state: return "operation not valid in the current state";
+        case errc::packet_too_large: return "packet larger than the configured maximum";
+        case errc::packet_malformed: return "packet size smaller than its header";
+        case errc::packet_truncated: return "stream ended inside a packet";
+        case errc::send_queue_full: return "send queue above its high watermark";
+        case errc::rate_limited: return "packet rate limit exceeded";
+        case errc::idle_timeout: return "connection idle for too long";
+        case errc::no_resources: return "out of system resources";
         }
         return "unknown portico error";
     }
@@ -112,30 +98,19 @@ public:
     std::error_condition default_error_condition(int value) const noexcept override
     {
         switch (static_cast<errc>(value)) {
-        case errc::operation_aborted:
-            return std::errc::operation_canceled;
-        case errc::timed_out:
-            return std::errc::timed_out;
-        case errc::connection_reset:
-            return std::errc::connection_reset;
-        case errc::connection_refused:
-            return std::errc::connection_refused;
-        case errc::connection_aborted:
-            return std::errc::connection_aborted;
-        case errc::not_connected:
-            return std::errc::not_connected;
-        case errc::address_in_use:
-            return std::errc::address_in_use;
-        case errc::network_unreachable:
-            return std::errc::network_unreachable;
+        case errc::operation_aborted: return std::errc::operation_canceled;
+        case errc::timed_out: return std::errc::timed_out;
+        case errc::connection_reset: return std::errc::connection_reset;
+        case errc::connection_refused: return std::errc::connection_refused;
+        case errc::connection_aborted: return std::errc::connection_aborted;
+        case errc::not_connected: return std::errc::not_connected;
+        case errc::address_in_use: return std::errc::address_in_use;
+        case errc::network_unreachable: return std::errc::network_unreachable;
         case errc::invalid_argument:
-            return std::errc::invalid_argument;
-        case errc::send_queue_full:
-            return std::errc::no_buffer_space;
-        case errc::no_resources:
-            return std::errc::not_enough_memory;
-        default:
-            return std::error_condition(value, *this);
+        case errc::bad_address: return std::errc::invalid_argument;
+        case errc::send_queue_full: return std::errc::no_buffer_space;
+        case errc::no_resources: return std::errc::not_enough_memory;
+        default: return std::error_condition(value, *this);
         }
     }
 };

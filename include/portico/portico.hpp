@@ -13,6 +13,8 @@
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
 #include <portico/io_statistics.hpp>
+#include <portico/net/address.hpp>
+#include <portico/net/endpoint.hpp>
 
 #if !PORTICO_BACKEND_NONE
 #include <portico/io_context.hpp>

@@ -22,8 +22,7 @@ public:
     thread_pool(io_context& ctx, std::size_t threads)
     {
         threads_.reserve(threads);
-        for (std::size_t i = 0; i < threads; ++i)
-            threads_.emplace_back([&ctx] { ctx.run(); });
+        for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([&ctx] { ctx.run(); });
     }
 
     thread_pool(const thread_pool&) = delete;

@@ -20,8 +20,7 @@ class thread_executor {
 public:
     explicit thread_executor(unsigned threads)
     {
-        for (unsigned i = 0; i < threads; ++i)
-            threads_.emplace_back([this] { run(); });
+        for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
     }
     thread_executor(const thread_executor&) = delete;
     thread_executor& operator=(const thread_executor&) = delete;
@@ -32,8 +31,7 @@ public:
             done_ = true;
         }
         cv_.notify_all();
-        for (auto& t : threads_)
-            t.join();
+        for (auto& t : threads_) t.join();
     }
 
     struct schedule_op {

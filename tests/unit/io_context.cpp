@@ -62,14 +62,12 @@ TEST_CASE("100,000 posts from 4 threads each run exactly once, on a pool thread"
                             }
                         });
                     }
-                    for (auto& p : posters)
-                        p.join();
+                    for (auto& p : posters) p.join();
                     all_ran.wait();
                     ctx.stop();
                 }
                 int not_once = 0;
-                for (int i = 0; i < total; ++i)
-                    not_once += runs[i].load() != 1;
+                for (int i = 0; i < total; ++i) not_once += runs[i].load() != 1;
                 CHECK(not_once == 0);
                 CHECK(off_pool.load() == 0);
                 const auto stats = ctx.statistics();
@@ -96,16 +94,13 @@ PORTICO_CO_TEST_CASE("100,000 coroutines posted from 4 threads each resume exact
     std::vector<std::thread> starters;
     for (int t = 0; t < 4; ++t) {
         starters.emplace_back([&, t] {
-            for (int i = t; i < total; i += 4)
-                group.spawn(one(ctx, resumed[i], off_pool));
+            for (int i = t; i < total; i += 4) group.spawn(one(ctx, resumed[i], off_pool));
         });
     }
-    for (auto& s : starters)
-        s.join();
+    for (auto& s : starters) s.join();
     co_await group.join();
     int not_once = 0;
-    for (int i = 0; i < total; ++i)
-        not_once += resumed[i].load() != 1;
+    for (int i = 0; i < total; ++i) not_once += resumed[i].load() != 1;
     CHECK(not_once == 0);
     CHECK(off_pool.load() == 0);
 }
@@ -132,17 +127,14 @@ TEST_CASE("stop() while work is pending: every coroutine unwinds, counters retur
                 };
                 auto looper = [](io_context& c, std::atomic<int>& done) -> task<> {
                     // Keeps hopping between pool threads until it sees the stop.
-                    while (!c.get_stop_token().stop_requested())
-                        co_await c.schedule();
+                    while (!c.get_stop_token().stop_requested()) co_await c.schedule();
                     done.fetch_add(1);
                 };
                 portico::test::latch started(1);
                 {
                     thread_pool pool(ctx, pool_threads);
-                    for (int i = 0; i < 100; ++i)
-                        ctx.spawn(sleeper(ctx, unwound, aborted));
-                    for (int i = 0; i < 4; ++i)
-                        ctx.spawn(looper(ctx, unwound));
+                    for (int i = 0; i < 100; ++i) ctx.spawn(sleeper(ctx, unwound, aborted));
+                    for (int i = 0; i < 4; ++i) ctx.spawn(looper(ctx, unwound));
                     ctx.post([&] { started.count_down(); });
                     started.wait();
                     CHECK(ctx.outstanding_work() > 0);
@@ -209,8 +201,7 @@ TEST_CASE("completions are dequeued in batches", "[io_context]")
     io_context ctx({1});
     std::atomic<int> ran{0};
     // Queue 1,000 packets before any thread dequeues, so batches fill up.
-    for (int i = 0; i < 1000; ++i)
-        ctx.post([&] { ran.fetch_add(1); });
+    for (int i = 0; i < 1000; ++i) ctx.post([&] { ran.fetch_add(1); });
     ctx.stop();
     ctx.run();
     CHECK(ran.load() == 1000);
@@ -232,7 +223,6 @@ PORTICO_CO_TEST_CASE("spawned work runs on the pool and observes the context's s
     }(ctx, on_pool, ran));
     // Not a sleep: wait on the latch from a pool thread would block it, so
     // hop until the spawned task reports.
-    while (!ran.try_wait())
-        co_await ctx.schedule();
+    while (!ran.try_wait()) co_await ctx.schedule();
     CHECK(on_pool.load());
 }

@@ -52,8 +52,7 @@ PORTICO_CO_TEST_CASE("timers fire in deadline order, equal deadlines in start or
     // 50 timers started in shuffled order; deadlines 10 ms apart, plus pairs
     // of equal deadlines. Each records when its deadline was and when it ran.
     std::vector<int> offsets;
-    for (int i = 0; i < 50; ++i)
-        offsets.push_back(i / 2); // pairs share a deadline
+    for (int i = 0; i < 50; ++i) offsets.push_back(i / 2); // pairs share a deadline
     std::mt19937 rng(7);
     std::shuffle(offsets.begin(), offsets.end(), rng);
 

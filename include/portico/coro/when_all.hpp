@@ -66,10 +66,8 @@ template <awaitable A>
         latch, [&] { detail::start_children(children, latch, source, &detail::when_all_child_done, &source); });
     std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>> results;
     results.reserve(children.size());
-    for (auto& child : children)
-        child.rethrow_if_failed();
-    for (auto& child : children)
-        results.push_back(child.take());
+    for (auto& child : children) child.rethrow_if_failed();
+    for (auto& child : children) results.push_back(child.take());
     co_return results;
 }
 

@@ -128,8 +128,7 @@ auto make_join_children(std::vector<A>& as)
 {
     std::vector<decltype(make_join_child(std::move(as.front())))> children;
     children.reserve(as.size());
-    for (auto& a : as)
-        children.push_back(make_join_child(std::move(a)));
+    for (auto& a : as) children.push_back(make_join_child(std::move(a)));
     return children;
 }
 
@@ -145,8 +144,7 @@ void start_children(Children& children, join_latch& latch, const std::stop_sourc
         for (std::size_t i = 0; i < children.size(); ++i) {
             children[i].arm(latch, source.get_token(), i, on_done, context);
         }
-        for (auto& child : children)
-            child.start();
+        for (auto& child : children) child.start();
     } else {
         std::apply(
             [&](auto&... child) {

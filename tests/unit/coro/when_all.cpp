@@ -44,12 +44,10 @@ TEST_CASE("when_all runs its awaitables concurrently on other threads", "[when_a
             co_return i* i;
         };
         std::vector<task<int>> children;
-        for (int i = 0; i < 200; ++i)
-            children.push_back(child(i));
+        for (int i = 0; i < 200; ++i) children.push_back(child(i));
         auto results = sync_wait(when_all(std::move(children)));
         REQUIRE(results.size() == 200);
-        for (int i = 0; i < 200; ++i)
-            CHECK(results[static_cast<std::size_t>(i)] == i * i);
+        for (int i = 0; i < 200; ++i) CHECK(results[static_cast<std::size_t>(i)] == i * i);
         CHECK(peak.load() >= 1);
     }
     CHECK(portico::debug::live_frames() == frames);

@@ -24,12 +24,10 @@ TEST_CASE("timer_heap pops in deadline order, ties in insertion order", "[timer_
         heap.push(&nodes[i]);
     }
     std::vector<timer_node*> popped;
-    while (!heap.empty())
-        popped.push_back(heap.pop());
+    while (!heap.empty()) popped.push_back(heap.pop());
     const std::vector<timer_node*> expected = {&nodes[4], &nodes[1], &nodes[3], &nodes[2], &nodes[5], &nodes[0]};
     CHECK(popped == expected);
-    for (auto& n : nodes)
-        CHECK(n.heap_index == timer_node::not_in_heap);
+    for (auto& n : nodes) CHECK(n.heap_index == timer_node::not_in_heap);
 }
 
 TEST_CASE("timer_heap push reports a new earliest timer", "[timer_heap]")

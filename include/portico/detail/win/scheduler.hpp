@@ -124,8 +124,7 @@ public:
             if (count > stats->max_batch.load(std::memory_order_relaxed)) {
                 stats->max_batch.store(count, std::memory_order_relaxed);
             }
-            for (ULONG i = 0; i < count; ++i)
-                dispatch(entries[i]);
+            for (ULONG i = 0; i < count; ++i) dispatch(entries[i]);
         }
         // Let the next thread see the drained state too.
         wake_one();
@@ -219,15 +218,13 @@ public:
         std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> sum{};
         std::uint64_t max_batch = 0;
         auto add = [&](const stat_block& b) {
-            for (unsigned i = 0; i < sum.size(); ++i)
-                sum[i] += b.values[i].load(std::memory_order_relaxed);
+            for (unsigned i = 0; i < sum.size(); ++i) sum[i] += b.values[i].load(std::memory_order_relaxed);
             max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
         };
         add(shared_);
         {
             std::lock_guard lock(blocks_mutex_);
-            for (const auto& b : blocks_)
-                add(b);
+            for (const auto& b : blocks_) add(b);
         }
         auto get = [&](counter c) { return sum[static_cast<unsigned>(c)]; };
         io_statistics s;
