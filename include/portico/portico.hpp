@@ -3,6 +3,7 @@
 
 #include <portico/config.hpp>
 
+#include <portico/buffer.hpp>
 #include <portico/coro/async_mutex.hpp>
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/stop_token.hpp>
