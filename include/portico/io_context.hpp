@@ -90,7 +90,16 @@ public:
         if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
         scheduler_.count(detail::counter::timers_started);
         scheduler_.work_started();
-        if (!scheduler_.timers().add(this)) {
+        bool started = false;
+        try {
+            started = scheduler_.timers().add(this);
+        } catch (...) {
+            // The heap could not grow (or the timer thread not start): the
+            // exception reaches the awaiting coroutine, the count stays right.
+            scheduler_.work_finished();
+            throw;
+        }
+        if (!started) {
             scheduler_.work_finished();
             result_ = make_error_code(errc::operation_aborted);
             return false;

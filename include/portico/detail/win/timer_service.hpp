@@ -103,7 +103,7 @@ public:
             return false;
         }
         op->fired = false;
-        // RACE: post under the lock, so cancel_all() and the timer thread
+        // RACE: post under the lock, so close() and the timer thread
         // never see this op again; the awaiter may be resumed before we
         // return, which is fine because we no longer touch op.
         post_(context_, op);
