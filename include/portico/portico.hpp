@@ -19,6 +19,7 @@
 
 #if !PORTICO_BACKEND_NONE
 #include <portico/io_context.hpp>
+#include <portico/net/tcp_socket.hpp>
 #include <portico/thread_pool.hpp>
 #include <portico/timer.hpp>
 #endif

@@ -40,12 +40,15 @@ struct baseline {
 /// `threads` pool threads; the body starts on a pool thread. Then stops and
 /// drains the context and checks the baseline.
 template <class Body>
-void run_co_test(unsigned threads, Body body)
+void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
 {
     detail::win::ensure_winsock(); // once per process; not a leak
     const baseline before;
     {
-        io_context ctx({threads});
+        io_context::options options;
+        options.concurrency_hint = threads;
+        options.skip_completion_on_success = skip_on_success;
+        io_context ctx(options);
         std::exception_ptr failure;
         {
             thread_pool pool(ctx, threads);
@@ -87,3 +90,23 @@ void run_co_test(unsigned threads, Body body)
 /// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.
 #define PORTICO_CO_TEST_CASE(name, tags)                                                                               \
     PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__))
+
+#define PORTICO_IO_TEST_CASE_IMPL(name, tags, fn)                                                                      \
+    static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);                                         \
+    TEST_CASE(name, tags)                                                                                              \
+    {                                                                                                                  \
+        for (unsigned portico_threads : {1u, 4u}) {                                                                    \
+            for (bool portico_skip : {true, false}) {                                                                  \
+                DYNAMIC_SECTION("pool threads: " << portico_threads << ", skip on success: " << portico_skip)          \
+                {                                                                                                      \
+                    ::portico::test::run_co_test(portico_threads, &fn, portico_skip);                                  \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
+
+/// As PORTICO_CO_TEST_CASE, and each thread count both with immediate
+/// successes resumed inline (skip on success) and through the port.
+#define PORTICO_IO_TEST_CASE(name, tags)                                                                               \
+    PORTICO_IO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_io_test_, __LINE__))

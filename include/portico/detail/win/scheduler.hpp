@@ -36,6 +36,30 @@ inline void ensure_winsock()
     (void)started;
 }
 
+/// True if every installed TCP/IP provider returns IFS handles: only then is
+/// skipping the completion packet of an immediate success safe (a layered
+/// provider without them may still queue one). Checked once per process.
+inline bool providers_have_ifs_handles()
+{
+    static const bool all_ifs = [] {
+        DWORD size = 0;
+        if (::WSAEnumProtocolsW(nullptr, nullptr, &size) != SOCKET_ERROR || ::WSAGetLastError() != WSAENOBUFS) {
+            return false;
+        }
+        std::unique_ptr<char[]> storage(new char[size]);
+        auto* protocols = reinterpret_cast<WSAPROTOCOL_INFOW*>(storage.get());
+        const int count = ::WSAEnumProtocolsW(nullptr, protocols, &size);
+        if (count == SOCKET_ERROR) return false;
+        for (int i = 0; i < count; ++i) {
+            const auto& p = protocols[i];
+            const bool ip = p.iAddressFamily == AF_INET || p.iAddressFamily == AF_INET6;
+            if (ip && (p.dwServiceFlags1 & XP1_IFS_HANDLES) == 0) return false;
+        }
+        return true;
+    }();
+    return all_ifs;
+}
+
 /// One pool thread's counters. Only that thread writes them (plain
 /// load + store, no locked instruction); statistics() reads them all.
 struct alignas(64) stat_block {
@@ -49,7 +73,8 @@ class scheduler;
 struct thread_state {
     scheduler* owner;
     stat_block* stats;
-    thread_state* outer; // the run() this one is nested in, if any
+    thread_state* outer;        // the run() this one is nested in, if any
+    unsigned inline_streak = 0; // operations completed inline since the last dequeue
 };
 
 inline thread_local thread_state* current_thread_state = nullptr;
@@ -66,10 +91,13 @@ public:
         unsigned concurrency_hint = 0;
         /// Completion packets one GetQueuedCompletionStatusEx call may return.
         unsigned batch_size = 64;
+        /// Resume inline when a socket call succeeds at once (where safe).
+        bool skip_completion_on_success = true;
     };
 
     explicit scheduler(options opts)
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
+          skip_completion_on_success_(opts.skip_completion_on_success),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
@@ -77,6 +105,7 @@ public:
     scheduler& operator=(const scheduler&) = delete;
 
     [[nodiscard]] HANDLE port() const noexcept { return port_.get(); }
+    [[nodiscard]] bool skip_completion_on_success() const noexcept { return skip_completion_on_success_; }
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
     /// Associates a handle (socket, file) with the port: its overlapped I/O
@@ -87,6 +116,20 @@ public:
             throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(),
                                     "CreateIoCompletionPort");
         }
+    }
+
+    /// Associates a socket with the port and, if `skip_on_success` and every
+    /// installed TCP/IP provider hands out IFS handles, sets
+    /// FILE_SKIP_COMPLETION_PORT_ON_SUCCESS so a call that succeeds at once
+    /// queues no packet. Returns whether skipping is on for the socket.
+    /// Throws std::system_error if the association fails.
+    bool associate_socket(SOCKET s, bool skip_on_success)
+    {
+        associate(reinterpret_cast<HANDLE>(s));
+        if (!skip_on_success || !providers_have_ifs_handles()) return false;
+        return ::SetFileCompletionNotificationModes(reinterpret_cast<HANDLE>(s), FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                                                     FILE_SKIP_SET_EVENT_ON_HANDLE) !=
+               FALSE;
     }
 
     /// Dequeues and dispatches completions on the calling thread until stop()
@@ -114,6 +157,7 @@ public:
             ULONG count = 0;
             const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, INFINITE, FALSE);
             bump(*stats, counter::dequeue_calls, 1);
+            self.inline_streak = 0;
             if (!ok) {
                 // WAIT_TIMEOUT cannot happen with INFINITE; a closed port can
                 // only mean a bug, and spinning on it would hide the bug.
@@ -181,7 +225,13 @@ public:
     {
         count(counter::posts);
         if (inject_failures_.load(std::memory_order_relaxed) == 0 || !take_injected_failure()) {
-            if (::PostQueuedCompletionStatus(port(), 0, static_cast<ULONG_PTR>(completion_key::posted), op)) return;
+            // InternalHigh carries the byte count of an operation that
+            // completed at once and is re-routed through the port (0 for
+            // everything else), so dispatch sees the same as for an I/O packet.
+            if (::PostQueuedCompletionStatus(port(), static_cast<DWORD>(op->InternalHigh),
+                                             static_cast<ULONG_PTR>(completion_key::posted), op)) {
+                return;
+            }
         }
         count(counter::post_failures);
         {
@@ -316,7 +366,7 @@ private:
         }
         while (list != nullptr) {
             auto* op = std::exchange(list, list->next_posted);
-            op->complete(op, 0, 0);
+            op->complete(op, op->Internal, static_cast<DWORD>(op->InternalHigh));
             work_finished();
         }
     }
@@ -329,7 +379,8 @@ private:
         std::lock_guard lock(self->fallback_mutex_);
         while (self->fallback_head_ != nullptr) {
             overlapped_op* op = self->fallback_head_;
-            if (!::PostQueuedCompletionStatus(self->port(), 0, static_cast<ULONG_PTR>(completion_key::posted), op)) {
+            if (!::PostQueuedCompletionStatus(self->port(), static_cast<DWORD>(op->InternalHigh),
+                                              static_cast<ULONG_PTR>(completion_key::posted), op)) {
                 return false;
             }
             self->fallback_head_ = op->next_posted;
@@ -352,6 +403,7 @@ private:
 
     unique_port port_;
     const unsigned batch_size_;
+    const bool skip_completion_on_success_;
     std::atomic<bool> stopped_{false};
     std::atomic<std::int64_t> outstanding_{0};
     std::atomic<unsigned> inject_failures_{0};

@@ -1,0 +1,67 @@
+// A connected pair of tcp_sockets over loopback, for socket tests that do not
+// test accepting: the server side is accepted with plain blocking Winsock
+// (the handshake completes from the backlog, so accept() does not block).
+#pragma once
+
+#include <portico/net/tcp_socket.hpp>
+#include <portico/coro/task.hpp>
+
+#include "support/catch.hpp"
+
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+namespace portico::test {
+
+/// A listening socket on 127.0.0.1 (or ::1) with an OS-chosen port.
+class raw_listener {
+public:
+    explicit raw_listener(bool ipv6 = false)
+    {
+        handle_ = ::WSASocketW(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
+        if (handle_ == INVALID_SOCKET) throw std::system_error(::WSAGetLastError(), std::system_category(), "socket");
+        const endpoint local{ipv6 ? address{address_v6::loopback()} : address{address_v4::loopback()}, 0};
+        SOCKADDR_STORAGE storage;
+        const int length = detail::win::to_sockaddr(local, storage);
+        if (::bind(handle_, reinterpret_cast<SOCKADDR*>(&storage), length) != 0 || ::listen(handle_, SOMAXCONN) != 0) {
+            throw std::system_error(::WSAGetLastError(), std::system_category(), "bind/listen");
+        }
+        int named = sizeof storage;
+        ::getsockname(handle_, reinterpret_cast<SOCKADDR*>(&storage), &named);
+        endpoint_ = *detail::win::from_sockaddr(reinterpret_cast<SOCKADDR*>(&storage), named);
+    }
+    raw_listener(const raw_listener&) = delete;
+    raw_listener& operator=(const raw_listener&) = delete;
+    ~raw_listener() { ::closesocket(handle_); }
+
+    const endpoint& local() const noexcept { return endpoint_; }
+
+    /// Accepts one connection already in the backlog into a tcp_socket.
+    tcp_socket accept(io_context& ctx)
+    {
+        SOCKET s = ::accept(handle_, nullptr, nullptr);
+        if (s == INVALID_SOCKET) throw std::system_error(::WSAGetLastError(), std::system_category(), "accept");
+        tcp_socket socket(ctx);
+        auto [ec] = socket.assign(static_cast<tcp_socket::native_handle_type>(s));
+        if (ec) throw std::system_error(ec, "adopt");
+        return socket;
+    }
+
+private:
+    SOCKET handle_ = INVALID_SOCKET;
+    endpoint endpoint_;
+};
+
+/// Connects a client to a fresh listener and accepts it: {client, server}.
+inline task<std::pair<tcp_socket, tcp_socket>> connected_pair(io_context& ctx, bool ipv6 = false)
+{
+    raw_listener listener(ipv6);
+    tcp_socket client(ctx);
+    auto [ec] = co_await client.connect(listener.local());
+    if (ec) throw std::system_error(ec, "connect");
+    tcp_socket server = listener.accept(ctx);
+    co_return std::pair<tcp_socket, tcp_socket>{std::move(client), std::move(server)};
+}
+
+} // namespace portico::test

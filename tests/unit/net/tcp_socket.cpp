@@ -1,0 +1,184 @@
+#include <portico/net/tcp_socket.hpp>
+
+#include <portico/coro/task.hpp>
+#include <portico/coro/when_all.hpp>
+#include <portico/timer.hpp>
+
+#include "support/catch.hpp"
+#include "support/co_test.hpp"
+#include "support/loopback.hpp"
+
+#include <array>
+#include <chrono>
+#include <numeric>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using portico::buffer;
+using portico::errc;
+using portico::io_context;
+using portico::io_result;
+using portico::task;
+using portico::tcp_socket;
+using portico::test::connected_pair;
+
+PORTICO_IO_TEST_CASE("connected sockets exchange data and agree on endpoints", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    CHECK(client.is_open());
+    CHECK(client.local_endpoint().value() == server.remote_endpoint().value());
+    CHECK(client.remote_endpoint().value() == server.local_endpoint().value());
+    CHECK(client.remote_endpoint().value().addr().is_loopback());
+
+    std::vector<char> sent(100'000);
+    std::iota(sent.begin(), sent.end(), 'a');
+    std::vector<char> got(sent.size());
+    auto [writes, reads] = co_await portico::when_all(client.write_all(buffer(sent)), server.read(buffer(got)));
+    CHECK_FALSE(writes.error());
+    CHECK(writes.value_unchecked() == sent.size());
+    CHECK_FALSE(reads.error());
+    CHECK(reads.value_unchecked() == sent.size());
+    CHECK(got == sent);
+}
+
+PORTICO_IO_TEST_CASE("socket options are set and read back", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    CHECK_FALSE(client.set_no_delay(true).error());
+    CHECK(client.no_delay().value());
+    CHECK_FALSE(client.set_keep_alive(true).error());
+    CHECK(client.keep_alive().value());
+    CHECK_FALSE(server.set_receive_buffer_size(32 * 1024).error());
+    CHECK(server.receive_buffer_size().value() >= 32 * 1024);
+    CHECK_FALSE(server.set_send_buffer_size(16 * 1024).error());
+    CHECK(server.send_buffer_size().value() >= 16 * 1024);
+    CHECK_FALSE(client.set_linger(true, 0).error());
+
+    tcp_socket closed(ctx);
+    CHECK(closed.set_no_delay(true).error() == errc::bad_state);
+    CHECK(closed.local_endpoint().error() == errc::bad_state);
+}
+
+PORTICO_IO_TEST_CASE("zero-length reads and writes complete at once and are not eof", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    const auto before = ctx.statistics();
+    char nothing[1];
+    auto [ec, n] = co_await server.read_some(buffer(nothing, 0));
+    CHECK_FALSE(ec);
+    CHECK(n == 0);
+    auto [ec2, n2] = co_await client.write_some(buffer(static_cast<const void*>(nothing), 0));
+    CHECK_FALSE(ec2);
+    CHECK(n2 == 0);
+    const auto after = ctx.statistics();
+    CHECK(after.recv_calls == before.recv_calls); // no system call at all
+    CHECK(after.send_calls == before.send_calls);
+}
+
+PORTICO_IO_TEST_CASE("peer close gives eof", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    CHECK_FALSE(client.shutdown_send().error());
+    char byte;
+    auto [ec, n] = co_await server.read_some(buffer(&byte, 1));
+    CHECK(ec == errc::eof);
+    CHECK(n == 0);
+    // A second read after eof reports eof again, not an error.
+    auto [ec2, n2] = co_await server.read_some(buffer(&byte, 1));
+    CHECK(ec2 == errc::eof);
+}
+
+PORTICO_IO_TEST_CASE("close and cancel while a read is pending resume it once with operation_aborted", "[tcp_socket]")
+{
+    for (bool use_close : {true, false}) {
+        auto [client, server] = co_await connected_pair(ctx);
+        int resumed = 0;
+        auto reader = [](tcp_socket& s, int& count) -> task<io_result<std::size_t>> {
+            char byte;
+            auto result = co_await s.read_some(buffer(&byte, 1));
+            ++count;
+            co_return result;
+        };
+        auto closer = [](io_context& c, tcp_socket& s, bool close) -> task<> {
+            co_await c.sleep_for(20ms); // let the read go pending first
+            if (close) {
+                s.close();
+            } else {
+                s.cancel();
+            }
+        };
+        auto [result, ignored] = co_await portico::when_all(reader(server, resumed), closer(ctx, server, use_close));
+        (void)ignored;
+        CHECK(resumed == 1);
+        CHECK(result.error() == errc::operation_aborted);
+    }
+}
+
+PORTICO_IO_TEST_CASE("a stop request cancels a pending read", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    auto reader = [](tcp_socket& s) -> task<io_result<std::size_t>> {
+        char byte;
+        co_return co_await s.read_some(buffer(&byte, 1));
+    };
+    auto [ec, n] = co_await portico::with_timeout(ctx, 20ms, reader(server));
+    CHECK(ec == errc::timed_out);
+    // The socket still works afterwards.
+    const char ping = 'p';
+    CHECK_FALSE((co_await client.write_some(buffer(&ping, 1))).error());
+    char byte = 0;
+    auto [ec2, n2] = co_await server.read_some(buffer(&byte, 1));
+    CHECK_FALSE(ec2);
+    CHECK(byte == 'p');
+}
+
+PORTICO_IO_TEST_CASE("connect to a closed port fails with connection_refused", "[tcp_socket]")
+{
+    portico::endpoint target;
+    {
+        portico::test::raw_listener listener; // take a free port, then free it
+        target = listener.local();
+    }
+    tcp_socket s(ctx);
+    auto [ec] = co_await s.connect(target);
+    CHECK(ec == errc::connection_refused);
+    CHECK(ec == std::errc::connection_refused);
+}
+
+PORTICO_IO_TEST_CASE("scatter read into 3 buffers and gather write from 64 buffers are exact", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    std::array<std::array<char, 16>, 64> pieces;
+    std::vector<portico::const_buffer> gather;
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+        pieces[i].fill(static_cast<char>('A' + i % 26));
+        gather.push_back(buffer(static_cast<const void*>(pieces[i].data()), pieces[i].size()));
+    }
+    auto [wec, wn] = co_await client.write_all(gather);
+    CHECK_FALSE(wec);
+    CHECK(wn == 64 * 16);
+
+    std::array<char, 100> a{}, b{};
+    std::array<char, 824> c{};
+    std::array<portico::mutable_buffer, 3> scatter{buffer(a), buffer(b), buffer(c)};
+    auto [rec, rn] = co_await server.read(scatter);
+    CHECK_FALSE(rec);
+    REQUIRE(rn == 1024);
+    std::string joined = std::string(a.data(), 100) + std::string(b.data(), 100) + std::string(c.data(), 824);
+    std::string expected;
+    for (auto& p : pieces) expected.append(p.data(), p.size());
+    CHECK(joined == expected);
+}
+
+PORTICO_IO_TEST_CASE("IPv6 loopback works like IPv4", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx, true);
+    CHECK(client.remote_endpoint().value().is_v6());
+    const std::string hello = "hello over ::1";
+    CHECK_FALSE((co_await client.write_all(buffer(hello))).error());
+    std::string got(hello.size(), '\0');
+    auto [ec, n] = co_await server.read(buffer(got));
+    CHECK_FALSE(ec);
+    CHECK(got == hello);
+}
