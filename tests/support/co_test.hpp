@@ -73,30 +73,14 @@ void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
 
 #define PORTICO_CO_TEST_CAT2(a, b) a##b
 #define PORTICO_CO_TEST_CAT(a, b) PORTICO_CO_TEST_CAT2(a, b)
-#define PORTICO_CO_TEST_CASE_IMPL(name, tags, fn)                                                                      \
+// Runs the body once per pool size (1, 4) and per skip-on-success setting
+// in the trailing list.
+#define PORTICO_CO_TEST_CASE_IMPL(name, tags, fn, ...)                                                                 \
     static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);                                         \
     TEST_CASE(name, tags)                                                                                              \
     {                                                                                                                  \
         for (unsigned portico_threads : {1u, 4u}) {                                                                    \
-            DYNAMIC_SECTION("pool threads: " << portico_threads)                                                       \
-            {                                                                                                          \
-                ::portico::test::run_co_test(portico_threads, &fn);                                                    \
-            }                                                                                                          \
-        }                                                                                                              \
-    }                                                                                                                  \
-    static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
-
-/// A test case whose body is a coroutine `task<>` with `ctx` (the context)
-/// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.
-#define PORTICO_CO_TEST_CASE(name, tags)                                                                               \
-    PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__))
-
-#define PORTICO_IO_TEST_CASE_IMPL(name, tags, fn)                                                                      \
-    static ::portico::task<> fn(::portico::io_context& ctx, unsigned threads);                                         \
-    TEST_CASE(name, tags)                                                                                              \
-    {                                                                                                                  \
-        for (unsigned portico_threads : {1u, 4u}) {                                                                    \
-            for (bool portico_skip : {true, false}) {                                                                  \
+            for (bool portico_skip : {__VA_ARGS__}) {                                                                  \
                 DYNAMIC_SECTION("pool threads: " << portico_threads << ", skip on success: " << portico_skip)          \
                 {                                                                                                      \
                     ::portico::test::run_co_test(portico_threads, &fn, portico_skip);                                  \
@@ -106,7 +90,12 @@ void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
     }                                                                                                                  \
     static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
 
+/// A test case whose body is a coroutine `task<>` with `ctx` (the context)
+/// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.
+#define PORTICO_CO_TEST_CASE(name, tags)                                                                               \
+    PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__), true)
+
 /// As PORTICO_CO_TEST_CASE, and each thread count both with immediate
 /// successes resumed inline (skip on success) and through the port.
 #define PORTICO_IO_TEST_CASE(name, tags)                                                                               \
-    PORTICO_IO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_io_test_, __LINE__))
+    PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_io_test_, __LINE__), true, false)

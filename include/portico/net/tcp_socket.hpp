@@ -256,17 +256,8 @@ public:
         requires mutable_buffer_sequence<Sequence>
     [[nodiscard]] task<io_result<std::size_t>> read(Sequence buffers)
     {
-        buffer_cursor<mutable_buffer, Sequence> cursor(buffers);
-        std::size_t done = 0;
-        while (!cursor.empty()) {
-            std::array<mutable_buffer, detail::win::max_wsabufs> next;
-            const std::size_t count = cursor.prepare(std::span(next));
-            auto [ec, n] = co_await read_some(std::span(next.data(), count));
-            done += n;
-            cursor.consume(n);
-            if (ec) co_return io_result<std::size_t>{ec, done};
-        }
-        co_return io_result<std::size_t>{{}, done};
+        return transfer_all<mutable_buffer>(std::move(buffers),
+                                            [this](std::span<mutable_buffer> next) { return read_some(next); });
     }
 
     /// Sends every byte, looping over short writes (Wine and full send
@@ -276,17 +267,8 @@ public:
         requires const_buffer_sequence<Sequence>
     [[nodiscard]] task<io_result<std::size_t>> write_all(Sequence buffers)
     {
-        buffer_cursor<const_buffer, Sequence> cursor(buffers);
-        std::size_t done = 0;
-        while (!cursor.empty()) {
-            std::array<const_buffer, detail::win::max_wsabufs> next;
-            const std::size_t count = cursor.prepare(std::span(next));
-            auto [ec, n] = co_await write_some(std::span(next.data(), count));
-            done += n;
-            cursor.consume(n);
-            if (ec) co_return io_result<std::size_t>{ec, done};
-        }
-        co_return io_result<std::size_t>{{}, done};
+        return transfer_all<const_buffer>(std::move(buffers),
+                                          [this](std::span<const_buffer> next) { return write_some(next); });
     }
 
     /// Sends FIN after the queued data: the peer reads eof. Reads still work.
@@ -377,6 +359,24 @@ public:
     }
 
 private:
+    // The loop behind read() and write_all(): up to 64 buffers per call,
+    // resuming after each short transfer where it stopped.
+    template <class Buffer, class Sequence, class Start>
+    static task<io_result<std::size_t>> transfer_all(Sequence buffers, Start start)
+    {
+        buffer_cursor<Buffer, Sequence> cursor(buffers);
+        std::size_t done = 0;
+        while (!cursor.empty()) {
+            std::array<Buffer, detail::win::max_wsabufs> next;
+            const std::size_t count = cursor.prepare(std::span(next));
+            auto [ec, n] = co_await start(std::span<Buffer>(next.data(), count));
+            done += n;
+            cursor.consume(n);
+            if (ec) co_return io_result<std::size_t>{ec, done};
+        }
+        co_return io_result<std::size_t>{{}, done};
+    }
+
     detail::win::socket_ref ref() const noexcept { return {&ctx_->scheduler_impl(), handle_, skips_}; }
 
     template <class Getter>
