@@ -100,15 +100,20 @@ PORTICO_IO_TEST_CASE("close and cancel while a read is pending resume it once wi
             ++count;
             co_return result;
         };
-        auto closer = [](io_context& c, tcp_socket& s, bool close) -> task<> {
-            co_await c.sleep_for(20ms); // let the read go pending first
+        auto closer = [](io_context& c, tcp_socket& s, bool close, std::uint64_t calls_before) -> task<> {
+            // when_all runs the reader until it suspends, so its WSARecv is
+            // already pending here: no sleep, no race.
+            CHECK(c.statistics().recv_calls == calls_before + 1);
             if (close) {
                 s.close();
             } else {
                 s.cancel();
             }
+            co_return;
         };
-        auto [result, ignored] = co_await portico::when_all(reader(server, resumed), closer(ctx, server, use_close));
+        const auto calls_before = ctx.statistics().recv_calls;
+        auto [result, ignored] =
+            co_await portico::when_all(reader(server, resumed), closer(ctx, server, use_close, calls_before));
         (void)ignored;
         CHECK(resumed == 1);
         CHECK(result.error() == errc::operation_aborted);
