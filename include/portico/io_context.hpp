@@ -2,6 +2,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/stop_token.hpp>
 
 #if PORTICO_BACKEND_NONE
 #error "portico: io_context needs an I/O backend; this platform has none yet (Windows IOCP only; io_uring is planned)"
@@ -22,7 +23,6 @@
 #include <exception>
 #include <memory>
 #include <optional>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -79,7 +79,7 @@ public:
         continuation_ = awaiting;
         if (deadline <= clock::now()) return false;
 
-        std::stop_token token = detail::stop_token_of(awaiting);
+        portico::stop_token token = detail::stop_token_of(awaiting);
         if (token.stop_requested()) {
             result_ = make_error_code(errc::operation_aborted);
             return false;
@@ -132,7 +132,7 @@ private:
     detail::win::scheduler& scheduler_;
     std::coroutine_handle<> continuation_;
     std::error_code result_;
-    std::optional<std::stop_callback<canceller>> cancel_;
+    std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
 /// An I/O execution context over one Windows I/O completion port.
@@ -201,7 +201,7 @@ public:
     [[nodiscard]] std::int64_t outstanding_work() const noexcept { return scheduler_.outstanding(); }
 
     /// Requested by stop(); spawn()ed work observes it.
-    [[nodiscard]] std::stop_token get_stop_token() const noexcept { return stop_source_.get_token(); }
+    [[nodiscard]] portico::stop_token get_stop_token() const noexcept { return stop_source_.get_token(); }
 
     /// A snapshot of the context's counters; see io_statistics.
     [[nodiscard]] io_statistics statistics() const { return scheduler_.statistics(); }
@@ -282,10 +282,10 @@ private:
             final_awaiter final_suspend() const noexcept { return {}; }
             void unhandled_exception() noexcept { std::terminate(); }
             void return_void() noexcept {}
-            const std::stop_token& stop_token() const noexcept { return stop_token_; }
+            const portico::stop_token& stop_token() const noexcept { return stop_token_; }
 
             io_context* context_ = nullptr;
-            std::stop_token stop_token_;
+            portico::stop_token stop_token_;
         };
         std::coroutine_handle<promise_type> handle_;
     };
@@ -298,7 +298,7 @@ private:
     }
 
     detail::win::scheduler scheduler_;
-    std::stop_source stop_source_;
+    portico::stop_source stop_source_;
 };
 
 PORTICO_NAMESPACE_END

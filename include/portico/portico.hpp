@@ -2,6 +2,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/stop_token.hpp>
 
 #include <portico/buffer.hpp>
 #include <portico/coro/async_mutex.hpp>

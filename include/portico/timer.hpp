@@ -8,11 +8,11 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/error.hpp>
 #include <portico/io_context.hpp>
+#include <portico/stop_token.hpp>
 
 #include <chrono>
 #include <concepts>
 #include <optional>
-#include <stop_token>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -54,16 +54,16 @@ template <awaitable A>
 with_deadline(io_context& ctx, std::chrono::steady_clock::time_point deadline, A a)
 {
     using R = std::remove_cvref_t<await_result_t<A>>;
-    std::stop_source op_stop;
-    std::stop_source timer_stop;
-    std::stop_callback forward(co_await get_stop_token(), [&]() noexcept {
+    portico::stop_source op_stop;
+    portico::stop_source timer_stop;
+    portico::stop_callback forward(co_await get_stop_token(), [&]() noexcept {
         op_stop.request_stop();
         timer_stop.request_stop();
     });
     bool expired = false;
     std::optional<non_void_t<R>> value;
 
-    auto run_op = [](A inner, std::optional<non_void_t<R>>& out, std::stop_source& timer) -> task<> {
+    auto run_op = [](A inner, std::optional<non_void_t<R>>& out, portico::stop_source& timer) -> task<> {
         if constexpr (std::is_void_v<R>) {
             co_await std::move(inner);
             out.emplace();
@@ -75,7 +75,7 @@ with_deadline(io_context& ctx, std::chrono::steady_clock::time_point deadline, A
     run_op.set_stop_token(op_stop.get_token());
 
     auto run_timer = [](io_context& c, std::chrono::steady_clock::time_point t, bool& fired,
-                        std::stop_source& op) -> task<> {
+                        portico::stop_source& op) -> task<> {
         auto [ec] = co_await c.sleep_until(t);
         if (!ec) {
             fired = true;

@@ -17,14 +17,14 @@ namespace portico::test {
 /// A listening socket on 127.0.0.1 (or ::1) with an OS-chosen port.
 class raw_listener {
 public:
-    explicit raw_listener(bool ipv6 = false)
+    explicit raw_listener(bool ipv6 = false, int backlog = SOMAXCONN)
     {
         handle_ = ::WSASocketW(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
         if (handle_ == INVALID_SOCKET) throw std::system_error(::WSAGetLastError(), std::system_category(), "socket");
         const endpoint local{ipv6 ? address{address_v6::loopback()} : address{address_v4::loopback()}, 0};
         SOCKADDR_STORAGE storage;
         const int length = detail::win::to_sockaddr(local, storage);
-        if (::bind(handle_, reinterpret_cast<SOCKADDR*>(&storage), length) != 0 || ::listen(handle_, SOMAXCONN) != 0) {
+        if (::bind(handle_, reinterpret_cast<SOCKADDR*>(&storage), length) != 0 || ::listen(handle_, backlog) != 0) {
             throw std::system_error(::WSAGetLastError(), std::system_category(), "bind/listen");
         }
         int named = sizeof storage;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <portico/coro/task.hpp>
+#include <portico/stop_token.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -10,7 +11,6 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -94,7 +94,7 @@ public:
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
         handle_ = h;
-        std::stop_token token = detail::stop_token_of(h);
+        portico::stop_token token = detail::stop_token_of(h);
         if (!token.stop_possible()) throw std::logic_error("wait_for_stop: the token can never be stopped");
         callback_.emplace(std::move(token), resumer{this});
         // RACE: whoever of us and the callback comes second resumes (or
@@ -115,7 +115,7 @@ private:
 
     std::coroutine_handle<> handle_;
     std::atomic<bool> arrived_{false};
-    std::optional<std::stop_callback<resumer>> callback_;
+    std::optional<portico::stop_callback<resumer>> callback_;
 };
 
 } // namespace portico::test

@@ -1,4 +1,5 @@
 #include <portico/timer.hpp>
+#include <portico/stop_token.hpp>
 
 #include <portico/coro/stop_token.hpp>
 #include <portico/coro/task.hpp>
@@ -13,7 +14,6 @@
 #include <chrono>
 #include <mutex>
 #include <random>
-#include <stop_token>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -83,11 +83,11 @@ PORTICO_CO_TEST_CASE("timers fire in deadline order, equal deadlines in start or
 PORTICO_CO_TEST_CASE("cancelling a pending sleep resumes it once with operation_aborted", "[timer]")
 {
     const auto before = ctx.statistics();
-    std::stop_source source;
+    portico::stop_source source;
     auto sleeper = ctx.sleep_for(1h);
     auto sleeping = [](io_context& c) -> task<io_result<void>> { co_return co_await c.sleep_for(1h); }(ctx);
     sleeping.set_stop_token(source.get_token());
-    auto canceller = [](io_context& c, std::stop_source& s) -> task<> {
+    auto canceller = [](io_context& c, portico::stop_source& s) -> task<> {
         co_await c.sleep_for(10ms);
         s.request_stop();
     };
@@ -105,7 +105,7 @@ PORTICO_CO_TEST_CASE("cancelling a pending sleep resumes it once with operation_
 PORTICO_CO_TEST_CASE("a sleep whose token is already stopped never starts", "[timer]")
 {
     const auto before = ctx.statistics();
-    std::stop_source source;
+    portico::stop_source source;
     source.request_stop();
     auto t = [](io_context& c) -> task<io_result<void>> { co_return co_await c.sleep_for(1h); }(ctx);
     t.set_stop_token(source.get_token());
@@ -116,7 +116,7 @@ PORTICO_CO_TEST_CASE("a sleep whose token is already stopped never starts", "[ti
 
 PORTICO_CO_TEST_CASE("cancellation after expiry has no effect", "[timer]")
 {
-    std::stop_source source;
+    portico::stop_source source;
     auto t = [](io_context& c) -> task<io_result<void>> { co_return co_await c.sleep_for(1ms); }(ctx);
     t.set_stop_token(source.get_token());
     auto [ec] = co_await std::move(t);
@@ -133,7 +133,7 @@ PORTICO_CO_TEST_CASE("cancel racing expiry, 10,000 times: each sleep resumes exa
     std::atomic<int> cancelled{0};
     portico::task_group group;
     for (int i = 0; i < rounds; ++i) {
-        auto source = std::make_shared<std::stop_source>();
+        auto source = std::make_shared<portico::stop_source>();
         auto sleeper = [](io_context& c, int us, std::atomic<int>& r, std::atomic<int>& f,
                           std::atomic<int>& x) -> task<> {
             auto [ec] = co_await c.sleep_for(std::chrono::microseconds(us));
@@ -153,7 +153,7 @@ PORTICO_CO_TEST_CASE("cancel racing expiry, 10,000 times: each sleep resumes exa
 PORTICO_CO_TEST_CASE("ten thousand pending timers stay cheap and all cancel", "[timer]")
 {
     constexpr int count = 10'000;
-    std::stop_source source;
+    portico::stop_source source;
     std::atomic<int> aborted{0};
     portico::task_group group;
     for (int i = 0; i < count; ++i) {
@@ -214,13 +214,13 @@ PORTICO_CO_TEST_CASE("with_timeout: a timeout that does not fire keeps the resul
 
 PORTICO_CO_TEST_CASE("with_timeout passes the awaiter's stop request on", "[timer]")
 {
-    std::stop_source source;
+    portico::stop_source source;
     auto guarded = [](io_context& c) -> task<io_result<void>> {
         auto slow = [](io_context& cc) -> task<io_result<void>> { co_return co_await cc.sleep_for(1h); };
         co_return co_await portico::with_timeout(c, 1h, slow(c));
     }(ctx);
     guarded.set_stop_token(source.get_token());
-    auto stopper = [](io_context& c, std::stop_source& s) -> task<> {
+    auto stopper = [](io_context& c, portico::stop_source& s) -> task<> {
         co_await c.sleep_for(5ms);
         s.request_stop();
     };

@@ -3,9 +3,9 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/stop_token.hpp>
 
 #include <coroutine>
-#include <stop_token>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -21,13 +21,13 @@ public:
         return false;
     }
 
-    std::stop_token await_resume() noexcept { return std::move(token_); }
+    portico::stop_token await_resume() noexcept { return std::move(token_); }
 
 private:
-    std::stop_token token_;
+    portico::stop_token token_;
 };
 
-/// `std::stop_token t = co_await portico::get_stop_token();` — the stop token
+/// `portico::stop_token t = co_await portico::get_stop_token();` — the stop token
 /// the current coroutine's operations observe (inherited from its awaiter, or
 /// set by when_any, task_group, with_timeout...). Never suspends.
 [[nodiscard]] inline get_stop_token_op get_stop_token() noexcept { return {}; }

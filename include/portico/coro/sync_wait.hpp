@@ -5,13 +5,13 @@
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/result_promise.hpp>
+#include <portico/stop_token.hpp>
 
 #include <condition_variable>
 #include <coroutine>
 #include <exception>
 #include <mutex>
 #include <optional>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -68,7 +68,7 @@ public:
     sync_wait_task(sync_wait_task&&) = delete;
     ~sync_wait_task() { handle_.destroy(); }
 
-    T run(std::stop_token token)
+    T run(portico::stop_token token)
     {
         sync_wait_event event;
         auto& promise = handle_.promise();
@@ -109,7 +109,7 @@ sync_wait_task<T> make_sync_wait_task(A&& a)
 /// pool thread of the io_context the awaitable needs, with one thread): that
 /// deadlocks. Thread safety: any number of threads may call it concurrently.
 template <awaitable A>
-auto sync_wait(A&& a, std::stop_token token = {}) -> await_result_t<A>
+auto sync_wait(A&& a, portico::stop_token token = {}) -> await_result_t<A>
 {
     using result = await_result_t<A>;
     if constexpr (std::is_reference_v<result>) {

@@ -3,12 +3,12 @@
 
 #include <portico/config.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/stop_token.hpp>
 
 #include <cassert>
 #include <coroutine>
 #include <exception>
 #include <memory>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -43,26 +43,26 @@ public:
     final_awaiter final_suspend() const noexcept { return {}; }
 
     /// The stop token operations awaited in this coroutine observe.
-    const std::stop_token& stop_token() const noexcept { return stop_token_; }
-    void set_stop_token(std::stop_token token) noexcept { stop_token_ = std::move(token); }
+    const portico::stop_token& stop_token() const noexcept { return stop_token_; }
+    void set_stop_token(portico::stop_token token) noexcept { stop_token_ = std::move(token); }
 
     void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
 
 private:
     std::coroutine_handle<> continuation_ = std::noop_coroutine();
-    std::stop_token stop_token_;
+    portico::stop_token stop_token_;
 };
 
 /// True for promise types that carry a stop token (all of portico's).
 template <class Promise>
 concept stop_token_provider = requires(const Promise& p) {
-    { p.stop_token() } -> std::convertible_to<const std::stop_token&>;
+    { p.stop_token() } -> std::convertible_to<const portico::stop_token&>;
 };
 
 /// The stop token of the coroutine `h`, or an empty token for foreign
 /// coroutine types.
 template <class Promise>
-std::stop_token stop_token_of(std::coroutine_handle<Promise> h) noexcept
+portico::stop_token stop_token_of(std::coroutine_handle<Promise> h) noexcept
 {
     if constexpr (stop_token_provider<Promise>) {
         return h.promise().stop_token();
@@ -175,7 +175,7 @@ public:
 
     /// Sets the stop token the task's operations observe, instead of
     /// inheriting the awaiter's. Call before the task is started.
-    void set_stop_token(std::stop_token token) noexcept
+    void set_stop_token(portico::stop_token token) noexcept
     {
         assert(handle_);
         handle_.promise().set_stop_token(std::move(token));

@@ -5,6 +5,7 @@
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/stop_token.hpp>
 
 #include <atomic>
 #include <cassert>
@@ -12,7 +13,6 @@
 #include <cstddef>
 #include <exception>
 #include <mutex>
-#include <stop_token>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -43,10 +43,10 @@ public:
         void unhandled_exception() noexcept { exception_ = std::current_exception(); }
         void return_void() noexcept {}
 
-        const std::stop_token& stop_token() const noexcept { return stop_token_; }
+        const portico::stop_token& stop_token() const noexcept { return stop_token_; }
 
         task_group* group_ = nullptr;
-        std::stop_token stop_token_;
+        portico::stop_token stop_token_;
         std::exception_ptr exception_;
     };
 
@@ -104,7 +104,7 @@ public:
     void request_stop() noexcept { stop_.request_stop(); }
 
     /// The token spawned work observes.
-    [[nodiscard]] std::stop_token get_token() const noexcept { return stop_.get_token(); }
+    [[nodiscard]] portico::stop_token get_token() const noexcept { return stop_.get_token(); }
 
     /// Number of spawned awaitables still running (a snapshot).
     [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_acquire) - 1; }
@@ -162,7 +162,7 @@ private:
     // One reference per running child plus one held by the (future) joiner.
     std::atomic<std::size_t> count_{1};
     std::coroutine_handle<> joiner_;
-    std::stop_source stop_;
+    portico::stop_source stop_;
     std::mutex error_mutex_;
     std::exception_ptr first_error_;
 };

@@ -6,9 +6,9 @@
 #include <portico/coro/stop_token.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/join_child.hpp>
+#include <portico/stop_token.hpp>
 
 #include <cstddef>
-#include <stop_token>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -22,7 +22,7 @@ namespace detail {
 // anyway, and a server wants the whole group torn down promptly.
 inline void when_all_child_done(void* context, std::size_t, bool failed) noexcept
 {
-    if (failed) static_cast<std::stop_source*>(context)->request_stop();
+    if (failed) static_cast<portico::stop_source*>(context)->request_stop();
 }
 
 } // namespace detail
@@ -38,8 +38,8 @@ inline void when_all_child_done(void* context, std::size_t, bool failed) noexcep
 template <awaitable... As>
 [[nodiscard]] task<std::tuple<non_void_t<std::remove_cvref_t<await_result_t<As>>>...>> when_all(As... as)
 {
-    std::stop_source source;
-    std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
+    portico::stop_source source;
+    portico::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
     detail::join_latch latch(sizeof...(As));
     auto children = std::make_tuple(detail::make_join_child(std::move(as))...);
     co_await detail::join_all_op(
@@ -58,8 +58,8 @@ template <awaitable... As>
 template <awaitable A>
 [[nodiscard]] task<std::vector<non_void_t<std::remove_cvref_t<await_result_t<A>>>>> when_all(std::vector<A> as)
 {
-    std::stop_source source;
-    std::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
+    portico::stop_source source;
+    portico::stop_callback forward(co_await get_stop_token(), [&source]() noexcept { source.request_stop(); });
     detail::join_latch latch(as.size());
     auto children = detail::make_join_children(as);
     co_await detail::join_all_op(

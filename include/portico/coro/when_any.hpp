@@ -6,11 +6,11 @@
 #include <portico/coro/stop_token.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/join_child.hpp>
+#include <portico/stop_token.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <stdexcept>
-#include <stop_token>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -34,7 +34,7 @@ namespace detail {
 struct when_any_state {
     static constexpr std::size_t no_winner = static_cast<std::size_t>(-1);
 
-    std::stop_source source;
+    portico::stop_source source;
     std::atomic<std::size_t> winner{no_winner};
 
     // The first child to finish, with a result or an exception, wins and
@@ -80,7 +80,7 @@ when_any(As... as)
     static_assert(sizeof...(As) > 0, "when_any needs at least one awaitable");
     using variant = std::variant<non_void_t<std::remove_cvref_t<await_result_t<As>>>...>;
     detail::when_any_state state;
-    std::stop_callback forward(co_await get_stop_token(), [&state]() noexcept { state.source.request_stop(); });
+    portico::stop_callback forward(co_await get_stop_token(), [&state]() noexcept { state.source.request_stop(); });
     detail::join_latch latch(sizeof...(As));
     auto children = std::make_tuple(detail::make_join_child(std::move(as))...);
     co_await detail::join_all_op(latch, [&] {
@@ -98,7 +98,7 @@ template <awaitable A>
 {
     if (as.empty()) throw std::invalid_argument("portico::when_any: no awaitables");
     detail::when_any_state state;
-    std::stop_callback forward(co_await get_stop_token(), [&state]() noexcept { state.source.request_stop(); });
+    portico::stop_callback forward(co_await get_stop_token(), [&state]() noexcept { state.source.request_stop(); });
     detail::join_latch latch(as.size());
     auto children = detail::make_join_children(as);
     co_await detail::join_all_op(latch, [&] {

@@ -5,13 +5,13 @@
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/detail/frame_tracking.hpp>
 #include <portico/detail/result_promise.hpp>
+#include <portico/stop_token.hpp>
 
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <exception>
 #include <optional>
-#include <stop_token>
 #include <type_traits>
 #include <tuple>
 #include <utility>
@@ -94,7 +94,7 @@ public:
 
     /// Prepares the child to report to `latch` (and to `on_done`, if set)
     /// and to observe `token`.
-    void arm(join_latch& latch, std::stop_token token, std::size_t index,
+    void arm(join_latch& latch, portico::stop_token token, std::size_t index,
              void (*on_done)(void*, std::size_t, bool) noexcept, void* context) noexcept
     {
         auto& p = promise();
@@ -137,7 +137,7 @@ auto make_join_children(std::vector<A>& as)
 /// them in order. Children are armed before any starts: a child that finishes
 /// at once may run on_done, which may read the others.
 template <class Children>
-void start_children(Children& children, join_latch& latch, const std::stop_source& source,
+void start_children(Children& children, join_latch& latch, const portico::stop_source& source,
                     void (*on_done)(void*, std::size_t, bool) noexcept, void* context)
 {
     if constexpr (requires { children.size(); }) {

@@ -4,11 +4,11 @@
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/stop_token.hpp>
 
 #include <coroutine>
 #include <exception>
 #include <optional>
-#include <stop_token>
 #include <type_traits>
 #include <utility>
 
@@ -34,8 +34,8 @@ public:
         return {};
     }
 
-    const std::stop_token& stop_token() const noexcept { return stop_token_; }
-    void set_stop_token(std::stop_token token) noexcept { stop_token_ = std::move(token); }
+    const portico::stop_token& stop_token() const noexcept { return stop_token_; }
+    void set_stop_token(portico::stop_token token) noexcept { stop_token_ = std::move(token); }
 
     bool failed() const noexcept { return static_cast<bool>(exception_); }
     void rethrow_if_failed() const
@@ -50,7 +50,7 @@ public:
     }
 
 private:
-    std::stop_token stop_token_;
+    portico::stop_token stop_token_;
     std::exception_ptr exception_;
     std::optional<non_void_t<T>> value_;
 };

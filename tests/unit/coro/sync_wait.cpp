@@ -42,7 +42,7 @@ TEST_CASE("sync_wait rethrows and passes its stop token on", "[sync_wait]")
                     }()),
                     std::logic_error);
 
-    std::stop_source source;
+    portico::stop_source source;
     source.request_stop();
     auto stopped = sync_wait([]() -> task<bool> { co_return (co_await portico::get_stop_token()).stop_requested(); }(),
                              source.get_token());

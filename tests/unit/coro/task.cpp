@@ -1,4 +1,5 @@
 #include <portico/coro/task.hpp>
+#include <portico/stop_token.hpp>
 
 #include <portico/coro/stop_token.hpp>
 #include <portico/coro/sync_wait.hpp>
@@ -7,7 +8,6 @@
 
 #include <memory>
 #include <stdexcept>
-#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -127,10 +127,10 @@ TEST_CASE("a task destroyed without being awaited frees its frame", "[task]")
 
 TEST_CASE("a task inherits its awaiter's stop token unless one was set", "[task]")
 {
-    std::stop_source outer;
-    std::stop_source own;
+    portico::stop_source outer;
+    portico::stop_source own;
 
-    auto child = []() -> task<std::stop_token> { co_return co_await portico::get_stop_token(); };
+    auto child = []() -> task<portico::stop_token> { co_return co_await portico::get_stop_token(); };
     auto parent = [&]() -> task<> {
         auto inherited = co_await child();
         CHECK(inherited == outer.get_token());

@@ -73,7 +73,7 @@ TEST_CASE("when_all rethrows the first failure after cancelling and joining the 
 
 TEST_CASE("when_all forwards the awaiter's stop request to every child", "[when_all]")
 {
-    std::stop_source source;
+    portico::stop_source source;
     thread_executor ex(2);
     auto waits = [&]() -> task<> {
         co_await ex.schedule();

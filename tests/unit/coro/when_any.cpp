@@ -91,7 +91,7 @@ TEST_CASE("when_any rethrows the winner's exception", "[when_any]")
 
 TEST_CASE("when_any forwards the awaiter's stop request", "[when_any]")
 {
-    std::stop_source source;
+    portico::stop_source source;
     source.request_stop();
     auto waits = []() -> task<int> {
         co_await wait_for_stop{};

@@ -8,12 +8,12 @@
 #include <portico/detail/win/scheduler.hpp>
 #include <portico/detail/win/windows.hpp>
 #include <portico/error.hpp>
+#include <portico/stop_token.hpp>
 
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <optional>
-#include <stop_token>
 #include <system_error>
 
 PORTICO_NAMESPACE_BEGIN
@@ -62,7 +62,7 @@ public:
             error_ = make_error_code(errc::operation_aborted); // closed before this call
             return false;
         }
-        std::stop_token token = detail::stop_token_of(awaiting);
+        portico::stop_token token = detail::stop_token_of(awaiting);
         if (token.stop_requested()) {
             error_ = make_error_code(errc::operation_aborted);
             return false;
@@ -165,7 +165,7 @@ private:
 
     std::coroutine_handle<> continuation_;
     std::atomic<state> state_{state::idle};
-    std::optional<std::stop_callback<canceller>> cancel_;
+    std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
 } // namespace detail::win

@@ -1,0 +1,233 @@
+// portico: stop_source, stop_token, stop_callback — cooperative cancellation.
+//
+// The same interface as C++20's <stop_token>, implemented on a mutex and a
+// condition variable. Why not std::stop_token: with mingw-w64's libstdc++ 12,
+// ~std::stop_callback waits for a callback running on another thread through
+// a std::binary_semaphore, whose atomic-wait fallback was seen to lose the
+// wake-up under Wine; the destructor then never returned (a pool thread hung
+// in a cancel-racing-completion test). Cancelling an operation that is
+// completing at the same moment is routine here, so that wait must be sound.
+// See docs/design/cancellation.md.
+#pragma once
+
+#include <portico/config.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail {
+
+struct stop_callback_node {
+    void (*invoke)(stop_callback_node*) noexcept = nullptr;
+    stop_callback_node* next = nullptr;
+    stop_callback_node* prev = nullptr;
+    bool registered = false;
+    // Set while the node's own callback runs, so a callback that destroys
+    // its stop_callback (legal) is noticed and not touched afterwards.
+    bool* destroyed = nullptr;
+};
+
+class stop_state {
+public:
+    [[nodiscard]] bool stop_requested() const noexcept { return requested_.load(std::memory_order_acquire); }
+    [[nodiscard]] bool has_sources() const noexcept { return sources_.load(std::memory_order_acquire) != 0; }
+    void add_source() noexcept { sources_.fetch_add(1, std::memory_order_relaxed); }
+    void remove_source() noexcept { sources_.fetch_sub(1, std::memory_order_acq_rel); }
+
+    /// Sets the stop flag and runs every registered callback on this thread.
+    /// Returns false if stop had already been requested.
+    bool request_stop() noexcept
+    {
+        std::unique_lock lock(mutex_);
+        if (requested_.load(std::memory_order_relaxed)) return false;
+        requested_.store(true, std::memory_order_release);
+        runner_ = std::this_thread::get_id();
+        while (head_ != nullptr) {
+            stop_callback_node* node = head_;
+            unlink(node);
+            bool destroyed = false;
+            node->destroyed = &destroyed;
+            running_ = node;
+            lock.unlock();
+            node->invoke(node);
+            lock.lock();
+            if (!destroyed) node->destroyed = nullptr;
+            running_ = nullptr;
+            // RACE: a destructor on another thread may be waiting for this
+            // very callback to finish; wake it under the lock it waits with.
+            done_.notify_all();
+        }
+        return true;
+    }
+
+    /// Registers `node`, unless stop was already requested: then returns
+    /// false and the caller runs the callback itself.
+    bool add(stop_callback_node* node) noexcept
+    {
+        std::lock_guard lock(mutex_);
+        if (requested_.load(std::memory_order_relaxed)) return false;
+        node->next = head_;
+        node->prev = nullptr;
+        if (head_ != nullptr) head_->prev = node;
+        head_ = node;
+        node->registered = true;
+        return true;
+    }
+
+    /// Deregisters `node`. If its callback is running on another thread,
+    /// waits for it to finish, so the callback never outlives its object.
+    void remove(stop_callback_node* node) noexcept
+    {
+        std::unique_lock lock(mutex_);
+        if (node->registered) {
+            unlink(node);
+            return;
+        }
+        if (running_ != node) return;
+        if (runner_ == std::this_thread::get_id()) {
+            // Destroyed from inside its own callback: request_stop must not
+            // touch it again.
+            if (node->destroyed != nullptr) *node->destroyed = true;
+            return;
+        }
+        done_.wait(lock, [&] { return running_ != node; });
+    }
+
+private:
+    void unlink(stop_callback_node* node) noexcept
+    {
+        if (node->prev != nullptr) {
+            node->prev->next = node->next;
+        } else {
+            head_ = node->next;
+        }
+        if (node->next != nullptr) node->next->prev = node->prev;
+        node->next = node->prev = nullptr;
+        node->registered = false;
+    }
+
+    std::atomic<bool> requested_{false};
+    std::atomic<std::size_t> sources_{0};
+    std::mutex mutex_;
+    std::condition_variable done_;
+    stop_callback_node* head_ = nullptr;
+    stop_callback_node* running_ = nullptr;
+    std::thread::id runner_;
+};
+
+} // namespace detail
+
+class stop_source;
+template <class Callback>
+class stop_callback;
+
+/// A view of a stop_source's state: whether stop was requested. Cheap to
+/// copy (one reference count). A default-constructed token can never stop.
+/// Thread safety: any thread; copies may be used concurrently.
+class stop_token {
+public:
+    stop_token() noexcept = default;
+
+    /// True once the owning stop_source's request_stop() was called.
+    [[nodiscard]] bool stop_requested() const noexcept { return state_ && state_->stop_requested(); }
+    /// False if stop can never be requested (no state, or no source left and
+    /// none requested): operations then need not register callbacks.
+    [[nodiscard]] bool stop_possible() const noexcept
+    {
+        return state_ && (state_->stop_requested() || state_->has_sources());
+    }
+
+    /// Tokens are equal when they share a state, or both have none.
+    friend bool operator==(const stop_token& a, const stop_token& b) noexcept { return a.state_ == b.state_; }
+
+private:
+    friend class stop_source;
+    template <class Callback>
+    friend class stop_callback;
+
+    explicit stop_token(std::shared_ptr<detail::stop_state> state) noexcept : state_(std::move(state)) {}
+
+    std::shared_ptr<detail::stop_state> state_;
+};
+
+/// Owns a stop state: request_stop() sets it and runs the callbacks
+/// registered through its tokens, on the calling thread. Allocates the state
+/// once. Thread safety: any thread.
+class stop_source {
+public:
+    stop_source() : state_(std::make_shared<detail::stop_state>()) { state_->add_source(); }
+    stop_source(const stop_source& other) noexcept : state_(other.state_)
+    {
+        if (state_) state_->add_source();
+    }
+    stop_source(stop_source&& other) noexcept : state_(std::move(other.state_)) {}
+    stop_source& operator=(stop_source other) noexcept
+    {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+    ~stop_source()
+    {
+        if (state_) state_->remove_source();
+    }
+
+    [[nodiscard]] stop_token get_token() const noexcept { return stop_token{state_}; }
+    [[nodiscard]] bool stop_requested() const noexcept { return state_ && state_->stop_requested(); }
+    [[nodiscard]] bool stop_possible() const noexcept { return static_cast<bool>(state_); }
+
+    /// Requests stop and runs the registered callbacks before returning.
+    /// Returns false if stop had already been requested.
+    bool request_stop() noexcept { return state_ && state_->request_stop(); }
+
+private:
+    std::shared_ptr<detail::stop_state> state_;
+};
+
+/// Runs `callback` when stop is requested on `token` — at once, in the
+/// constructor, if it already was. The destructor deregisters it and, if the
+/// callback is running on another thread, waits for it to finish. Neither
+/// copyable nor movable. Thread safety: as std::stop_callback.
+template <class Callback>
+class stop_callback : private detail::stop_callback_node {
+public:
+    template <class C>
+        requires std::is_constructible_v<Callback, C>
+    explicit stop_callback(const stop_token& token, C&& callback) noexcept(std::is_nothrow_constructible_v<Callback, C>)
+        : callback_(std::forward<C>(callback))
+    {
+        invoke = &stop_callback::run;
+        if (!token.state_) return;
+        if (token.state_->add(this)) {
+            state_ = token.state_;
+        } else if (token.state_->stop_requested()) {
+            callback_();
+        }
+    }
+
+    stop_callback(const stop_callback&) = delete;
+    stop_callback& operator=(const stop_callback&) = delete;
+
+    ~stop_callback()
+    {
+        if (state_) state_->remove(this);
+    }
+
+private:
+    static void run(detail::stop_callback_node* node) noexcept { static_cast<stop_callback*>(node)->callback_(); }
+
+    Callback callback_;
+    std::shared_ptr<detail::stop_state> state_;
+};
+
+template <class Callback>
+stop_callback(stop_token, Callback) -> stop_callback<Callback>;
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,125 @@
+// Fault and stress tests for tcp_socket (the TCP issue's list, those that do
+// not need tcp_acceptor).
+#include <portico/net/tcp_socket.hpp>
+
+#include <portico/coro/task.hpp>
+#include <portico/coro/when_all.hpp>
+#include <portico/timer.hpp>
+
+#include "support/catch.hpp"
+#include "support/co_test.hpp"
+#include "support/loopback.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+using namespace std::chrono_literals;
+using portico::buffer;
+using portico::errc;
+using portico::io_context;
+using portico::io_result;
+using portico::task;
+using portico::tcp_socket;
+using portico::test::connected_pair;
+
+namespace {
+
+// The stream the writers send: byte i of the stream is (i * 7 + i / 251) % 256,
+// so a lost, duplicated or reordered byte is seen at once.
+std::uint8_t stream_byte(std::uint64_t i) { return static_cast<std::uint8_t>((i * 7 + i / 251) % 256); }
+
+} // namespace
+
+PORTICO_IO_TEST_CASE("cancel racing completion, 10,000 times with data flowing: no byte lost or duplicated",
+                     "[tcp_socket_faults]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    constexpr std::uint64_t total = 1'000'000;
+    constexpr int rounds = 10'000;
+
+    auto writer = [](tcp_socket& s) -> task<io_result<std::size_t>> {
+        std::vector<std::uint8_t> chunk(4096);
+        std::uint64_t sent = 0;
+        while (sent < total) {
+            const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), total - sent));
+            for (std::size_t i = 0; i < n; ++i) chunk[i] = stream_byte(sent + i);
+            auto [ec, done] = co_await s.write_all(buffer(chunk.data(), n));
+            if (ec) co_return io_result<std::size_t>{ec, sent};
+            sent += done;
+        }
+        co_return io_result<std::size_t>{{}, sent};
+    };
+
+    struct outcome {
+        std::uint64_t received = 0;
+        std::uint64_t mismatches = 0;
+        int aborted = 0;
+        int completed = 0;
+    };
+    auto reader = [](io_context& c, tcp_socket& s, outcome& out) -> task<> {
+        // Small reads, so there are more reads than rounds of racing.
+        std::vector<std::uint8_t> chunk(64);
+        for (int round = 0; out.received < total; ++round) {
+            auto source = std::make_shared<portico::stop_source>();
+            auto one_read = [](tcp_socket& sock, std::vector<std::uint8_t>& b) -> task<io_result<std::size_t>> {
+                co_return co_await sock.read_some(buffer(b));
+            }(s, chunk);
+            one_read.set_stop_token(source->get_token());
+            // For the first `rounds` reads, a stop request races the read
+            // from another pool thread.
+            if (round < rounds) c.post([source] { source->request_stop(); });
+            auto [ec, n] = co_await std::move(one_read);
+            if (ec == errc::operation_aborted) {
+                ++out.aborted;
+                CHECK(n == 0);
+            } else if (ec) {
+                FAIL("unexpected read error: " << ec.message());
+            } else {
+                ++out.completed;
+            }
+            for (std::size_t i = 0; i < n; ++i) out.mismatches += chunk[i] != stream_byte(out.received + i);
+            out.received += n;
+        }
+    };
+
+    outcome result;
+    auto [written, ignored] = co_await portico::when_all(writer(client), reader(ctx, server, result));
+    (void)ignored;
+    CHECK_FALSE(written.error());
+    CHECK(result.received == total);
+    CHECK(result.mismatches == 0);
+    CHECK(result.aborted + result.completed >= rounds);
+}
+
+PORTICO_IO_TEST_CASE("connect that cannot complete: times out, and close aborts it", "[tcp_socket_faults]")
+{
+    // A listener with a backlog of 1 that never accepts: once its queue is
+    // full, further SYNs are dropped and a new connect stays pending.
+    portico::test::raw_listener listener(false, 1);
+    auto attempt = [](tcp_socket& sock, portico::endpoint e) -> task<io_result<void>> {
+        co_return co_await sock.connect(e);
+    };
+    std::vector<std::unique_ptr<tcp_socket>> fillers;
+    for (int i = 0; i < 4; ++i) {
+        fillers.push_back(std::make_unique<tcp_socket>(ctx));
+        (void)co_await portico::with_timeout(ctx, 50ms, attempt(*fillers.back(), listener.local()));
+    }
+
+    tcp_socket s(ctx);
+    auto [ec] = co_await portico::with_timeout(ctx, 100ms, attempt(s, listener.local()));
+    CHECK(ec == errc::timed_out);
+    CHECK(ec == std::errc::timed_out);
+
+    // when_all runs the attempt until its ConnectEx is pending, then the
+    // closer: no sleep needed.
+    tcp_socket closing(ctx);
+    auto closer = [](tcp_socket& sock) -> task<> {
+        sock.close();
+        co_return;
+    };
+    auto [result, ignored] = co_await portico::when_all(attempt(closing, listener.local()), closer(closing));
+    (void)ignored;
+    CHECK(result.error() == errc::operation_aborted);
+}
