@@ -144,7 +144,7 @@ public:
         if (error_) return {error_};
         // Without this, getpeername, shutdown and friends fail on the socket.
         if (::setsockopt(socket_.handle, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError()))};
+            return {detail::win::last_socket_error()};
         }
         return {};
     }
@@ -207,7 +207,7 @@ public:
     {
         if (is_open()) return {make_error_code(errc::bad_state)};
         SOCKET s = ::WSASocketW(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
-        if (s == INVALID_SOCKET) return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError()))};
+        if (s == INVALID_SOCKET) return {detail::win::last_socket_error()};
         return assign(static_cast<native_handle_type>(s));
     }
 
@@ -276,7 +276,7 @@ public:
     {
         if (!is_open()) return {make_error_code(errc::bad_state)};
         if (::shutdown(handle_, SD_SEND) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError()))};
+            return {detail::win::last_socket_error()};
         }
         return {};
     }
@@ -329,7 +329,7 @@ public:
         if (!is_open()) return {make_error_code(errc::bad_state)};
         LINGER linger{static_cast<u_short>(on ? 1 : 0), static_cast<u_short>(seconds)};
         if (::setsockopt(handle_, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&linger), sizeof linger) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError()))};
+            return {detail::win::last_socket_error()};
         }
         return {};
     }
@@ -386,7 +386,7 @@ private:
         SOCKADDR_STORAGE storage{};
         int length = sizeof storage;
         if (getter(handle_, reinterpret_cast<SOCKADDR*>(&storage), &length) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError())), {}};
+            return {detail::win::last_socket_error(), {}};
         }
         auto e = detail::win::from_sockaddr(reinterpret_cast<const SOCKADDR*>(&storage), length);
         if (!e) return {make_error_code(errc::invalid_argument), {}};
@@ -397,7 +397,7 @@ private:
     {
         if (!is_open()) return {make_error_code(errc::bad_state)};
         if (::setsockopt(handle_, level, option, reinterpret_cast<const char*>(&value), sizeof value) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError()))};
+            return {detail::win::last_socket_error()};
         }
         return {};
     }
@@ -408,7 +408,7 @@ private:
         int value = 0;
         int length = sizeof value;
         if (::getsockopt(handle_, level, option, reinterpret_cast<char*>(&value), &length) != 0) {
-            return {detail::win::socket_error(static_cast<DWORD>(::WSAGetLastError())), 0};
+            return {detail::win::last_socket_error(), 0};
         }
         return {{}, value};
     }

@@ -55,6 +55,10 @@ inline std::error_code socket_error(DWORD error) noexcept
     }
 }
 
+/// socket_error() of WSAGetLastError(): the error of the Winsock call that
+/// just failed on this thread.
+inline std::error_code last_socket_error() noexcept { return socket_error(static_cast<DWORD>(::WSAGetLastError())); }
+
 } // namespace detail::win
 
 PORTICO_NAMESPACE_END

@@ -151,7 +151,7 @@ private:
             DWORD transferred = 0;
             DWORD flags = 0;
             if (!::WSAGetOverlappedResult(self->socket_.handle, self, &transferred, FALSE, &flags)) {
-                self->error_ = socket_error(static_cast<DWORD>(::WSAGetLastError()));
+                self->error_ = last_socket_error();
             } else {
                 self->error_ = socket_error(static_cast<DWORD>(status));
             }
