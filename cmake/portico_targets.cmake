@@ -33,3 +33,27 @@ function(portico_configure_target target)
   set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
   target_link_libraries(${target} PRIVATE portico::portico Threads::Threads)
 endfunction()
+
+# portico_host_headers(OUT_VAR PROBE file PACKAGE deb ENTRIES entry...)
+# Finds host-installed, platform-neutral headers (Catch2, Asio) and exposes
+# only the named entries through a directory of links in the build tree, set
+# into OUT_VAR: adding /usr/include itself would pull the host's headers into
+# a cross build.
+function(portico_host_headers out_var)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "PROBE;PACKAGE" "ENTRIES")
+  string(MAKE_C_IDENTIFIER "PORTICO_HOST_${arg_PROBE}" cache_var)
+  find_path(${cache_var} "${arg_PROBE}"
+    PATHS /usr/include /usr/local/include
+    NO_CMAKE_FIND_ROOT_PATH
+    DOC "Directory holding ${arg_PROBE} (Debian: apt-get install ${arg_PACKAGE})")
+  if(NOT ${cache_var})
+    message(FATAL_ERROR "${arg_PROBE} not found: run scripts/setup.sh (or apt-get install ${arg_PACKAGE})")
+  endif()
+  string(MAKE_C_IDENTIFIER "${arg_PACKAGE}" dir_name)
+  set(dir "${CMAKE_CURRENT_BINARY_DIR}/host-${dir_name}")
+  file(MAKE_DIRECTORY "${dir}")
+  foreach(entry IN LISTS arg_ENTRIES)
+    file(CREATE_LINK "${${cache_var}}/${entry}" "${dir}/${entry}" SYMBOLIC)
+  endforeach()
+  set(${out_var} "${dir}" PARENT_SCOPE)
+endfunction()
