@@ -145,7 +145,9 @@ class io_result {
 public:
     using value_type = T;
 
-    io_result() = default;
+    io_result()
+        requires std::is_default_constructible_v<T>
+    = default;
     io_result(std::error_code ec, T value) noexcept(std::is_nothrow_move_constructible_v<T>)
         : ec_(ec), value_(std::move(value))
     {}

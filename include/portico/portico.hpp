@@ -20,6 +20,7 @@
 
 #if !PORTICO_BACKEND_NONE
 #include <portico/io_context.hpp>
+#include <portico/net/tcp_acceptor.hpp>
 #include <portico/net/tcp_socket.hpp>
 #include <portico/thread_pool.hpp>
 #include <portico/timer.hpp>

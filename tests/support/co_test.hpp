@@ -88,7 +88,11 @@ void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
             }                                                                                                          \
         }                                                                                                              \
     }                                                                                                                  \
-    static ::portico::task<> fn(::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
+    static ::portico::task<> fn([[maybe_unused]] ::portico::io_context& ctx, [[maybe_unused]] unsigned threads)
+
+// NOTE: never write co_await inside a CHECK/REQUIRE: GCC evaluates it twice
+// there (Catch2 v2 also passes the expression to __builtin_constant_p). Await
+// into a local, then check the local.
 
 /// A test case whose body is a coroutine `task<>` with `ctx` (the context)
 /// and `threads` (its pool size) in scope; runs with 1 and with 4 threads.

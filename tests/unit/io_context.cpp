@@ -218,7 +218,8 @@ PORTICO_CO_TEST_CASE("spawned work runs on the pool and observes the context's s
     portico::test::latch ran(1);
     ctx.spawn([](io_context& c, std::atomic<bool>& flag, portico::test::latch& l) -> task<> {
         flag = c.running_in_this_thread();
-        CHECK((co_await portico::get_stop_token()) == c.get_stop_token());
+        const portico::stop_token token = co_await portico::get_stop_token();
+        CHECK(token == c.get_stop_token());
         l.count_down();
     }(ctx, on_pool, ran));
     // Not a sleep: wait on the latch from a pool thread would block it, so
