@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks that code shown in the docs is the code that is compiled: a fenced
 # block right after a line `<!-- snippet: PATH -->` must equal the file PATH
-# (relative to the repository root) exactly. Run by ctest (docs.snippets).
+# (relative to the repository root) exactly; after `<!-- snippet: PATH#NAME -->`
+# it must equal the lines between `// snippet-begin: NAME` and
+# `// snippet-end: NAME` in PATH. Run by ctest (docs.snippets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,32 @@ while IFS= read -r doc; do
     path=${line_and_path#*:}
     # The block starts two lines below the marker (after the ``` fence).
     block=$(awk -v start=$((line + 2)) 'NR >= start { if ($0 ~ /^```/) exit; print }' "$doc")
+    region=
+    if [[ $path == *#* ]]; then
+      region=${path#*#}
+      path=${path%%#*}
+    fi
     if [[ ! -f $path ]]; then
       echo "$doc:$line: snippet names a missing file: $path"
       status=1
-    elif [[ "$block" != "$(cat "$path")" ]]; then
+      continue
+    fi
+    if [[ -n $region ]]; then
+      expected=$(awk -v name="$region" '
+        $0 ~ "// snippet-end: " name "$" { inside = 0 }
+        inside { print }
+        $0 ~ "// snippet-begin: " name "$" { inside = 1; found = 1 }
+        END { if (!found) exit 1 }' "$path") || {
+        echo "$doc:$line: no region '$region' in $path"
+        status=1
+        continue
+      }
+    else
+      expected=$(cat "$path")
+    fi
+    if [[ "$block" != "$expected" ]]; then
       echo "$doc:$line: snippet differs from $path:"
-      diff <(printf '%s\n' "$block") "$path" | head -20 || true
+      diff <(printf '%s\n' "$block") <(printf '%s\n' "$expected") | head -20 || true
       status=1
     fi
     checked=$((checked + 1))

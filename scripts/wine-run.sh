@@ -3,7 +3,8 @@
 # creating the prefix on first use. CMake's CROSSCOMPILING_EMULATOR.
 #   wine-run.sh PREFIX program.exe [args...]
 set -euo pipefail
-prefix=$1
+# Wine wants an absolute prefix; accept a relative one from the command line.
+prefix=$(realpath -m "$1")
 shift
 export WINEPREFIX=$prefix
 export WINEDEBUG=${WINEDEBUG:--all}

@@ -1,0 +1,141 @@
+// portico example: the TCP echo server, the first program of every socket
+// course, written with coroutines on an I/O completion port.
+//
+// One session coroutine per client sends back whatever it receives. A few
+// pool threads serve every connection; nothing blocks. Ctrl+C stops the
+// io_context: the acceptor closes, every session's pending receive is
+// cancelled, each session closes its socket and the program exits.
+//
+//   echo_server [--host ADDRESS] [--port N] [--threads N] [--sessions N]
+//
+//   --host      address to listen on (default 0.0.0.0: every interface)
+//   --port      port to listen on (default 25000; 0 lets the system choose)
+//   --threads   pool threads (default 2)
+//   --sessions  exit after serving this many clients (default 0: never)
+//
+// The first line printed is "listening on HOST:PORT".
+
+#include <portico/portico.hpp>
+#include <portico/detail/win/windows.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace {
+
+using portico::buffer;
+using portico::endpoint;
+using portico::io_context;
+using portico::task;
+using portico::tcp_acceptor;
+using portico::tcp_socket;
+
+struct server_state {
+    tcp_acceptor& acceptor;
+    unsigned session_limit;
+    std::atomic<unsigned> finished{0};
+};
+
+// snippet-begin: server
+// Receive, send the same bytes back, until the client closes or fails.
+task<> session(tcp_socket s, endpoint peer, server_state& state)
+{
+    std::array<char, 4096> data;
+    unsigned long long bytes = 0;
+    std::error_code reason;
+    for (;;) {
+        auto [ec, n] = co_await s.read_some(buffer(data));
+        if (ec) {
+            reason = ec;
+            break;
+        }
+        // write_all loops until the kernel took every byte: a send may be short.
+        auto [write_ec, written] = co_await s.write_all(buffer(data.data(), n));
+        bytes += written;
+        if (write_ec) {
+            reason = write_ec;
+            break;
+        }
+    }
+    s.close();
+    // eof is the client closing normally; anything else is worth reporting.
+    std::printf("%s: closed after %llu bytes (%s)\n", peer.to_string().c_str(), bytes,
+                reason == portico::errc::eof ? "client closed" : reason.message().c_str());
+    if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
+}
+
+task<> serve(io_context& ctx, server_state& state)
+{
+    co_await ctx.schedule();
+    portico::task_group sessions;
+    for (;;) {
+        endpoint peer;
+        auto [ec, s] = co_await state.acceptor.accept(peer);
+        if (ec) break; // closed: Ctrl+C or the session limit
+        std::printf("%s: connected\n", peer.to_string().c_str());
+        sessions.spawn(session(std::move(s), peer, state));
+    }
+    // On Ctrl+C, cancel what the sessions are waiting for; they close and end.
+    if (ctx.get_stop_token().stop_requested()) sessions.request_stop();
+    co_await sessions.join();
+}
+// snippet-end: server
+
+io_context* running = nullptr;
+
+BOOL WINAPI on_console_event(DWORD event)
+{
+    if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT) return FALSE;
+    // stop() may be called from any thread, this handler's included.
+    if (running != nullptr) running->stop();
+    return TRUE;
+}
+
+const char* option(int argc, char** argv, std::string_view name, const char* fallback)
+{
+    for (int i = 1; i + 1 < argc; ++i) {
+        if (argv[i] == name) return argv[i + 1];
+    }
+    return fallback;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const auto host = portico::address::parse(option(argc, argv, "--host", "0.0.0.0"));
+    if (host.error()) {
+        std::fprintf(stderr, "echo_server: --host wants a numeric IPv4 or IPv6 address\n");
+        return 2;
+    }
+    const auto port = static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")));
+    const auto threads = static_cast<unsigned>(std::atoi(option(argc, argv, "--threads", "2")));
+    const auto limit = static_cast<unsigned>(std::atoi(option(argc, argv, "--sessions", "0")));
+
+    io_context ctx;
+    tcp_acceptor acceptor(ctx);
+    if (auto [ec] = acceptor.listen(endpoint{host.value_unchecked(), port}); ec) {
+        // address_in_use: another program (or another copy of this one) has the port.
+        std::fprintf(stderr, "echo_server: cannot listen on port %u: %s\n", port, ec.message().c_str());
+        return 1;
+    }
+    std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
+
+    running = &ctx;
+    ::SetConsoleCtrlHandler(&on_console_event, TRUE);
+    server_state state{acceptor, limit};
+    {
+        portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
+        portico::sync_wait(serve(ctx, state));
+        ctx.stop();
+    }
+    running = nullptr;
+    std::printf("served %u sessions\n", state.finished.load());
+    return 0;
+}
