@@ -1,11 +1,29 @@
-// portico: optional counting of coroutine frames (PORTICO_TRACK_FRAMES).
+// portico: where coroutine frames come from — a per-thread cache of recycled
+// frames, and optional counting of live frames (PORTICO_TRACK_FRAMES).
 #pragma once
 
 #include <portico/config.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <new>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+// AddressSanitizer finds use-after-free in frames only if every frame really
+// goes back to the heap: no recycling under it.
+#if defined(__SANITIZE_ADDRESS__)
+#define PORTICO_DETAIL_FRAME_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PORTICO_DETAIL_FRAME_CACHE 0
+#endif
+#endif
+#if !defined(PORTICO_DETAIL_FRAME_CACHE)
+#define PORTICO_DETAIL_FRAME_CACHE 1
+#endif
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -27,25 +45,136 @@ inline std::ptrdiff_t live_frames() noexcept { return live_frames_counter().load
 
 namespace detail {
 
-/// Base for every promise type portico defines: routes frame allocation
-/// through a counter when PORTICO_TRACK_FRAMES is defined.
+/// Recycled coroutine frames. A session loop that calls read() or
+/// write_all() per message takes their frames from here once the first
+/// messages have made enough of them, never from the heap. Blocks are grouped
+/// by size in 64-byte steps up to 4 KiB (larger frames always use the heap);
+/// each size keeps at most 256 KiB of free blocks, the rest go back to the
+/// heap. Kept blocks live until the process exits.
+///
+/// One free list per size, shared by all threads behind a tiny spin lock.
+/// Per-thread lists were tried first and lose: a frame made on the thread
+/// where a read completed is often freed on the thread where the next write
+/// completed, so blocks pile up on threads that only free while threads that
+/// only allocate keep going to the heap. A shared list holds exactly as many
+/// blocks as were ever live at once. (Everything here is trivially
+/// destructible: no thread-exit or static-destruction ordering to get wrong.)
+class frame_cache {
+public:
+    static constexpr std::size_t granule = 64;
+    static constexpr std::size_t classes = 64; // up to 4 KiB
+    static constexpr std::size_t bytes_per_class = 256 * 1024;
+
+    /// A block of at least `size` bytes from the cache, or nullptr.
+    static void* take(std::size_t size) noexcept
+    {
+        const std::size_t c = class_of(size);
+        if (c >= classes) return nullptr;
+        auto& list = lists()[c];
+        // The common miss (nothing free) takes no lock.
+        if (list.count.load(std::memory_order_relaxed) == 0) return nullptr;
+        list.lock();
+        node* b = list.head;
+        if (b != nullptr) {
+            list.head = b->next;
+            list.count.store(list.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+        }
+        list.unlock();
+        return b;
+    }
+
+    /// Keeps `p`, a block of rounded(size) bytes, for reuse; false if its
+    /// list is full and the caller must free it.
+    static bool give(void* p, std::size_t size) noexcept
+    {
+        const std::size_t c = class_of(size);
+        if (c >= classes) return false;
+        auto& list = lists()[c];
+        const std::size_t cap = bytes_per_class / ((c + 1) * granule);
+        bool kept = false;
+        list.lock();
+        const unsigned count = list.count.load(std::memory_order_relaxed);
+        if (count < cap) {
+            list.head = ::new (p) node{list.head};
+            list.count.store(count + 1, std::memory_order_relaxed);
+            kept = true;
+        }
+        list.unlock();
+        return kept;
+    }
+
+    /// Bytes actually allocated for a frame of `size`: the whole class, so
+    /// any frame of the class fits in a recycled block.
+    static std::size_t rounded(std::size_t size) noexcept
+    {
+        return class_of(size) < classes ? (class_of(size) + 1) * granule : size;
+    }
+
+private:
+    struct node {
+        node* next;
+    };
+
+    struct alignas(64) free_list {
+        std::atomic_flag busy = ATOMIC_FLAG_INIT;
+        node* head = nullptr;
+        // Written under the lock; read without it for the cheap miss.
+        std::atomic<unsigned> count{0};
+
+        void lock() noexcept
+        {
+            // Held for a few instructions; a holder preempted mid-way is
+            // waited out with yield rather than burning the time slice.
+            for (unsigned spins = 0; busy.test_and_set(std::memory_order_acquire); ++spins) {
+                if (spins >= 64) std::this_thread::yield();
+            }
+        }
+        void unlock() noexcept { busy.clear(std::memory_order_release); }
+    };
+
+    // Nothing to run at exit: no static-destruction order to get wrong.
+    static_assert(std::is_trivially_destructible_v<free_list>);
+
+    static std::array<free_list, classes>& lists() noexcept
+    {
+        static std::array<free_list, classes> all;
+        return all;
+    }
+
+    static std::size_t class_of(std::size_t size) noexcept { return (size - 1) / granule; }
+};
+
+/// Base for every promise type portico defines: frames come from the
+/// thread's frame_cache, and are counted when PORTICO_TRACK_FRAMES is defined.
 struct frame_allocation {
-#if defined(PORTICO_TRACK_FRAMES)
     static void* operator new(std::size_t size)
     {
-        void* p = ::operator new(size);
+        void* p = nullptr;
+#if PORTICO_DETAIL_FRAME_CACHE
+        p = frame_cache::take(size);
+        if (p == nullptr) p = ::operator new(frame_cache::rounded(size));
+#else
+        p = ::operator new(size);
+#endif
+#if defined(PORTICO_TRACK_FRAMES)
         debug::live_frames_counter().fetch_add(1, std::memory_order_relaxed);
+#endif
         return p;
     }
+
     static void operator delete(void* p, std::size_t size) noexcept
     {
+#if defined(PORTICO_TRACK_FRAMES)
         // RACE: release pairs with the acquire in live_frames(), so a test that
         // reads 0 also sees everything the frame's coroutine wrote.
         debug::live_frames_counter().fetch_sub(1, std::memory_order_release);
-        ::operator delete(p);
-        (void)size;
-    }
 #endif
+#if PORTICO_DETAIL_FRAME_CACHE
+        if (frame_cache::give(p, size)) return;
+#endif
+        (void)size;
+        ::operator delete(p);
+    }
 };
 
 } // namespace detail

@@ -6,9 +6,11 @@
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
+#include "support/heap_counter.hpp"
 #include "support/loopback.hpp"
 
 #include <array>
+#include <cstdint>
 #include <chrono>
 #include <numeric>
 #include <string>
@@ -190,4 +192,42 @@ PORTICO_IO_TEST_CASE("IPv6 loopback works like IPv4", "[tcp_socket]")
     auto [ec, n] = co_await server.read(buffer(got));
     CHECK_FALSE(ec);
     CHECK(got == hello);
+}
+
+PORTICO_IO_TEST_CASE("a steady-state echo loop makes no heap allocation per message", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    constexpr int warm_up = 200;
+    constexpr int measured = 2000;
+
+    auto echo = [](tcp_socket& s) -> task<> {
+        std::array<char, 256> data;
+        for (;;) {
+            auto [ec, n] = co_await s.read_some(buffer(data));
+            if (ec) co_return;
+            auto [write_ec, written] = co_await s.write_all(buffer(data.data(), n));
+            if (write_ec) co_return;
+        }
+    };
+    std::uint64_t before = 0;
+    std::uint64_t after = 0;
+    int failures = 0;
+    auto ping = [&](tcp_socket& s) -> task<> {
+        std::array<char, 64> out;
+        std::array<char, 64> in;
+        for (int i = 0; i < warm_up + measured; ++i) {
+            if (i == warm_up) before = portico::test::heap_allocations();
+            out.fill(static_cast<char>(i));
+            // read() and write_all() are coroutines: once the frame cache is
+            // warm (the first messages), their frames are recycled.
+            auto [write_ec, written] = co_await s.write_all(buffer(out));
+            auto [read_ec, got] = co_await s.read(buffer(in));
+            if (write_ec || read_ec || in != out) ++failures;
+        }
+        after = portico::test::heap_allocations();
+        (void)s.shutdown_send();
+    };
+    co_await portico::when_all(echo(server), ping(client));
+    CHECK(failures == 0);
+    CHECK(after - before == 0);
 }
