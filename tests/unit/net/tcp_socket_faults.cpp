@@ -10,6 +10,7 @@
 #include "support/co_test.hpp"
 #include "support/loopback.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -122,4 +123,100 @@ PORTICO_IO_TEST_CASE("connect that cannot complete: times out, and close aborts 
     auto [result, ignored] = co_await portico::when_all(attempt(closing, listener.local()), closer(closing));
     (void)ignored;
     CHECK(result.error() == errc::operation_aborted);
+}
+
+PORTICO_IO_TEST_CASE("peer abortive close: a pending read gets connection_reset, and so do writes",
+                     "[tcp_socket_faults]")
+{
+    auto [client, server] = co_await portico::test::connected_pair(ctx);
+    std::array<char, 64> data{};
+    std::error_code read_result;
+    auto reader = [&]() -> task<> {
+        auto [ec, n] = co_await server.read_some(buffer(data));
+        read_result = ec;
+    };
+    auto resetter = [&]() -> task<> {
+        client.close_abortive(); // linger 0: RST instead of FIN
+        co_return;
+    };
+    // when_all starts the reader until its WSARecv is pending, then the resetter.
+    co_await portico::when_all(reader(), resetter());
+    CHECK(read_result == errc::connection_reset);
+    CHECK(read_result == std::errc::connection_reset);
+
+    auto [write_ec, written] = co_await server.write_some(buffer(data));
+    CHECK(write_ec == errc::connection_reset);
+    CHECK(written == 0);
+}
+
+PORTICO_IO_TEST_CASE("writing to a peer that closed fails after a few writes, never hangs", "[tcp_socket_faults]")
+{
+    auto [client, server] = co_await portico::test::connected_pair(ctx);
+    client.close(); // graceful: FIN; the peer's kernel answers further data with RST
+    std::vector<char> chunk(16 * 1024, 'x');
+    std::error_code ec;
+    int writes = 0;
+    // The first writes may still be accepted into the send buffer; once the
+    // RST is back every write fails. 10,000 x 16 KiB is far beyond any buffer.
+    while (!ec && writes < 10'000) {
+        auto [write_ec, n] = co_await server.write_some(buffer(chunk));
+        ec = write_ec;
+        ++writes;
+    }
+    CHECK(ec);
+    const bool reset_or_aborted = ec == errc::connection_reset || ec == errc::connection_aborted;
+    CHECK(reset_or_aborted);
+    INFO("writes before the failure: " << writes);
+    CHECK(writes < 10'000);
+}
+
+PORTICO_IO_TEST_CASE("write_all of 64 MiB through a small send buffer to a slow reader arrives whole and in order",
+                     "[tcp_socket_faults]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    // A send buffer of 1/1024 of the data keeps the sender waiting on the
+    // reader. (8 KiB made loopback TCP under Wine stall on its timers: 20 to
+    // 400 s per run.) TCP_NODELAY, or Nagle holds back each partial segment
+    // until the reader's delayed ACK.
+    REQUIRE_FALSE(client.set_send_buffer_size(64 * 1024).error());
+    REQUIRE_FALSE(client.set_no_delay(true).error());
+
+    // 64 MiB as 1,024 buffers of 64 KiB: more than one WSASend takes (64), so
+    // write_all must resume after each partial transfer where it stopped.
+    constexpr std::size_t piece = 64 * 1024;
+    constexpr std::size_t pieces = 1024;
+    constexpr std::size_t total = piece * pieces;
+    // Position-dependent bytes (not periodic in the piece size): a piece sent
+    // twice, skipped or out of order shows up as a mismatch.
+    auto byte_at = [](std::size_t offset) { return static_cast<char>((offset * 7 + (offset >> 16) * 13) & 0xFF); };
+    std::vector<char> data(total);
+    for (std::size_t i = 0; i < total; ++i) data[i] = byte_at(i);
+    std::vector<portico::const_buffer> sequence;
+    for (std::size_t k = 0; k < pieces; ++k) sequence.push_back(buffer(data.data() + k * piece, piece));
+
+    const auto sends_before = ctx.statistics().send_calls;
+    std::size_t received = 0;
+    std::size_t mismatches = 0;
+    auto slow_reader = [&]() -> task<> {
+        // 16 KiB at a time, checking every byte before the next read.
+        std::array<char, 16 * 1024> in;
+        for (;;) {
+            auto [ec, n] = co_await server.read_some(buffer(in));
+            if (ec) co_return;
+            for (std::size_t i = 0; i < n; ++i) mismatches += in[i] != byte_at(received + i);
+            received += n;
+        }
+    };
+    auto writer = [&]() -> task<io_result<std::size_t>> {
+        auto result = co_await client.write_all(sequence);
+        (void)client.shutdown_send();
+        co_return result;
+    };
+    auto [written, ignored] = co_await portico::when_all(writer(), slow_reader());
+    (void)ignored;
+    CHECK_FALSE(written.error());
+    CHECK(written.value_unchecked() == total);
+    CHECK(received == total);
+    CHECK(mismatches == 0);
+    CHECK(ctx.statistics().send_calls - sends_before >= pieces / 64);
 }
