@@ -144,8 +144,70 @@ private:
     static std::size_t class_of(std::size_t size) noexcept { return (size - 1) / granule; }
 };
 
+/// Where a frame destroyed while an I/O operation inside it is still
+/// pending goes: the operation records itself here from its destructor, the
+/// frame's operator delete then keeps the block (instead of freeing it) and
+/// stores it in the record, and the operation frees it when the kernel's
+/// completion finally arrives. See docs/design/operations.md.
+struct deferred_frame {
+    void* block = nullptr;
+    std::size_t size = 0;
+    /// The frame's operator delete and the operation's completion both
+    /// arrive here, in either order; the last one frees the block.
+    std::atomic<unsigned> pending{2};
+
+    /// True for the last of the two.
+    bool arrive() noexcept { return pending.fetch_sub(1, std::memory_order_acq_rel) == 1; }
+};
+
+/// The operations orphaned by the frame destruction running on this thread
+/// (a frame may destroy child frames, each with its own). Trivially
+/// destructible (see frame_cache).
+struct orphan_registry {
+    static constexpr unsigned capacity = 16;
+    const void* ops[capacity];
+    deferred_frame* records[capacity];
+    unsigned count;
+
+    static orphan_registry& for_this_thread() noexcept
+    {
+        static thread_local orphan_registry r{};
+        return r;
+    }
+
+    /// Called from the destructor of a pending operation at `op`. False if
+    /// too many are pending at once (the caller must not let the frame go).
+    bool add(const void* op, deferred_frame* record) noexcept
+    {
+        if (count == capacity) return false;
+        ops[count] = op;
+        records[count] = record;
+        ++count;
+        return true;
+    }
+
+    /// The record of an orphaned operation inside [p, p + size), removed.
+    deferred_frame* claim(void* p, std::size_t size) noexcept
+    {
+        const auto* begin = static_cast<const char*>(p);
+        for (unsigned i = 0; i < count; ++i) {
+            const auto* op = static_cast<const char*>(ops[i]);
+            if (op >= begin && op < begin + size) {
+                deferred_frame* r = records[i];
+                --count;
+                ops[i] = ops[count];
+                records[i] = records[count];
+                return r;
+            }
+        }
+        return nullptr;
+    }
+};
+
 /// Base for every promise type portico defines: frames come from the
-/// thread's frame_cache, and are counted when PORTICO_TRACK_FRAMES is defined.
+/// frame_cache, are kept alive while a destroyed frame's operation is still
+/// pending (orphan_registry), and are counted when PORTICO_TRACK_FRAMES is
+/// defined.
 struct frame_allocation {
     static void* operator new(std::size_t size)
     {
@@ -163,6 +225,22 @@ struct frame_allocation {
     }
 
     static void operator delete(void* p, std::size_t size) noexcept
+    {
+        auto& orphans = orphan_registry::for_this_thread();
+        if (orphans.count != 0) {
+            if (deferred_frame* record = orphans.claim(p, size)) {
+                // The kernel may still own an OVERLAPPED in this block: the
+                // completion frees it, unless it already came.
+                record->block = p;
+                record->size = size;
+                if (!record->arrive()) return;
+            }
+        }
+        release(p, size);
+    }
+
+    /// Frees a frame block for good (also a deferred one, by its operation).
+    static void release(void* p, std::size_t size) noexcept
     {
 #if defined(PORTICO_TRACK_FRAMES)
         // RACE: release pairs with the acquire in live_frames(), so a test that

@@ -5,6 +5,7 @@
 #include <portico/detail/win/windows.hpp>
 #include <portico/error.hpp>
 
+#include <cstdint>
 #include <system_error>
 
 PORTICO_NAMESPACE_BEGIN
@@ -53,6 +54,58 @@ inline std::error_code socket_error(DWORD error) noexcept
     case WSAEADDRNOTAVAIL: return make_error_code(errc::invalid_argument);
     default: return {static_cast<int>(error), std::system_category()};
     }
+}
+
+/// Maps the NTSTATUS a completion packet carries for a socket operation
+/// (OVERLAPPED::Internal) to a portico condition, the way Winsock's own
+/// WSAGetOverlappedResult would, without asking Winsock: that call takes the
+/// socket handle, and once the socket is closed the same handle value may
+/// already name a new socket (Windows reuses values at once; so does Wine),
+/// whose state it would then report. Values not listed go through
+/// RtlNtStatusToDosError and socket_error().
+inline std::error_code completion_error(ULONG_PTR status) noexcept
+{
+    // NTSTATUS values from the SDK's ntstatus.h, spelled out: that header
+    // clashes with <windows.h> unless included in a particular way.
+    switch (static_cast<std::uint32_t>(status)) {
+    case 0: return {};
+    case 0xC0000120u: // STATUS_CANCELLED (Windows, closesocket or CancelIoEx)
+    case 0x8000000Au: // STATUS_HANDLES_CLOSED (Wine, closesocket)
+    case 0xC0000128u: // STATUS_FILE_CLOSED
+    case 0xC0000008u: // STATUS_INVALID_HANDLE
+    case 0xC000013Bu: // STATUS_LOCAL_DISCONNECT
+        return make_error_code(errc::operation_aborted);
+    case 0xC000013Cu: // STATUS_REMOTE_DISCONNECT
+    case 0xC000020Du: // STATUS_CONNECTION_RESET
+    case 0xC00000C9u: // STATUS_NETWORK_NAME_DELETED
+    case 0xC000023Fu: // STATUS_PORT_UNREACHABLE
+        return make_error_code(errc::connection_reset);
+    case 0xC0000241u: // STATUS_CONNECTION_ABORTED
+    case 0xC000020Cu: // STATUS_CONNECTION_DISCONNECTED
+        return make_error_code(errc::connection_aborted);
+    case 0xC0000236u: // STATUS_CONNECTION_REFUSED
+        return make_error_code(errc::connection_refused);
+    case 0xC00000B5u: // STATUS_IO_TIMEOUT
+        return make_error_code(errc::timed_out);
+    case 0xC000023Du: // STATUS_HOST_UNREACHABLE
+    case 0xC000023Cu: // STATUS_NETWORK_UNREACHABLE
+    case 0xC000023Eu: // STATUS_PROTOCOL_UNREACHABLE
+        return make_error_code(errc::network_unreachable);
+    case 0xC0000140u: // STATUS_INVALID_CONNECTION
+    case 0xC000023Au: // STATUS_CONNECTION_INVALID
+        return make_error_code(errc::not_connected);
+    case 0xC000020Au: // STATUS_ADDRESS_ALREADY_EXISTS
+        return make_error_code(errc::address_in_use);
+    case 0xC000009Au: // STATUS_INSUFFICIENT_RESOURCES
+    case 0xC0000017u: // STATUS_NO_MEMORY
+        return make_error_code(errc::no_resources);
+    default: break;
+    }
+    using to_dos_fn = ULONG(WINAPI*)(LONG);
+    static const auto to_dos = reinterpret_cast<to_dos_fn>(
+        reinterpret_cast<void*>(::GetProcAddress(::GetModuleHandleW(L"ntdll.dll"), "RtlNtStatusToDosError")));
+    if (to_dos == nullptr) return {static_cast<int>(status), std::system_category()};
+    return socket_error(to_dos(static_cast<LONG>(status)));
 }
 
 /// socket_error() of WSAGetLastError(): the error of the Winsock call that

@@ -3,6 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/detail/frame_tracking.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
@@ -13,8 +14,10 @@
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <system_error>
+#include <type_traits>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -47,10 +50,39 @@ struct socket_ref {
 ///                            starting thread issues the CancelIoEx
 ///   running                  the stop callback issues CancelIoEx itself
 /// Whoever moves the state last resumes the coroutine, so it resumes once.
+///   running -> orphaned      the frame holding the op was destroyed while the
+///                            op was pending; the completion frees the frame
 template <class Derived>
 class socket_op : public overlapped_op {
 public:
     explicit socket_op(const socket_ref& s) noexcept : overlapped_op(&socket_op::on_complete), socket_(s) {}
+
+    socket_op(const socket_op&) = delete;
+    socket_op& operator=(const socket_op&) = delete;
+
+    /// Destroyed while pending (its coroutine's frame was destroyed without
+    /// being resumed): the kernel still owns this OVERLAPPED, so the frame's
+    /// memory must outlive it. The op asks the kernel to cancel and leaves
+    /// the frame block to its completion (see frame_allocation).
+    ~socket_op()
+    {
+        // Waits for a stop callback running on another thread.
+        cancel_.reset();
+        auto s = state_.load(std::memory_order_acquire);
+        if (s != state::running) return;
+        // Register before publishing `orphaned`: the completion may free the
+        // block the moment it sees it, and the registry must already know.
+        if (!deferrable_ || !orphan_registry::for_this_thread().add(this, &deferred_)) {
+            // A frame portico did not allocate cannot be kept alive.
+            std::terminate();
+        }
+        if (!state_.compare_exchange_strong(s, state::orphaned, std::memory_order_acq_rel)) {
+            // Completed concurrently and being resumed elsewhere: the caller
+            // destroyed a coroutine another thread is resuming.
+            std::terminate();
+        }
+        ::CancelIoEx(reinterpret_cast<HANDLE>(socket_.handle), this);
+    }
 
     bool await_ready() const noexcept { return false; }
 
@@ -58,6 +90,7 @@ public:
     bool await_suspend(std::coroutine_handle<Promise> awaiting)
     {
         continuation_ = awaiting;
+        deferrable_ = std::is_base_of_v<frame_allocation, Promise>;
         if (socket_.handle == INVALID_SOCKET) {
             error_ = make_error_code(errc::operation_aborted); // closed before this call
             return false;
@@ -115,7 +148,7 @@ protected:
     socket_ref socket_;
 
 private:
-    enum class state : unsigned char { idle, cancel_pending, running, done };
+    enum class state : unsigned char { idle, cancel_pending, running, done, orphaned };
 
     struct canceller {
         socket_op* op;
@@ -145,19 +178,16 @@ private:
     {
         auto* self = static_cast<socket_op*>(base);
         self->bytes_ = bytes;
-        if (status != 0) {
-            // The packet carries an NTSTATUS; ask Winsock for the error it
-            // means for this socket (what the call would have returned).
-            DWORD transferred = 0;
-            DWORD flags = 0;
-            if (!::WSAGetOverlappedResult(self->socket_.handle, self, &transferred, FALSE, &flags)) {
-                self->error_ = last_socket_error();
-            } else {
-                self->error_ = socket_error(static_cast<DWORD>(status));
-            }
-        }
-        if (self->state_.exchange(state::done, std::memory_order_acq_rel) == state::running) {
+        // RACE: the socket may be closed and its handle value already reused
+        // by a new socket, so the status is mapped without the handle.
+        if (status != 0) self->error_ = completion_error(status);
+        const state before = self->state_.exchange(state::done, std::memory_order_acq_rel);
+        if (before == state::running) {
             self->continuation_.resume();
+        } else if (before == state::orphaned) {
+            // The frame was destroyed while the kernel held this op. Free the
+            // block if its operator delete already ran; otherwise that does.
+            if (self->deferred_.arrive()) frame_allocation::release(self->deferred_.block, self->deferred_.size);
         }
         // Otherwise await_suspend has not finished: it sees `done` and
         // continues inline on the starting thread.
@@ -165,6 +195,8 @@ private:
 
     std::coroutine_handle<> continuation_;
     std::atomic<state> state_{state::idle};
+    bool deferrable_ = false;
+    deferred_frame deferred_;
     std::optional<portico::stop_callback<canceller>> cancel_;
 };
 

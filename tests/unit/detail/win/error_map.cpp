@@ -33,3 +33,21 @@ TEST_CASE("an unknown socket error passes through unchanged", "[error_map]")
     CHECK(ec.category() != portico::error_category());
     CHECK(ec);
 }
+
+TEST_CASE("completion statuses map to portable conditions without the socket handle", "[error_map]")
+{
+    using portico::detail::win::completion_error;
+    // NTSTATUS values as a completion packet carries them (ntstatus.h).
+    CHECK_FALSE(completion_error(0));
+    CHECK(completion_error(0xC0000120u) == errc::operation_aborted);     // STATUS_CANCELLED
+    CHECK(completion_error(0x8000000Au) == errc::operation_aborted);     // STATUS_HANDLES_CLOSED (Wine)
+    CHECK(completion_error(0xC000020Du) == errc::connection_reset);      // STATUS_CONNECTION_RESET
+    CHECK(completion_error(0xC000013Cu) == std::errc::connection_reset); // STATUS_REMOTE_DISCONNECT
+    CHECK(completion_error(0xC0000241u) == errc::connection_aborted);    // STATUS_CONNECTION_ABORTED
+    CHECK(completion_error(0xC0000236u) == errc::connection_refused);    // STATUS_CONNECTION_REFUSED
+    CHECK(completion_error(0xC00000B5u) == errc::timed_out);             // STATUS_IO_TIMEOUT
+    CHECK(completion_error(0xC000023Cu) == errc::network_unreachable);   // STATUS_NETWORK_UNREACHABLE
+    CHECK(completion_error(0xC000009Au) == errc::no_resources);          // STATUS_INSUFFICIENT_RESOURCES
+    // Anything else is translated by the system, never silently dropped.
+    CHECK(completion_error(0xC0000022u)); // STATUS_ACCESS_DENIED
+}
