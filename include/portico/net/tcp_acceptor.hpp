@@ -18,6 +18,7 @@
 #include <portico/net/tcp_socket.hpp>
 #include <portico/stop_token.hpp>
 
+#include <cassert>
 #include <coroutine>
 #include <cstdint>
 #include <optional>
@@ -40,6 +41,15 @@ public:
 
     accept_op(const accept_op&) = delete;
     accept_op& operator=(const accept_op&) = delete;
+    /// Moves an accept not awaited yet (when_all, with_timeout... take
+    /// awaitables by value).
+    accept_op(accept_op&& other) noexcept
+        : accept_waiter(&accept_op::on_posted), ctx_(other.ctx_), pool_(other.pool_), peer_(other.peer_)
+    {
+        assert(!other.linked && !other.cancel_ && "moving an accept that was already started");
+        if (pool_ != nullptr) pool_->add_ref();
+    }
+    accept_op& operator=(accept_op&&) = delete;
 
     ~accept_op()
     {

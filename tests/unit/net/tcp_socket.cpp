@@ -231,3 +231,25 @@ PORTICO_IO_TEST_CASE("a steady-state echo loop makes no heap allocation per mess
     CHECK(failures == 0);
     CHECK(after - before == 0);
 }
+
+PORTICO_IO_TEST_CASE("operations are plain awaitables: when_all and with_timeout take them directly", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    char got = 0;
+    const char sent = 'k';
+    auto [read, written] =
+        co_await portico::when_all(server.read_some(buffer(&got, 1)), client.write_some(buffer(&sent, 1)));
+    CHECK_FALSE(read.error());
+    CHECK_FALSE(written.error());
+    CHECK(got == sent);
+
+    // Nothing arrives: the deadline cancels the read itself.
+    auto [ec, n] = co_await portico::with_timeout(ctx, 20ms, server.read_some(buffer(&got, 1)));
+    CHECK(ec == errc::timed_out);
+    CHECK(n == 0);
+
+    portico::test::raw_listener listener;
+    tcp_socket third(ctx);
+    auto [connect_ec] = co_await portico::with_timeout(ctx, 10s, third.connect(listener.local()));
+    CHECK_FALSE(connect_ec);
+}

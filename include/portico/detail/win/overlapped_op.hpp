@@ -31,7 +31,8 @@ enum class completion_key : ULONG_PTR {
 /// kernel (or PostQueuedCompletionStatus) accepts it until its completion is
 /// dispatched, the kernel owns the OVERLAPPED: the op must not move, and the
 /// thread that started it must not touch it again (another thread may already
-/// be completing it). Copy and move are deleted for that reason.
+/// be completing it). Copying is deleted for that reason, and moving is only
+/// for ops not started yet.
 struct overlapped_op : OVERLAPPED {
     /// Called once, on the thread that dequeued the completion. `status` is
     /// the NTSTATUS for io-key packets and unused for posted ones; `bytes`
@@ -41,6 +42,10 @@ struct overlapped_op : OVERLAPPED {
     explicit overlapped_op(complete_fn fn) noexcept : OVERLAPPED{}, complete(fn) {}
     overlapped_op(const overlapped_op&) = delete;
     overlapped_op& operator=(const overlapped_op&) = delete;
+    /// Only for an op nobody has started yet (an awaiter handed to when_all
+    /// or with_timeout before it is awaited): the kernel has never seen it.
+    overlapped_op(overlapped_op&& other) noexcept : OVERLAPPED{}, complete(other.complete) {}
+    overlapped_op& operator=(overlapped_op&&) = delete;
 
     /// Clears the OVERLAPPED before the op is reused for another call.
     void reset_overlapped() noexcept { static_cast<OVERLAPPED&>(*this) = OVERLAPPED{}; }

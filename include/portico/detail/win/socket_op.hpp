@@ -12,6 +12,7 @@
 #include <portico/stop_token.hpp>
 
 #include <atomic>
+#include <cassert>
 #include <coroutine>
 #include <cstddef>
 #include <exception>
@@ -59,6 +60,15 @@ public:
 
     socket_op(const socket_op&) = delete;
     socket_op& operator=(const socket_op&) = delete;
+    /// Moves an op that was not awaited yet (when_all, with_timeout and
+    /// friends take awaitables by value).
+    socket_op(socket_op&& other) noexcept
+        : overlapped_op(std::move(other)), error_(other.error_), bytes_(other.bytes_), socket_(other.socket_)
+    {
+        assert(other.state_.load(std::memory_order_relaxed) == state::idle && !other.cancel_ &&
+               "moving a socket operation that was already started");
+    }
+    socket_op& operator=(socket_op&&) = delete;
 
     /// Destroyed while pending (its coroutine's frame was destroyed without
     /// being resumed): the kernel still owns this OVERLAPPED, so the frame's
