@@ -14,6 +14,7 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/packet_format.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>
