@@ -33,6 +33,8 @@ PORTICO_NAMESPACE_BEGIN
 /// be created for the next connection). Never allocates.
 class [[nodiscard]] accept_op : private detail::win::accept_waiter {
 public:
+    /// Made by tcp_acceptor::accept(): `pool` is null when the acceptor is
+    /// not listening; `peer`, if not null, receives the peer's endpoint.
     accept_op(io_context& ctx, detail::win::accept_pool* pool, endpoint* peer) noexcept
         : accept_waiter(&accept_op::on_posted), ctx_(&ctx), pool_(pool), peer_(peer)
     {
