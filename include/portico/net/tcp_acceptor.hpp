@@ -21,7 +21,9 @@
 #include <cassert>
 #include <coroutine>
 #include <cstdint>
+#include <exception>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -59,7 +61,15 @@ public:
         cancel_.reset();
         if (pool_ == nullptr) return;
         // A frame destroyed while suspended here must not stay in the list.
-        pool_->unlink(*this);
+        const bool unlinked_here = pool_->unlink(*this);
+        if (!resumed_ && !unlinked_here && progress.load(std::memory_order_acquire) != state::idle) {
+            // Destroyed while suspended, after someone took the waiter from
+            // the list to finish it: a packet may be on its way to this
+            // OVERLAPPED. Keep the frame until it arrives (as socket_op does);
+            // register before publishing `orphaned`, which lets it be freed.
+            if (!deferrable || !detail::orphan_registry::for_this_thread().add(this, &deferred)) std::terminate();
+            progress.exchange(state::orphaned, std::memory_order_acq_rel);
+        }
         // A connection handed over but never taken by await_resume.
         if (socket != INVALID_SOCKET) ::closesocket(socket);
         pool_->release();
@@ -71,6 +81,7 @@ public:
     bool await_suspend(std::coroutine_handle<Promise> awaiting)
     {
         continuation = awaiting;
+        deferrable = std::is_base_of_v<detail::frame_allocation, Promise>;
         if (pool_ == nullptr) {
             error = make_error_code(errc::bad_state);
             return false;
@@ -91,6 +102,7 @@ public:
 
     io_result<tcp_socket> await_resume()
     {
+        resumed_ = true;
         tcp_socket s(*ctx_);
         if (error) return {error, std::move(s)};
         auto [ec] = s.assign(static_cast<tcp_socket::native_handle_type>(std::exchange(socket, INVALID_SOCKET)));
@@ -116,12 +128,21 @@ private:
     // A waiter finished from outside a pool thread comes back through the port.
     static void on_posted(detail::win::overlapped_op* base, ULONG_PTR, DWORD) noexcept
     {
-        static_cast<accept_op*>(static_cast<accept_waiter*>(base))->continuation.resume();
+        auto* self = static_cast<accept_op*>(static_cast<accept_waiter*>(base));
+        if (self->progress.load(std::memory_order_acquire) == state::orphaned) {
+            // The frame was destroyed after this packet was posted.
+            if (self->deferred.arrive()) {
+                detail::frame_allocation::release(self->deferred.block, self->deferred.size);
+            }
+            return;
+        }
+        self->continuation.resume();
     }
 
     io_context* ctx_;
     detail::win::accept_pool* pool_;
     endpoint* peer_;
+    bool resumed_ = false;
     std::optional<portico::stop_callback<canceller>> cancel_;
 };
 

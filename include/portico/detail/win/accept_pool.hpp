@@ -3,6 +3,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/detail/frame_tracking.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/extensions.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
@@ -47,7 +48,9 @@ struct accept_slot : overlapped_op {
 struct accept_waiter : overlapped_op {
     /// idle -> running       the coroutine suspended; whoever finishes it resumes it
     /// idle -> done          finished before await_suspend returned: it continues inline
-    enum class state : unsigned char { idle, running, done };
+    /// running/done -> orphaned  the frame was destroyed while suspended; the
+    ///                       finisher (or its posted packet) frees the frame
+    enum class state : unsigned char { idle, running, done, orphaned };
 
     explicit accept_waiter(complete_fn fn) noexcept : overlapped_op(fn) {}
 
@@ -59,6 +62,10 @@ struct accept_waiter : overlapped_op {
     std::error_code error;
     std::coroutine_handle<> continuation;
     std::atomic<state> progress{state::idle};
+    /// Whether the awaiting frame comes from frame_allocation (so it can be
+    /// kept alive past its destruction), and where it is then kept.
+    bool deferrable = false;
+    deferred_frame deferred;
 };
 
 /// The state a tcp_acceptor shares with its posted AcceptEx calls. It lives
@@ -211,13 +218,17 @@ public:
     {
         // RACE: if await_suspend has not published `running` yet, it sees
         // `done` and continues inline; otherwise this thread resumes.
-        if (w.progress.exchange(accept_waiter::state::done, std::memory_order_acq_rel) ==
-            accept_waiter::state::running) {
+        const auto before = w.progress.exchange(accept_waiter::state::done, std::memory_order_acq_rel);
+        if (before == accept_waiter::state::running) {
             if (resume_inline) {
                 w.continuation.resume();
             } else {
                 sched_.post(&w);
             }
+        } else if (before == accept_waiter::state::orphaned) {
+            // The frame was destroyed while waiting: nothing to resume; free
+            // the frame if its operator delete already ran.
+            if (w.deferred.arrive()) frame_allocation::release(w.deferred.block, w.deferred.size);
         }
     }
 
