@@ -15,6 +15,7 @@
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
 #include <portico/framing/packet_format.hpp>
+#include <portico/framing/packet_stream.hpp>
 #include <portico/framing/receive_ring.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
