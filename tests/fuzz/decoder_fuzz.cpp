@@ -9,6 +9,8 @@
 //   - round trip: re-encoding the packets gives back the bytes consumed.
 #include <portico/framing/receive_ring.hpp>
 
+#include "support/framing.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -52,12 +54,7 @@ decoded decode(const portico::packet_format& f, std::span<const std::byte> strea
         if (fed == stream.size()) return out;
         std::array<portico::mutable_buffer, 2> regions;
         const std::size_t want = std::min<std::size_t>(next_chunk(), stream.size() - fed);
-        std::size_t put = 0;
-        for (auto region : ring.prepare(regions)) {
-            const std::size_t n = std::min(region.size(), want - put);
-            std::memcpy(region.data(), stream.data() + fed + put, n);
-            put += n;
-        }
+        const std::size_t put = portico::test::copy_into(ring.prepare(regions), stream.subspan(fed, want));
         if (put == 0) std::abort(); // a ring with no free space and no packet: a bug
         ring.commit(put);
         fed += put;

@@ -7,6 +7,8 @@
 #include <portico/buffer.hpp>
 #include <portico/error.hpp>
 
+#include "support/framing.hpp"
+
 #include <algorithm>
 #include <coroutine>
 #include <cstddef>
@@ -53,12 +55,7 @@ public:
             s.steps.pop_front();
             return {{ec, 0}};
         }
-        std::size_t done = 0;
-        for (auto b : buffers) {
-            const std::size_t n = std::min(b.size(), front.data.size() - done);
-            std::memcpy(b.data(), front.data.data() + done, n);
-            done += n;
-        }
+        const std::size_t done = copy_into(buffers, front.data);
         front.data.erase(front.data.begin(), front.data.begin() + static_cast<std::ptrdiff_t>(done));
         if (front.data.empty()) s.steps.pop_front();
         return {{{}, done}};

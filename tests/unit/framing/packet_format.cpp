@@ -1,6 +1,7 @@
 #include <portico/framing/packet_format.hpp>
 
 #include "support/catch.hpp"
+#include "support/framing.hpp"
 
 #include <array>
 #include <cstddef>
@@ -19,28 +20,6 @@ std::vector<std::byte> bytes(std::initializer_list<unsigned> values)
 {
     std::vector<std::byte> out;
     for (unsigned v : values) out.push_back(static_cast<std::byte>(v));
-    return out;
-}
-
-/// Every format the issue lists: size 2/4, type 0/1/2/4, both byte orders,
-/// size counting the header or not.
-std::vector<packet_format> all_formats()
-{
-    std::vector<packet_format> out;
-    for (unsigned size : {2u, 4u}) {
-        for (unsigned type : {0u, 1u, 2u, 4u}) {
-            for (byte_order order : {byte_order::little, byte_order::big}) {
-                for (bool includes : {true, false}) {
-                    packet_format f;
-                    f.size_bytes = size;
-                    f.type_bytes = type;
-                    f.order = order;
-                    f.size_includes_header = includes;
-                    out.push_back(f);
-                }
-            }
-        }
-    }
     return out;
 }
 
@@ -82,7 +61,7 @@ TEST_CASE("big-endian, body-only size, 4-byte fields", "[packet_format]")
 
 TEST_CASE("every format round-trips every body size boundary", "[packet_format]")
 {
-    for (const packet_format& f : all_formats()) {
+    for (const packet_format& f : portico::test::all_packet_formats()) {
         INFO("size " << f.size_bytes << ", type " << f.type_bytes << ", big " << (f.order == byte_order::big)
                      << ", includes header " << f.size_includes_header);
         REQUIRE(f.valid());

@@ -1,6 +1,7 @@
 #include <portico/framing/receive_ring.hpp>
 
 #include "support/catch.hpp"
+#include "support/framing.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -66,12 +67,7 @@ std::vector<sent_packet> decode_in_chunks(const packet_format& f, const std::vec
         if (fed == stream.size()) break;
         std::array<portico::mutable_buffer, 2> regions;
         const std::size_t want = std::min<std::size_t>(next_chunk(), stream.size() - fed);
-        std::size_t put = 0;
-        for (auto region : ring.prepare(regions)) {
-            const std::size_t n = std::min(region.size(), want - put);
-            std::memcpy(region.data(), stream.data() + fed + put, n);
-            put += n;
-        }
+        const std::size_t put = portico::test::copy_into(ring.prepare(regions), std::span(stream).subspan(fed, want));
         if (put == 0 || failure) break;
         ring.commit(put);
         fed += put;
@@ -91,31 +87,11 @@ bool same(const std::vector<sent_packet>& a, const std::vector<sent_packet>& b)
     return true;
 }
 
-std::vector<packet_format> formats_to_test()
-{
-    std::vector<packet_format> out;
-    for (unsigned size : {2u, 4u}) {
-        for (unsigned type : {0u, 1u, 2u, 4u}) {
-            for (byte_order order : {byte_order::little, byte_order::big}) {
-                for (bool includes : {true, false}) {
-                    packet_format f;
-                    f.size_bytes = size;
-                    f.type_bytes = type;
-                    f.order = order;
-                    f.size_includes_header = includes;
-                    out.push_back(f);
-                }
-            }
-        }
-    }
-    return out;
-}
-
 } // namespace
 
 TEST_CASE("1,000 random packets decode the same whatever the read sizes, in every format", "[receive_ring]")
 {
-    for (const packet_format& f : formats_to_test()) {
+    for (const packet_format& f : portico::test::all_packet_formats()) {
         INFO("size " << f.size_bytes << ", type " << f.type_bytes << ", big " << (f.order == byte_order::big)
                      << ", includes header " << f.size_includes_header);
         std::mt19937 random(42);
@@ -158,12 +134,7 @@ TEST_CASE("a packet that wraps the ring costs one copy of its wrapped part", "[r
     receive_ring ring(16);
     std::array<portico::mutable_buffer, 2> regions;
     auto feed = [&](const std::vector<std::byte>& bytes) {
-        std::size_t put = 0;
-        for (auto region : ring.prepare(regions)) {
-            const std::size_t n = std::min(region.size(), bytes.size() - put);
-            std::memcpy(region.data(), bytes.data() + put, n);
-            put += n;
-        }
+        const std::size_t put = portico::test::copy_into(ring.prepare(regions), bytes);
         ring.commit(put);
         return put;
     };

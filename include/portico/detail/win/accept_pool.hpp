@@ -232,8 +232,6 @@ public:
         }
     }
 
-    [[nodiscard]] scheduler& sched() const noexcept { return sched_; }
-
     /// The listener's bound address. Errors: operation_aborted once closed.
     [[nodiscard]] std::error_code local_endpoint(endpoint& out) const noexcept
     {
