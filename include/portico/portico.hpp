@@ -17,6 +17,8 @@
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
 #include <portico/framing/receive_ring.hpp>
+#include <portico/framing/send_queue.hpp>
+#include <portico/framing/shared_packet.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>

@@ -1,28 +1,515 @@
-// portico: packet_stream — read_packet() over any byte stream.
+// portico: packet_stream — read_packet() and write_packet() over any byte
+// stream.
 #pragma once
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
+#include <portico/coro/stop_token.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/detail/frame_tracking.hpp>
 #include <portico/error.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/receive_ring.hpp>
+#include <portico/framing/send_queue.hpp>
+#include <portico/framing/shared_packet.hpp>
+#include <portico/stop_token.hpp>
 
 #include <array>
+#include <atomic>
+#include <cassert>
+#include <concepts>
+#include <coroutine>
 #include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <type_traits>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
-/// What packet_stream needs of a stream: `read_some` of a span of
-/// mutable_buffers, awaitable, yielding io_result<size_t> with eof at the
+/// What packet_stream needs of a stream for reading: `read_some` of a span
+/// of mutable_buffers, awaitable, yielding io_result<size_t> with eof at the
 /// end (tcp_socket; a mock stream in tests).
 template <class S>
 concept readable_stream = requires(S& s, std::span<mutable_buffer> buffers) {
     { s.read_some(buffers) } -> awaitable;
+};
+
+/// What write_packet needs: `write_some` of a span of const_buffers,
+/// awaitable, yielding io_result<size_t> (the bytes taken, possibly fewer
+/// than offered).
+template <class S>
+concept writable_stream = requires(S& s, std::span<const_buffer> buffers) {
+    { s.write_some(buffers) } -> awaitable;
+};
+
+/// How a packet_stream frames and guards its stream.
+struct packet_stream_options {
+    /// The header of every packet, and the largest packet accepted or sent.
+    packet_format format{};
+    /// Initial size of the receive ring (it grows for a larger packet once
+    /// that packet's header passed the size check).
+    std::size_t receive_buffer = 4096;
+    /// Watermarks and overflow policy of the send queue.
+    send_queue_limits send{};
+};
+
+namespace detail {
+
+/// The coroutine that performs a packet_stream's writes (see
+/// docs/design/framing.md): started when a packet arrives at an idle queue,
+/// parked when the queue is empty. It is nobody's caller, so no writer waits
+/// for other writers' packets, and its operations observe only the stream's
+/// own stop token (close), never a writer's.
+class write_driver {
+public:
+    struct promise_type : frame_allocation {
+        portico::stop_token token;
+
+        write_driver get_return_object() noexcept
+        {
+            return write_driver{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+        std::suspend_always final_suspend() const noexcept { return {}; }
+        void return_void() const noexcept {}
+        // The body catches nothing that can throw; an escape is a bug.
+        void unhandled_exception() const noexcept { std::terminate(); }
+        [[nodiscard]] const portico::stop_token& stop_token() const noexcept { return token; }
+    };
+
+    write_driver() noexcept = default;
+    explicit write_driver(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    write_driver(write_driver&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    write_driver& operator=(write_driver&& other) noexcept
+    {
+        std::swap(handle_, other.handle_);
+        return *this;
+    }
+    ~write_driver()
+    {
+        if (handle_) handle_.destroy();
+    }
+
+    [[nodiscard]] explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
+    void resume() const { handle_.resume(); }
+    void set_stop_token(portico::stop_token token) noexcept { handle_.promise().token = std::move(token); }
+
+private:
+    std::coroutine_handle<promise_type> handle_;
+};
+
+/// The state of a packet_stream, shared by reference count between the
+/// packet_stream, its write driver (while it runs) and its writers (while
+/// they wait): a writer resumed by the driver may destroy the packet_stream,
+/// and the driver still has to finish its loop afterwards.
+template <class Stream>
+class stream_core {
+public:
+    stream_core(Stream s, const packet_stream_options& o)
+        : stream(std::move(s)), options(o),
+          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer), queue_(o.send),
+          driver_(run_driver())
+    {
+        driver_.set_stop_token(abort_.get_token());
+    }
+
+    stream_core(const stream_core&) = delete;
+    stream_core& operator=(const stream_core&) = delete;
+
+    void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    /// Drops one reference; the last one destroys the core (and the parked
+    /// driver's frame with it).
+    void release() noexcept
+    {
+        if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+
+    /// True once close() (or a write error, or a limit) stopped the stream.
+    [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+    /// Why the stream stopped; meaningful once closed().
+    [[nodiscard]] std::error_code reason() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return reason_;
+    }
+
+    /// Stops the stream with `why` (the first reason wins): writers not yet
+    /// being written fail now, the write in flight and any pending read are
+    /// asked to stop. Later operations fail with the reason.
+    void close(std::error_code why) noexcept
+    {
+        resume_list failed;
+        {
+            std::lock_guard lock(mutex_);
+            if (reason_) return;
+            reason_ = why;
+            closed_.store(true, std::memory_order_release);
+            queue_.fail_unsent(why, failed);
+        }
+        abort_.request_stop();
+        failed.resume_all();
+    }
+
+    [[nodiscard]] portico::stop_token abort_token() const noexcept { return abort_.get_token(); }
+
+    /// Starts a write of `n` (its size, header and body set) for the writer
+    /// suspended in await_suspend. Returns false if the writer must not
+    /// suspend: the node was finished already (failed, or written inline).
+    template <class Canceller>
+    bool start_write(send_node& n, portico::stop_token token, std::optional<portico::stop_callback<Canceller>>& cancel)
+    {
+        if (token.stop_requested()) {
+            n.result = make_error_code(errc::operation_aborted);
+            return false;
+        }
+        bool wake = false;
+        // NOTE: once admitted, the node belongs to the queue (the driver may
+        // finish it on another thread at once), so refusals are decided in
+        // locals and written to the node only while it is still ours.
+        std::error_code refused;
+        {
+            std::lock_guard lock(mutex_);
+            if (reason_) {
+                n.result = reason_;
+                return false;
+            }
+            switch (queue_.admit(n)) {
+            case send_queue::admission::queued:
+                if (!flushing_) {
+                    flushing_ = true;
+                    wake = true;
+                    // The driver holds the core while it runs.
+                    add_ref();
+                }
+                break;
+            case send_queue::admission::blocked: break;
+            case send_queue::admission::refused:
+                refused = make_error_code(errc::send_queue_full);
+                n.result = refused;
+                break;
+            }
+        }
+        if (refused) {
+            if (options.send.policy == overflow_policy::disconnect) close(refused);
+            return false;
+        }
+        // May run the canceller at once, which may finish the node.
+        if (token.stop_possible()) cancel.emplace(std::move(token), Canceller{this, &n});
+        // The driver runs here until its write is pending (or the queue is
+        // empty); it may finish this very node.
+        if (wake) driver_.resume();
+        // RACE: once `waiting` is published, whoever finishes the node
+        // resumes the writer, possibly on another thread at once: this is the
+        // last access to the node or the frame.
+        auto expected = send_node::status::starting;
+        return n.state.compare_exchange_strong(expected, send_node::status::waiting, std::memory_order_acq_rel);
+    }
+
+    /// A writer's stop request: withdraws its packet if no byte of it is
+    /// being written (it then fails with operation_aborted); otherwise the
+    /// write in flight decides.
+    bool withdraw(send_node& n) noexcept
+    {
+        resume_list done;
+        {
+            std::lock_guard lock(mutex_);
+            if (!queue_.withdraw(n)) return false;
+            done.finish(n, make_error_code(errc::operation_aborted));
+        }
+        done.resume_all();
+        return true;
+    }
+
+    /// Takes `n` out of the queue without resuming its writer (whose frame
+    /// is being destroyed). False if the node is being written or finished.
+    bool withdraw_quietly(send_node& n) noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return queue_.withdraw(n);
+    }
+
+    [[nodiscard]] std::size_t queued_bytes() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return queue_.queued_bytes();
+    }
+    [[nodiscard]] std::size_t peak_queued_bytes() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return queue_.peak_queued_bytes();
+    }
+    [[nodiscard]] std::uint64_t write_calls() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return write_calls_;
+    }
+
+    Stream stream;
+    const packet_stream_options options;
+    // Read side: used by one read_packet() at a time, never by the driver.
+    receive_ring ring;
+    std::size_t pending = 0;
+
+private:
+    ~stream_core() = default;
+
+    /// Suspends the driver when there is nothing to send. It runs after the
+    /// driver is suspended, so a writer may resume it the moment the lock is
+    /// released.
+    struct park_op {
+        stream_core* core;
+
+        bool await_ready() const noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<>) const noexcept
+        {
+            stream_core* c = core; // the frame may be gone after release()
+            {
+                std::lock_guard lock(c->mutex_);
+                if (c->queue_.has_unsent()) return false;
+                c->flushing_ = false;
+            }
+            // RACE: a writer may resume the driver from here on; touch only
+            // the local copy. The last reference destroys the core and this
+            // suspended frame with it.
+            c->release();
+            return true;
+        }
+        void await_resume() const noexcept {}
+    };
+
+    write_driver run_driver()
+    {
+        for (;;) {
+            co_await park_op{this};
+            std::array<const_buffer, max_gather_buffers> buffers;
+            std::size_t count = 0;
+            {
+                std::lock_guard lock(mutex_);
+                count = queue_.gather(buffers);
+                if (count != 0) ++write_calls_;
+            }
+            if (count == 0) continue; // close() took the queue away meanwhile
+            auto [ec, n] = co_await stream.write_some(std::span<const_buffer>(buffers.data(), count));
+            // A write that takes nothing and reports nothing would spin.
+            if (!ec && n == 0) ec = make_error_code(errc::connection_aborted);
+            resume_list done;
+            {
+                std::lock_guard lock(mutex_);
+                queue_.consume(n, done);
+                if (ec) {
+                    // The connection is broken (or was closed): every packet
+                    // still queued fails with the first reason.
+                    if (!reason_) {
+                        reason_ = ec;
+                        closed_.store(true, std::memory_order_release);
+                    }
+                    queue_.fail_all(reason_, done);
+                }
+            }
+            if (ec) abort_.request_stop(); // a pending read learns it too
+            // NOTE: a resumed writer may destroy the packet_stream; this
+            // driver holds its own reference, so the core stays.
+            done.resume_all();
+        }
+    }
+
+    std::atomic<std::size_t> refs_{1};
+    mutable std::mutex mutex_;
+    send_queue queue_;
+    bool flushing_ = false;
+    std::error_code reason_;
+    std::atomic<bool> closed_{false};
+    std::uint64_t write_calls_ = 0;
+    portico::stop_source abort_;
+    write_driver driver_;
+};
+
+/// The part of a write_packet awaiter shared by its forms: the node, the
+/// reference on the core while it waits, and the stop callback.
+template <class Stream>
+class write_packet_base {
+public:
+    write_packet_base(const write_packet_base&) = delete;
+    write_packet_base& operator=(const write_packet_base&) = delete;
+    write_packet_base& operator=(write_packet_base&&) = delete;
+
+    bool await_ready() const noexcept { return static_cast<bool>(setup_error_); }
+
+    io_result<void> await_resume() noexcept
+    {
+        // Waits for a canceller running on another thread.
+        cancel_.reset();
+        if (std::exchange(holds_core_, false)) core_->release();
+        return {setup_error_ ? setup_error_ : node_.result};
+    }
+
+protected:
+    struct canceller {
+        stream_core<Stream>* core;
+        send_node* node;
+        void operator()() const noexcept { core->withdraw(*node); }
+    };
+
+    explicit write_packet_base(stream_core<Stream>* core) noexcept : core_(core)
+    {
+        if (core_ == nullptr) setup_error_ = make_error_code(errc::bad_state);
+    }
+    /// Moves an awaiter not awaited yet (with_timeout, when_all take
+    /// awaitables by value).
+    write_packet_base(write_packet_base&& other) noexcept : core_(other.core_), setup_error_(other.setup_error_)
+    {
+        assert(!other.holds_core_ && "moving a write_packet that was already awaited");
+        node_.header = other.node_.header;
+        node_.header_size = other.node_.header_size;
+        node_.size = other.node_.size;
+    }
+    /// Destroyed while waiting (its coroutine's frame was destroyed without
+    /// being resumed): a packet not yet being written is taken out of the
+    /// queue; one the driver is writing cannot be, and the frame holding it
+    /// is about to be freed under the write, so that is fatal.
+    ~write_packet_base()
+    {
+        if (!holds_core_) return;
+        cancel_.reset();
+        if (!core_->withdraw_quietly(node_)) std::terminate();
+        core_->release();
+    }
+
+    template <class Promise>
+    bool start(std::coroutine_handle<Promise> awaiting, std::span<const const_buffer> body)
+    {
+        node_.body = body;
+        node_.waiter = awaiting;
+        core_->add_ref();
+        holds_core_ = true;
+        return core_->start_write(node_, detail::stop_token_of(awaiting), cancel_);
+    }
+
+    stream_core<Stream>* core_;
+    std::error_code setup_error_;
+    send_node node_;
+
+private:
+    bool holds_core_ = false;
+    std::optional<portico::stop_callback<canceller>> cancel_;
+};
+
+template <class B>
+concept body_buffer =
+    requires(const B& b) { const_buffer(buffer(b)); } && !std::convertible_to<const B&, std::span<const const_buffer>>;
+
+} // namespace detail
+
+/// Awaiter of packet_stream::write_packet(type, body...): the header lives
+/// in the awaiter, the body stays where the caller has it (no copy), and
+/// the awaiter itself is the queue node (no allocation). Yields
+/// io_result<void>; see packet_stream::write_packet.
+template <class Stream, std::size_t N>
+class [[nodiscard]] write_packet_op : public detail::write_packet_base<Stream> {
+    using base = detail::write_packet_base<Stream>;
+
+public:
+    write_packet_op(detail::stream_core<Stream>* core, std::uint32_t type, std::array<const_buffer, N> body) noexcept
+        : base(core), body_(body)
+    {
+        if (this->setup_error_) return;
+        std::size_t body_size = 0;
+        for (const auto& b : body_) body_size += b.size();
+        this->setup_error_ = encode(core->options.format, type, body_size);
+    }
+    write_packet_op(write_packet_op&&) noexcept = default;
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        return this->start(awaiting, std::span<const const_buffer>(body_));
+    }
+
+private:
+    std::error_code encode(const packet_format& format, std::uint32_t type, std::size_t body_size) noexcept
+    {
+        auto [ec, header] = encode_header(format, type, body_size, this->node_.header);
+        if (ec) return ec;
+        this->node_.header_size = header;
+        this->node_.size = header + body_size;
+        return {};
+    }
+
+    std::array<const_buffer, N> body_;
+};
+
+/// Awaiter of packet_stream::write_packet(type, span of buffers): as
+/// write_packet_op, with the caller's array of buffers (which must stay
+/// alive until the write completes).
+template <class Stream>
+class [[nodiscard]] write_packet_gather_op : public detail::write_packet_base<Stream> {
+    using base = detail::write_packet_base<Stream>;
+
+public:
+    write_packet_gather_op(detail::stream_core<Stream>* core, std::uint32_t type,
+                           std::span<const const_buffer> body) noexcept
+        : base(core), body_(body)
+    {
+        if (this->setup_error_) return;
+        const std::size_t body_size = buffer_size(body_);
+        auto [ec, header] = encode_header(core->options.format, type, body_size, this->node_.header);
+        if (ec) {
+            this->setup_error_ = ec;
+            return;
+        }
+        this->node_.header_size = header;
+        this->node_.size = header + body_size;
+    }
+    write_packet_gather_op(write_packet_gather_op&&) noexcept = default;
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        return this->start(awaiting, body_);
+    }
+
+private:
+    std::span<const const_buffer> body_;
+};
+
+/// Awaiter of packet_stream::write_packet(shared_packet): holds a reference
+/// on the packet's bytes until the write completes.
+template <class Stream>
+class [[nodiscard]] write_shared_op : public detail::write_packet_base<Stream> {
+    using base = detail::write_packet_base<Stream>;
+
+public:
+    write_shared_op(detail::stream_core<Stream>* core, shared_packet packet) noexcept
+        : base(core), packet_(std::move(packet))
+    {
+        if (this->setup_error_) return;
+        const packet_format& mine = core->options.format;
+        const packet_format theirs = packet_.format();
+        if (!packet_ || theirs.size_bytes != mine.size_bytes || theirs.type_bytes != mine.type_bytes ||
+            theirs.order != mine.order || theirs.size_includes_header != mine.size_includes_header) {
+            this->setup_error_ = make_error_code(errc::invalid_argument);
+        } else if (packet_.bytes().size() > mine.largest_packet()) {
+            this->setup_error_ = make_error_code(errc::packet_too_large);
+        }
+        this->node_.size = packet_.bytes().size();
+    }
+    write_shared_op(write_shared_op&& other) noexcept : base(std::move(other)), packet_(std::move(other.packet_)) {}
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        whole_ = const_buffer(packet_.bytes().data(), packet_.bytes().size());
+        return this->start(awaiting, std::span<const const_buffer>(&whole_, 1));
+    }
+
+private:
+    shared_packet packet_;
+    const_buffer whole_;
 };
 
 /// Framed packets over a byte stream.
@@ -32,23 +519,53 @@ concept readable_stream = requires(S& s, std::span<mutable_buffer> buffers) {
 /// filled by one scatter read into its free space, so a burst of small
 /// packets costs one read.
 ///
-/// Thread safety: one read_packet() at a time.
+/// write_packet() queues a packet without copying its body; any number of
+/// writers on any threads may call it at once. One internal driver
+/// coroutine writes the queue, gathering every pending packet (up to 64
+/// buffers) into each write, so packets never interleave and a burst of
+/// packets costs one write. See docs/design/framing.md.
+///
+/// packet_stream is a handle (movable) to a reference-counted state; it must
+/// outlive every read_packet() it started. Destroying it closes the stream:
+/// writers still queued fail with operation_aborted.
+///
+/// Thread safety: one read_packet() at a time; write_packet() from any
+/// number of threads at once; close() from any thread. Other members must
+/// not race with each other.
 template <class Stream>
     requires readable_stream<Stream>
 class packet_stream {
 public:
-    /// Frames `stream` with `format` (which must be valid()); the receive
-    /// ring starts at `initial_buffer` bytes and grows for a larger packet
-    /// once its header passed the size check.
-    explicit packet_stream(Stream stream, packet_format format = {}, std::size_t initial_buffer = 4096)
-        : stream_(std::move(stream)), format_(format),
-          ring_(initial_buffer < format.header_size() ? format.header_size() : initial_buffer)
+    /// Frames `stream` with the given options (their format must be valid()).
+    packet_stream(Stream stream, const packet_stream_options& options)
+        : core_(new detail::stream_core<Stream>(std::move(stream), options))
     {}
+    /// Frames `stream` with `format` and default limits.
+    packet_stream(Stream stream, const packet_format& format)
+        : packet_stream(std::move(stream), packet_stream_options{.format = format})
+    {}
+    /// Frames `stream` with the default format (u16 size including the
+    /// header, u16 type, little-endian) and default limits.
+    explicit packet_stream(Stream stream) : packet_stream(std::move(stream), packet_stream_options{}) {}
 
-    /// The underlying stream.
-    [[nodiscard]] Stream& next_layer() noexcept { return stream_; }
+    packet_stream(packet_stream&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    packet_stream& operator=(packet_stream&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            core_ = std::exchange(other.core_, nullptr);
+        }
+        return *this;
+    }
+    ~packet_stream() { reset(); }
+
+    /// The underlying stream (for options and endpoints; reading or writing
+    /// it directly would corrupt the framing).
+    [[nodiscard]] Stream& next_layer() noexcept { return core_->stream; }
     /// The packet format.
-    [[nodiscard]] const packet_format& format() const noexcept { return format_; }
+    [[nodiscard]] const packet_format& format() const noexcept { return core_->options.format; }
+    /// All options.
+    [[nodiscard]] const packet_stream_options& options() const noexcept { return core_->options; }
 
     /// Reads the next packet. Its body stays valid until the next
     /// read_packet(). Errors:
@@ -56,36 +573,135 @@ public:
     ///   packet_truncated  the stream ended inside a packet;
     ///   packet_too_large, packet_malformed  from the header, before its body
     ///                     is read or anything allocated;
-    ///   anything the stream reports (connection_reset, operation_aborted...).
-    /// After an error the stream should be closed. Allocates one coroutine
-    /// frame (recycled; see docs/design/frames.md).
+    ///   the close reason  after close() or a limit stopped the stream
+    ///                     (operation_aborted, send_queue_full...);
+    ///   anything the stream reports (connection_reset...).
+    /// A stop request on the awaiting coroutine closes the stream with
+    /// operation_aborted (a packet cut in the middle cannot be resumed
+    /// reliably). After any error the stream should be dropped. Allocates a
+    /// coroutine frame per call and per read (recycled; see
+    /// docs/design/frames.md).
     [[nodiscard]] task<io_result<packet>> read_packet()
     {
+        detail::stream_core<Stream>& c = *core_;
+        if (c.closed()) co_return io_result<packet>{c.reason(), {}};
         // The previous packet's bytes are released only now: its view was
         // valid until this call.
-        ring_.consume(std::exchange(pending_, 0));
+        c.ring.consume(std::exchange(c.pending, 0));
+        // The reads below observe only the stream's own stop token (close);
+        // the caller's stop request reaches them by closing the stream.
+        std::optional<portico::stop_callback<closer>> on_stop;
+        if (auto token = co_await get_stop_token(); token.stop_possible())
+            on_stop.emplace(std::move(token), closer{&c});
         for (;;) {
-            auto [ec, next] = next_packet(format_, ring_);
+            auto [ec, next] = next_packet(c.options.format, c.ring);
             if (ec) co_return io_result<packet>{ec, {}};
             if (next) {
-                pending_ = packet_size(format_, *next);
+                c.pending = packet_size(c.options.format, *next);
                 co_return io_result<packet>{{}, *next};
             }
             std::array<mutable_buffer, 2> regions;
-            auto [read_ec, n] = co_await stream_.read_some(ring_.prepare(regions));
+            auto read = read_some(c.stream, c.ring.prepare(regions));
+            read.set_stop_token(c.abort_token());
+            auto [read_ec, n] = co_await std::move(read);
             if (read_ec) {
-                if (read_ec == errc::eof && ring_.size() != 0) read_ec = make_error_code(errc::packet_truncated);
+                if (c.closed()) read_ec = c.reason();
+                if (read_ec == errc::eof && c.ring.size() != 0) read_ec = make_error_code(errc::packet_truncated);
                 co_return io_result<packet>{read_ec, {}};
             }
-            ring_.commit(n);
+            c.ring.commit(n);
         }
     }
 
+    /// Queues a packet of `type` whose body is the concatenation of `body`
+    /// (buffers, or anything buffer() accepts, such as a packet's body or a
+    /// std::string): header and body go out in one gather write, the body
+    /// is not copied and must stay alive until the write completes.
+    ///
+    /// Yields io_result<void> once the whole packet was handed to the kernel
+    /// (or failed). Errors: packet_too_large (over the format's maximum) and
+    /// invalid_argument (type too wide), with nothing sent; send_queue_full
+    /// with the fail or disconnect policy; operation_aborted if this writer's
+    /// stop token fired before any byte of the packet was written, or the
+    /// stream was closed; the close reason or the stream's error after the
+    /// stream failed. Never allocates; safe from any number of threads.
+    template <class... Body>
+        requires(detail::body_buffer<Body> && ...)
+    [[nodiscard]] write_packet_op<Stream, sizeof...(Body)> write_packet(std::uint32_t type,
+                                                                        const Body&... body) noexcept
+        requires writable_stream<Stream>
+    {
+        return {core_, type, std::array<const_buffer, sizeof...(Body)>{const_buffer(buffer(body))...}};
+    }
+
+    /// As write_packet(type, body...), with the body given as an array of
+    /// buffers that must stay alive until the write completes.
+    [[nodiscard]] write_packet_gather_op<Stream> write_packet(std::uint32_t type,
+                                                              std::span<const const_buffer> body) noexcept
+        requires writable_stream<Stream>
+    {
+        return {core_, type, body};
+    }
+
+    /// Queues a packet encoded once by shared_packet::make, for broadcast:
+    /// no copy per stream. Its format must match this stream's header layout
+    /// (invalid_argument) and its size this stream's maximum
+    /// (packet_too_large). Otherwise as write_packet(type, body...).
+    [[nodiscard]] write_shared_op<Stream> write_packet(shared_packet packet) noexcept
+        requires writable_stream<Stream>
+    {
+        return {core_, std::move(packet)};
+    }
+
+    /// Stops the stream: pending and later reads and writes fail with
+    /// operation_aborted (writers whose packet is partly written wait for
+    /// that write to be cancelled). The stream itself is closed when the
+    /// packet_stream and its last writer are gone. Idempotent; any thread.
+    void close() noexcept { close(make_error_code(errc::operation_aborted)); }
+
+    /// As close(), with `reason` reported to every pending and later
+    /// operation (the first reason wins).
+    void close(std::error_code reason) noexcept
+    {
+        if (core_ != nullptr) core_->close(reason);
+    }
+
+    /// True once the stream was stopped by close(), a limit or a write error.
+    [[nodiscard]] bool is_closed() const noexcept { return core_ == nullptr || core_->closed(); }
+    /// Why the stream stopped (no error while it runs).
+    [[nodiscard]] std::error_code close_reason() const noexcept
+    {
+        return core_ == nullptr || !core_->closed() ? std::error_code{} : core_->reason();
+    }
+
+    /// Bytes of packets accepted by write_packet and not yet taken by the
+    /// kernel; never above the high watermark (or one packet larger than it).
+    [[nodiscard]] std::size_t queued_bytes() const noexcept { return core_->queued_bytes(); }
+    /// The most queued_bytes() has been.
+    [[nodiscard]] std::size_t peak_queued_bytes() const noexcept { return core_->peak_queued_bytes(); }
+    /// Writes issued by the driver so far (each gathers one or more packets).
+    [[nodiscard]] std::uint64_t write_calls() const noexcept { return core_->write_calls(); }
+
 private:
-    Stream stream_;
-    packet_format format_;
-    receive_ring ring_;
-    std::size_t pending_ = 0;
+    // A task of its own so that it can carry the stream's stop token.
+    static task<io_result<std::size_t>> read_some(Stream& stream, std::span<mutable_buffer> regions)
+    {
+        co_return co_await stream.read_some(regions);
+    }
+
+    struct closer {
+        detail::stream_core<Stream>* core;
+        void operator()() const noexcept { core->close(make_error_code(errc::operation_aborted)); }
+    };
+
+    void reset() noexcept
+    {
+        if (core_ == nullptr) return;
+        core_->close(make_error_code(errc::operation_aborted));
+        std::exchange(core_, nullptr)->release();
+    }
+
+    detail::stream_core<Stream>* core_;
 };
 
 PORTICO_NAMESPACE_END

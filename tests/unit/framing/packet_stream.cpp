@@ -43,7 +43,7 @@ TEST_CASE("50 packets and half of the 51st in one read: 50 delivered without ano
     stream.push(burst);
     stream.push(std::span(last).subspan(20));
 
-    packet_stream<mock_stream> ps(stream, {}, 8192);
+    packet_stream<mock_stream> ps(stream, {.receive_buffer = 8192});
     for (std::uint32_t i = 0; i < 50; ++i) {
         auto [ec, p] = sync_wait(ps.read_packet());
         REQUIRE_FALSE(ec);
@@ -120,7 +120,7 @@ TEST_CASE("a hostile size fails from the header alone: no body read, no growth",
     mock_stream stream;
     stream.push(header);
     stream.push(std::vector<std::byte>(1000, std::byte{0})); // a body that must not be read
-    packet_stream<mock_stream> ps(stream, f, 64);
+    packet_stream<mock_stream> ps(stream, {.format = f, .receive_buffer = 64});
     auto [ec, p] = sync_wait(ps.read_packet());
     CHECK(ec == errc::packet_too_large);
     CHECK(stream.reads() == 1);
@@ -132,7 +132,7 @@ TEST_CASE("a packet larger than the initial buffer is read whole", "[packet_stre
     mock_stream stream;
     const auto big = encode(3, 20000, 0x33);
     stream.push(big);
-    packet_stream<mock_stream> ps(stream, {}, 64);
+    packet_stream<mock_stream> ps(stream, {.receive_buffer = 64});
     auto [ec, p] = sync_wait(ps.read_packet());
     REQUIRE_FALSE(ec);
     CHECK(p.type == 3);

@@ -1,0 +1,204 @@
+#include <portico/framing/send_queue.hpp>
+
+#include "support/catch.hpp"
+
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using portico::const_buffer;
+using portico::overflow_policy;
+using portico::send_queue;
+using portico::detail::resume_list;
+using portico::detail::send_node;
+
+namespace {
+
+/// A node with a `header_size`-byte header of 'H' and a body of the given parts.
+struct test_node {
+    std::vector<std::string> parts;
+    std::vector<const_buffer> buffers;
+    send_node node;
+
+    test_node(std::size_t header_size, std::vector<std::string> body) : parts(std::move(body))
+    {
+        for (const auto& p : parts) buffers.push_back(portico::buffer(p));
+        node.header.fill(std::byte{'H'});
+        node.header_size = header_size;
+        node.body = buffers;
+        node.size = header_size;
+        for (const auto& p : parts) node.size += p.size();
+    }
+};
+
+std::string flatten(std::span<const const_buffer> buffers)
+{
+    std::string out;
+    for (const auto& b : buffers) out.append(static_cast<const char*>(b.data()), b.size());
+    return out;
+}
+
+std::string gather_all(send_queue& q, std::size_t max = 64)
+{
+    std::array<const_buffer, 64> out;
+    return flatten(std::span(out.data(), q.gather(std::span(out.data(), max))));
+}
+
+} // namespace
+
+TEST_CASE("send_queue gathers queued packets in order, resuming inside a packet after a short write", "[send_queue]")
+{
+    send_queue q;
+    test_node a(2, {"ab", "cd"}), b(2, {"efg"}), c(0, {"", "hi"});
+    for (auto* n : {&a, &b, &c}) REQUIRE(q.admit(n->node) == send_queue::admission::queued);
+    CHECK(q.queued_bytes() == 6 + 5 + 2);
+    CHECK(gather_all(q) == "HHabcdHHefghi");
+
+    resume_list done;
+    q.consume(3, done); // "HHa"
+    CHECK(gather_all(q) == "bcdHHefghi");
+    q.consume(6, done); // "bcdHHe": a complete
+    CHECK(a.node.state.load() == send_node::status::done);
+    CHECK_FALSE(a.node.result);
+    CHECK(q.queued_bytes() == 7);
+    CHECK(gather_all(q) == "fghi");
+    q.consume(4, done);
+    CHECK_FALSE(q.has_unsent());
+    CHECK(q.queued_bytes() == 0);
+    CHECK(c.node.state.load() == send_node::status::done);
+}
+
+TEST_CASE("send_queue gathers at most the buffers it is given and continues from there", "[send_queue]")
+{
+    send_queue q;
+    std::vector<std::string> parts;
+    for (int i = 0; i < 100; ++i) parts.push_back(std::string(1, static_cast<char>('0' + i % 10)));
+    test_node n(0, parts);
+    REQUIRE(q.admit(n.node) == send_queue::admission::queued);
+    std::array<const_buffer, 64> out;
+    REQUIRE(q.gather(out) == 64);
+    resume_list done;
+    q.consume(64, done);
+    CHECK(q.gather(out) == 36);
+    q.consume(36, done);
+    CHECK(n.node.state.load() == send_node::status::done);
+}
+
+TEST_CASE("send_queue admission: high watermark, arrival order, and drain to the low watermark", "[send_queue]")
+{
+    send_queue q({.high_watermark = 10, .low_watermark = 4, .policy = overflow_policy::suspend});
+    test_node a(0, {"aaaaaa"}), b(0, {"bbbb"}), c(0, {"cc"}), d(0, {"d"}), big(0, {std::string(50, 'x')});
+    CHECK(q.admit(a.node) == send_queue::admission::queued);
+    CHECK(q.admit(b.node) == send_queue::admission::queued); // exactly at the watermark
+    CHECK(q.admit(c.node) == send_queue::admission::blocked);
+    // Fits by size, but queues behind the blocked one: arrival order holds.
+    CHECK(q.admit(d.node) == send_queue::admission::blocked);
+    CHECK(q.blocked_packets() == 2);
+
+    resume_list done;
+    gather_all(q);
+    q.consume(6, done); // a done: 4 bytes left, at the low watermark: c and d admitted
+    CHECK(q.blocked_packets() == 0);
+    CHECK(q.queued_bytes() == 4 + 2 + 1);
+    CHECK(gather_all(q) == "bbbbccd");
+    q.consume(7, done);
+    CHECK(q.queued_bytes() == 0);
+    // A packet larger than the watermark goes into an empty queue.
+    CHECK(q.admit(big.node) == send_queue::admission::queued);
+    CHECK(q.peak_queued_bytes() == 50);
+}
+
+TEST_CASE("send_queue: fail and disconnect policies refuse instead of holding back", "[send_queue]")
+{
+    for (auto policy : {overflow_policy::fail, overflow_policy::disconnect}) {
+        send_queue q({.high_watermark = 5, .low_watermark = 1, .policy = policy});
+        test_node a(0, {"aaaa"}), b(0, {"bb"});
+        CHECK(q.admit(a.node) == send_queue::admission::queued);
+        CHECK(q.admit(b.node) == send_queue::admission::refused);
+        CHECK(q.queued_bytes() == 4);
+        CHECK(b.node.place == send_node::where::none);
+    }
+}
+
+TEST_CASE("send_queue withdraw: held-back and not-yet-gathered packets only", "[send_queue]")
+{
+    send_queue q({.high_watermark = 8, .low_watermark = 2, .policy = overflow_policy::suspend});
+    test_node a(0, {"aaaa"}), b(0, {"bbbb"}), c(0, {"cc"});
+    q.admit(a.node);
+    std::array<const_buffer, 1> one;
+    REQUIRE(q.gather(one) == 1); // a is in the write now
+    q.admit(b.node);
+    CHECK(q.admit(c.node) == send_queue::admission::blocked);
+    CHECK_FALSE(q.withdraw(a.node));
+    CHECK(q.withdraw(c.node));
+    CHECK(q.withdraw(b.node));
+    CHECK(q.queued_bytes() == 4);
+    CHECK(q.blocked_packets() == 0);
+    // After a short write that did not reach it, a gathered packet can leave again.
+    test_node d(0, {"dd"});
+    q.admit(d.node);
+    std::array<const_buffer, 2> two;
+    REQUIRE(q.gather(two) == 2);
+    resume_list done;
+    q.consume(1, done);
+    CHECK_FALSE(q.withdraw(a.node)); // partly written
+    CHECK(q.withdraw(d.node));
+}
+
+TEST_CASE("send_queue fail_unsent keeps what is being written; fail_all takes everything", "[send_queue]")
+{
+    send_queue q({.high_watermark = 6, .low_watermark = 2, .policy = overflow_policy::suspend});
+    test_node a(0, {"aaaa"}), b(0, {"bb"}), c(0, {"cccc"});
+    q.admit(a.node);
+    std::array<const_buffer, 1> one;
+    REQUIRE(q.gather(one) == 1);
+    q.admit(b.node);
+    CHECK(q.admit(c.node) == send_queue::admission::blocked);
+    resume_list done;
+    const auto aborted = make_error_code(portico::errc::operation_aborted);
+    q.fail_unsent(aborted, done);
+    CHECK(b.node.result == portico::errc::operation_aborted);
+    CHECK(c.node.result == portico::errc::operation_aborted);
+    CHECK(a.node.state.load() == send_node::status::starting);
+    CHECK(q.queued_bytes() == 4);
+    q.fail_all(make_error_code(portico::errc::connection_reset), done);
+    CHECK(a.node.result == portico::errc::connection_reset);
+    CHECK_FALSE(q.has_unsent());
+    CHECK(q.queued_bytes() == 0);
+}
+
+TEST_CASE("resume_list resumes only writers that already suspended", "[send_queue]")
+{
+    int resumed = 0;
+    struct probe {
+        struct promise_type {
+            probe get_return_object() noexcept { return {}; }
+            std::suspend_never initial_suspend() noexcept { return {}; }
+            std::suspend_never final_suspend() noexcept { return {}; }
+            void return_void() noexcept {}
+            void unhandled_exception() noexcept {}
+        };
+    };
+    send_node waiting, starting;
+    waiting.state = send_node::status::waiting;
+    struct suspend_into {
+        send_node& n;
+        bool await_ready() const noexcept { return false; }
+        void await_suspend(std::coroutine_handle<> h) const noexcept { n.waiter = h; }
+        void await_resume() const noexcept {}
+    };
+    [](send_node& n, int& count) -> probe {
+        co_await suspend_into{n};
+        ++count;
+    }(waiting, resumed);
+    resume_list done;
+    done.finish(waiting, {});
+    done.finish(starting, make_error_code(portico::errc::eof));
+    CHECK(resumed == 0);
+    done.resume_all();
+    CHECK(resumed == 1);
+    CHECK(starting.state.load() == send_node::status::done);
+    CHECK(starting.result == portico::errc::eof);
+}
