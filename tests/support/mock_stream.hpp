@@ -1,11 +1,18 @@
 // A scripted byte stream for the framing tests (in the spirit of Asio's
-// test_stream and corosio's mocket): each read_some takes what it can from
-// the next scripted chunk, or returns the next scripted error; after the
-// script, eof. Reads complete at once, so no io_context is needed.
-// write_some records what it is given, takes at most write_limit() bytes per
-// call, fails with scripted errors, and can be held (suspended) until the
-// test releases it or the writer's stop token fires: a peer that does not
-// read.
+// test_stream and corosio's mocket).
+//
+// Reads: each read_some takes what it can from the next scripted chunk, or
+// returns the next scripted error; after the script, eof, or, with
+// hold_reads(), the read waits for the next push (a peer that has not sent
+// anything yet). Writes: write_some records what it is given, takes at most
+// write_limit() bytes per call, fails with scripted errors, and can be held
+// until the test releases it (a peer that does not read). A held operation
+// ends with operation_aborted when its stop token fires. context() gives
+// timers on a manual clock, for deadlines.
+//
+// Copies share one script, so the copy handed to packet_stream and the test
+// see the same stream. The script is guarded by a mutex: writes come from
+// writer threads while the test inspects them.
 #pragma once
 
 #include <portico/buffer.hpp>
@@ -14,6 +21,7 @@
 #include <portico/stop_token.hpp>
 
 #include "support/framing.hpp"
+#include "support/manual_clock.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -26,48 +34,44 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace portico::test {
 
 class mock_stream {
+    struct script;
+
 public:
-    /// The next read returns (up to) these bytes.
-    void push(std::span<const std::byte> bytes) { script_->steps.push_back({{bytes.begin(), bytes.end()}, {}}); }
-    /// The next read fails with `ec`.
-    void push_error(std::error_code ec) { script_->steps.push_back({{}, ec}); }
-    /// read_some calls so far.
-    [[nodiscard]] std::size_t reads() const noexcept { return script_->reads; }
-    /// Bytes still scripted and not read.
-    [[nodiscard]] std::size_t unread() const noexcept
+    /// The next read returns (up to) these bytes (completing a held read).
+    void push(std::span<const std::byte> bytes) { add_step({{bytes.begin(), bytes.end()}, {}}); }
+    /// The next read fails with `ec` (completing a held read).
+    void push_error(std::error_code ec) { add_step({{}, ec}); }
+    /// From now on a read with nothing scripted waits for the next push.
+    void hold_reads()
     {
+        std::lock_guard lock(script_->mutex);
+        script_->hold_reads = true;
+    }
+    /// True while a read waits.
+    [[nodiscard]] bool read_held() const
+    {
+        std::lock_guard lock(script_->mutex);
+        return script_->held_read != nullptr;
+    }
+    /// read_some calls so far.
+    [[nodiscard]] std::size_t reads() const
+    {
+        std::lock_guard lock(script_->mutex);
+        return script_->reads;
+    }
+    /// Bytes still scripted and not read.
+    [[nodiscard]] std::size_t unread() const
+    {
+        std::lock_guard lock(script_->mutex);
         std::size_t n = 0;
         for (const auto& s : script_->steps) n += s.data.size();
         return n;
-    }
-
-    struct read_op {
-        io_result<std::size_t> result;
-        bool await_ready() const noexcept { return true; }
-        void await_suspend(std::coroutine_handle<>) const noexcept {}
-        io_result<std::size_t> await_resume() const noexcept { return result; }
-    };
-
-    read_op read_some(std::span<mutable_buffer> buffers)
-    {
-        auto& s = *script_;
-        ++s.reads;
-        if (s.steps.empty()) return {{make_error_code(errc::eof), 0}};
-        auto& front = s.steps.front();
-        if (front.error) {
-            const auto ec = front.error;
-            s.steps.pop_front();
-            return {{ec, 0}};
-        }
-        const std::size_t done = copy_into(buffers, front.data);
-        front.data.erase(front.data.begin(), front.data.begin() + static_cast<std::ptrdiff_t>(done));
-        if (front.data.empty()) s.steps.pop_front();
-        return {{{}, done}};
     }
 
     /// Each write takes at most `n` bytes (a short write); 0: no limit.
@@ -82,12 +86,11 @@ public:
         std::lock_guard lock(script_->mutex);
         script_->write_errors.push_back(ec);
     }
-    /// From now on writes suspend until release_writes() (or until the
-    /// writer's stop token fires: operation_aborted).
+    /// From now on writes wait until release_writes().
     void hold_writes()
     {
         std::lock_guard lock(script_->mutex);
-        script_->hold = true;
+        script_->hold_writes = true;
     }
     /// Lets writes complete again, completing a held one on this thread.
     void release_writes();
@@ -95,7 +98,7 @@ public:
     [[nodiscard]] bool write_held() const
     {
         std::lock_guard lock(script_->mutex);
-        return script_->held != nullptr;
+        return script_->held_write != nullptr;
     }
     /// Everything written so far, in order.
     [[nodiscard]] std::vector<std::byte> written() const
@@ -110,28 +113,110 @@ public:
         return script_->writes;
     }
 
+    /// Timers on the manual clock (shared by every copy of this stream).
+    [[nodiscard]] manual_timers& context() const noexcept { return script_->timers; }
+
+    class read_op;
     class write_op;
 
+    read_op read_some(std::span<mutable_buffer> buffers);
     template <class Sequence>
     write_op write_some(const Sequence& buffers);
 
 private:
+    /// An operation the script may finish later. Finished exactly once, by
+    /// whoever takes it out of the script's `held_*` slot under the mutex;
+    /// resumes its coroutine only if that coroutine has already suspended.
+    class held_op {
+    public:
+        io_result<std::size_t> await_resume() noexcept
+        {
+            cancel_.reset();
+            return result_;
+        }
+
+    protected:
+        explicit held_op(std::shared_ptr<script> s) : script_(std::move(s)) {}
+
+        // Parks the op in `slot` (it is not finished yet); returns whether the
+        // coroutine suspends.
+        template <class Promise>
+        bool hold(std::coroutine_handle<Promise> h, held_op*& slot, portico::stop_token token)
+        {
+            handle_ = h;
+            slot_ = &slot;
+            if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+            int expected = starting;
+            return phase_.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel);
+        }
+
+    public:
+        void complete()
+        {
+            if (phase_.exchange(finished, std::memory_order_acq_rel) == waiting) handle_.resume();
+        }
+
+        std::shared_ptr<script> script_;
+        io_result<std::size_t> result_;
+
+    private:
+        static constexpr int starting = 0, waiting = 1, finished = 2;
+        struct canceller {
+            held_op* op;
+            void operator()() const
+            {
+                {
+                    std::lock_guard lock(op->script_->mutex);
+                    if (*op->slot_ != op) return; // finished meanwhile
+                    *op->slot_ = nullptr;
+                    op->result_ = {make_error_code(errc::operation_aborted), 0};
+                }
+                op->complete();
+            }
+        };
+
+        std::coroutine_handle<> handle_;
+        held_op** slot_ = nullptr;
+        std::atomic<int> phase_{starting};
+        std::optional<portico::stop_callback<canceller>> cancel_;
+    };
+
     struct step {
         std::vector<std::byte> data;
         std::error_code error;
     };
+
     struct script {
+        mutable std::mutex mutex;
         std::deque<step> steps;
         std::size_t reads = 0;
-        mutable std::mutex mutex; // the write side: the test and the writer's threads
+        bool hold_reads = false;
+        held_op* held_read = nullptr;
         std::vector<std::byte> written;
         std::size_t writes = 0;
         std::size_t write_limit = 0;
         std::deque<std::error_code> write_errors;
-        bool hold = false;
-        write_op* held = nullptr;
+        bool hold_writes = false;
+        held_op* held_write = nullptr;
+        manual_timers timers;
 
-        // Performs one write of `buffers` now (the mutex held).
+        // One read into `buffers` now (the mutex held).
+        io_result<std::size_t> read(std::span<const mutable_buffer> buffers)
+        {
+            if (steps.empty()) return {make_error_code(errc::eof), 0};
+            auto& front = steps.front();
+            if (front.error) {
+                const auto ec = front.error;
+                steps.pop_front();
+                return {ec, 0};
+            }
+            const std::size_t done = copy_into(buffers, front.data);
+            front.data.erase(front.data.begin(), front.data.begin() + static_cast<std::ptrdiff_t>(done));
+            if (front.data.empty()) steps.pop_front();
+            return {{}, done};
+        }
+
+        // One write of `buffers` now (the mutex held).
         io_result<std::size_t> write(std::span<const const_buffer> buffers)
         {
             ++writes;
@@ -153,18 +238,49 @@ private:
             return {{}, done};
         }
     };
-    // Shared, so a copy handed to packet_stream and the test see one script.
+
+    void add_step(step s);
+
     std::shared_ptr<script> script_ = std::make_shared<script>();
 };
 
-/// Awaiter of mock_stream::write_some: completes at once unless writes are
-/// held. A held write is finished exactly once, by release_writes() or by
-/// its stop callback, whichever comes first; like a socket operation, it
-/// resumes its coroutine only if that coroutine has already suspended.
-class mock_stream::write_op {
+/// Awaiter of mock_stream::read_some.
+class mock_stream::read_op : public mock_stream::held_op {
+public:
+    read_op(std::shared_ptr<script> s, std::span<mutable_buffer> buffers) : held_op(std::move(s)), buffers_(buffers) {}
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> h)
+    {
+        auto token = detail::stop_token_of(h);
+        {
+            std::lock_guard lock(script_->mutex);
+            ++script_->reads;
+            if (!script_->steps.empty() || !script_->hold_reads) {
+                result_ = script_->read(buffers_);
+                return false;
+            }
+            if (token.stop_requested()) {
+                result_ = {make_error_code(errc::operation_aborted), 0};
+                return false;
+            }
+            script_->held_read = this;
+        }
+        return hold(h, script_->held_read, std::move(token));
+    }
+
+private:
+    friend class mock_stream;
+    std::span<mutable_buffer> buffers_;
+};
+
+/// Awaiter of mock_stream::write_some.
+class mock_stream::write_op : public mock_stream::held_op {
 public:
     write_op(std::shared_ptr<script> s, std::vector<const_buffer> buffers)
-        : script_(std::move(s)), buffers_(std::move(buffers))
+        : held_op(std::move(s)), buffers_(std::move(buffers))
     {}
 
     bool await_ready() const noexcept { return false; }
@@ -172,11 +288,10 @@ public:
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> h)
     {
-        handle_ = h;
         auto token = detail::stop_token_of(h);
         {
             std::lock_guard lock(script_->mutex);
-            if (!script_->hold) {
+            if (!script_->hold_writes) {
                 result_ = script_->write(buffers_);
                 return false;
             }
@@ -184,63 +299,19 @@ public:
                 result_ = {make_error_code(errc::operation_aborted), 0};
                 return false;
             }
-            script_->held = this;
+            script_->held_write = this;
         }
-        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
-        // Whoever finishes the op after this sees `waiting` and resumes us.
-        int expected = starting;
-        return phase_.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel);
-    }
-
-    io_result<std::size_t> await_resume() noexcept
-    {
-        cancel_.reset();
-        return result_;
-    }
-
-    // Finishes a held op whose result was set by the party that took it out
-    // of script::held (under the mutex): that party alone calls this.
-    void complete()
-    {
-        if (phase_.exchange(finished, std::memory_order_acq_rel) == waiting) handle_.resume();
+        return hold(h, script_->held_write, std::move(token));
     }
 
 private:
-    static constexpr int starting = 0, waiting = 1, finished = 2;
-    struct canceller {
-        write_op* op;
-        void operator()() const
-        {
-            {
-                std::lock_guard lock(op->script_->mutex);
-                if (op->script_->held != op) return; // released meanwhile
-                op->script_->held = nullptr;
-                op->result_ = {make_error_code(errc::operation_aborted), 0};
-            }
-            op->complete();
-        }
-    };
     friend class mock_stream;
-
-    std::shared_ptr<script> script_;
     std::vector<const_buffer> buffers_;
-    io_result<std::size_t> result_;
-    std::coroutine_handle<> handle_;
-    std::atomic<int> phase_{starting};
-    std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
-inline void mock_stream::release_writes()
+inline mock_stream::read_op mock_stream::read_some(std::span<mutable_buffer> buffers)
 {
-    write_op* op = nullptr;
-    {
-        std::lock_guard lock(script_->mutex);
-        script_->hold = false;
-        op = std::exchange(script_->held, nullptr);
-        if (op != nullptr) op->result_ = script_->write(op->buffers_);
-    }
-    // Taken out of `held` under the lock: ours alone to complete.
-    if (op != nullptr) op->complete();
+    return read_op(script_, buffers);
 }
 
 template <class Sequence>
@@ -249,6 +320,31 @@ mock_stream::write_op mock_stream::write_some(const Sequence& buffers)
     std::vector<const_buffer> copy;
     detail::for_each_buffer<const_buffer>(buffers, [&](const const_buffer& b) { copy.push_back(b); });
     return write_op(script_, std::move(copy));
+}
+
+inline void mock_stream::add_step(step s)
+{
+    held_op* op = nullptr;
+    {
+        std::lock_guard lock(script_->mutex);
+        script_->steps.push_back(std::move(s));
+        op = std::exchange(script_->held_read, nullptr);
+        if (op != nullptr) op->result_ = script_->read(static_cast<read_op*>(op)->buffers_);
+    }
+    // Taken out of the slot under the lock: ours alone to complete.
+    if (op != nullptr) op->complete();
+}
+
+inline void mock_stream::release_writes()
+{
+    held_op* op = nullptr;
+    {
+        std::lock_guard lock(script_->mutex);
+        script_->hold_writes = false;
+        op = std::exchange(script_->held_write, nullptr);
+        if (op != nullptr) op->result_ = script_->write(static_cast<write_op*>(op)->buffers_);
+    }
+    if (op != nullptr) op->complete();
 }
 
 } // namespace portico::test

@@ -18,11 +18,13 @@
 #include <array>
 #include <atomic>
 #include <cassert>
+#include <chrono>
 #include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -47,7 +49,18 @@ concept writable_stream = requires(S& s, std::span<const_buffer> buffers) {
     { s.write_some(buffers) } -> awaitable;
 };
 
-/// How a packet_stream frames and guards its stream.
+/// What packet_stream needs of a stream for its timeouts: `context()` with
+/// a `clock` and an awaitable `sleep_until(clock::time_point)` that yields
+/// io_result<void> and observes the stop token (tcp_socket's io_context; a
+/// manual clock in tests).
+template <class S>
+concept timed_stream = requires(S& s) {
+    typename std::remove_cvref_t<decltype(s.context())>::clock;
+    { s.context().sleep_until(std::remove_cvref_t<decltype(s.context())>::clock::now()) } -> awaitable;
+};
+
+/// How a packet_stream frames and guards its stream. Every limit that trips
+/// closes only this stream, with its own error (see packet_stream).
 struct packet_stream_options {
     /// The header of every packet, and the largest packet accepted or sent.
     packet_format format{};
@@ -56,6 +69,18 @@ struct packet_stream_options {
     std::size_t receive_buffer = 4096;
     /// Watermarks and overflow policy of the send queue.
     send_queue_limits send{};
+    /// The longest one packet may take to arrive, from the moment its first
+    /// bytes are waited on to its last byte; bytes trickling in do not
+    /// extend it (slowloris). Tripping it closes the stream with timed_out.
+    /// Zero: no limit.
+    std::chrono::milliseconds packet_timeout{0};
+    /// The longest the peer may send nothing while read_packet() waits.
+    /// Tripping it closes the stream with idle_timeout. Zero: no limit.
+    std::chrono::milliseconds idle_timeout{0};
+    /// The most packets per second the peer may send, averaged, with bursts
+    /// of up to this many. Going over closes the stream with rate_limited.
+    /// Zero: no limit.
+    std::uint32_t max_packets_per_second = 0;
 };
 
 namespace detail {
@@ -103,6 +128,74 @@ private:
     std::coroutine_handle<promise_type> handle_;
 };
 
+template <class Stream>
+struct stream_clock {
+    using type = std::chrono::steady_clock;
+};
+template <class Stream>
+    requires timed_stream<Stream>
+struct stream_clock<Stream> {
+    using type = typename std::remove_cvref_t<decltype(std::declval<Stream&>().context())>::clock;
+};
+
+/// The detached coroutine that enforces a packet_stream's timeouts: it owns
+/// its frame (freed when it finishes) and holds a reference on the stream's
+/// state while it runs. Its sleeps observe the stream's stop token, so
+/// closing the stream ends it.
+class watchdog {
+public:
+    struct promise_type : frame_allocation {
+        portico::stop_token token;
+        void* owner = nullptr;
+        void (*release)(void*) noexcept = nullptr;
+
+        watchdog get_return_object() noexcept
+        {
+            return watchdog{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+        auto final_suspend() const noexcept
+        {
+            struct last {
+                bool await_ready() const noexcept { return false; }
+                void await_suspend(std::coroutine_handle<promise_type> h) const noexcept
+                {
+                    void* state = h.promise().owner;
+                    auto* drop = h.promise().release;
+                    h.destroy();
+                    drop(state); // may destroy the state: nothing runs after it
+                }
+                void await_resume() const noexcept {}
+            };
+            return last{};
+        }
+        void return_void() const noexcept {}
+        void unhandled_exception() const noexcept { std::terminate(); }
+        [[nodiscard]] const portico::stop_token& stop_token() const noexcept { return token; }
+    };
+
+    /// Starts the coroutine, which from then on owns itself.
+    void start(portico::stop_token token, void* owner, void (*release)(void*) noexcept) &&
+    {
+        auto& p = handle_.promise();
+        p.token = std::move(token);
+        p.owner = owner;
+        p.release = release;
+        std::exchange(handle_, {}).resume();
+    }
+
+    watchdog(watchdog&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    watchdog& operator=(watchdog&&) = delete;
+    ~watchdog()
+    {
+        if (handle_) handle_.destroy();
+    }
+
+private:
+    explicit watchdog(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    std::coroutine_handle<promise_type> handle_;
+};
+
 /// The state of a packet_stream, shared by reference count between the
 /// packet_stream, its write driver (while it runs) and its writers (while
 /// they wait): a writer resumed by the driver may destroy the packet_stream,
@@ -112,10 +205,13 @@ class stream_core {
 public:
     stream_core(Stream s, const packet_stream_options& o)
         : stream(std::move(s)), options(o),
-          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer), queue_(o.send),
-          driver_(run_driver())
+          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer), queue_(o.send)
     {
-        driver_.set_stop_token(abort_.get_token());
+        // A read-only stream has no writes to drive.
+        if constexpr (writable_stream<Stream>) {
+            driver_ = run_driver();
+            driver_.set_stop_token(abort_.get_token());
+        }
     }
 
     stream_core(const stream_core&) = delete;
@@ -249,11 +345,62 @@ public:
         return write_calls_;
     }
 
+    using clock = typename stream_clock<Stream>::type;
+    static constexpr std::int64_t never = (std::numeric_limits<std::int64_t>::min)();
+
+    static std::int64_t ticks(typename clock::time_point t) noexcept
+    {
+        return static_cast<std::int64_t>(t.time_since_epoch().count());
+    }
+    static typename clock::time_point time_of(std::int64_t t) noexcept
+    {
+        return typename clock::time_point(typename clock::duration(t));
+    }
+
+    [[nodiscard]] bool has_timeouts() const noexcept
+    {
+        return options.packet_timeout.count() > 0 || options.idle_timeout.count() > 0;
+    }
+
+    /// Starts the watchdog once, from the first read_packet().
+    void start_watchdog()
+        requires timed_stream<Stream>
+    {
+        if (std::exchange(watchdog_started, true) || !has_timeouts()) return;
+        watchdog w = run_watchdog();
+        add_ref();
+        std::move(w).start(abort_.get_token(), this,
+                           [](void* self) noexcept { static_cast<stream_core*>(self)->release(); });
+    }
+
+    /// The packets-per-second check, for one packet received now (GCRA: a
+    /// packet may arrive at most `burst` intervals ahead of the steady rate).
+    [[nodiscard]] bool within_rate(typename clock::time_point now) noexcept
+    {
+        const auto limit = options.max_packets_per_second;
+        if (limit == 0) return true;
+        const auto interval = std::chrono::duration_cast<typename clock::duration>(std::chrono::seconds(1)) / limit;
+        const auto tolerance = interval * (limit - 1);
+        auto expected = time_of(rate_expected);
+        if (rate_expected == never || expected < now) expected = now;
+        if (expected - now > tolerance) return false;
+        rate_expected = ticks(expected + interval);
+        return true;
+    }
+
     Stream stream;
     const packet_stream_options options;
     // Read side: used by one read_packet() at a time, never by the driver.
     receive_ring ring;
     std::size_t pending = 0;
+    bool watchdog_started = false;
+    std::int64_t rate_expected = never;
+    // Read-side times for the watchdog, in clock ticks (`never`: not set):
+    // when the pending read started, when the packet in progress was first
+    // waited on, when bytes last arrived.
+    std::atomic<std::int64_t> waiting_since{never};
+    std::atomic<std::int64_t> packet_start{never};
+    std::atomic<std::int64_t> last_receive{never};
 
 private:
     ~stream_core() = default;
@@ -282,7 +429,49 @@ private:
         void await_resume() const noexcept {}
     };
 
+    /// Wakes at the earliest deadline, or after the shortest timeout at the
+    /// latest (a packet that starts meanwhile gets its full time: its
+    /// deadline cannot come sooner), and closes the stream when the read
+    /// that is waiting has run past one.
+    watchdog run_watchdog()
+    {
+        const auto packet_limit = std::chrono::duration_cast<typename clock::duration>(options.packet_timeout);
+        const auto idle_limit = std::chrono::duration_cast<typename clock::duration>(options.idle_timeout);
+        auto step = packet_limit.count() > 0 ? packet_limit : idle_limit;
+        if (idle_limit.count() > 0 && idle_limit < step) step = idle_limit;
+        for (;;) {
+            const auto now = clock::now();
+            auto next = now + step;
+            const std::int64_t since = waiting_since.load(std::memory_order_acquire);
+            if (since != never) {
+                const std::int64_t started = packet_start.load(std::memory_order_acquire);
+                if (packet_limit.count() > 0 && started != never) {
+                    const auto deadline = time_of(started) + packet_limit;
+                    if (deadline <= now) {
+                        close(make_error_code(errc::timed_out));
+                        co_return;
+                    }
+                    if (deadline < next) next = deadline;
+                }
+                if (idle_limit.count() > 0) {
+                    // Idle counts only while a read waits: a busy reader does
+                    // not make its peer idle.
+                    const std::int64_t last = last_receive.load(std::memory_order_acquire);
+                    const auto deadline = time_of(last != never && last > since ? last : since) + idle_limit;
+                    if (deadline <= now) {
+                        close(make_error_code(errc::idle_timeout));
+                        co_return;
+                    }
+                    if (deadline < next) next = deadline;
+                }
+            }
+            auto [ec] = co_await stream.context().sleep_until(next);
+            if (ec || closed()) co_return;
+        }
+    }
+
     write_driver run_driver()
+        requires writable_stream<Stream>
     {
         for (;;) {
             co_await park_op{this};
@@ -573,6 +762,11 @@ public:
     ///   packet_truncated  the stream ended inside a packet;
     ///   packet_too_large, packet_malformed  from the header, before its body
     ///                     is read or anything allocated;
+    ///   timed_out         a packet took longer than options().packet_timeout;
+    ///   idle_timeout      the peer sent nothing for options().idle_timeout;
+    ///   rate_limited      over options().max_packets_per_second;
+    ///   invalid_argument  timeouts configured on a stream without a clock
+    ///                     (not a timed_stream);
     ///   the close reason  after close() or a limit stopped the stream
     ///                     (operation_aborted, send_queue_full...);
     ///   anything the stream reports (connection_reset...).
@@ -583,8 +777,14 @@ public:
     /// docs/design/frames.md).
     [[nodiscard]] task<io_result<packet>> read_packet()
     {
-        detail::stream_core<Stream>& c = *core_;
+        using core_type = detail::stream_core<Stream>;
+        core_type& c = *core_;
         if (c.closed()) co_return io_result<packet>{c.reason(), {}};
+        if constexpr (timed_stream<Stream>) {
+            c.start_watchdog();
+        } else if (c.has_timeouts()) {
+            co_return io_result<packet>{make_error_code(errc::invalid_argument), {}};
+        }
         // The previous packet's bytes are released only now: its view was
         // valid until this call.
         c.ring.consume(std::exchange(c.pending, 0));
@@ -598,12 +798,30 @@ public:
             if (ec) co_return io_result<packet>{ec, {}};
             if (next) {
                 c.pending = packet_size(c.options.format, *next);
+                if (c.has_timeouts()) c.packet_start.store(core_type::never, std::memory_order_release);
+                if (c.options.max_packets_per_second != 0 && !c.within_rate(core_type::clock::now())) {
+                    c.close(make_error_code(errc::rate_limited));
+                    co_return io_result<packet>{c.reason(), {}};
+                }
                 co_return io_result<packet>{{}, *next};
             }
             std::array<mutable_buffer, 2> regions;
             auto read = read_some(c.stream, c.ring.prepare(regions));
             read.set_stop_token(c.abort_token());
+            if (c.has_timeouts()) {
+                // NOTE: the packet's clock starts at its first wait and is not
+                // reset by the bytes that trickle in afterwards.
+                const auto now = core_type::ticks(core_type::clock::now());
+                if (c.ring.size() != 0 && c.packet_start.load(std::memory_order_relaxed) == core_type::never) {
+                    c.packet_start.store(now, std::memory_order_release);
+                }
+                c.waiting_since.store(now, std::memory_order_release);
+            }
             auto [read_ec, n] = co_await std::move(read);
+            if (c.has_timeouts()) {
+                c.waiting_since.store(core_type::never, std::memory_order_release);
+                if (n != 0) c.last_receive.store(core_type::ticks(core_type::clock::now()), std::memory_order_release);
+            }
             if (read_ec) {
                 if (c.closed()) read_ec = c.reason();
                 if (read_ec == errc::eof && c.ring.size() != 0) read_ec = make_error_code(errc::packet_truncated);
