@@ -10,10 +10,19 @@
 namespace {
 
 std::atomic<std::uint64_t> allocations{0};
+std::atomic<std::size_t> largest{0};
+
+void note_size(std::size_t size) noexcept
+{
+    std::size_t seen = largest.load(std::memory_order_relaxed);
+    while (size > seen && !largest.compare_exchange_weak(seen, size, std::memory_order_relaxed)) {
+    }
+}
 
 void* allocate(std::size_t size)
 {
     allocations.fetch_add(1, std::memory_order_relaxed);
+    note_size(size);
     if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
     throw std::bad_alloc();
 }
@@ -21,6 +30,7 @@ void* allocate(std::size_t size)
 void* allocate_aligned(std::size_t size, std::align_val_t alignment)
 {
     allocations.fetch_add(1, std::memory_order_relaxed);
+    note_size(size);
     const auto a = static_cast<std::size_t>(alignment);
 #if defined(_WIN32)
     void* p = ::_aligned_malloc(size == 0 ? 1 : size, a);
@@ -43,6 +53,8 @@ void release_aligned(void* p) noexcept
 } // namespace
 
 std::uint64_t portico::test::heap_allocations() noexcept { return allocations.load(std::memory_order_relaxed); }
+std::size_t portico::test::largest_allocation() noexcept { return largest.load(std::memory_order_relaxed); }
+void portico::test::reset_largest_allocation() noexcept { largest.store(0, std::memory_order_relaxed); }
 
 void* operator new(std::size_t size) { return allocate(size); }
 void* operator new[](std::size_t size) { return allocate(size); }

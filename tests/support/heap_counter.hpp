@@ -3,12 +3,17 @@
 // through it (portico's, the standard library's, the test's) is counted.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace portico::test {
 
 /// operator new calls (every form) made so far by any thread.
 std::uint64_t heap_allocations() noexcept;
+
+/// The largest single allocation since the last reset_largest_allocation().
+std::size_t largest_allocation() noexcept;
+void reset_largest_allocation() noexcept;
 
 /// The allocations a steady-state window of any length may still show: the
 /// shared frame cache grows when more frames of one size are live at once

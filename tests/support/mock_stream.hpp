@@ -24,6 +24,7 @@
 #include "support/manual_clock.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
@@ -99,6 +100,12 @@ public:
     {
         std::lock_guard lock(script_->mutex);
         return script_->held_write != nullptr;
+    }
+    /// Makes room for `n` written bytes up front (so writes allocate nothing).
+    void reserve_written(std::size_t n)
+    {
+        std::lock_guard lock(script_->mutex);
+        script_->written.reserve(n);
     }
     /// Everything written so far, in order.
     [[nodiscard]] std::vector<std::byte> written() const
@@ -279,9 +286,13 @@ private:
 /// Awaiter of mock_stream::write_some.
 class mock_stream::write_op : public mock_stream::held_op {
 public:
-    write_op(std::shared_ptr<script> s, std::vector<const_buffer> buffers)
-        : held_op(std::move(s)), buffers_(std::move(buffers))
-    {}
+    template <class Sequence>
+    write_op(std::shared_ptr<script> s, const Sequence& buffers) : held_op(std::move(s))
+    {
+        detail::for_each_buffer<const_buffer>(buffers, [&](const const_buffer& b) {
+            if (count_ < buffers_.size()) buffers_[count_++] = b;
+        });
+    }
 
     bool await_ready() const noexcept { return false; }
 
@@ -292,7 +303,7 @@ public:
         {
             std::lock_guard lock(script_->mutex);
             if (!script_->hold_writes) {
-                result_ = script_->write(buffers_);
+                result_ = script_->write(std::span(buffers_.data(), count_));
                 return false;
             }
             if (token.stop_requested()) {
@@ -306,7 +317,9 @@ public:
 
 private:
     friend class mock_stream;
-    std::vector<const_buffer> buffers_;
+    // Up to 64 buffers, as one WSASend: the mock allocates nothing per write.
+    std::array<const_buffer, 64> buffers_;
+    std::size_t count_ = 0;
 };
 
 inline mock_stream::read_op mock_stream::read_some(std::span<mutable_buffer> buffers)
@@ -317,9 +330,7 @@ inline mock_stream::read_op mock_stream::read_some(std::span<mutable_buffer> buf
 template <class Sequence>
 mock_stream::write_op mock_stream::write_some(const Sequence& buffers)
 {
-    std::vector<const_buffer> copy;
-    detail::for_each_buffer<const_buffer>(buffers, [&](const const_buffer& b) { copy.push_back(b); });
-    return write_op(script_, std::move(copy));
+    return write_op(script_, buffers);
 }
 
 inline void mock_stream::add_step(step s)
@@ -342,7 +353,10 @@ inline void mock_stream::release_writes()
         std::lock_guard lock(script_->mutex);
         script_->hold_writes = false;
         op = std::exchange(script_->held_write, nullptr);
-        if (op != nullptr) op->result_ = script_->write(static_cast<write_op*>(op)->buffers_);
+        if (op != nullptr) {
+            auto* w = static_cast<write_op*>(op);
+            op->result_ = script_->write(std::span(w->buffers_.data(), w->count_));
+        }
     }
     if (op != nullptr) op->complete();
 }

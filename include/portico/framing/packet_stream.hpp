@@ -761,7 +761,7 @@ public:
     ///   eof               the stream ended cleanly between packets;
     ///   packet_truncated  the stream ended inside a packet;
     ///   packet_too_large, packet_malformed  from the header, before its body
-    ///                     is read or anything allocated;
+    ///                     is read or anything allocated (the stream closes);
     ///   timed_out         a packet took longer than options().packet_timeout;
     ///   idle_timeout      the peer sent nothing for options().idle_timeout;
     ///   rate_limited      over options().max_packets_per_second;
@@ -795,7 +795,12 @@ public:
             on_stop.emplace(std::move(token), closer{&c});
         for (;;) {
             auto [ec, next] = next_packet(c.options.format, c.ring);
-            if (ec) co_return io_result<packet>{ec, {}};
+            if (ec) {
+                // A hostile or broken header: this stream is done, and its
+                // writers and later calls learn why.
+                c.close(ec);
+                co_return io_result<packet>{c.reason(), {}};
+            }
             if (next) {
                 c.pending = packet_size(c.options.format, *next);
                 if (c.has_timeouts()) c.packet_start.store(core_type::never, std::memory_order_release);

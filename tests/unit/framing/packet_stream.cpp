@@ -125,6 +125,11 @@ TEST_CASE("a hostile size fails from the header alone: no body read, no growth",
     CHECK(ec == errc::packet_too_large);
     CHECK(stream.reads() == 1);
     CHECK(stream.unread() == 1000);
+    // The stream is closed: every later call reports why.
+    CHECK(ps.close_reason() == errc::packet_too_large);
+    auto [again, q] = sync_wait(ps.read_packet());
+    CHECK(again == errc::packet_too_large);
+    CHECK(stream.reads() == 1);
 }
 
 TEST_CASE("a packet larger than the initial buffer is read whole", "[packet_stream]")

@@ -471,3 +471,88 @@ PORTICO_IO_TEST_CASE("a tiny-packet flood trips the rate limit; 10 normal client
     for (int i = 0; i < normal_clients; ++i) CHECK(server_ends[i] == errc::eof);
     CHECK(echoed.load() == normal_clients * packets_each);
 }
+
+PORTICO_IO_TEST_CASE("hostile headers over tcp, whole and byte by byte: refused once the header is complete, "
+                     "nothing large allocated, a good connection unaffected",
+                     "[packet_stream_tcp]")
+{
+    packet_format f;
+    f.size_bytes = 4; // so that 0x7FFFFFFF and 0xFFFFFFFF can be said
+    struct hostile {
+        std::uint32_t size;
+        errc expected;
+    };
+    const hostile cases[] = {{64 * 1024 + 1, errc::packet_too_large},
+                             {0x7FFFFFFF, errc::packet_too_large},
+                             {0xFFFFFFFF, errc::packet_too_large},
+                             {0, errc::packet_malformed},
+                             {5, errc::packet_malformed}}; // header - 1
+
+    auto [good_client, good_server] = co_await portico::test::connected_pair(ctx);
+    packet_stream<tcp_socket> good(std::move(good_server), f);
+    packet_stream<tcp_socket> good_peer(std::move(good_client), f);
+
+    for (const auto& c : cases) {
+        for (bool byte_by_byte : {false, true}) {
+            INFO("size " << c.size << (byte_by_byte ? ", byte by byte" : ", whole"));
+            auto [client, server] = co_await portico::test::connected_pair(ctx);
+            packet_stream<tcp_socket> ps(std::move(server), f);
+            std::array<std::byte, 6> header;
+            portico::detail::store_uint(header.data(), 4, f.order, c.size);
+            portico::detail::store_uint(header.data() + 4, 2, f.order, 7);
+            std::atomic<bool> done{false};
+            std::error_code ec;
+            bool early = false;
+            portico::test::reset_largest_allocation();
+            auto reader = [&]() -> task<> {
+                auto [read_ec, p] = co_await ps.read_packet();
+                ec = read_ec;
+                done = true;
+            };
+            auto attacker = [&]() -> task<> {
+                if (!byte_by_byte) {
+                    (void)co_await client.write_all(buffer(header));
+                    co_return;
+                }
+                for (std::size_t i = 0; i < header.size(); ++i) {
+                    (void)co_await client.write_all(buffer(&header[i], 1));
+                    if (i + 1 == header.size()) break;
+                    co_await ctx.sleep_for(10ms); // time for a premature verdict to show
+                    early = early || done.load();
+                }
+            };
+            co_await portico::when_all(reader(), attacker());
+            CHECK_FALSE(early);
+            CHECK(ec == c.expected);
+            CHECK(ps.close_reason() == c.expected);
+            // The ring did not grow toward the announced size (it would be
+            // twice the packet, ring plus mirror).
+            CHECK(portico::test::largest_allocation() < 64 * 1024);
+        }
+    }
+    // The well-behaved connection never noticed.
+    auto [write_ec] = co_await good_peer.write_packet(3, std::string("still fine"));
+    CHECK_FALSE(write_ec);
+    auto [read_ec, p] = co_await good.read_packet();
+    CHECK_FALSE(read_ec);
+    CHECK(p.type == 3);
+}
+
+PORTICO_IO_TEST_CASE("a peer that stops mid-header or mid-body: packet_truncated; between packets: eof",
+                     "[packet_stream_tcp]")
+{
+    std::vector<std::byte> packet(4 + 100, std::byte{0x11});
+    REQUIRE_FALSE(portico::encode_header(packet_format{}, 1, 100, packet).error());
+    for (std::size_t cut : {std::size_t{0}, std::size_t{2}, std::size_t{4}, std::size_t{54}}) {
+        INFO("the peer stops after " << cut << " bytes of the second packet");
+        auto [client, server] = co_await portico::test::connected_pair(ctx);
+        packet_stream<tcp_socket> ps(std::move(server));
+        (void)co_await client.write_all(buffer(packet));
+        if (cut != 0) (void)co_await client.write_all(buffer(packet.data(), cut));
+        (void)client.shutdown_send();
+        auto [first_ec, first] = co_await ps.read_packet();
+        CHECK_FALSE(first_ec);
+        auto [ec, p] = co_await ps.read_packet();
+        CHECK(ec == (cut == 0 ? errc::eof : errc::packet_truncated));
+    }
+}
