@@ -60,6 +60,13 @@ enum class errc {
     idle_timeout,
     /// The system ran out of a resource (memory, buffers, handles).
     no_resources,
+    /// A datagram was larger than the receive buffer: the buffer holds its
+    /// start, the rest was dropped.
+    datagram_truncated,
+    /// Name resolution found no such host (or no address of the family asked for).
+    host_not_found,
+    /// Name resolution found no such service (port name).
+    service_not_found,
 };
 
 namespace detail {
@@ -90,6 +97,9 @@ public:
         case errc::rate_limited: return "packet rate limit exceeded";
         case errc::idle_timeout: return "connection idle for too long";
         case errc::no_resources: return "out of system resources";
+        case errc::datagram_truncated: return "datagram larger than the receive buffer (truncated)";
+        case errc::host_not_found: return "host not found";
+        case errc::service_not_found: return "service not found";
         }
         return "unknown portico error";
     }
@@ -110,6 +120,7 @@ public:
         case errc::bad_address: return std::errc::invalid_argument;
         case errc::send_queue_full: return std::errc::no_buffer_space;
         case errc::no_resources: return std::errc::not_enough_memory;
+        case errc::datagram_truncated: return std::errc::message_size;
         default: return std::error_condition(value, *this);
         }
     }

@@ -27,6 +27,7 @@
 #include <portico/io_context.hpp>
 #include <portico/net/tcp_acceptor.hpp>
 #include <portico/net/tcp_socket.hpp>
+#include <portico/net/udp_socket.hpp>
 #include <portico/thread_pool.hpp>
 #include <portico/timer.hpp>
 #endif

@@ -16,6 +16,7 @@ TEST_CASE("portico errc compares equal to the matching std::errc", "[error]")
     CHECK(std::error_code(errc::connection_refused) == std::errc::connection_refused);
     CHECK(std::error_code(errc::address_in_use) == std::errc::address_in_use);
     CHECK(std::error_code(errc::timed_out) != std::errc::connection_reset);
+    CHECK(std::error_code(errc::datagram_truncated) == std::errc::message_size);
     // eof has no std::errc counterpart and must not alias one.
     CHECK(std::error_code(errc::eof) != std::errc::operation_canceled);
     CHECK(std::error_code(errc::eof) == errc::eof);
@@ -30,6 +31,10 @@ TEST_CASE("portico errors have their own category and readable messages", "[erro
     CHECK(std::error_code(errc::eof).message() == "end of stream");
     CHECK_FALSE(std::error_code(errc::eof).message().empty());
     CHECK(static_cast<bool>(ec));
+    for (int v = static_cast<int>(errc::eof); v <= static_cast<int>(errc::service_not_found); ++v) {
+        INFO("errc value " << v);
+        CHECK(std::error_code(static_cast<errc>(v)).message() != "unknown portico error");
+    }
 }
 
 TEST_CASE("io_result destructures and throws from value()", "[error]")

@@ -13,7 +13,9 @@
 #include <portico/detail/win/extensions.hpp>
 #include <portico/detail/win/sockaddr.hpp>
 #include <portico/detail/win/socket_op.hpp>
+#include <portico/detail/win/socket_options.hpp>
 #include <portico/detail/win/windows.hpp>
+#include <portico/detail/win/wsabuf.hpp>
 #include <portico/error.hpp>
 #include <portico/io_context.hpp>
 #include <portico/net/endpoint.hpp>
@@ -25,31 +27,6 @@
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
-
-namespace detail::win {
-
-/// The most buffers one WSARecv/WSASend takes; longer sequences are sent in
-/// several calls by read()/write_all().
-inline constexpr std::size_t max_wsabufs = 64;
-
-template <class Buffer, class Sequence>
-std::size_t fill_wsabufs(const Sequence& buffers, std::array<WSABUF, max_wsabufs>& out, std::size_t& total) noexcept
-{
-    std::size_t count = 0;
-    total = 0;
-    for_each_buffer<Buffer>(buffers, [&](const Buffer& b) {
-        if (count == out.size() || b.size() == 0) return;
-        // A single buffer above 4 GiB is cut: WSABUF lengths are 32-bit.
-        const auto length = static_cast<ULONG>((std::min)(b.size(), std::size_t{0xFFFFFFFFu}));
-        out[count].buf = static_cast<char*>(const_cast<void*>(static_cast<const void*>(b.data())));
-        out[count].len = length;
-        total += length;
-        ++count;
-    });
-    return count;
-}
-
-} // namespace detail::win
 
 /// Awaiter of tcp_socket::read_some(): one WSARecv into up to 64 buffers.
 /// Yields io_result<size_t>: the bytes received; eof when the peer closed its
@@ -73,6 +50,8 @@ public:
 
 private:
     friend class detail::win::socket_op<read_some_op>;
+
+    static constexpr bool message_size_is_a_warning = false;
 
     DWORD start(DWORD& bytes) noexcept
     {
@@ -109,6 +88,8 @@ public:
 
 private:
     friend class detail::win::socket_op<write_some_op>;
+
+    static constexpr bool message_size_is_a_warning = false;
 
     DWORD start(DWORD& bytes) noexcept
     {
@@ -151,6 +132,8 @@ public:
 
 private:
     friend class detail::win::socket_op<connect_op>;
+
+    static constexpr bool message_size_is_a_warning = false;
 
     DWORD start(DWORD& bytes) noexcept
     {
@@ -309,8 +292,14 @@ public:
 
     /// The local and the remote endpoint. Errors: bad_state if not open,
     /// not_connected for remote_endpoint() before connecting.
-    [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept { return name(&::getsockname); }
-    [[nodiscard]] io_result<endpoint> remote_endpoint() const noexcept { return name(&::getpeername); }
+    [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
+    {
+        return detail::win::socket_name(handle_, &::getsockname);
+    }
+    [[nodiscard]] io_result<endpoint> remote_endpoint() const noexcept
+    {
+        return detail::win::socket_name(handle_, &::getpeername);
+    }
 
     /// TCP_NODELAY: send small packets at once instead of coalescing them.
     io_result<void> set_no_delay(bool on) noexcept { return set_option(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0); }
@@ -326,12 +315,8 @@ public:
     /// SO_LINGER: with `on` and 0 seconds, close() resets the connection.
     io_result<void> set_linger(bool on, int seconds) noexcept
     {
-        if (!is_open()) return {make_error_code(errc::bad_state)};
-        LINGER linger{static_cast<u_short>(on ? 1 : 0), static_cast<u_short>(seconds)};
-        if (::setsockopt(handle_, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&linger), sizeof linger) != 0) {
-            return {detail::win::last_socket_error()};
-        }
-        return {};
+        const LINGER linger{static_cast<u_short>(on ? 1 : 0), static_cast<u_short>(seconds)};
+        return detail::win::set_option(handle_, SOL_SOCKET, SO_LINGER, linger);
     }
 
     /// The SOCKET, as an integer (no Windows types in portico's signatures).
@@ -379,44 +364,17 @@ private:
 
     detail::win::socket_ref ref() const noexcept { return {&ctx_->scheduler_impl(), handle_, skips_}; }
 
-    template <class Getter>
-    io_result<endpoint> name(Getter getter) const noexcept
-    {
-        if (!is_open()) return {make_error_code(errc::bad_state), {}};
-        SOCKADDR_STORAGE storage{};
-        int length = sizeof storage;
-        if (getter(handle_, reinterpret_cast<SOCKADDR*>(&storage), &length) != 0) {
-            return {detail::win::last_socket_error(), {}};
-        }
-        auto e = detail::win::from_sockaddr(reinterpret_cast<const SOCKADDR*>(&storage), length);
-        if (!e) return {make_error_code(errc::invalid_argument), {}};
-        return {{}, *e};
-    }
-
     io_result<void> set_option(int level, int option, int value) noexcept
     {
-        if (!is_open()) return {make_error_code(errc::bad_state)};
-        if (::setsockopt(handle_, level, option, reinterpret_cast<const char*>(&value), sizeof value) != 0) {
-            return {detail::win::last_socket_error()};
-        }
-        return {};
+        return detail::win::set_option(handle_, level, option, value);
     }
-
     io_result<int> get_int(int level, int option) const noexcept
     {
-        if (!is_open()) return {make_error_code(errc::bad_state), 0};
-        int value = 0;
-        int length = sizeof value;
-        if (::getsockopt(handle_, level, option, reinterpret_cast<char*>(&value), &length) != 0) {
-            return {detail::win::last_socket_error(), 0};
-        }
-        return {{}, value};
+        return detail::win::get_int_option(handle_, level, option);
     }
-
     io_result<bool> get_flag(int level, int option) const noexcept
     {
-        auto [ec, value] = get_int(level, option);
-        return {ec, value != 0};
+        return detail::win::get_flag_option(handle_, level, option);
     }
 
     io_context* ctx_;

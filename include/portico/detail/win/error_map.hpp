@@ -52,6 +52,9 @@ inline std::error_code socket_error(DWORD error) noexcept
     case WSAEFAULT:
     case WSAEAFNOSUPPORT:
     case WSAEADDRNOTAVAIL: return make_error_code(errc::invalid_argument);
+    // A receive only: a datagram larger than the buffer. (A send of a
+    // datagram too large for UDP reports it too; udp_socket maps that one.)
+    case WSAEMSGSIZE: return make_error_code(errc::datagram_truncated);
     default: return {static_cast<int>(error), std::system_category()};
     }
 }
@@ -99,6 +102,8 @@ inline std::error_code completion_error(ULONG_PTR status) noexcept
     case 0xC000009Au: // STATUS_INSUFFICIENT_RESOURCES
     case 0xC0000017u: // STATUS_NO_MEMORY
         return make_error_code(errc::no_resources);
+    case 0x80000005u: // STATUS_BUFFER_OVERFLOW: a datagram larger than the buffer
+        return make_error_code(errc::datagram_truncated);
     default: break;
     }
     using to_dos_fn = ULONG(WINAPI*)(LONG);

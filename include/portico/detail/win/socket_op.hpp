@@ -40,7 +40,9 @@ struct socket_ref {
 
 /// Base of every socket awaiter (CRTP). Derived provides
 /// `DWORD start(DWORD& bytes) noexcept`: it makes the Win32 call and returns 0
-/// for an immediate success (with `bytes` set), WSA_IO_PENDING, or the error.
+/// for an immediate success (with `bytes` set), WSA_IO_PENDING, or the error;
+/// and `static constexpr bool message_size_is_a_warning`: true for datagram
+/// receives, where WSAEMSGSIZE means "completed, truncated", not "failed".
 ///
 /// State machine shared by the starting thread, the completing thread and the
 /// stop callback (any thread):
@@ -115,7 +117,7 @@ public:
         scheduler& sched = *socket_.sched;
         sched.work_started();
         DWORD bytes = 0;
-        const DWORD result = static_cast<Derived*>(this)->start(bytes);
+        DWORD result = static_cast<Derived*>(this)->start(bytes);
         if (result == 0 && socket_.skips_on_success) {
             // No packet will come: the result is ours now.
             bytes_ = bytes;
@@ -129,6 +131,21 @@ public:
             state_.store(state::running, std::memory_order_release);
             sched.post_started(this);
             return true;
+        }
+        if constexpr (Derived::message_size_is_a_warning) {
+            if (result == WSAEMSGSIZE) {
+                // NOTE: a datagram larger than the buffers completes with the
+                // warning STATUS_BUFFER_OVERFLOW: the receive ran, and like a
+                // success it queues a packet unless skip-on-success applies.
+                // Treating it as a failure would complete the op twice.
+                if (socket_.skips_on_success) {
+                    bytes_ = static_cast<std::size_t>(InternalHigh);
+                    error_ = make_error_code(errc::datagram_truncated);
+                    sched.work_finished();
+                    return false;
+                }
+                result = WSA_IO_PENDING;
+            }
         }
         if (result != 0 && result != WSA_IO_PENDING) {
             // Failed at once: no packet either.
