@@ -25,6 +25,7 @@
 
 #if !PORTICO_BACKEND_NONE
 #include <portico/io_context.hpp>
+#include <portico/net/resolver.hpp>
 #include <portico/net/tcp_acceptor.hpp>
 #include <portico/net/tcp_socket.hpp>
 #include <portico/net/udp_socket.hpp>

@@ -19,11 +19,13 @@
 #include <portico/error.hpp>
 #include <portico/io_context.hpp>
 #include <portico/net/endpoint.hpp>
+#include <portico/net/resolver.hpp>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -212,6 +214,30 @@ public:
             }
         }
         return connect_op{ref(), remote, ec};
+    }
+
+    /// Resolves `host` and `service` (see resolver) and connects to each
+    /// endpoint found, in the system's order, until one accepts. Yields the
+    /// endpoint connected to. Errors: the resolver's (host_not_found,
+    /// service_not_found...), or the last endpoint's connect error
+    /// (connection_refused, timed_out...); operation_aborted on a stop
+    /// request. Allocates (the lookup, one frame).
+    [[nodiscard]] task<io_result<endpoint>> connect(std::string host, std::string service)
+    {
+        auto [resolve_ec, endpoints] = co_await resolver(*ctx_).resolve(host, service);
+        if (resolve_ec) co_return io_result<endpoint>{resolve_ec, {}};
+        std::error_code last = make_error_code(errc::host_not_found);
+        for (const endpoint& e : endpoints) {
+            // A socket opened for the other family (or left by a failed
+            // attempt) cannot be reused: start afresh for each endpoint.
+            close();
+            auto [ec] = co_await connect(e);
+            if (!ec) co_return io_result<endpoint>{{}, e};
+            last = ec;
+            if (ec == errc::operation_aborted) break;
+        }
+        close();
+        co_return io_result<endpoint>{last, {}};
     }
 
     /// Receives into a buffer sequence (scatter, up to 64 buffers). See
