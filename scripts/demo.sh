@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up everything, builds the echo server and client for Windows with
-# mingw-w64 GCC and runs them under Wine: first a client sending typed lines,
-# then 4 clients at once sending random payloads that must come back intact.
+# Sets up everything, builds the echo and chat examples for Windows with
+# mingw-w64 GCC and runs them under Wine: an echo client sending typed lines,
+# 4 echo clients at once sending random payloads that must come back intact,
+# then a chat room of 5 scripted users who must all hear every line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,7 +14,7 @@ prefix=$build/wineprefix
 trap 'bash "$root/scripts/wine-server.sh" stop "$prefix"' EXIT
 
 cmake --preset mingw-gcc >/dev/null
-cmake --build --preset mingw-gcc --target echo_server echo_client >/dev/null
+cmake --build --preset mingw-gcc --target echo_server echo_client chat_server chat_client >/dev/null
 bash scripts/wine-server.sh start "$prefix"
 
 server=$build/examples/echo_server.exe
@@ -24,3 +25,7 @@ bash scripts/run-pair.sh "$prefix" "$server" "--port 0 --sessions 1" "$client" "
 echo
 echo "== echo_server --port 0 --sessions 4, echo_client --count 100 --size 16384 --clients 4"
 bash scripts/run-pair.sh "$prefix" "$server" "--port 0 --sessions 4" "$client" "--count 100 --size 16384 --clients 4"
+echo
+echo "== chat_server --port 0 --sessions 5, chat_client --users 5 --messages 20"
+bash scripts/run-pair.sh "$prefix" "$build/examples/chat_server.exe" "--port 0 --sessions 5" \
+  "$build/examples/chat_client.exe" "--users 5 --messages 20"

@@ -1,0 +1,216 @@
+// portico example: the chat server of the course notes, done with
+// coroutines. Every client joins with a nickname; every line one client says
+// goes to everyone in the room; joins and departures are announced.
+//
+// A message is encoded once (shared_packet) and handed to every session's
+// send queue: no copy per client, and no client waits for another. A client
+// that stops reading is disconnected once its queue passes 256 KiB instead
+// of slowing the room down. Ctrl+C tells everyone the server is going down,
+// waits until that notice went out, then closes every session.
+//
+//   chat_server [--port N] [--threads N] [--sessions N]
+//
+//   --port      port to listen on (default 25000; 0 lets the system choose)
+//   --threads   pool threads (default 2)
+//   --sessions  exit after this many clients have come and gone (default 0: never)
+//
+// The first line printed is "listening on HOST:PORT".
+
+#include <portico/portico.hpp>
+#include <portico/detail/win/windows.hpp>
+
+#include "chat_protocol.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using portico::endpoint;
+using portico::io_context;
+using portico::packet_stream;
+using portico::shared_packet;
+using portico::task;
+using portico::tcp_acceptor;
+using portico::tcp_socket;
+
+struct member {
+    packet_stream<tcp_socket> stream;
+    std::string nickname;
+};
+
+// snippet-begin: room
+class room {
+public:
+    explicit room(portico::task_group& deliveries) : deliveries_(deliveries) {}
+
+    void enter(const std::shared_ptr<member>& m)
+    {
+        std::lock_guard lock(mutex_);
+        members_.push_back(m);
+    }
+    void leave(const member* m)
+    {
+        std::lock_guard lock(mutex_);
+        std::erase_if(members_, [m](const auto& other) { return other.get() == m; });
+    }
+    std::size_t size()
+    {
+        std::lock_guard lock(mutex_);
+        return members_.size();
+    }
+
+    // Encodes the packet once and queues the same bytes on every member's
+    // stream but `except`. Each delivery runs on its own: a slow member's
+    // queue fills (and, past its watermark, closes that member) while the
+    // others carry on.
+    void broadcast(chat::type type, std::string_view body, const member* except = nullptr)
+    {
+        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
+        if (ec) return; // longer than a packet can be: not sent
+        std::lock_guard lock(mutex_);
+        for (const auto& m : members_) {
+            if (m.get() != except) deliveries_.spawn(deliver(m, packet));
+        }
+    }
+
+private:
+    // The member is kept alive (shared_ptr) until its write is done.
+    static task<> deliver(std::shared_ptr<member> m, shared_packet packet)
+    {
+        auto [ec] = co_await m->stream.write_packet(std::move(packet));
+        (void)ec; // a failed member's own session notices and leaves
+    }
+
+    portico::task_group& deliveries_;
+    std::mutex mutex_;
+    std::vector<std::shared_ptr<member>> members_;
+};
+// snippet-end: room
+
+struct server_state {
+    tcp_acceptor& acceptor;
+    room& chat_room;
+    unsigned session_limit;
+    std::atomic<unsigned> finished{0};
+};
+
+// snippet-begin: session
+task<> session(tcp_socket s, endpoint peer, server_state& state)
+{
+    auto m = std::make_shared<member>(
+        member{packet_stream<tcp_socket>(std::move(s),
+                                         portico::packet_stream_options{
+                                             // A client that stops reading is cut off, not waited for.
+                                             .send = {.high_watermark = 256 * 1024,
+                                                      .low_watermark = 64 * 1024,
+                                                      .policy = portico::overflow_policy::disconnect},
+                                             .packet_timeout = 10s,
+                                         }),
+               {}});
+    room& r = state.chat_room;
+    // The first packet must name the client.
+    auto [ec, hello] = co_await m->stream.read_packet();
+    if (!ec && (hello.type != chat::join || hello.body.empty())) ec = make_error_code(portico::errc::invalid_argument);
+    if (!ec) {
+        m->nickname = chat::text(hello);
+        const std::string others = std::to_string(r.size());
+        r.enter(m);
+        auto [welcome_ec] = co_await m->stream.write_packet(chat::welcome, others);
+        r.broadcast(chat::joined, m->nickname, m.get());
+        std::printf("%s joined from %s\n", m->nickname.c_str(), peer.to_string().c_str());
+        for (ec = welcome_ec; !ec;) {
+            auto [read_ec, pkt] = co_await m->stream.read_packet();
+            ec = read_ec;
+            if (!ec && pkt.type == chat::say) {
+                r.broadcast(chat::message, m->nickname + ": " + std::string(chat::text(pkt)));
+            }
+        }
+        r.leave(m.get());
+        r.broadcast(chat::left, m->nickname);
+    }
+    std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
+                ec == portico::errc::eof ? "closed" : ec.message().c_str());
+    if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
+}
+// snippet-end: session
+
+task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveries)
+{
+    co_await ctx.schedule();
+    portico::task_group sessions;
+    for (;;) {
+        endpoint peer;
+        auto [ec, s] = co_await state.acceptor.accept(peer);
+        if (ec) break; // closed: Ctrl+C or the session limit
+        std::printf("%s: connected\n", peer.to_string().c_str());
+        sessions.spawn(session(std::move(s), peer, state));
+    }
+    if (ctx.get_stop_token().stop_requested()) {
+        // Ctrl+C: say goodbye, wait until every goodbye was handed to the
+        // kernel, then end the sessions (each read_packet is cancelled).
+        state.chat_room.broadcast(chat::shutdown, "server shutting down");
+        co_await deliveries.join();
+        sessions.request_stop();
+    }
+    co_await sessions.join();
+    co_await deliveries.join();
+}
+
+io_context* running = nullptr;
+
+BOOL WINAPI on_console_event(DWORD event)
+{
+    if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT) return FALSE;
+    if (running != nullptr) running->stop();
+    return TRUE;
+}
+
+const char* option(int argc, char** argv, std::string_view name, const char* fallback)
+{
+    for (int i = 1; i + 1 < argc; ++i) {
+        if (argv[i] == name) return argv[i + 1];
+    }
+    return fallback;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    const auto port = static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")));
+    const auto threads = static_cast<unsigned>(std::atoi(option(argc, argv, "--threads", "2")));
+    const auto limit = static_cast<unsigned>(std::atoi(option(argc, argv, "--sessions", "0")));
+
+    io_context ctx;
+    tcp_acceptor acceptor(ctx);
+    if (auto [ec] = acceptor.listen(endpoint{portico::address_v4::any(), port}); ec) {
+        std::fprintf(stderr, "chat_server: cannot listen on port %u: %s\n", port, ec.message().c_str());
+        return 1;
+    }
+    std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
+
+    running = &ctx;
+    ::SetConsoleCtrlHandler(&on_console_event, TRUE);
+    portico::task_group deliveries;
+    room chat_room(deliveries);
+    server_state state{acceptor, chat_room, limit};
+    {
+        portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
+        portico::sync_wait(serve(ctx, state, deliveries));
+        ctx.stop();
+    }
+    running = nullptr;
+    std::printf("served %u sessions\n", state.finished.load());
+    return 0;
+}
