@@ -77,10 +77,21 @@ public:
     {
         auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
         if (ec) return; // longer than a packet can be: not sent
-        std::lock_guard lock(mutex_);
-        for (const auto& m : members_) {
+        // NOTE: deliveries start outside the lock: one may complete at once
+        // and resume a writer that broadcasts in turn.
+        for (const auto& m : everyone()) {
             if (m.get() != except) deliveries_.spawn(deliver(m, packet));
         }
+    }
+
+    // As broadcast(), but waits until every copy was handed to the kernel.
+    task<> broadcast_and_wait(chat::type type, std::string_view body)
+    {
+        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
+        if (ec) co_return;
+        portico::task_group sent;
+        for (const auto& m : everyone()) sent.spawn(deliver(m, packet));
+        co_await sent.join();
     }
 
 private:
@@ -89,6 +100,12 @@ private:
     {
         auto [ec] = co_await m->stream.write_packet(std::move(packet));
         (void)ec; // a failed member's own session notices and leaves
+    }
+
+    std::vector<std::shared_ptr<member>> everyone()
+    {
+        std::lock_guard lock(mutex_);
+        return members_;
     }
 
     portico::task_group& deliveries_;
@@ -158,11 +175,11 @@ task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveri
     if (ctx.get_stop_token().stop_requested()) {
         // Ctrl+C: say goodbye, wait until every goodbye was handed to the
         // kernel, then end the sessions (each read_packet is cancelled).
-        state.chat_room.broadcast(chat::shutdown, "server shutting down");
-        co_await deliveries.join();
+        co_await state.chat_room.broadcast_and_wait(chat::shutdown, "server shutting down");
         sessions.request_stop();
     }
     co_await sessions.join();
+    // Every session has ended: nothing can broadcast any more.
     co_await deliveries.join();
 }
 
