@@ -569,6 +569,20 @@ protected:
         core_->release();
     }
 
+    /// Encodes the header of a packet of `type` with `body_size` bytes of
+    /// body into the node (the error, if any, becomes the setup error).
+    void encode(std::uint32_t type, std::size_t body_size) noexcept
+    {
+        if (setup_error_) return;
+        auto [ec, header] = encode_header(core_->options.format, type, body_size, node_.header);
+        if (ec) {
+            setup_error_ = ec;
+            return;
+        }
+        node_.header_size = header;
+        node_.size = header + body_size;
+    }
+
     template <class Promise>
     bool start(std::coroutine_handle<Promise> awaiting, std::span<const const_buffer> body)
     {
@@ -606,10 +620,7 @@ public:
     write_packet_op(detail::stream_core<Stream>* core, std::uint32_t type, std::array<const_buffer, N> body) noexcept
         : base(core), body_(body)
     {
-        if (this->setup_error_) return;
-        std::size_t body_size = 0;
-        for (const auto& b : body_) body_size += b.size();
-        this->setup_error_ = encode(core->options.format, type, body_size);
+        this->encode(type, buffer_size(body_));
     }
     write_packet_op(write_packet_op&&) noexcept = default;
 
@@ -620,15 +631,6 @@ public:
     }
 
 private:
-    std::error_code encode(const packet_format& format, std::uint32_t type, std::size_t body_size) noexcept
-    {
-        auto [ec, header] = encode_header(format, type, body_size, this->node_.header);
-        if (ec) return ec;
-        this->node_.header_size = header;
-        this->node_.size = header + body_size;
-        return {};
-    }
-
     std::array<const_buffer, N> body_;
 };
 
@@ -644,15 +646,7 @@ public:
                            std::span<const const_buffer> body) noexcept
         : base(core), body_(body)
     {
-        if (this->setup_error_) return;
-        const std::size_t body_size = buffer_size(body_);
-        auto [ec, header] = encode_header(core->options.format, type, body_size, this->node_.header);
-        if (ec) {
-            this->setup_error_ = ec;
-            return;
-        }
-        this->node_.header_size = header;
-        this->node_.size = header + body_size;
+        this->encode(type, buffer_size(body_));
     }
     write_packet_gather_op(write_packet_gather_op&&) noexcept = default;
 

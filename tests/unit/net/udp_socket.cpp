@@ -221,8 +221,8 @@ PORTICO_IO_TEST_CASE("connected mode: send and recv to one peer", "[udp_socket]"
     REQUIRE_FALSE(a.connect(where(b)).error());
     CHECK(a.remote_endpoint().value() == where(b));
     std::array<char, 8> got{};
-    auto [r, w] =
-        co_await portico::when_all(b.recv_from(buffer(got), *std::make_unique<endpoint>()), a.send(buffer("hi", 2)));
+    endpoint sender;
+    auto [r, w] = co_await portico::when_all(b.recv_from(buffer(got), sender), a.send(buffer("hi", 2)));
     CHECK_FALSE(w.error());
     REQUIRE_FALSE(r.error());
     CHECK(r.value() == 2);
