@@ -3,24 +3,30 @@
 // and checks that everyone heard everything.
 //
 //   chat_client [--host ADDRESS] [--port N] [--name NICKNAME]          lines from stdin
-//   chat_client [--host ADDRESS] [--port N] --users N [--messages M]
+//   chat_client [--host ADDRESS] [--port N] --users N [--messages M] [--size B] [--stalled K]
 //
 //   --host      server address or name (default 127.0.0.1)
 //   --port      server port (default 25000)
 //   --name      nickname (default "guest")
 //   --users     users to play at once, instead of reading stdin
 //   --messages  lines each user says (default 10)
+//   --size      pad each line to this many bytes (default: no padding)
+//   --stalled   users who join and then never read (default 0)
 //
 // With stdin, each line is said to the room until "EXIT" or the end of
 // input. With --users, every user joins, waits until all are in the room,
-// says its lines, and reads until it has heard every user's every line; the
-// summary says how many were sent and delivered. Exits non-zero on failure.
+// says its lines one by one, and reads until it has heard every user's every
+// line; the summary says how many were sent and delivered. Stalled users
+// test the server's slow-client policy: each must have been cut off by the
+// server before it heard everything. Exits non-zero on failure.
 
 #include <portico/portico.hpp>
 
 #include "chat_protocol.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -31,6 +37,7 @@
 
 namespace {
 
+using namespace std::chrono_literals;
 using portico::io_context;
 using portico::packet_stream;
 using portico::task;
@@ -40,6 +47,15 @@ struct totals {
     std::atomic<unsigned long long> sent{0};
     std::atomic<unsigned long long> delivered{0};
     std::atomic<unsigned> failures{0};
+    std::atomic<unsigned> cut_off{0};
+};
+
+// What the scripted users do.
+struct script {
+    unsigned users = 0;        // users who talk and listen
+    unsigned messages = 10;    // lines each of them says
+    std::size_t line_size = 0; // lines padded to this many bytes
+    unsigned stalled = 0;      // users who join and then never read
 };
 
 void fail(totals& t, const std::string& who, const char* what, const std::error_code& ec)
@@ -50,14 +66,15 @@ void fail(totals& t, const std::string& who, const char* what, const std::error_
 
 // Connects (the host may be a name) and joins; yields the stream, or nothing.
 task<std::optional<packet_stream<tcp_socket>>> join(io_context& ctx, std::string host, std::string port,
-                                                    std::string name, totals& t)
+                                                    std::string name, totals& t,
+                                                    portico::packet_stream_options options = {})
 {
     tcp_socket s(ctx);
     if (auto [ec, where] = co_await s.connect(host, port); ec) {
         fail(t, name, "connect", ec);
         co_return std::nullopt;
     }
-    packet_stream<tcp_socket> ps(std::move(s));
+    packet_stream<tcp_socket> ps(std::move(s), options);
     if (auto [ec] = co_await ps.write_packet(chat::join, name); ec) {
         fail(t, name, "join", ec);
         co_return std::nullopt;
@@ -65,56 +82,122 @@ task<std::optional<packet_stream<tcp_socket>>> join(io_context& ctx, std::string
     co_return std::optional<packet_stream<tcp_socket>>(std::move(ps));
 }
 
-// snippet-begin: user
-// One scripted user: in the room with everyone, says its lines, hears all.
-task<> user(io_context& ctx, std::string host, std::string port, std::string name, unsigned users, unsigned messages,
-            totals& t)
+// Waits until `expected` users are in the room, this one included: the
+// welcome says how many were there before us, and each later arrival is
+// announced.
+task<bool> wait_for_room(packet_stream<tcp_socket>& ps, const std::string& name, unsigned expected, totals& t)
 {
-    auto ps = co_await join(ctx, host, port, name, t);
-    if (!ps) co_return;
-    // Wait until the whole room is here: the welcome says how many were
-    // before us, then each later arrival is announced.
-    unsigned present = 0;
-    while (present + 1 < users) {
-        auto [ec, pkt] = co_await ps->read_packet();
-        if (ec) co_return fail(t, name, "waiting for the room", ec);
+    unsigned present = 1;
+    while (present < expected) {
+        auto [ec, pkt] = co_await ps.read_packet();
+        if (ec) {
+            fail(t, name, "waiting for the room", ec);
+            co_return false;
+        }
         if (pkt.type == chat::welcome) present += static_cast<unsigned>(std::stoul(std::string(chat::text(pkt))));
         if (pkt.type == chat::joined) ++present;
     }
-    // Say our lines while hearing everyone's (our own come back too).
-    auto say = [&]() -> task<> {
-        for (unsigned i = 0; i < messages; ++i) {
-            if (auto [ec] = co_await ps->write_packet(chat::say, "line " + std::to_string(i)); ec) {
-                co_return fail(t, name, "say", ec);
-            }
+    co_return true;
+}
+
+// snippet-begin: user
+// One scripted user: in the room with everyone, says its lines one at a time
+// (each once the room has echoed the previous one back, as a person types
+// after seeing their line appear) and hears every user's every line.
+task<> user(io_context& ctx, std::string host, std::string port, std::string name, script plan, totals& t)
+{
+    auto ps = co_await join(ctx, host, port, name, t);
+    if (!ps) co_return;
+    if (!co_await wait_for_room(*ps, name, plan.users + plan.stalled, t)) co_return;
+    const std::string own_prefix = name + ": ";
+    unsigned said = 0;
+    unsigned heard = 0;
+    bool waiting_for_own = false;
+    while (heard < plan.users * plan.messages) { // our own lines come back too
+        if (said < plan.messages && !waiting_for_own) {
+            std::string line = "line " + std::to_string(said);
+            line.resize(std::max<std::size_t>(line.size(), plan.line_size), '.');
+            if (auto [ec] = co_await ps->write_packet(chat::say, line); ec) co_return fail(t, name, "say", ec);
+            ++said;
             ++t.sent;
+            waiting_for_own = true;
         }
-    };
-    auto hear = [&]() -> task<> {
-        for (unsigned heard = 0; heard < users * messages;) {
-            auto [ec, pkt] = co_await ps->read_packet();
-            if (ec) co_return fail(t, name, "hear", ec);
-            if (pkt.type != chat::message) continue; // joins and departures
-            if (chat::text(pkt).find(": line ") == std::string_view::npos) ++t.failures;
-            ++heard;
-            ++t.delivered;
-        }
-    };
-    co_await portico::when_all(say(), hear());
+        auto [ec, pkt] = co_await ps->read_packet();
+        if (ec) co_return fail(t, name, "hear", ec);
+        if (pkt.type != chat::message) continue; // joins and departures
+        const auto text = chat::text(pkt);
+        if (text.find(": line ") == std::string_view::npos) ++t.failures;
+        if (text.starts_with(own_prefix)) waiting_for_own = false;
+        ++heard;
+        ++t.delivered;
+    }
+    // Leave politely: say we are done, then read until the server closes, so
+    // no unread notice makes our close a reset.
     (void)ps->next_layer().shutdown_send();
+    for (;;) {
+        if (auto [ec, pkt] = co_await ps->read_packet(); ec) break;
+    }
 }
 // snippet-end: user
+
+// A user who joined and then stopped reading, like a client whose program
+// hangs: the room must cut it off once its send queue is full, and carry on.
+// Called after the others are done: reads what it was sent, and must find the
+// connection closed by the server before all of it arrived.
+task<> drain_stalled(packet_stream<tcp_socket>& ps, const std::string& name, script plan, totals& t)
+{
+    unsigned heard = 0;
+    for (;;) {
+        auto [ec, pkt] = co_await ps.read_packet();
+        if (ec == portico::errc::idle_timeout) co_return fail(t, name, "still connected after the others finished", ec);
+        if (ec) break; // eof or reset: the server cut us off
+        if (pkt.type == chat::message) ++heard;
+    }
+    if (heard >= plan.users * plan.messages) {
+        co_return fail(t, name, "heard everything although it stalled",
+                       make_error_code(portico::errc::invalid_argument));
+    }
+    ++t.cut_off;
+}
+
+// The scripted room: the stalled users join first and hold still, then the
+// talking users join, wait for everyone, talk, and hear everything.
+task<> scripted(io_context& ctx, std::string host, std::string port, script plan, totals& t)
+{
+    co_await ctx.schedule();
+    std::vector<packet_stream<tcp_socket>> stalled;
+    for (unsigned i = 0; i < plan.stalled; ++i) {
+        // Silent for 10 s after the others finish means the server never cut it off.
+        auto ps = co_await join(ctx, host, port, "stalled" + std::to_string(i), t, {.idle_timeout = 10s});
+        if (!ps) co_return;
+        stalled.push_back(std::move(*ps));
+    }
+    std::vector<task<>> talkers;
+    for (unsigned i = 0; i < plan.users; ++i)
+        talkers.push_back(user(ctx, host, port, "user" + std::to_string(i), plan, t));
+    co_await portico::when_all(std::move(talkers));
+    for (unsigned i = 0; i < plan.stalled; ++i)
+        co_await drain_stalled(stalled[i], "stalled" + std::to_string(i), plan, t);
+}
 
 void interactive(io_context& ctx, const std::string& host, const std::string& port, const std::string& name, totals& t)
 {
     auto ps = portico::sync_wait(join(ctx, host, port, name, t));
     if (!ps) return;
     // The room's side: printed as it arrives, on the pool.
+    std::atomic<bool> leaving{false};
     portico::task_group reader;
-    reader.spawn([](packet_stream<tcp_socket>& s) -> task<> {
+    reader.spawn([](packet_stream<tcp_socket>& s, const std::atomic<bool>& we_left) -> task<> {
         for (;;) {
             auto [ec, pkt] = co_await s.read_packet();
-            if (ec) co_return;
+            if (ec == portico::errc::eof) {
+                if (!we_left) std::printf("* the server closed the connection\n");
+                co_return;
+            }
+            if (ec) {
+                std::printf("* disconnected (%s)\n", ec.message().c_str());
+                co_return;
+            }
             const auto text = chat::text(pkt);
             const int n = static_cast<int>(text.size());
             switch (pkt.type) {
@@ -126,11 +209,12 @@ void interactive(io_context& ctx, const std::string& host, const std::string& po
             default: break;
             }
         }
-    }(*ps));
+    }(*ps, leaving));
     std::string line;
     while (std::getline(std::cin, line) && line != "EXIT") {
         if (auto [ec] = portico::sync_wait(ps->write_packet(chat::say, line)); ec) break;
     }
+    leaving = true;
     (void)ps->next_layer().shutdown_send();
     portico::sync_wait(reader.join());
 }
@@ -150,30 +234,30 @@ int main(int argc, char** argv)
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
     const std::string host = option(argc, argv, "--host", "127.0.0.1");
     const std::string port = option(argc, argv, "--port", "25000");
-    const auto users = static_cast<unsigned>(std::atoi(option(argc, argv, "--users", "0")));
-    const auto messages = static_cast<unsigned>(std::atoi(option(argc, argv, "--messages", "10")));
+    const script plan{
+        .users = static_cast<unsigned>(std::atoi(option(argc, argv, "--users", "0"))),
+        .messages = static_cast<unsigned>(std::atoi(option(argc, argv, "--messages", "10"))),
+        .line_size = static_cast<std::size_t>(std::atoi(option(argc, argv, "--size", "0"))),
+        .stalled = static_cast<unsigned>(std::atoi(option(argc, argv, "--stalled", "0"))),
+    };
 
     io_context ctx;
     totals t;
     {
         portico::thread_pool pool(ctx, 2);
-        if (users == 0) {
+        if (plan.users == 0) {
             interactive(ctx, host, port, option(argc, argv, "--name", "guest"), t);
         } else {
-            portico::sync_wait(
-                [](io_context& c, std::string h, std::string p, unsigned n, unsigned m, totals& tt) -> task<> {
-                    co_await c.schedule();
-                    std::vector<task<>> all;
-                    for (unsigned i = 0; i < n; ++i) all.push_back(user(c, h, p, "user" + std::to_string(i), n, m, tt));
-                    co_await portico::when_all(std::move(all));
-                }(ctx, host, port, users, messages, t));
+            portico::sync_wait(scripted(ctx, host, port, plan, t));
         }
         ctx.stop();
     }
-    if (users != 0) {
-        std::printf("%u users: %llu lines said, %llu delivered, %s\n", users, t.sent.load(), t.delivered.load(),
-                    t.failures == 0 && t.delivered == 1ull * users * users * messages ? "everyone heard everything"
-                                                                                      : "with FAILURES");
+    if (plan.users != 0) {
+        const bool complete = t.failures == 0 && t.delivered == 1ull * plan.users * plan.users * plan.messages;
+        std::printf("%u users: %llu lines said, %llu delivered, %s\n", plan.users, t.sent.load(), t.delivered.load(),
+                    complete ? "everyone heard everything" : "with FAILURES");
+        if (plan.stalled != 0)
+            std::printf("%u of %u stalled users cut off by the server\n", t.cut_off.load(), plan.stalled);
     }
     return t.failures == 0 ? 0 : 1;
 }

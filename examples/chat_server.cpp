@@ -124,6 +124,10 @@ struct server_state {
 // snippet-begin: session
 task<> session(tcp_socket s, endpoint peer, server_state& state)
 {
+    // A modest kernel send buffer: left to grow on its own (Linux lets it reach
+    // 4 MiB) it would hide a client that stopped reading for megabytes before
+    // the send queue's policy below ever saw it.
+    (void)s.set_send_buffer_size(64 * 1024);
     auto m = std::make_shared<member>(
         member{packet_stream<tcp_socket>(std::move(s),
                                          portico::packet_stream_options{
