@@ -21,6 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Created before the server starts, so the poll below never reads a missing file.
+: >"$work/server.out"
 # shellcheck disable=SC2086 # the argument strings are word lists on purpose
 bash "$here/wine-run.sh" "$prefix" "$server" $server_args >"$work/server.out" 2>&1 </dev/null &
 server_pid=$!
