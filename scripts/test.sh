@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Sets up everything (Debian packages, only what is missing) and runs every
 # test in every preset: native ASan+UBSan and TSan for the platform-neutral
-# layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine.
-#   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang
+# layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine, then
+# the benchmark suite in miniature (scripts/bench.sh --smoke).
+#   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/setup.sh
 
-presets=(linux linux-tsan mingw-gcc mingw-clang)
+presets=(linux linux-tsan mingw-gcc mingw-clang bench)
 if (($#)); then presets=("$@"); fi
 
 # Whatever happens, leave no wineserver (or Wine program) behind.
@@ -27,6 +28,10 @@ echo "=== format"
 if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for preset in "${presets[@]}"; do
   echo "=== $preset"
+  if [[ $preset == bench ]]; then
+    if bash scripts/bench.sh --smoke; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== bench FAILED"; fi
+    continue
+  fi
   if cmake --preset "$preset" >/dev/null &&
      cmake --build --preset "$preset" &&
      ctest --preset "$preset" -j2; then

@@ -1,0 +1,282 @@
+// The benchmark load client: drives one of the benchmark servers
+// (bench/PROTOCOL.md) from one thread and prints one JSON object. See --help.
+
+#include "modes.hpp"
+#include "options.hpp"
+
+#include <netdb.h>
+#include <sys/resource.h>
+
+#include <charconv>
+#include <cinttypes>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace {
+
+constexpr const char* help_text = R"(usage: load_client --port P --mode MODE [options]
+
+Load for the benchmark servers (bench/PROTOCOL.md; server mode in brackets).
+One thread, one edge-triggered epoll loop, non-blocking sockets with
+TCP_NODELAY. Every byte that comes back is checked against what was sent.
+
+modes:
+  pingpong  [echo]    each connection sends a message, waits for all of its echo,
+                      sends the next; rtt: send to end of echo
+  pipeline  [packet]  each connection keeps --depth packets in flight: u16 size
+                      (whole packet) + u16 type, little-endian, then a --size byte
+                      body that starts with the packet's sequence number; every
+                      packet back is checked, timed from its send and replaced;
+                      packets due together go out in one send call
+  bulk      [sink]    --size byte chunks as fast as the kernel takes them;
+            [echo]    --direction oneway counts what the kernel took, both also
+                      reads the echo, checks it and counts that; no rtt
+  churn     [echo]    each connection loops: connect, one message, its echo,
+                      close; rtt: the cycle, from the start of the connect
+  burst     [echo]    all connections connect at once, each sends one message
+                      and waits for its echo, then all close; repeated until the
+                      measured window is over (bursts that start before it are
+                      warm-up; at least one is counted); rtt: per connection,
+                      from the start of its connect to its echo
+  idle      [echo]    connects, pings each connection, prints "idle: N
+                      connected" to stderr, stays silent for --duration seconds
+                      (or until stdin ends, --hold-stdin), pings each again
+
+options:
+  --host H          server address (default 127.0.0.1)
+  --port P          server port (required)
+  --mode M          one of the modes above (required)
+  --connections N   connections, or churn's concurrent loops (default 1)
+  --size B          message, packet body or chunk bytes (default 64; bulk 65536)
+  --depth D         pipeline: packets in flight per connection (default 16)
+  --direction D     bulk: oneway or both (default oneway)
+  --duration S      measured seconds (default 3); idle: the silent time
+  --warmup S        seconds from the start to the measured window, not counted
+                    (default 1; not for idle); connections open in it
+  --seed N          seed of the pseudo-random bytes messages are made of (default 1)
+  --hold-stdin      idle: stay silent until stdin ends, not --duration seconds
+
+output, one line on stdout:
+  {"mode", "connections", "size", "depth" (pipeline, else null), "direction"
+   (bulk, else null), "duration_s", "messages", "msgs_per_s", "bytes_per_s",
+   "rtt_us": {"p50", "p99", "p999", "max"} or null, "errors"}
+  messages: round trips, packets, chunks (bulk oneway: taken by the kernel;
+  both: echoed), cycles, connections echoed (burst) or pings answered (idle),
+  completed in the measured window (idle: all); bytes_per_s: their bytes, a
+  round trip's once, a packet's with its header. duration_s: the measured
+  window; burst: the sum of the counted bursts' times (so msgs_per_s is
+  connections per second of burst); idle: the silent time. rtt_us:
+  microseconds, within 1%.
+
+errors: connects refused or failed, resets, closes by the server, a connect or
+  an echo not done in 10 s, and bytes back that differ from those sent. Each
+  closes its connection, which is not replaced (churn starts its next cycle);
+  the first 10 are described on stderr.
+
+exit status: 0 without errors; 1 with errors, but for burst only if bytes came
+  back wrong or no connection of the counted bursts succeeded (connections
+  failing under a burst are counted and expected); 2 for a bad command line or
+  a failure to start (no JSON then).
+)";
+
+[[noreturn, gnu::format(printf, 1, 2)]] void usage_error(const char* format, ...)
+{
+    std::fputs("load_client: ", stderr);
+    va_list args;
+    va_start(args, format);
+    std::vfprintf(stderr, format, args);
+    va_end(args);
+    std::fputs(" (see --help)\n", stderr);
+    std::exit(2);
+}
+
+template <class Number>
+Number parse_number(std::string_view name, std::string_view text)
+{
+    Number value{};
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc{} || end != text.data() + text.size())
+        usage_error("%.*s: not a number: %.*s", static_cast<int>(name.size()), name.data(),
+                    static_cast<int>(text.size()), text.data());
+    return value;
+}
+
+load::test_mode parse_mode(std::string_view text)
+{
+    using load::test_mode;
+    if (text == "pingpong") return test_mode::pingpong;
+    if (text == "pipeline") return test_mode::pipeline;
+    if (text == "bulk") return test_mode::bulk;
+    if (text == "churn") return test_mode::churn;
+    if (text == "burst") return test_mode::burst;
+    if (text == "idle") return test_mode::idle;
+    usage_error("unknown mode: %.*s", static_cast<int>(text.size()), text.data());
+}
+
+const char* mode_name(load::test_mode mode)
+{
+    switch (mode) {
+    case load::test_mode::pingpong: return "pingpong";
+    case load::test_mode::pipeline: return "pipeline";
+    case load::test_mode::bulk: return "bulk";
+    case load::test_mode::churn: return "churn";
+    case load::test_mode::burst: return "burst";
+    case load::test_mode::idle: return "idle";
+    }
+    return "?";
+}
+
+load::options parse_options(int argc, char** argv)
+{
+    load::options opts;
+    bool have_mode = false;
+    bool have_size = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view name = argv[i];
+        const auto value = [&] {
+            if (i + 1 == argc) usage_error("%s needs a value", argv[i]);
+            return std::string_view(argv[++i]);
+        };
+        if (name == "--help" || name == "-h") {
+            std::fputs(help_text, stdout);
+            std::exit(0);
+        } else if (name == "--host") {
+            opts.host = value();
+        } else if (name == "--port") {
+            opts.port = value();
+        } else if (name == "--mode") {
+            opts.mode = parse_mode(value());
+            have_mode = true;
+        } else if (name == "--connections") {
+            opts.connections = parse_number<std::size_t>(name, value());
+        } else if (name == "--size") {
+            opts.size = parse_number<std::size_t>(name, value());
+            have_size = true;
+        } else if (name == "--depth") {
+            opts.depth = parse_number<std::size_t>(name, value());
+        } else if (name == "--direction") {
+            const auto direction = value();
+            if (direction == "oneway")
+                opts.direction = load::bulk_direction::oneway;
+            else if (direction == "both")
+                opts.direction = load::bulk_direction::both;
+            else
+                usage_error("--direction: oneway or both, not %.*s", static_cast<int>(direction.size()),
+                            direction.data());
+        } else if (name == "--duration") {
+            opts.duration_s = parse_number<double>(name, value());
+        } else if (name == "--warmup") {
+            opts.warmup_s = parse_number<double>(name, value());
+        } else if (name == "--seed") {
+            opts.seed = parse_number<std::uint64_t>(name, value());
+        } else if (name == "--hold-stdin") {
+            opts.hold_stdin = true;
+        } else {
+            usage_error("unknown option %s", argv[i]);
+        }
+    }
+
+    if (opts.port.empty()) usage_error("--port is required");
+    if (!have_mode) usage_error("--mode is required");
+    if (!have_size && opts.mode == load::test_mode::bulk) opts.size = 65536;
+    if (opts.connections < 1 || opts.connections > 1'000'000) usage_error("--connections: 1 to 1000000");
+    if (opts.mode == load::test_mode::pipeline) {
+        // The size field counts the 4-byte header and has 16 bits.
+        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline");
+        if (opts.depth < 1 || opts.depth > 65536) usage_error("--depth: 1 to 65536");
+    } else if (opts.size < 1 || opts.size > (64u << 20)) {
+        usage_error("--size: 1 to 67108864");
+    }
+    if (!std::isfinite(opts.duration_s) || opts.duration_s <= 0) usage_error("--duration: more than 0 seconds");
+    if (!std::isfinite(opts.warmup_s) || opts.warmup_s < 0) usage_error("--warmup: 0 seconds or more");
+    if (opts.hold_stdin && opts.mode != load::test_mode::idle) usage_error("--hold-stdin is for --mode idle");
+    return opts;
+}
+
+load::endpoint resolve(const load::options& opts)
+{
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (const int error = ::getaddrinfo(opts.host.c_str(), opts.port.c_str(), &hints, &found); error != 0)
+        throw std::runtime_error("cannot resolve " + opts.host + " port " + opts.port + ": " + ::gai_strerror(error));
+    load::endpoint server;
+    std::memcpy(&server.address, found->ai_addr, found->ai_addrlen);
+    server.size = found->ai_addrlen;
+    ::freeaddrinfo(found);
+    return server;
+}
+
+// One descriptor per connection (a burst has them all open at once), and a
+// few for epoll and stdio.
+void raise_descriptor_limit(std::size_t connections)
+{
+    const rlim_t needed = connections + 32;
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < needed)
+        throw std::runtime_error(std::to_string(connections) + " connections need " + std::to_string(needed) +
+                                 " file descriptors, and the hard limit is " + std::to_string(limit.rlim_max));
+    limit.rlim_cur = needed;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) throw std::runtime_error("setrlimit(RLIMIT_NOFILE) failed");
+}
+
+void print_json(const load::options& opts, const load::session& result)
+{
+    const double seconds = result.measured_s();
+    const auto per_second = [&](double n) { return seconds > 0 ? n / seconds : 0.0; };
+    std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"size\":%zu,", mode_name(opts.mode), opts.connections,
+                opts.size);
+    if (opts.mode == load::test_mode::pipeline)
+        std::printf("\"depth\":%zu,", opts.depth);
+    else
+        std::printf("\"depth\":null,");
+    if (opts.mode == load::test_mode::bulk)
+        std::printf("\"direction\":\"%s\",", opts.direction == load::bulk_direction::both ? "both" : "oneway");
+    else
+        std::printf("\"direction\":null,");
+    std::printf("\"duration_s\":%.3f,\"messages\":%" PRIu64 ",\"msgs_per_s\":%.1f,\"bytes_per_s\":%.1f,", seconds,
+                result.messages(), per_second(static_cast<double>(result.messages())),
+                per_second(static_cast<double>(result.bytes())));
+    const auto& rtt = result.rtt();
+    if (rtt.count() == 0)
+        std::printf("\"rtt_us\":null,");
+    else
+        std::printf("\"rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},", rtt.quantile_us(500),
+                    rtt.quantile_us(990), rtt.quantile_us(999), rtt.max_us());
+    std::printf("\"errors\":%" PRIu64 "}\n", result.errors());
+    std::fflush(stdout);
+}
+
+int exit_status(const load::options& opts, const load::session& result)
+{
+    if (opts.mode == load::test_mode::burst) return result.data_errors() > 0 || result.messages() == 0 ? 1 : 0;
+    return result.errors() > 0 ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const load::options opts = parse_options(argc, argv);
+    try {
+        raise_descriptor_limit(opts.connections);
+        const auto test = load::make_session(opts, resolve(opts));
+        test->run();
+        print_json(opts, *test);
+        if (test->errors() > load::reported_errors)
+            std::fprintf(stderr, "load_client: %" PRIu64 " errors, the first %" PRIu64 " described above\n",
+                         test->errors(), load::reported_errors);
+        return exit_status(opts, *test);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "load_client: %s\n", e.what());
+        return 2;
+    }
+}

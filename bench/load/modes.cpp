@@ -1,0 +1,502 @@
+#include "modes.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+namespace load {
+namespace {
+
+// Round trips of one --size message at a time, each checked against what was
+// sent: the base of pingpong, churn, burst and idle. Message k of connection
+// c is the pattern from byte_pattern::start_of(c, k) on.
+class message_session : public session {
+protected:
+    using session::session;
+
+    // Begins message c.seq + 1 and sends what the kernel takes of it now.
+    void send_message(connection& c, time_point now)
+    {
+        ++c.seq;
+        c.sent = 0;
+        c.received = 0;
+        c.waiting = true;
+        c.deadline = now + response_timeout;
+        flush(c);
+    }
+
+    // Sends what the kernel did not take of the current message before;
+    // false if the connection failed.
+    bool flush(connection& c)
+    {
+        if (!c.waiting || c.sent == opts_.size) return true;
+        const auto n = send_some(c, pattern_.at(message_start(c)) + c.sent, opts_.size - c.sent);
+        if (n < 0) return false;
+        c.sent += static_cast<std::size_t>(n);
+        return true;
+    }
+
+    // Reads what has arrived; true once the whole echo of the current message
+    // is in and equals the message.
+    bool receive_echo(connection& c)
+    {
+        for (;;) {
+            const auto n = receive(c);
+            if (n <= 0) return false;
+            const auto length = static_cast<std::size_t>(n);
+            if (c.received + length > opts_.size) {
+                fail(c, failure::data, "message %" PRIu64 ": more than its %zu bytes came back", c.seq, opts_.size);
+                return false;
+            }
+            const auto same = pattern_.matching(message_start(c) + c.received, rx_.data(), length);
+            if (same < length) {
+                fail(c, failure::data, "message %" PRIu64 ": byte %" PRIu64 " of the echo differs from the one sent",
+                     c.seq, c.received + same);
+                return false;
+            }
+            c.received += length;
+            if (c.received == opts_.size) {
+                c.waiting = false;
+                c.deadline = time_point::max();
+                return true;
+            }
+            if (length < rx_.size()) return false;
+        }
+    }
+
+    // The next step of an exchange on an edge: the rest of the message out,
+    // then the echo in; true when the echo is complete.
+    bool exchange(connection& c, std::uint32_t events)
+    {
+        if ((events & EPOLLOUT) != 0 && !flush(c)) return false;
+        return (events & readable_events) != 0 && receive_echo(c);
+    }
+
+private:
+    static std::uint64_t message_start(const connection& c) noexcept { return byte_pattern::start_of(c.id, c.seq); }
+};
+
+// pingpong: each connection sends a message, waits for all of its echo and
+// sends the next; timed from the send to the end of the echo.
+class pingpong_test final : public message_session {
+public:
+    using message_session::message_session;
+
+private:
+    void begin(connection& c, time_point now)
+    {
+        c.started = now;
+        send_message(c, now);
+    }
+
+    void on_connected(connection& c) override { begin(c, clock_type::now()); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if (!exchange(c, events)) return;
+        const auto now = clock_type::now();
+        if (measuring(now)) record(now - c.started, opts_.size);
+        begin(c, now);
+    }
+};
+
+// pipeline: framed packets (the "packet" server mode), --depth of them in
+// flight per connection, each timed from its send. Packet k of a connection is
+// a header (u16 size of the whole packet, u16 type = k mod 2^16, both
+// little-endian) and a body of --size bytes: k as u64 little-endian (as much of
+// it as fits), then the pattern from byte_pattern::start_of(connection, k). So
+// the bytes at any offset of a connection's stream can be made again: they are
+// generated to be sent and again to check the echo, and a partial send or
+// receive needs no buffer of its own.
+class pipeline_test final : public session {
+public:
+    pipeline_test(const options& opts, const endpoint& server)
+        : session(opts, server), packet_size_(header_size + opts.size),
+          head_size_(header_size + std::min<std::size_t>(opts.size, sizeof(std::uint64_t))),
+          send_times_(opts.connections * opts.depth), tx_(max_batch)
+    {}
+
+private:
+    static constexpr std::size_t header_size = 4;
+    static constexpr std::size_t max_batch = 256 * 1024;
+    using packet_head = std::array<std::uint8_t, header_size + sizeof(std::uint64_t)>;
+
+    void on_connected(connection& c) override { send_due(c); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if ((events & readable_events) != 0 && !receive_packets(c)) return;
+        send_due(c);
+    }
+
+    // Sends every packet that may be in flight and is not yet sent, batched
+    // into as few send calls as the kernel allows.
+    void send_due(connection& c)
+    {
+        const std::uint64_t due = (c.received / packet_size_ + opts_.depth) * packet_size_;
+        if (c.sent >= due) return;
+        const auto now = clock_type::now();
+        while (c.sent < due) {
+            const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(due - c.sent, tx_.size()));
+            std::size_t filled = 0;
+            visit(c, c.sent, length, [&](const std::uint8_t* bytes, std::size_t n) {
+                std::memcpy(tx_.data() + filled, bytes, n);
+                filled += n;
+                return true;
+            });
+            // NOTE: a packet is timed from the batch its first byte is in; if
+            // the kernel does not take that byte, the next batch starts with
+            // it and times it again.
+            for (auto k = (c.sent + packet_size_ - 1) / packet_size_; k * packet_size_ < c.sent + length; ++k)
+                send_time(c, k) = now;
+            const auto n = send_some(c, tx_.data(), length);
+            if (n < 0) return;
+            c.sent += static_cast<std::size_t>(n);
+            if (static_cast<std::size_t>(n) < length) return;
+        }
+    }
+
+    // Reads and checks what has arrived, and times each packet it completes;
+    // false if the connection failed.
+    bool receive_packets(connection& c)
+    {
+        for (;;) {
+            const auto n = receive(c);
+            if (n <= 0) return n == 0;
+            const auto length = static_cast<std::size_t>(n);
+            if (c.received + length > c.sent) {
+                fail(c, failure::data, "more bytes came back than were sent");
+                return false;
+            }
+            if (!check(c, length)) return false;
+            const auto now = clock_type::now();
+            const auto first = c.received / packet_size_;
+            c.received += length;
+            if (measuring(now)) {
+                for (auto k = first; k < c.received / packet_size_; ++k) record(now - send_time(c, k), packet_size_);
+            }
+            if (length < rx_.size()) return true;
+        }
+    }
+
+    // Compares rx_[0, length) with the stream from c.received on.
+    bool check(connection& c, std::size_t length)
+    {
+        std::size_t checked = 0;
+        visit(c, c.received, length, [&](const std::uint8_t* expected, std::size_t n) {
+            const auto* got = rx_.data() + checked;
+            if (std::memcmp(got, expected, n) != 0) {
+                checked += static_cast<std::size_t>(std::mismatch(got, got + n, expected).first - got);
+                return false;
+            }
+            checked += n;
+            return true;
+        });
+        if (checked == length) return true;
+        const std::uint64_t offset = c.received + checked;
+        fail(c, failure::data, "packet %" PRIu64 ": its %s differs from what was sent", offset / packet_size_,
+             field_at(offset % packet_size_));
+        return false;
+    }
+
+    const char* field_at(std::size_t in_packet) const noexcept
+    {
+        if (in_packet < 2) return "size";
+        if (in_packet < header_size) return "type";
+        if (in_packet < head_size_) return "sequence number";
+        return "body";
+    }
+
+    // Calls emit(bytes, n) for consecutive pieces of the stream [offset,
+    // offset + length) of c, while emit returns true.
+    template <class Emit>
+    void visit(const connection& c, std::uint64_t offset, std::size_t length, Emit emit) const
+    {
+        while (length > 0) {
+            const std::uint64_t k = offset / packet_size_;
+            const std::size_t in_packet = offset % packet_size_;
+            std::size_t n = 0;
+            bool more = false;
+            if (in_packet < head_size_) {
+                const packet_head head = head_of(k);
+                n = std::min(length, head_size_ - in_packet);
+                more = emit(head.data() + in_packet, n);
+            } else {
+                n = std::min(length, packet_size_ - in_packet);
+                more = emit(pattern_.at(byte_pattern::start_of(c.id, k)) + (in_packet - head_size_), n);
+            }
+            if (!more) return;
+            offset += n;
+            length -= n;
+        }
+    }
+
+    packet_head head_of(std::uint64_t k) const noexcept
+    {
+        packet_head head{};
+        head[0] = static_cast<std::uint8_t>(packet_size_);
+        head[1] = static_cast<std::uint8_t>(packet_size_ >> 8);
+        head[2] = static_cast<std::uint8_t>(k);
+        head[3] = static_cast<std::uint8_t>(k >> 8);
+        for (std::size_t i = 0; i < sizeof(std::uint64_t); ++i)
+            head[header_size + i] = static_cast<std::uint8_t>(k >> (8 * i));
+        return head;
+    }
+
+    // Packet k shares its slot with k + depth, which is not sent before k is back.
+    time_point& send_time(const connection& c, std::uint64_t k) noexcept
+    {
+        return send_times_[c.id * opts_.depth + k % opts_.depth];
+    }
+
+    const std::size_t packet_size_;
+    const std::size_t head_size_; // header and sequence number
+    std::vector<time_point> send_times_;
+    std::vector<std::uint8_t> tx_;
+};
+
+// bulk: --size byte chunks, as fast as the kernel takes them. Byte i of a
+// connection's stream is the pattern's byte start_of(connection, 0) + i, so the
+// echo (--direction both) is checked by its offset.
+class bulk_test final : public session {
+public:
+    using session::session;
+
+private:
+    // Socket calls per turn before the other connections get theirs: a fast
+    // server can keep one socket ready for ever.
+    static constexpr int calls_per_turn = 16;
+
+    bool both() const noexcept { return opts_.direction == bulk_direction::both; }
+
+    void on_connected(connection& c) override { pump(c); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if ((events & readable_events) != 0) drain(c);
+        if (c.fd >= 0 && (events & EPOLLOUT) != 0) pump(c);
+    }
+
+    void on_deferred(connection& c) override
+    {
+        if (c.fd >= 0) on_ready(c, both() ? EPOLLIN | EPOLLOUT : EPOLLOUT);
+    }
+
+    void pump(connection& c)
+    {
+        for (int call = 0; call < calls_per_turn; ++call) {
+            const std::size_t rest = opts_.size - c.sent % opts_.size; // of the current chunk
+            const auto n = send_some(c, pattern_.at(stream_start(c) + c.sent), rest);
+            if (n < 0) return;
+            const auto before = c.sent;
+            c.sent += static_cast<std::size_t>(n);
+            if (!both()) count(before, c.sent);
+            if (static_cast<std::size_t>(n) < rest) return;
+        }
+        defer(c);
+    }
+
+    void drain(connection& c)
+    {
+        for (int call = 0; call < calls_per_turn; ++call) {
+            const auto n = receive(c);
+            if (n <= 0) return;
+            const auto length = static_cast<std::size_t>(n);
+            if (!both()) {
+                fail(c, failure::data, "the sink sent data");
+                return;
+            }
+            if (c.received + length > c.sent) {
+                fail(c, failure::data, "more bytes came back than were sent");
+                return;
+            }
+            const auto same = pattern_.matching(stream_start(c) + c.received, rx_.data(), length);
+            if (same < length) {
+                fail(c, failure::data, "byte %" PRIu64 " of the echo differs from the one sent", c.received + same);
+                return;
+            }
+            const auto before = c.received;
+            c.received += length;
+            count(before, c.received);
+            if (length < rx_.size()) return;
+        }
+        defer(c);
+    }
+
+    // Counts the stream bytes [before, after) and the chunks they complete.
+    void count(std::uint64_t before, std::uint64_t after)
+    {
+        if (!measuring(clock_type::now())) return;
+        bytes_ += after - before;
+        messages_ += after / opts_.size - before / opts_.size;
+    }
+
+    static std::uint64_t stream_start(const connection& c) noexcept { return byte_pattern::start_of(c.id, 0); }
+};
+
+// churn: each connection slot loops: connect, one message, its echo, close;
+// timed from the start of the connect.
+class churn_test final : public message_session {
+public:
+    using message_session::message_session;
+
+private:
+    void on_connected(connection& c) override { send_message(c, clock_type::now()); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if (!exchange(c, events)) return;
+        const auto now = clock_type::now();
+        if (measuring(now)) record(now - c.started, opts_.size);
+        close(c);
+        open(c);
+    }
+
+    // The next cycle starts on the next round, so that a connect failing at
+    // once does not recurse.
+    void on_failure(connection& c) override { defer(c); }
+    void on_deferred(connection& c) override { open(c); }
+};
+
+// burst: every connection connects at once, sends one message and waits for
+// its echo, timed from the start of its connect; the burst lasts until the last
+// one is done (echoed or failed), then all are closed. Bursts repeat until the
+// measured window is over, and bursts that start in it are counted.
+class burst_test final : public message_session {
+public:
+    using message_session::message_session;
+
+    void run() override
+    {
+        start_clock();
+        clock_type::duration measured{};
+        bool measured_one = false;
+        while (!measured_one || clock_type::now() < measure_end_) {
+            const auto start = clock_type::now();
+            counting_ = start >= measure_start_;
+            pending_ = connections_.size();
+            last_done_ = start;
+            for (auto& c : connections_) open(c);
+            while (pending_ > 0) poll(time_point::max());
+            if (counting_) {
+                measured += last_done_ - start;
+                measured_one = true;
+            }
+            close_all();
+        }
+        measured_s_ = std::chrono::duration<double>(measured).count();
+    }
+
+private:
+    void on_connected(connection& c) override { send_message(c, clock_type::now()); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if (!c.waiting) {
+            // Done: it stays silent until the burst is over.
+            if ((events & readable_events) != 0) fail(c, failure::network, "data or a close after the echo");
+            return;
+        }
+        if (!exchange(c, events)) return;
+        const auto now = clock_type::now();
+        if (counting_) record(now - c.started, opts_.size);
+        done(now);
+    }
+
+    void on_failure(connection& c) override
+    {
+        if (c.connecting || c.waiting) done(clock_type::now());
+    }
+
+    void done(time_point now)
+    {
+        --pending_;
+        last_done_ = now;
+    }
+
+    std::size_t pending_ = 0; // connections of this burst not yet done
+    time_point last_done_{};
+    bool counting_ = false;
+};
+
+// idle: connections that are pinged once, left silent, and pinged again; each
+// ping is timed.
+class idle_test final : public message_session {
+public:
+    using message_session::message_session;
+
+    void run() override
+    {
+        connect_all();
+        settle();
+        std::fprintf(stderr, "idle: %zu connected\n", open_count());
+        std::fflush(stderr);
+        const auto start = clock_type::now();
+        if (opts_.hold_stdin) {
+            watch_stdin();
+            while (stdin_open()) poll(time_point::max());
+        } else {
+            run_until(start + seconds(opts_.duration_s));
+        }
+        measured_s_ = std::chrono::duration<double>(clock_type::now() - start).count();
+        for (auto& c : connections_) {
+            if (c.fd >= 0) ping(c);
+        }
+        settle();
+        close_all();
+    }
+
+private:
+    void ping(connection& c)
+    {
+        const auto now = clock_type::now();
+        c.started = now;
+        ++pending_;
+        send_message(c, now);
+    }
+
+    // Waits until every ping is answered or its connection failed.
+    void settle()
+    {
+        while (pending_ > 0) poll(time_point::max());
+    }
+
+    void on_connected(connection& c) override { ping(c); }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if (!c.waiting) {
+            if ((events & readable_events) != 0) fail(c, failure::network, "data or a close while idle");
+            return;
+        }
+        if (!exchange(c, events)) return;
+        record(clock_type::now() - c.started, opts_.size);
+        --pending_;
+    }
+
+    void on_failure(connection& c) override
+    {
+        if (c.waiting) --pending_;
+    }
+
+    std::size_t pending_ = 0; // pings not yet answered
+};
+
+} // namespace
+
+std::unique_ptr<session> make_session(const options& opts, const endpoint& server)
+{
+    switch (opts.mode) {
+    case test_mode::pingpong: return std::make_unique<pingpong_test>(opts, server);
+    case test_mode::pipeline: return std::make_unique<pipeline_test>(opts, server);
+    case test_mode::bulk: return std::make_unique<bulk_test>(opts, server);
+    case test_mode::churn: return std::make_unique<churn_test>(opts, server);
+    case test_mode::burst: return std::make_unique<burst_test>(opts, server);
+    case test_mode::idle: return std::make_unique<idle_test>(opts, server);
+    }
+    return nullptr;
+}
+
+} // namespace load

@@ -1,0 +1,28 @@
+// The load client's command line, parsed (load_client --help describes it).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace load {
+
+enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle };
+
+enum class bulk_direction { oneway, both };
+
+struct options {
+    std::string host = "127.0.0.1";
+    std::string port;
+    test_mode mode = test_mode::pingpong;
+    std::size_t connections = 1;
+    std::size_t size = 64;
+    std::size_t depth = 16;
+    bulk_direction direction = bulk_direction::oneway;
+    double duration_s = 3.0;
+    double warmup_s = 1.0;
+    std::uint64_t seed = 1;
+    bool hold_stdin = false;
+};
+
+} // namespace load

@@ -1,0 +1,309 @@
+// A native stand-in for the benchmark servers, so that the load client can be
+// tested on Linux: the echo, packet and sink modes and the stdin control of
+// bench/PROTOCOL.md, on one level-triggered epoll loop.
+//   test_server --mode echo|packet|sink [--port N] [--corrupt]
+// --corrupt flips a byte in every 100th reply, which the client must notice.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace {
+
+enum class server_mode { echo, packet, sink };
+
+// One receive call reads at most this much, like the real servers' 64 KiB buffer.
+constexpr std::size_t receive_size = 64 * 1024;
+// packet keeps a partial packet (< 64 KiB) in front of the next receive.
+constexpr std::size_t packet_buffer_size = 2 * receive_size;
+constexpr std::size_t header_size = 4;
+constexpr std::uint64_t corrupt_every = 100;
+
+[[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
+
+struct peer {
+    int fd = -1;
+    std::uint32_t interest = EPOLLIN;
+    std::vector<std::uint8_t> buffer;
+    std::size_t filled = 0;    // bytes received into buffer
+    std::size_t reply_end = 0; // buffer[0, reply_end) goes back; 0: nothing to send
+    std::size_t replied = 0;   // of which this much is sent
+};
+
+class server {
+public:
+    server(server_mode mode, std::uint16_t port, bool corrupt) : mode_(mode), corrupt_(corrupt)
+    {
+        epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (epoll_fd_ < 0) throw_errno("epoll_create1");
+        listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (listener_ < 0) throw_errno("socket");
+        const int on = 1;
+        ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons(port);
+        if (::bind(listener_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) throw_errno("bind");
+        if (::listen(listener_, SOMAXCONN) != 0) throw_errno("listen");
+        socklen_t size = sizeof address;
+        if (::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size) != 0) throw_errno("getsockname");
+        port_ = ntohs(address.sin_port);
+        add(listener_, EPOLLIN);
+    }
+
+    ~server()
+    {
+        for (auto& p : peers_) {
+            if (p) ::close(p->fd);
+        }
+        ::close(listener_);
+        ::close(epoll_fd_);
+    }
+
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    // Serves until `quit` or the end of stdin.
+    void run()
+    {
+        std::printf("listening on 127.0.0.1:%u\n", static_cast<unsigned>(port_));
+        std::fflush(stdout);
+        epoll_event event{};
+        event.events = EPOLLIN;
+        event.data.fd = STDIN_FILENO;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, STDIN_FILENO, &event) != 0) {
+            // A regular file or /dev/null: its commands are all there already.
+            while (read_commands()) {
+            }
+            return;
+        }
+        epoll_event events[256];
+        for (;;) {
+            const int n = ::epoll_wait(epoll_fd_, events, 256, -1);
+            if (n < 0 && errno != EINTR) throw_errno("epoll_wait");
+            for (int i = 0; i < n; ++i) {
+                const int fd = events[i].data.fd;
+                if (fd == STDIN_FILENO) {
+                    if (!read_commands()) return;
+                } else if (fd == listener_) {
+                    accept_all();
+                } else if (static_cast<std::size_t>(fd) < peers_.size() && peers_[fd]) {
+                    serve(*peers_[fd]);
+                }
+            }
+        }
+    }
+
+private:
+    void add(int fd, std::uint32_t events)
+    {
+        epoll_event event{};
+        event.events = events;
+        event.data.fd = fd;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) throw_errno("epoll_ctl");
+    }
+
+    void accept_all()
+    {
+        for (;;) {
+            const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == ECONNABORTED) continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK) std::perror("test_server: accept");
+                return;
+            }
+            const int on = 1;
+            ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+            if (peers_.size() <= static_cast<std::size_t>(fd)) peers_.resize(fd + 1);
+            peers_[fd] = std::make_unique<peer>();
+            peers_[fd]->fd = fd;
+            peers_[fd]->buffer.resize(mode_ == server_mode::packet ? packet_buffer_size : receive_size);
+            add(fd, EPOLLIN);
+            ++accepted_;
+            ++open_;
+        }
+    }
+
+    void serve(peer& p)
+    {
+        if (p.reply_end > 0)
+            reply(p);
+        else
+            receive(p);
+    }
+
+    void receive(peer& p)
+    {
+        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
+        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            drop(p);
+            return;
+        }
+        if (mode_ == server_mode::sink) return;
+        p.filled += static_cast<std::size_t>(n);
+        std::size_t end = p.filled;
+        if (mode_ == server_mode::packet) {
+            // Every whole packet goes back; a partial one waits for its rest.
+            end = 0;
+            while (p.filled - end >= header_size) {
+                const std::size_t size = p.buffer[end] | (p.buffer[end + 1] << 8);
+                if (size < header_size) {
+                    drop(p);
+                    return;
+                }
+                if (p.filled - end < size) break;
+                end += size;
+            }
+        }
+        if (end == 0) return;
+        p.reply_end = end;
+        p.replied = 0;
+        if (corrupt_ && ++replies_ % corrupt_every == 0) p.buffer[end - 1] ^= 0x01;
+        reply(p);
+    }
+
+    // Sends the rest of the reply; receives again once it is all out.
+    void reply(peer& p)
+    {
+        while (p.replied < p.reply_end) {
+            const auto n = ::send(p.fd, p.buffer.data() + p.replied, p.reply_end - p.replied, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                watch(p, EPOLLOUT);
+                return;
+            }
+            if (n < 0) {
+                drop(p);
+                return;
+            }
+            p.replied += static_cast<std::size_t>(n);
+        }
+        std::memmove(p.buffer.data(), p.buffer.data() + p.reply_end, p.filled - p.reply_end);
+        p.filled -= p.reply_end;
+        p.reply_end = 0;
+        watch(p, EPOLLIN);
+    }
+
+    void watch(peer& p, std::uint32_t events)
+    {
+        if (p.interest == events) return;
+        p.interest = events;
+        epoll_event event{};
+        event.events = events;
+        event.data.fd = p.fd;
+        if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p.fd, &event) != 0) throw_errno("epoll_ctl");
+    }
+
+    void drop(peer& p)
+    {
+        const int fd = p.fd;
+        ::close(fd);
+        peers_[fd].reset();
+        --open_;
+    }
+
+    // Handles the complete lines on stdin; false at `quit` or its end.
+    bool read_commands()
+    {
+        char chunk[4096];
+        const auto n = ::read(STDIN_FILENO, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) return true;
+        if (n <= 0) return false;
+        commands_.append(chunk, static_cast<std::size_t>(n));
+        for (auto newline = commands_.find('\n'); newline != std::string::npos; newline = commands_.find('\n')) {
+            const std::string line = commands_.substr(0, newline);
+            commands_.erase(0, newline + 1);
+            if (line == "quit") return false;
+            if (line == "stats") print_stats();
+        }
+        return true;
+    }
+
+    void print_stats() const
+    {
+        constexpr const char* names[] = {"echo", "packet", "sink"};
+        std::printf("{\"impl\":\"test\",\"mode\":\"%s\",\"accepted\":%llu,\"open\":%llu}\n",
+                    names[static_cast<int>(mode_)], static_cast<unsigned long long>(accepted_),
+                    static_cast<unsigned long long>(open_));
+        std::fflush(stdout);
+    }
+
+    server_mode mode_;
+    bool corrupt_;
+    int epoll_fd_ = -1;
+    int listener_ = -1;
+    std::uint16_t port_ = 0;
+    std::vector<std::unique_ptr<peer>> peers_; // by descriptor
+    std::string commands_;                     // stdin not yet handled
+    std::uint64_t accepted_ = 0;
+    std::uint64_t open_ = 0;
+    std::uint64_t replies_ = 0;
+};
+
+[[noreturn]] void usage(const char* problem)
+{
+    std::fprintf(stderr, "test_server: %s\nusage: test_server --mode echo|packet|sink [--port N] [--corrupt]\n",
+                 problem);
+    std::exit(2);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    server_mode mode = server_mode::echo;
+    bool have_mode = false;
+    std::uint16_t port = 0;
+    bool corrupt = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--corrupt") {
+            corrupt = true;
+            continue;
+        }
+        if (i + 1 == argc) usage("a value is missing");
+        const std::string_view value = argv[++i];
+        if (arg == "--mode") {
+            have_mode = true;
+            if (value == "echo")
+                mode = server_mode::echo;
+            else if (value == "packet")
+                mode = server_mode::packet;
+            else if (value == "sink")
+                mode = server_mode::sink;
+            else
+                usage("unknown mode");
+        } else if (arg == "--port") {
+            const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), port);
+            if (error != std::errc{} || end != value.data() + value.size()) usage("bad port");
+        } else {
+            usage("unknown option");
+        }
+    }
+    if (!have_mode) usage("--mode is required");
+    try {
+        server(mode, port, corrupt).run();
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "test_server: %s\n", e.what());
+        return 1;
+    }
+}

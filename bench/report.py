@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Turns the runner's results (bench/results/latest.json) into
+docs/benchmarks.md (from bench/benchmarks.md.in) and the PNG charts in
+docs/images/, drawn by gnuplot (bench/charts.gp).
+
+    bench/report.py [--results bench/results/latest.json] [--docs docs]
+Standard library only; gnuplot from Debian's gnuplot-nox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = ("portico", "asio", "raw")
+
+
+def num(x: float | None, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def small(x: float | None) -> str:
+    """Counts per message: two decimals, or three below 0.1."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.3f}" if abs(x) < 0.1 else f"{x:.2f}"
+
+
+def ratio_cell(r: dict | None) -> str:
+    if not r:
+        return "–"
+    return f"{r['median']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def verdict(r: dict | None) -> str:
+    if not r:
+        return "–"
+    if r["low"] > 1:
+        return "ahead"
+    if r["high"] < 1:
+        return "behind"
+    return "equal"
+
+
+def throughput_table(scenarios: list[dict]) -> str:
+    rows = ["| scenario | unit | portico | Asio | floor | portico / Asio [95% CI] | | portico / floor [95% CI] |",
+            "|---|---|--:|--:|--:|--:|---|--:|"]
+    for s in scenarios:
+        if s["kind"] != "throughput":
+            continue
+        i = s["impls"]
+        rows.append(f"| {s['title']} | {s['unit']} | {num(i['portico']['msgs_per_s'])} | {num(i['asio']['msgs_per_s'])} "
+                    f"| {num(i['raw']['msgs_per_s'])} | {ratio_cell(s.get('ratio_asio'))} | {verdict(s.get('ratio_asio'))} "
+                    f"| {ratio_cell(s.get('ratio_raw'))} |")
+    return "\n".join(rows)
+
+
+def latency_table(scenarios: list[dict]) -> str:
+    rows = ["| scenario | portico p50 / p99 / p99.9 | Asio p50 / p99 / p99.9 | floor p50 / p99 / p99.9 |",
+            "|---|--:|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "throughput" or s["impls"]["portico"].get("p50_us") is None:
+            continue
+        cells = []
+        for impl in IMPLS:
+            e = s["impls"][impl]
+            cells.append(f"{num(e['p50_us'])} / {num(e['p99_us'])} / {num(e['p999_us'])}")
+        rows.append(f"| {s['title']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def counted_table(scenarios: list[dict]) -> str:
+    rows = ["| scenario | Win32 calls per message (portico / Asio / floor) | completions per dequeue "
+            "(portico / Asio / floor) | heap allocations per message (portico / Asio / floor) |",
+            "|---|--:|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "throughput":
+            continue
+        i = s["impls"]
+        calls = " / ".join(small(i[x]["win32_per_msg"]) for x in IMPLS)
+        batch = " / ".join(small(i[x]["completions_per_dequeue"]) for x in IMPLS)
+        allocs = " / ".join(small(i[x]["allocs_per_msg"]) for x in IMPLS)
+        rows.append(f"| {s['title']} | {calls} | {batch} | {allocs} |")
+    return "\n".join(rows)
+
+
+def idle_table(scenarios: list[dict]) -> str:
+    # Every server gives each connection the 64 KiB receive buffer of PROTOCOL.md.
+    buffer = 64 * 1024
+    rows = ["| | portico | Asio | floor |", "|---|--:|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "idle":
+            continue
+        i = s["impls"]
+        rows.append("| heap bytes per connection | "
+                    + " | ".join(num(i[x]["bytes_per_connection"]) for x in IMPLS) + " |")
+        rows.append("| of which beyond the 64 KiB buffer | "
+                    + " | ".join(num(i[x]["bytes_per_connection"] - buffer) for x in IMPLS) + " |")
+        rows.append("| heap allocations per connection | "
+                    + " | ".join(small(i[x]["allocs_per_connection"]) for x in IMPLS) + " |")
+    return "\n".join(rows)
+
+
+def calls_table(scenarios: list[dict], name: str) -> str:
+    s = next((s for s in scenarios if s["name"] == name), None)
+    if s is None:
+        return "(scenario not run)"
+    functions = sorted({f for impl in IMPLS for f in s["impls"][impl]["calls_per_msg"]})
+    rows = [f"Per message in *{s['title']}*:", "", "| function | portico | Asio | floor |", "|---|--:|--:|--:|"]
+    for f in functions:
+        rows.append(f"| {f} | " + " | ".join(small(s["impls"][x]["calls_per_msg"].get(f, 0.0)) for x in IMPLS) + " |")
+    return "\n".join(rows)
+
+
+def summary_lines(scenarios: list[dict]) -> str:
+    timed = [s for s in scenarios if s["kind"] == "throughput"]
+    counts = {"ahead": 0, "equal": 0, "behind": 0}
+    for s in timed:
+        v = verdict(s.get("ratio_asio"))
+        if v in counts:
+            counts[v] += 1
+    fewer = sum(1 for s in timed
+                if s["impls"]["portico"]["win32_per_msg"] < s["impls"]["asio"]["win32_per_msg"])
+    zero = sum(1 for s in timed if s["impls"]["portico"]["allocs_per_msg"] < 0.001)
+    return (f"- Against Asio, in {len(timed)} timed scenarios: portico ahead in {counts['ahead']}, "
+            f"equal in {counts['equal']}, behind in {counts['behind']}.\n"
+            f"- Fewer Win32 calls per message than Asio in {fewer} of {len(timed)}.\n"
+            f"- Heap allocations per message below 0.001 in {zero} of {len(timed)} (the steady window of each trial).")
+
+
+def environment_table(env: dict) -> str:
+    rows = ["| | |", "|---|---|"]
+    for key, label in (("date", "run"), ("cpu", "CPU"), ("cpus", "CPUs"), ("kernel", "Linux"), ("wine", "Wine"),
+                       ("compiler", "compiler"), ("asio", "Asio")):
+        rows.append(f"| {label} | {env.get(key, '–')} |")
+    rows.append(f"| cores | servers and wineserver on CPU {env['server_core']}, load client on CPU {env['client_core']} |")
+    rows.append(f"| trials | {env['rounds']} rounds per scenario, {env['seconds']} s measured after "
+                f"{env['warmup']} s warm-up |")
+    return "\n".join(rows)
+
+
+def steal_line(scenarios: list[dict]) -> str:
+    values = [s["impls"][i]["steal_pct"] for s in scenarios for i in IMPLS if s["kind"] == "throughput"]
+    if not values:
+        return ""
+    values.sort()
+    return f"median {values[len(values) // 2]:.1f}%, worst {values[-1]:.1f}% (the medians of each server and scenario)."
+
+
+def charts(scenarios: list[dict], images: Path) -> None:
+    timed = [s for s in scenarios if s["kind"] == "throughput"]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        with open(data / "ratios.dat", "w") as f:
+            for s in timed:
+                a, r = s.get("ratio_asio"), s.get("ratio_raw")
+                floor_vs_asio = s["impls"]["raw"]["msgs_per_s"] / s["impls"]["asio"]["msgs_per_s"]
+                f.write(f'"{s["name"]}" 1 {a["median"]} {a["low"]} {a["high"]} {floor_vs_asio}\n')
+        with open(data / "latency.dat", "w") as f:
+            for s in timed:
+                if s["impls"]["portico"].get("p99_us") is None:
+                    continue
+                f.write(f'"{s["name"]}" ' + " ".join(str(s["impls"][i]["p99_us"]) for i in IMPLS) + "\n")
+        with open(data / "calls.dat", "w") as f:
+            for s in timed:
+                f.write(f'"{s["name"]}" ' + " ".join(str(s["impls"][i]["win32_per_msg"]) for i in IMPLS) + "\n")
+        images.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gnuplot", "-e", f"data='{data}'; images='{images}'; n={len(timed)}",
+                        str(ROOT / "bench/charts.gp")], check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = ap.parse_args()
+    results = json.loads(args.results.read_text())
+    scenarios = results["scenarios"]
+    charts(scenarios, args.docs / "images")
+    page = (ROOT / "bench/benchmarks.md.in").read_text()
+    for marker, text in {
+        "@ENVIRONMENT@": environment_table(results["environment"]),
+        "@SUMMARY@": summary_lines(scenarios),
+        "@THROUGHPUT@": throughput_table(scenarios),
+        "@LATENCY@": latency_table(scenarios),
+        "@COUNTED@": counted_table(scenarios),
+        "@CALLS@": calls_table(scenarios, "pingpong-64x64") + "\n\n" + calls_table(scenarios, "packets-1x16"),
+        "@IDLE@": idle_table(scenarios),
+        "@STEAL@": steal_line(scenarios),
+    }.items():
+        page = page.replace(marker, text)
+    (args.docs / "benchmarks.md").write_text(page)
+    print(f"wrote {args.docs / 'benchmarks.md'} and the charts in {args.docs / 'images'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

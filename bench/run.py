@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""The server benchmark runner: portico against standalone Asio, with a
+hand-written IOCP server as the floor (bench/PROTOCOL.md).
+
+For each scenario it starts the three servers under Wine pinned to one core
+(with the wineserver), drives them with the native load client pinned to the
+other core, and runs rounds of trials. Within a round portico and Asio run
+back to back, in the order portico, Asio in even rounds and Asio, portico in
+odd ones (ABBA), so drift in the machine's speed (other tenants, thermal
+state) falls on both alike; the floor runs in every other round. Each round
+gives one portico/Asio ratio; the report gives the median ratio with a
+bootstrap 95% interval, next to both absolute medians. Equal means the
+interval contains 1.
+
+Beside the timings, counted metrics from each server's stats line: Win32
+calls, completions per dequeue and heap allocations per message, measured
+inside the trial's steady window, and heap bytes per idle connection.
+
+Usage (scripts/bench.sh runs it after building everything):
+    bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
+                 [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
+                 [--out docs]
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = ("portico", "asio", "raw")
+# Counted but not system calls: they read or convert a value in user mode.
+NOT_SYSTEM_CALLS = frozenset({"WSAGetLastError", "WSASetLastError", "htons", "ntohs", "htonl", "ntohl"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    server_mode: str  # echo | packet | sink
+    client: tuple[str, ...]  # load_client arguments besides host, port, timing
+    kind: str = "throughput"  # throughput | idle
+    unit: str = "msgs/s"
+
+
+SCENARIOS = (
+    Scenario("pingpong-1x64", "ping-pong, 1 connection, 64 B", "echo",
+             ("--mode", "pingpong", "--connections", "1", "--size", "64")),
+    Scenario("pingpong-1x1k", "ping-pong, 1 connection, 1 KiB", "echo",
+             ("--mode", "pingpong", "--connections", "1", "--size", "1024")),
+    Scenario("pingpong-1x16k", "ping-pong, 1 connection, 16 KiB", "echo",
+             ("--mode", "pingpong", "--connections", "1", "--size", "16384")),
+    Scenario("pingpong-64x64", "ping-pong, 64 connections, 64 B", "echo",
+             ("--mode", "pingpong", "--connections", "64", "--size", "64")),
+    Scenario("pingpong-64x1k", "ping-pong, 64 connections, 1 KiB", "echo",
+             ("--mode", "pingpong", "--connections", "64", "--size", "1024")),
+    Scenario("pingpong-64x16k", "ping-pong, 64 connections, 16 KiB", "echo",
+             ("--mode", "pingpong", "--connections", "64", "--size", "16384")),
+    Scenario("packets-1x16", "framed packets, depth 16, 1 connection, 64 B bodies", "packet",
+             ("--mode", "pipeline", "--connections", "1", "--depth", "16", "--size", "64"), unit="packets/s"),
+    Scenario("packets-64x4", "framed packets, depth 4, 64 connections, 64 B bodies", "packet",
+             ("--mode", "pipeline", "--connections", "64", "--depth", "4", "--size", "64"), unit="packets/s"),
+    Scenario("packets-1x16-plain", "the same bytes through plain echo (reference)", "echo",
+             ("--mode", "pipeline", "--connections", "1", "--depth", "16", "--size", "64"), unit="packets/s"),
+    Scenario("bulk-oneway", "bulk one way, 1 connection, 64 KiB writes", "sink",
+             ("--mode", "bulk", "--connections", "1", "--size", "65536", "--direction", "oneway"), unit="writes/s"),
+    Scenario("bulk-both", "bulk both ways, 1 connection, 64 KiB writes", "echo",
+             ("--mode", "bulk", "--connections", "1", "--size", "65536", "--direction", "both"), unit="writes/s"),
+    Scenario("churn", "accept churn: connect, echo 64 B, close (4 at a time)", "echo",
+             ("--mode", "churn", "--connections", "4", "--size", "64"), unit="connections/s"),
+    Scenario("burst-1000", "a burst of 1,000 connects, one echo each", "echo",
+             ("--mode", "burst", "--connections", "1000"), unit="connections/s"),
+    Scenario("idle-1000", "1,000 idle connections", "echo",
+             ("--mode", "idle", "--connections", "1000"), kind="idle", unit="bytes/connection"),
+)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def pinned(core: int | None, argv: list[str]) -> list[str]:
+    return argv if core is None else ["taskset", "-c", str(core), *argv]
+
+
+class Server:
+    """One benchmark server under Wine, controlled through its stdin."""
+
+    def __init__(self, impl: str, mode: str, exe: Path, prefix: Path, core: int | None):
+        self.impl = impl
+        argv = pinned(core, ["bash", str(ROOT / "scripts/wine-run.sh"), str(prefix), str(exe), "--mode", mode])
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        first = self.proc.stdout.readline().strip()
+        if not first.startswith("listening on "):
+            self.close()
+            raise RuntimeError(f"{impl}: expected 'listening on HOST:PORT', got {first!r}")
+        self.port = int(first.rsplit(":", 1)[1])
+
+    def stats(self) -> dict:
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def steal_jiffies() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields)
+
+
+def delta(after: dict, before: dict, key: str) -> int:
+    return after[key] - before[key]
+
+
+def system_calls(stats: dict) -> int:
+    """The Win32 calls that reach the system, from a stats line's calls map."""
+    return sum(n for name, n in stats["calls"].items() if name not in NOT_SYSTEM_CALLS)
+
+
+def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
+    """One timed client run against one server; counted metrics from the
+    stats taken inside the steady window (after warm-up, before the end)."""
+    argv = pinned(core, [str(client), "--host", "127.0.0.1", "--port", str(server.port), *scenario.client,
+                         "--duration", str(args.seconds), "--warmup", str(args.warmup)])
+    steal0 = steal_jiffies()
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The window: a little after warm-up ends until a little before the run does.
+    margin = min(0.2, args.seconds / 10)
+    time.sleep(max(0.0, start + args.warmup + margin - time.monotonic()))
+    before, t1 = server.stats(), time.monotonic()
+    time.sleep(max(0.0, start + args.warmup + args.seconds - margin - time.monotonic()))
+    after, t2 = server.stats(), time.monotonic()
+    out, err = proc.communicate(timeout=args.seconds + args.warmup + 120)
+    steal1 = steal_jiffies()
+    if not out.strip():
+        raise RuntimeError(f"load client printed nothing ({proc.returncode}): {err.strip()[-500:]}")
+    result = json.loads(out)
+    if result["errors"]:
+        log(f"    {server.impl}: {result['errors']} client errors: {err.strip()[-300:]}")
+    window_messages = result["msgs_per_s"] * (t2 - t1)
+    per = (lambda n: n / window_messages) if window_messages > 0 else (lambda n: float("nan"))
+    dequeues = delta(after, before, "dequeue_calls")
+    result.update(
+        impl=server.impl,
+        win32_per_msg=per(system_calls(after) - system_calls(before)),
+        allocs_per_msg=per(delta(after, before, "allocs")),
+        completions_per_dequeue=delta(after, before, "completions") / dequeues if dequeues else float("nan"),
+        calls_per_msg={k: per(v - before["calls"].get(k, 0)) for k, v in after["calls"].items()
+                       if v - before["calls"].get(k, 0) > 0},
+        steal_pct=100.0 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
+    )
+    return result
+
+
+def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
+    """Heap bytes per idle connection: the server's live heap with the
+    connections open and silent, against before they came."""
+    before = server.stats()
+    argv = pinned(core, [str(client), "--host", "127.0.0.1", "--port", str(server.port), *scenario.client,
+                         "--duration", "600", "--warmup", "0", "--hold-stdin"])
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    while line and not line.startswith("idle:"):
+        line = proc.stderr.readline()
+    if not line:
+        proc.kill()
+        raise RuntimeError("load client ended before its connections were idle")
+    # Let the server settle its last completions before reading its heap.
+    time.sleep(0.5)
+    during = server.stats()
+    # communicate() closes the client's stdin: its cue to ping once more and end.
+    out, err = proc.communicate(timeout=120)
+    result = json.loads(out)
+    connections = int(scenario.client[scenario.client.index("--connections") + 1])
+    result.update(impl=server.impl,
+                  bytes_per_connection=delta(during, before, "live_bytes") / connections,
+                  allocs_per_connection=delta(during, before, "allocs") / connections,
+                  steal_pct=0.0)
+    return result
+
+
+def bootstrap_median(values: list[float], rng: random.Random, resamples: int = 10_000) -> tuple[float, float]:
+    """95% interval of the median, by resampling the values with replacement."""
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def median_of(trials: list[dict], key: str) -> float:
+    values = [t[key] for t in trials if t.get(key) is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def rtt_median(trials: list[dict], pct: str) -> float | None:
+    values = [t["rtt_us"][pct] for t in trials if t.get("rtt_us")]
+    return statistics.median(values) if values else None
+
+
+def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Random) -> dict:
+    s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind, "impls": {}}
+    for impl, ts in trials.items():
+        if not ts:
+            continue
+        entry = {"trials": len(ts), "steal_pct": median_of(ts, "steal_pct"),
+                 "errors": sum(t["errors"] for t in ts)}
+        if scenario.kind == "idle":
+            entry.update(bytes_per_connection=median_of(ts, "bytes_per_connection"),
+                         allocs_per_connection=median_of(ts, "allocs_per_connection"))
+        else:
+            entry.update(msgs_per_s=median_of(ts, "msgs_per_s"), bytes_per_s=median_of(ts, "bytes_per_s"),
+                         p50_us=rtt_median(ts, "p50"), p99_us=rtt_median(ts, "p99"), p999_us=rtt_median(ts, "p999"),
+                         win32_per_msg=median_of(ts, "win32_per_msg"), allocs_per_msg=median_of(ts, "allocs_per_msg"),
+                         completions_per_dequeue=median_of(ts, "completions_per_dequeue"))
+            calls: dict[str, list[float]] = {}
+            for t in ts:
+                for k, v in t["calls_per_msg"].items():
+                    calls.setdefault(k, []).append(v)
+            entry["calls_per_msg"] = {k: statistics.median(v + [0.0] * (len(ts) - len(v))) for k, v in calls.items()}
+        s["impls"][impl] = entry
+    key = "bytes_per_connection" if scenario.kind == "idle" else "msgs_per_s"
+    for other in ("asio", "raw"):
+        # Round by round: trials[i] of both were run back to back.
+        pairs = [(p[key], o[key]) for p, o in zip(trials["portico"], pairs_for(trials, other)) if o is not None]
+        ratios = [p / o for p, o in pairs if o > 0]
+        if ratios:
+            low, high = bootstrap_median(ratios, rng)
+            s[f"ratio_{other}"] = {"median": statistics.median(ratios), "low": low, "high": high, "pairs": len(ratios)}
+    return s
+
+
+def pairs_for(trials: dict[str, list[dict]], other: str) -> list[dict | None]:
+    """The trial of `other` from the same round as each portico trial."""
+    by_round = {t["round"]: t for t in trials[other]}
+    return [by_round.get(t["round"]) for t in trials["portico"]]
+
+
+def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
+    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0]) for impl in IMPLS}
+    trials: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
+    rounds = args.idle_rounds if scenario.kind == "idle" else args.rounds
+    trial = run_idle_trial if scenario.kind == "idle" else run_trial
+    try:
+        for r in range(rounds):
+            order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
+            if r % 2 == 0 or scenario.kind == "idle":
+                order.append("raw")
+            for impl in order:
+                t = trial(scenario, servers[impl], client, args, cores[1])
+                t["round"] = r
+                trials[impl].append(t)
+            p, a = trials["portico"][-1], trials["asio"][-1]
+            key = "bytes_per_connection" if scenario.kind == "idle" else "msgs_per_s"
+            log(f"  round {r + 1}/{rounds}: portico {p[key]:,.0f}  asio {a[key]:,.0f}  ratio {p[key] / max(a[key], 1e-9):.3f}")
+    finally:
+        for s in servers.values():
+            s.close()
+    summary = summarize(scenario, trials, random.Random(args.seed))
+    summary["trials"] = trials
+    return summary
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        return out.splitlines()[0] if out else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def environment(args, cores) -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
+        "wine": tool_version(["wine64", "--version"]) if subprocess.run(["sh", "-c", "command -v wine64"],
+                                                                      capture_output=True).returncode == 0
+        else tool_version(["wine", "--version"]),
+        "compiler": tool_version(["x86_64-w64-mingw32-g++-posix", "--version"]),
+        "asio": "1.22 (Debian libasio-dev)",
+        "server_core": cores[0], "client_core": cores[1],
+        "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", type=Path, default=ROOT / "build/mingw-bench")
+    ap.add_argument("--client", type=Path, default=ROOT / "build/bench-load/load_client")
+    ap.add_argument("--rounds", type=int, default=20, help="rounds per scenario (portico/Asio pairs)")
+    ap.add_argument("--idle-rounds", type=int, default=3, help="rounds of the idle scenario (a count, not a timing)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="measured seconds per trial")
+    ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per trial, not measured")
+    ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
+    args = ap.parse_args()
+
+    exes = {impl: args.build_dir / "bench/servers" / f"bench_{impl}.exe" for impl in IMPLS}
+    for exe in [*exes.values(), args.client]:
+        if not exe.exists():
+            log(f"run.py: {exe} is missing: build first (scripts/bench.sh does)")
+            return 2
+    # Server and wineserver on one core, the client on the other.
+    cores = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
+    prefix = args.build_dir / "wineprefix"
+    wanted = set(filter(None, args.only.split(",")))
+    scenarios = [s for s in SCENARIOS if not wanted or s.name in wanted]
+
+    subprocess.run(pinned(cores[0], ["bash", str(ROOT / "scripts/wine-server.sh"), "start", str(prefix)]), check=True)
+    results = {"environment": environment(args, cores), "scenarios": []}
+    try:
+        for scenario in scenarios:
+            log(f"{scenario.name}: {scenario.title}")
+            results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/wine-server.sh"), "stop", str(prefix)])
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
+    log(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

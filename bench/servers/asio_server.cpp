@@ -1,0 +1,147 @@
+// The standalone Asio benchmark server (bench/PROTOCOL.md): echo, packet and sink
+// written the way an Asio user writes them with C++20 coroutines — one io_context,
+// one coroutine per connection, as_tuple completions so errors are values on the hot
+// path, and nothing tuned beyond that.
+
+#include "harness.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using asio::ip::tcp;
+
+// Asio 1.22 still has as_tuple under experimental; completions become (error_code, ...)
+// tuples instead of exceptions.
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// Keeps `open` right however the connection ends, including its coroutine frame being
+// destroyed by the io_context at shutdown.
+class open_connection {
+public:
+    explicit open_connection(bench::counters& c) : counters_(c)
+    {
+        counters_.open.fetch_add(1, std::memory_order_relaxed);
+    }
+    open_connection(const open_connection&) = delete;
+    open_connection& operator=(const open_connection&) = delete;
+    ~open_connection() { counters_.open.fetch_sub(1, std::memory_order_relaxed); }
+
+private:
+    bench::counters& counters_;
+};
+
+asio::awaitable<void> echo(tcp::socket socket, std::vector<std::byte> buffer)
+{
+    for (;;) {
+        const auto [read_error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
+        if (read_error) co_return;
+        const auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(buffer, n), use_nothrow);
+        if (write_error) co_return;
+    }
+}
+
+asio::awaitable<void> packet(tcp::socket socket, std::vector<std::byte> buffer)
+{
+    std::array<std::uint8_t, bench::packet_header_size> header{};
+    for (;;) {
+        const auto [header_error, header_bytes] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
+        if (header_error) co_return;
+        // Little-endian u16 size of the whole packet, header included.
+        const std::size_t size = header[0] | (static_cast<std::size_t>(header[1]) << 8);
+        if (size < bench::packet_header_size) co_return;
+        const auto body = asio::buffer(buffer, size - bench::packet_header_size);
+        const auto [body_error, body_bytes] = co_await asio::async_read(socket, body, use_nothrow);
+        if (body_error) co_return;
+        // One gather write: header and body go out in a single send.
+        const std::array<asio::const_buffer, 2> whole{asio::buffer(header), body};
+        const auto [write_error, written] = co_await asio::async_write(socket, whole, use_nothrow);
+        if (write_error) co_return;
+    }
+}
+
+asio::awaitable<void> sink(tcp::socket socket, std::vector<std::byte> buffer)
+{
+    for (;;) {
+        const auto [read_error, n] = co_await socket.async_read_some(asio::buffer(buffer), use_nothrow);
+        if (read_error) co_return;
+    }
+}
+
+asio::awaitable<void> serve(tcp::socket socket, bench::mode mode, bench::counters& counters)
+{
+    const open_connection guard(counters);
+    // The connection's one 64 KiB buffer, allocated once per connection.
+    std::vector<std::byte> buffer(bench::receive_buffer_size);
+    switch (mode) {
+    case bench::mode::echo: co_await echo(std::move(socket), std::move(buffer)); break;
+    case bench::mode::packet: co_await packet(std::move(socket), std::move(buffer)); break;
+    case bench::mode::sink: co_await sink(std::move(socket), std::move(buffer)); break;
+    }
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, bench::counters& counters)
+{
+    for (;;) {
+        auto [error, socket] = co_await acceptor.async_accept(use_nothrow);
+        if (error == asio::error::operation_aborted) co_return;
+        // NOTE: a client that gave up before we accepted it is not a reason to stop
+        // listening; anything else (out of sockets, say) is, and is worth saying.
+        if (error == asio::error::connection_aborted || error == asio::error::connection_reset) continue;
+        if (error) {
+            std::fprintf(stderr, "asio_server: accept failed: %s\n", error.message().c_str());
+            co_return;
+        }
+        counters.accepted.fetch_add(1, std::memory_order_relaxed);
+        asio::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), mode, counters), asio::detached);
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    bench::start_counting();
+    const bench::options opts = bench::parse_options(argc, argv);
+    // Declared before the io_context: the connection coroutines it destroys at shutdown
+    // still update these.
+    bench::counters counters;
+    try {
+        asio::io_context ctx(static_cast<int>(opts.threads));
+        tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::address_v4::loopback(), opts.port));
+        bench::print_listening(acceptor.local_endpoint().port());
+        asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts.mode, counters), asio::detached);
+
+        std::vector<std::thread> threads;
+        for (unsigned i = 0; i < opts.threads; ++i) threads.emplace_back([&ctx] { ctx.run(); });
+        bench::run_control("asio", opts, counters);
+
+        ctx.stop();
+        for (auto& t : threads) t.join();
+        // NOTE: leaving this scope destroys the io_context. Its socket service closes the
+        // acceptor and every connection first, then it drains the aborted operations and
+        // destroys the suspended coroutines (and their sockets) without resuming them.
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "asio_server: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,49 @@
+// The harness every benchmark server shares (bench/PROTOCOL.md): command line, the
+// "listening on" line, the stdin control loop with its stats JSON line, the counting
+// global operator new/delete and the Win32 call counter. No Windows types here, so a
+// server includes it before or after its own Windows headers.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace bench {
+
+enum class mode { echo, packet, sink };
+
+struct options {
+    bench::mode mode = mode::echo;
+    std::uint16_t port = 0;
+    unsigned threads = 1;
+};
+
+// Parses --mode echo|packet|sink, --port N, --threads N (N >= 1); prints usage to stderr and
+// exits with status 2 on bad input.
+[[nodiscard]] options parse_options(int argc, char** argv);
+
+// Call as the first statement of main, before any socket exists: patches this program's
+// import table so every call into ws2_32, mswsock and the kernel32 completion-port functions
+// is counted (and AcceptEx & co. obtained through WSAIoctl). Does not start Winsock: the
+// server does that. Call once, from one thread.
+void start_counting();
+
+// Connection counters the server keeps: accepted is the total, open those open now.
+struct counters {
+    std::atomic<std::uint64_t> accepted{0};
+    std::atomic<std::int64_t> open{0};
+};
+
+// Prints "listening on 127.0.0.1:PORT" and flushes stdout.
+void print_listening(std::uint16_t port);
+
+// Reads commands from stdin on the calling thread until "quit" or end of input; on "stats"
+// prints the JSON line of PROTOCOL.md (impl name, mode, the counters, allocation and call
+// counts) and flushes. Returns when the server should shut down.
+void run_control(const char* impl, const options& opts, const counters& c);
+
+// The sizes PROTOCOL.md fixes.
+inline constexpr std::size_t receive_buffer_size = 64 * 1024;
+inline constexpr std::size_t packet_header_size = 4;
+
+} // namespace bench

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The server benchmark, end to end: installs what is missing (Debian packages),
+# builds the three servers for Windows (preset mingw-bench) and the native load
+# client, runs every scenario (bench/run.py) and writes docs/benchmarks.md with
+# its charts (bench/report.py). Takes about 30 minutes with the defaults.
+#   scripts/bench.sh [run.py options...]   e.g. --rounds 4 --only pingpong-64x64
+#   scripts/bench.sh --smoke               CI's check that all of it still works:
+#       the self-tests of the load client and the servers, then a few short
+#       trials through the runner and the report, written under build/bench-smoke
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh >/dev/null
+# The runner and the charts: Debian's Python and gnuplot, not the repository's CI needs.
+missing=()
+for p in python3 gnuplot-nox util-linux; do
+  [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == "install ok installed" ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -q
+  "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+cmake --preset mingw-bench >/dev/null
+cmake --build --preset mingw-bench --target bench_portico bench_asio bench_raw
+cmake -S bench/load -B build/bench-load -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build/bench-load
+
+if [[ ${1:-} == --smoke ]]; then
+  bash bench/load/selftest.sh build/bench-load
+  for impl in portico asio raw; do bash bench/servers/selftest.sh "$impl" build/mingw-bench; done
+  out=build/bench-smoke
+  /usr/bin/python3 bench/run.py --rounds 2 --idle-rounds 1 --seconds 0.3 --warmup 0.1 \
+    --only pingpong-1x64,packets-1x16,churn,idle-1000 --results "$out/latest.json"
+  mkdir -p "$out/docs"
+  /usr/bin/python3 bench/report.py --results "$out/latest.json" --docs "$out/docs"
+  grep -q "ping-pong, 1 connection, 64 B" "$out/docs/benchmarks.md"
+  exit 0
+fi
+/usr/bin/python3 bench/run.py "$@"
+/usr/bin/python3 bench/report.py
