@@ -51,6 +51,8 @@ task<> sink(tcp_socket s)
     }
 }
 
+// Replies are queued by copy: every packet a receive brought in is answered
+// before the one write that carries all the answers (queue_packet).
 task<> packet_echo(tcp_socket s)
 {
     portico::packet_stream ps{std::move(s), portico::packet_stream_options{
@@ -59,7 +61,7 @@ task<> packet_echo(tcp_socket s)
     for (;;) {
         auto [ec, pkt] = co_await ps.read_packet();
         if (ec) co_return;
-        if (auto [write_ec] = co_await ps.write_packet(pkt.type, pkt.body); write_ec) co_return;
+        if (ps.queue_packet(pkt.type, pkt.body)) co_return;
     }
 }
 

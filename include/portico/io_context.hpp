@@ -217,6 +217,17 @@ public:
     /// `co_await ctx.sleep_until(t)`: as sleep_for, until the time point t.
     [[nodiscard]] sleep_op sleep_until(clock::time_point t) noexcept { return sleep_op{scheduler_, t}; }
 
+    /// Resumes `h` on the calling pool thread once the completion that
+    /// thread is handling has returned, before it takes the next one from
+    /// the port: for batching work that many steps of one handler produce
+    /// (packet_stream::queue_packet flushes this way). Called from a thread
+    /// that is not running this context, posts `h` to the pool instead
+    /// (allocating one node). Any thread.
+    void defer(std::coroutine_handle<> h)
+    {
+        if (!scheduler_.defer(h)) post([h] { h.resume(); });
+    }
+
     /// Runs `f()` once on a pool thread. Allocates one node for `f`; an
     /// exception escaping `f` calls std::terminate.
     template <class F>

@@ -129,6 +129,43 @@ public:
         for (clock::duration done{}; done < total; done += step) advance(step);
     }
 
+    /// As io_context::defer: `h` is held until the test calls
+    /// run_deferred(), as a pool thread holds it until its handler returns.
+    void defer(std::coroutine_handle<> h)
+    {
+        std::lock_guard lock(mutex_);
+        deferred_.push_back(h);
+    }
+
+    /// Resumes, on this thread, everything deferred so far (and whatever
+    /// that defers in turn). Yields how many were resumed.
+    std::size_t run_deferred()
+    {
+        std::size_t count = 0;
+        for (;;) {
+            std::vector<std::coroutine_handle<>> now;
+            {
+                std::lock_guard lock(mutex_);
+                if (deferred_.empty()) return count;
+                now.swap(deferred_);
+            }
+            for (auto h : now) h.resume();
+            count += now.size();
+            // Hand the storage back, so that deferring does not allocate in
+            // the tests that count allocations.
+            now.clear();
+            std::lock_guard lock(mutex_);
+            if (deferred_.empty()) deferred_.swap(now);
+        }
+    }
+
+    /// Resumptions deferred and not yet run.
+    [[nodiscard]] std::size_t deferred() const
+    {
+        std::lock_guard lock(mutex_);
+        return deferred_.size();
+    }
+
     /// Timers waiting.
     [[nodiscard]] std::size_t pending() const
     {
@@ -148,6 +185,7 @@ private:
 
     mutable std::mutex mutex_;
     std::vector<sleep_op*> sleepers_;
+    std::vector<std::coroutine_handle<>> deferred_;
 };
 
 } // namespace portico::test

@@ -14,6 +14,8 @@
 #include <chrono>
 #include "support/latch.hpp"
 #include <memory>
+#include <string_view>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -226,4 +228,64 @@ PORTICO_CO_TEST_CASE("spawned work runs on the pool and observes the context's s
     // hop until the spawned task reports.
     while (!ran.try_wait()) co_await ctx.schedule();
     CHECK(on_pool.load());
+}
+
+namespace {
+
+/// Suspends the awaiting coroutine and hands it to io_context::defer.
+struct defer_here {
+    io_context& ctx;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) const { ctx.defer(h); }
+    void await_resume() const noexcept {}
+};
+
+} // namespace
+
+TEST_CASE("defer resumes on the same pool thread once the handler returns, before the next completion", "[io_context]")
+{
+    io_context ctx({1});
+    std::vector<const char*> order;
+    std::thread::id before_defer, after_defer;
+    std::uint64_t dequeues_before = 0, dequeues_after = 0;
+    {
+        thread_pool pool(ctx, 1);
+        sync_wait([](io_context& c, std::vector<const char*>& log, std::thread::id& t0, std::thread::id& t1,
+                     std::uint64_t& d0, std::uint64_t& d1) -> task<> {
+            co_await c.schedule();
+            log.push_back("handler");
+            // Queued in the port first; the deferred coroutine still runs before it.
+            c.post([&log] { log.push_back("posted"); });
+            t0 = std::this_thread::get_id();
+            d0 = c.statistics().dequeue_calls;
+            co_await defer_here{c};
+            t1 = std::this_thread::get_id();
+            d1 = c.statistics().dequeue_calls;
+            log.push_back("deferred");
+            co_await c.schedule(); // after the posted function
+        }(ctx, order, before_defer, after_defer, dequeues_before, dequeues_after));
+        ctx.stop();
+    }
+    REQUIRE(order.size() == 3);
+    CHECK(std::string_view(order[0]) == "handler");
+    CHECK(std::string_view(order[1]) == "deferred");
+    CHECK(std::string_view(order[2]) == "posted");
+    CHECK(before_defer == after_defer);
+    CHECK(dequeues_before == dequeues_after);
+}
+
+TEST_CASE("defer from a thread outside the pool posts the coroutine to the pool", "[io_context]")
+{
+    io_context ctx({1});
+    bool resumed_on_pool = false;
+    {
+        thread_pool pool(ctx, 1);
+        // sync_wait starts the coroutine on this (main) thread.
+        sync_wait([](io_context& c, bool& on_pool) -> task<> {
+            co_await defer_here{c};
+            on_pool = c.running_in_this_thread();
+        }(ctx, resumed_on_pool));
+        ctx.stop();
+    }
+    CHECK(resumed_on_pool);
 }

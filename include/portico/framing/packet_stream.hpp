@@ -122,6 +122,7 @@ public:
 
     [[nodiscard]] explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
     void resume() const { handle_.resume(); }
+    [[nodiscard]] std::coroutine_handle<> handle() const noexcept { return handle_; }
     void set_stop_token(portico::stop_token token) noexcept { handle_.promise().token = std::move(token); }
 
 private:
@@ -211,6 +212,7 @@ public:
         if constexpr (writable_stream<Stream>) {
             driver_ = run_driver();
             driver_.set_stop_token(abort_.get_token());
+            kicker_ = run_kicker();
         }
     }
 
@@ -284,6 +286,7 @@ public:
                 }
                 break;
             case send_queue::admission::blocked: break;
+            case send_queue::admission::out_of_memory: // only copies allocate
             case send_queue::admission::refused:
                 refused = make_error_code(errc::send_queue_full);
                 n.result = refused;
@@ -304,6 +307,55 @@ public:
         // last access to the node or the frame.
         auto expected = send_node::status::starting;
         return n.state.compare_exchange_strong(expected, send_node::status::waiting, std::memory_order_acq_rel);
+    }
+
+    /// Copies a packet (its encoded header, then the body) into the send
+    /// queue and returns at once; the driver is woken late enough to take
+    /// whatever else the caller queues before it next waits (deferred).
+    std::error_code queue_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
+                               std::size_t size) noexcept
+    {
+        bool schedule_kick = false;
+        std::error_code refused;
+        {
+            std::lock_guard lock(mutex_);
+            if (reason_) return reason_;
+            switch (queue_.append_copy(header, body, size)) {
+            case send_queue::admission::queued:
+                if (!flushing_) {
+                    flushing_ = true;
+                    add_ref(); // the driver holds the core while it runs
+                    wake_pending_ = true;
+                    // At most one kick is on its way, so the kicker is never
+                    // resumed on two threads at once; it holds the core too,
+                    // as a reader may wake the driver first and let it park.
+                    schedule_kick = !std::exchange(kick_scheduled_, true);
+                    if (schedule_kick) add_ref();
+                }
+                break;
+            case send_queue::admission::out_of_memory: return make_error_code(std::errc::not_enough_memory);
+            case send_queue::admission::blocked:
+            case send_queue::admission::refused: refused = make_error_code(errc::send_queue_full); break;
+            }
+        }
+        if (refused) {
+            if (options.send.policy == overflow_policy::disconnect) close(refused);
+            return refused;
+        }
+        if (schedule_kick) kick_later();
+        return {};
+    }
+
+    /// Before a read waits for the peer: copies whose flush is still
+    /// deferred go out now, so the answers leave before this stream waits
+    /// for the next question (and the deferred kick finds nothing to do).
+    void flush_before_wait() noexcept
+    {
+        {
+            std::lock_guard lock(mutex_);
+            if (!std::exchange(wake_pending_, false)) return;
+        }
+        driver_.resume();
     }
 
     /// A writer's stop request: withdraws its packet if no byte of it is
@@ -404,6 +456,53 @@ public:
 
 private:
     ~stream_core() = default;
+
+    /// Runs the kicker after the current completion handler returns, where
+    /// the stream's context can defer (io_context::defer); at once otherwise.
+    void kick_later() noexcept
+    {
+        if constexpr (requires(Stream& s, std::coroutine_handle<> h) { s.context().defer(h); }) {
+            try {
+                stream.context().defer(kicker_.handle());
+                return;
+            } catch (...) {
+                // The context could not queue it (out of memory): go now.
+            }
+        }
+        kicker_.resume();
+    }
+
+    /// The deferred half of queue_copy(): wakes the driver unless a reader
+    /// already did (flush_before_wait). The driver itself is never deferred:
+    /// a wake that came too late would resume it wherever it then was.
+    write_driver run_kicker()
+    {
+        // Each kick resumes it once: from its start, then after kick_done.
+        for (;;) {
+            bool wake = false;
+            {
+                std::lock_guard lock(mutex_);
+                kick_scheduled_ = false;
+                wake = std::exchange(wake_pending_, false);
+            }
+            if (wake) driver_.resume();
+            co_await kick_done{this};
+        }
+    }
+
+    /// Suspends the kicker, then drops the reference its kick held (the last
+    /// one destroys the core and this suspended frame with it).
+    struct kick_done {
+        stream_core* core;
+
+        bool await_ready() const noexcept { return false; }
+        bool await_suspend(std::coroutine_handle<>) const noexcept
+        {
+            core->release();
+            return true;
+        }
+        void await_resume() const noexcept {}
+    };
 
     /// Suspends the driver when there is nothing to send. It runs after the
     /// driver is suspended, so a writer may resume it the moment the lock is
@@ -511,11 +610,16 @@ private:
     mutable std::mutex mutex_;
     send_queue queue_;
     bool flushing_ = false;
+    // A queue_copy() woke the driver by deferral and it has not run yet
+    // (wake_pending_); the kicker is in a thread's deferred work (kick_scheduled_).
+    bool wake_pending_ = false;
+    bool kick_scheduled_ = false;
     std::error_code reason_;
     std::atomic<bool> closed_{false};
     std::uint64_t write_calls_ = 0;
     portico::stop_source abort_;
     write_driver driver_;
+    write_driver kicker_;
 };
 
 /// The part of a write_packet awaiter shared by its forms: the node, the
@@ -706,14 +810,17 @@ private:
 /// writers on any threads may call it at once. One internal driver
 /// coroutine writes the queue, gathering every pending packet (up to 64
 /// buffers) into each write, so packets never interleave and a burst of
-/// packets costs one write. See docs/design/framing.md.
+/// packets costs one write. queue_packet() copies instead and returns at
+/// once, for answering many packets with one write. See
+/// docs/design/framing.md.
 ///
 /// packet_stream is a handle (movable) to a reference-counted state; it must
 /// outlive every read_packet() it started. Destroying it closes the stream:
 /// writers still queued fail with operation_aborted.
 ///
-/// Thread safety: one read_packet() at a time; write_packet() from any
-/// number of threads at once; close() from any thread. Other members must
+/// Thread safety: one read_packet() at a time; write_packet() and
+/// queue_packet() from any number of threads at once; close() from any
+/// thread. Other members must
 /// not race with each other.
 template <class Stream>
     requires readable_stream<Stream>
@@ -804,6 +911,7 @@ public:
                 }
                 co_return io_result<packet>{{}, *next};
             }
+            if constexpr (writable_stream<Stream>) c.flush_before_wait();
             std::array<mutable_buffer, 2> regions;
             auto read = read_some(c.stream, c.ring.prepare(regions));
             read.set_stop_token(c.abort_token());
@@ -870,6 +978,47 @@ public:
         return {core_, std::move(packet)};
     }
 
+    /// Copies a packet of `type` with the concatenation of `body` into the
+    /// send queue and returns at once, without waiting for the kernel: the
+    /// caller's buffers may be reused as soon as it returns. Copies queued
+    /// one after another (an echo or a game tick answering many packets)
+    /// leave together in one write: on a pool thread the write starts once
+    /// the completion being handled returns (io_context::defer), so what the
+    /// handler queues before it next waits is gathered at once.
+    ///
+    /// Order is kept with write_packet(): a write_packet() awaited after
+    /// queue_packet() calls resumes only after their bytes went out too
+    /// (which is how to send a last word before close()). Copies still
+    /// queued when the stream closes are dropped.
+    ///
+    /// Errors (the packet is not queued): packet_too_large, invalid_argument
+    /// as write_packet(); send_queue_full over the high watermark or while
+    /// writers wait for room, whatever the policy (a copy cannot wait; the
+    /// disconnect policy also closes the stream); the close reason once the
+    /// stream stopped; not_enough_memory. Allocates only when the queue
+    /// needs more of its 4 KiB blocks than it keeps for reuse. Safe from any
+    /// number of threads.
+    template <class... Body>
+        requires(detail::body_buffer<Body> && ...)
+    std::error_code queue_packet(std::uint32_t type, const Body&... body) noexcept
+        requires writable_stream<Stream>
+    {
+        const std::array<const_buffer, sizeof...(Body)> parts{const_buffer(buffer(body))...};
+        return queue_packet(type, std::span<const const_buffer>(parts));
+    }
+
+    /// As queue_packet(type, body...), with the body as an array of buffers.
+    std::error_code queue_packet(std::uint32_t type, std::span<const const_buffer> body) noexcept
+        requires writable_stream<Stream>
+    {
+        if (core_ == nullptr) return make_error_code(errc::bad_state);
+        std::array<std::byte, detail::max_header_size> header;
+        const std::size_t body_size = buffer_size(body);
+        auto [ec, header_size] = encode_header(core_->options.format, type, body_size, header);
+        if (ec) return ec;
+        return core_->queue_copy(std::span<const std::byte>(header.data(), header_size), body, header_size + body_size);
+    }
+
     /// Stops the stream: pending and later reads and writes fail with
     /// operation_aborted (writers whose packet is partly written wait for
     /// that write to be cancelled). The stream itself is closed when the
@@ -891,8 +1040,9 @@ public:
         return core_ == nullptr || !core_->closed() ? std::error_code{} : core_->reason();
     }
 
-    /// Bytes of packets accepted by write_packet and not yet taken by the
-    /// kernel; never above the high watermark (or one packet larger than it).
+    /// Bytes of packets accepted by write_packet or queue_packet and not yet
+    /// taken by the kernel (a block of copies counts whole until it is sent
+    /// whole); never above the high watermark (or one packet larger than it).
     [[nodiscard]] std::size_t queued_bytes() const noexcept { return core_->queued_bytes(); }
     /// The most queued_bytes() has been.
     [[nodiscard]] std::size_t peak_queued_bytes() const noexcept { return core_->peak_queued_bytes(); }

@@ -13,6 +13,8 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <new>
 #include <span>
 #include <system_error>
 
@@ -81,9 +83,34 @@ struct send_node {
     /// withdrawn any more.
     bool gathered = false;
     where place = where::none;
+    /// An outbox_block: the queue's own, with no writer to finish.
+    bool owned = false;
     std::error_code result;
     std::coroutine_handle<> waiter;
     std::atomic<status> state{status::starting};
+};
+
+/// Packets copied into the queue (packet_stream::queue_packet): a node the
+/// queue owns whose body is its own storage. Copies fill the block at the
+/// queue's tail before a new one is started, so a burst of small packets
+/// leaves as one buffer of one write.
+struct outbox_block : send_node {
+    static constexpr std::size_t capacity = 4096;
+
+    outbox_block() noexcept
+    {
+        owned = true;
+        body = std::span<const const_buffer>(&filled, 1);
+    }
+    outbox_block(const outbox_block&) = delete;
+    outbox_block& operator=(const outbox_block&) = delete;
+
+    [[nodiscard]] std::size_t room() const noexcept { return capacity - size; }
+
+    /// The stored bytes, as the node's one body buffer.
+    const_buffer filled;
+    outbox_block* next_free = nullptr;
+    std::array<std::byte, capacity> storage;
 };
 
 /// Finished nodes whose writers are suspended, to be resumed once the lock
@@ -152,9 +179,31 @@ public:
         /// Over the high watermark with the fail or disconnect policy; the
         /// node is not in the queue.
         refused,
+        /// append_copy() could not allocate a block; nothing was queued.
+        out_of_memory,
     };
 
     explicit send_queue(send_queue_limits limits = {}) noexcept : limits_(limits) {}
+
+    send_queue(const send_queue&) = delete;
+    send_queue& operator=(const send_queue&) = delete;
+
+    /// Frees the blocks it owns. Writers' nodes still queued are neither
+    /// finished nor touched, unless blocks are queued too: then the queue is
+    /// walked, and every node in it must still exist (packet_stream's are:
+    /// its writers keep the queue's owner alive while they wait).
+    ~send_queue()
+    {
+        for (detail::send_node* n = queued_.head; n != nullptr && blocks_queued_ != 0;) {
+            detail::send_node* next = n->next;
+            if (n->owned) {
+                delete static_cast<detail::outbox_block*>(n);
+                --blocks_queued_;
+            }
+            n = next;
+        }
+        while (free_blocks_ != nullptr) delete std::exchange(free_blocks_, free_blocks_->next_free);
+    }
 
     [[nodiscard]] const send_queue_limits& limits() const noexcept { return limits_; }
 
@@ -183,6 +232,61 @@ public:
         ++blocked_count_;
         return admission::blocked;
     }
+
+    /// Copies a packet of `size` bytes (`header`, then `body`) onto the tail
+    /// of the queue, into blocks the queue owns (kept for reuse once sent,
+    /// up to kept_blocks of them). Refused like admit() when it does not fit
+    /// under the high watermark, and also while writers are held back: a
+    /// copy cannot wait behind them, and may not overtake them.
+    admission append_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
+                          std::size_t size) noexcept
+    {
+        if (blocked_.head != nullptr || !fits(size)) return admission::refused;
+        // Every block needed is in hand before any byte is copied: running
+        // out of memory halfway would leave half a packet queued.
+        detail::outbox_block* tail = tail_block();
+        const std::size_t in_tail = tail != nullptr ? (std::min)(tail->room(), size) : 0;
+        std::size_t needed = (size - in_tail + detail::outbox_block::capacity - 1) / detail::outbox_block::capacity;
+        detail::outbox_block* fresh = nullptr;
+        for (; needed != 0; --needed) {
+            detail::outbox_block* b = take_block();
+            if (b == nullptr) {
+                while (fresh != nullptr) recycle(*std::exchange(fresh, fresh->next_free));
+                return admission::out_of_memory;
+            }
+            b->next_free = fresh;
+            fresh = b;
+        }
+        const auto copy = [&](const std::byte* bytes, std::size_t length) noexcept {
+            while (length != 0) {
+                detail::outbox_block* b = tail_block();
+                if (b == nullptr || b->room() == 0) {
+                    b = std::exchange(fresh, fresh->next_free);
+                    enqueue(*b);
+                    ++blocks_queued_;
+                }
+                const std::size_t take = (std::min)(length, b->room());
+                // NOTE: the block may be part of the write in flight; that
+                // write covers only the bytes gathered before, and these land
+                // after them, so the kernel never sees them change.
+                std::memcpy(b->storage.data() + b->size, bytes, take);
+                b->size += take;
+                b->filled = const_buffer(b->storage.data(), b->size);
+                queued_bytes_ += take;
+                bytes += take;
+                length -= take;
+            }
+        };
+        copy(header.data(), header.size());
+        for (const const_buffer& part : body) copy(static_cast<const std::byte*>(part.data()), part.size());
+        assert(fresh == nullptr && "every block taken was needed");
+        if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
+        return admission::queued;
+    }
+
+    /// Blocks kept for reuse after they were sent, so that a stream's steady
+    /// traffic allocates nothing; more than this are freed.
+    static constexpr std::size_t kept_blocks = 4;
 
     /// Lists the unsent bytes of queued packets, from the front, as at most
     /// out.size() buffers; marks those packets gathered. Yields the count.
@@ -227,7 +331,7 @@ public:
             if (n.sent != n.size) break;
             queued_.remove(n);
             queued_bytes_ -= n.size;
-            done.finish(n, {});
+            finish(n, {}, done);
         }
         // A short write leaves the front packet gathered and partly sent; the
         // rest of the last gather is simply gathered again.
@@ -264,7 +368,7 @@ public:
             while (l->head != nullptr) {
                 detail::send_node& n = *l->head;
                 l->remove(n);
-                done.finish(n, ec);
+                finish(n, ec, done);
             }
         }
         queued_bytes_ = 0;
@@ -281,7 +385,7 @@ public:
                 if (!n->gathered) {
                     l->remove(*n);
                     if (l == &queued_) queued_bytes_ -= n->size;
-                    done.finish(*n, ec);
+                    finish(*n, ec, done);
                 }
                 n = next;
             }
@@ -326,6 +430,49 @@ private:
         if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
     }
 
+    /// A writer's node goes to `done`; a block of copies goes back to the
+    /// free list (its bytes were sent, or are dropped with the stream).
+    void finish(detail::send_node& n, std::error_code ec, detail::resume_list& done) noexcept
+    {
+        if (n.owned) {
+            n.place = detail::send_node::where::none;
+            --blocks_queued_;
+            recycle(static_cast<detail::outbox_block&>(n));
+        } else {
+            done.finish(n, ec);
+        }
+    }
+
+    /// The block at the queue's tail, if the tail is one.
+    [[nodiscard]] detail::outbox_block* tail_block() const noexcept
+    {
+        detail::send_node* t = queued_.tail;
+        return t != nullptr && t->owned ? static_cast<detail::outbox_block*>(t) : nullptr;
+    }
+
+    [[nodiscard]] detail::outbox_block* take_block() noexcept
+    {
+        if (free_blocks_ != nullptr) {
+            --free_count_;
+            return std::exchange(free_blocks_, free_blocks_->next_free);
+        }
+        return new (std::nothrow) detail::outbox_block;
+    }
+
+    void recycle(detail::outbox_block& b) noexcept
+    {
+        if (free_count_ == kept_blocks) {
+            delete &b;
+            return;
+        }
+        b.size = b.sent = 0;
+        b.gathered = false;
+        b.filled = const_buffer();
+        b.next_free = free_blocks_;
+        free_blocks_ = &b;
+        ++free_count_;
+    }
+
     void admit_blocked() noexcept
     {
         while (blocked_.head != nullptr && fits(blocked_.head->size)) {
@@ -342,6 +489,9 @@ private:
     std::size_t queued_bytes_ = 0;
     std::size_t peak_bytes_ = 0;
     std::size_t blocked_count_ = 0;
+    detail::outbox_block* free_blocks_ = nullptr;
+    std::size_t free_count_ = 0;
+    std::size_t blocks_queued_ = 0;
 };
 
 PORTICO_NAMESPACE_END

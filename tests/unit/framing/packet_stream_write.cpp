@@ -12,6 +12,7 @@
 #include "support/heap_counter.hpp"
 #include "support/mock_stream.hpp"
 #include "support/thread_executor.hpp"
+#include "support/written_packets.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -29,33 +30,11 @@ using portico::shared_packet;
 using portico::sync_wait;
 using portico::task;
 using portico::task_group;
+using portico::test::decode_all;
 using portico::test::mock_stream;
 using portico::test::thread_executor;
 
 namespace {
-
-struct decoded {
-    std::uint32_t type;
-    std::vector<std::byte> body;
-};
-
-/// Decodes a whole byte string; every byte must belong to a packet.
-std::vector<decoded> decode_all(const packet_format& format, const std::vector<std::byte>& bytes)
-{
-    portico::receive_ring ring(bytes.size() + 1);
-    std::array<portico::mutable_buffer, 2> regions;
-    ring.commit(portico::test::copy_into(ring.prepare(regions), bytes));
-    std::vector<decoded> out;
-    for (;;) {
-        auto [ec, p] = portico::next_packet(format, ring);
-        REQUIRE_FALSE(ec);
-        if (!p) break;
-        out.push_back({p->type, {p->body.begin(), p->body.end()}});
-        ring.consume(portico::packet_size(format, *p));
-    }
-    CHECK(ring.size() == 0);
-    return out;
-}
 
 std::vector<std::byte> bytes_of(const std::string& s)
 {
@@ -161,20 +140,9 @@ TEST_CASE("8 writers on 8 threads, 10,000 packets each: every packet intact, per
     }
     const auto packets = decode_all(packet_format{}, stream.written());
     REQUIRE(packets.size() == writers * per_writer);
-    std::array<std::uint32_t, writers> next{};
-    std::size_t out_of_order = 0;
-    for (const auto& p : packets) {
-        REQUIRE(p.body.size() == 8);
-        std::uint32_t id = 0, seq = 0;
-        std::memcpy(&id, p.body.data(), 4);
-        std::memcpy(&seq, p.body.data() + 4, 4);
-        REQUIRE(id < writers);
-        CHECK(p.type == id);
-        if (seq != next[id]) ++out_of_order;
-        next[id] = seq + 1;
-    }
-    CHECK(out_of_order == 0);
-    for (auto n : next) CHECK(n == per_writer);
+    const auto order = portico::test::check_writer_order(packets, writers);
+    CHECK(order.out_of_order == 0);
+    for (auto n : order.next) CHECK(n == per_writer);
 }
 
 TEST_CASE("suspend policy: a peer that does not read keeps the queue under the high watermark", "[packet_stream_write]")

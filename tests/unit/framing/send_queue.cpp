@@ -202,3 +202,68 @@ TEST_CASE("resume_list resumes only writers that already suspended", "[send_queu
     CHECK(starting.state.load() == send_node::status::done);
     CHECK(starting.result == portico::errc::eof);
 }
+
+TEST_CASE("append_copy: copies fill the tail block, spill into new ones, and keep order with writers' nodes",
+          "[send_queue]")
+{
+    using portico::detail::outbox_block;
+    send_queue q;
+    const std::string body(3000, 'x');
+    const std::array<std::byte, 2> header{std::byte{'h'}, std::byte{'h'}};
+    const std::array<const_buffer, 1> parts{portico::buffer(body)};
+    for (int i = 0; i < 3; ++i) REQUIRE(q.append_copy(header, parts, 3002) == send_queue::admission::queued);
+    test_node writer(2, {"writer"});
+    REQUIRE(q.admit(writer.node) == send_queue::admission::queued);
+    // A copy after a writer's node starts a block of its own.
+    REQUIRE(q.append_copy(header, parts, 3002) == send_queue::admission::queued);
+    CHECK(q.queued_bytes() == 4 * 3002 + 8);
+
+    std::array<const_buffer, 64> out;
+    const std::size_t count = q.gather(out);
+    // 9,006 bytes of copies in blocks of 4,096, 4,096 and 814; the writer's
+    // header and body; then the last copy in a block of its own.
+    REQUIRE(count == 6);
+    CHECK(out[0].size() == outbox_block::capacity);
+    CHECK(out[1].size() == outbox_block::capacity);
+    CHECK(out[2].size() == 3 * 3002 - 2 * outbox_block::capacity);
+    CHECK(flatten(std::span(out.data() + 3, 2)) == "HHwriter");
+    CHECK(out[5].size() == 3002);
+    const std::string copy = "hh" + body;
+    CHECK(flatten(std::span(out.data(), 3)) == copy + copy + copy);
+
+    resume_list done;
+    q.consume(q.queued_bytes(), done);
+    CHECK(q.queued_bytes() == 0);
+    CHECK_FALSE(q.has_unsent());
+    CHECK(writer.node.state.load() == send_node::status::done);
+}
+
+TEST_CASE("append_copy is refused over the high watermark and behind held-back writers", "[send_queue]")
+{
+    send_queue q({.high_watermark = 100, .low_watermark = 50});
+    const std::string body(46, 'x');
+    const std::array<std::byte, 4> header{};
+    const std::array<const_buffer, 1> parts{portico::buffer(body)};
+    REQUIRE(q.append_copy(header, parts, 50) == send_queue::admission::queued);
+    REQUIRE(q.append_copy(header, parts, 50) == send_queue::admission::queued);
+    CHECK(q.append_copy(header, parts, 50) == send_queue::admission::refused);
+    test_node waiting(2, {std::string(40, 'w')});
+    REQUIRE(q.admit(waiting.node) == send_queue::admission::blocked);
+
+    resume_list done;
+    std::array<const_buffer, 64> out;
+    q.gather(out);
+    q.consume(50, done);
+    // Both copies share one block, which counts until it is sent whole.
+    CHECK(q.queued_bytes() == 100);
+    CHECK(q.blocked_packets() == 1);
+    q.consume(50, done); // drained: the writer is admitted
+    CHECK(q.blocked_packets() == 0);
+    CHECK(q.queued_bytes() == 42);
+    // Room now, and nobody held back.
+    CHECK(q.append_copy(header, parts, 50) == send_queue::admission::queued);
+    CHECK(q.queued_bytes() == 92);
+    resume_list failed;
+    q.fail_all(make_error_code(portico::errc::operation_aborted), failed);
+    CHECK(q.queued_bytes() == 0);
+}

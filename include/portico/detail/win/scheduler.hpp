@@ -11,12 +11,15 @@
 #include <array>
 #include <cassert>
 #include <atomic>
+#include <coroutine>
 #include <cstdint>
 #include <forward_list>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <system_error>
+#include <vector>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -75,6 +78,9 @@ struct thread_state {
     stat_block* stats;
     thread_state* outer;        // the run() this one is nested in, if any
     unsigned inline_streak = 0; // operations completed inline since the last dequeue
+    // Coroutines to resume once the completion being handled returns
+    // (scheduler::defer); only this thread touches it.
+    std::vector<std::coroutine_handle<>> deferred{};
 };
 
 inline thread_local thread_state* current_thread_state = nullptr;
@@ -142,6 +148,8 @@ public:
             stats = &blocks_.emplace_front();
         }
         thread_state self{this, stats, current_thread_state};
+        // Room for the usual handful, so deferring does not allocate.
+        self.deferred.reserve(16);
         current_thread_state = &self;
         struct restore {
             thread_state& self;
@@ -168,10 +176,31 @@ public:
             if (count > stats->max_batch.load(std::memory_order_relaxed)) {
                 stats->max_batch.store(count, std::memory_order_relaxed);
             }
-            for (ULONG i = 0; i < count; ++i) dispatch(entries[i]);
+            for (ULONG i = 0; i < count; ++i) {
+                dispatch(entries[i]);
+                run_deferred(self);
+            }
         }
         // Let the next thread see the drained state too.
         wake_one();
+    }
+
+    /// Queues `h` to be resumed on the calling thread once the completion it
+    /// is handling returns, before the thread takes another from the port.
+    /// Returns false, doing nothing, if the calling thread is not inside
+    /// this scheduler's run() (or, past the reserved room, out of memory).
+    bool defer(std::coroutine_handle<> h) noexcept
+    {
+        for (thread_state* t = current_thread_state; t != nullptr; t = t->outer) {
+            if (t->owner != this) continue;
+            try {
+                t->deferred.push_back(h);
+            } catch (const std::bad_alloc&) {
+                return false;
+            }
+            return true;
+        }
+        return false;
     }
 
     /// Stops accepting new timed work, cancels pending timers, and lets run()
@@ -368,7 +397,19 @@ private:
             auto* op = std::exchange(list, list->next_posted);
             op->complete(op, op->Internal, static_cast<DWORD>(op->InternalHigh));
             work_finished();
+            if (current_thread_state != nullptr && current_thread_state->owner == this) {
+                run_deferred(*current_thread_state);
+            }
         }
+    }
+
+    /// Resumes what the completion just handled deferred, in order; a resumed
+    /// coroutine may defer more, which runs in the same pass.
+    static void run_deferred(thread_state& self) noexcept
+    {
+        // NOTE: by index: a resumed coroutine may append (and reallocate).
+        for (std::size_t i = 0; i < self.deferred.size(); ++i) self.deferred[i].resume();
+        self.deferred.clear();
     }
 
     /// Timer-thread hook: hands the fallback queue back to the port. Returns
