@@ -129,11 +129,21 @@ def summary_lines(scenarios: list[dict]) -> str:
             counts[v] += 1
     fewer = sum(1 for s in timed
                 if s["impls"]["portico"]["win32_per_msg"] < s["impls"]["asio"]["win32_per_msg"])
-    zero = sum(1 for s in timed if s["impls"]["portico"]["allocs_per_msg"] < 0.001)
+    # Churn and the burst count connections: their allocations are per connection.
+    steady = [s for s in timed if s["unit"] != "connections/s"]
+    zero = sum(1 for s in steady if s["impls"]["portico"]["allocs_per_msg"] < 0.001)
+    per_connection = "; ".join(
+        f"{s['name']}: portico {small(s['impls']['portico']['allocs_per_msg'])}, "
+        f"Asio {small(s['impls']['asio']['allocs_per_msg'])}" for s in timed if s["unit"] == "connections/s")
+    floor = [s for s in timed if s["name"].startswith("pingpong-64") or s["name"] == "packets-1x16-plain"]
+    floor_ratios = ", ".join(f"{s['name']} {s['ratio_raw']['median']:.2f}" for s in floor if s.get("ratio_raw"))
     return (f"- Against Asio, in {len(timed)} timed scenarios: portico ahead in {counts['ahead']}, "
             f"equal in {counts['equal']}, behind in {counts['behind']}.\n"
             f"- Fewer Win32 calls per message than Asio in {fewer} of {len(timed)}.\n"
-            f"- Heap allocations per message below 0.001 in {zero} of {len(timed)} (the steady window of each trial).")
+            f"- Heap allocations per message below 0.001 in {zero} of the {len(steady)} scenarios on open "
+            f"connections (the steady window of each trial); per connection where connections come and go "
+            f"({per_connection}).\n"
+            f"- Plain echo against the raw IOCP floor (portico / floor): {floor_ratios}.")
 
 
 def environment_table(env: dict) -> str:
@@ -173,7 +183,8 @@ def charts(scenarios: list[dict], images: Path) -> None:
             for s in timed:
                 f.write(f'"{s["name"]}" ' + " ".join(str(s["impls"][i]["win32_per_msg"]) for i in IMPLS) + "\n")
         images.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gnuplot", "-e", f"data='{data}'; images='{images}'; n={len(timed)}",
+        timed_rtt = sum(1 for s in timed if s["impls"]["portico"].get("p99_us") is not None)
+        subprocess.run(["gnuplot", "-e", f"data='{data}'; images='{images}'; n={len(timed)}; n_rtt={timed_rtt}",
                         str(ROOT / "bench/charts.gp")], check=True)
 
 

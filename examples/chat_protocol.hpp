@@ -10,6 +10,7 @@
 
 namespace chat {
 
+// snippet-begin: types
 enum type : std::uint16_t {
     join = 1,      // client -> server: the nickname; must be the first packet
     say = 2,       // client -> server: a line of text
@@ -19,6 +20,7 @@ enum type : std::uint16_t {
     message = 13,  // server -> everyone, sender included: "nickname: text"
     shutdown = 14, // server -> everyone: the server is going down
 };
+// snippet-end: types
 
 /// A packet's body as text (a view into the receive buffer).
 inline std::string_view text(const portico::packet& p) noexcept
