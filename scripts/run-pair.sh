@@ -5,7 +5,9 @@
 # The server must print "listening on HOST:PORT" as its first line; the client
 # gets "--port PORT" added. STDIN (printf %b escapes) is fed to the client.
 # Prints the client's output, then the server's; fails if either fails or the
-# server does not exit within 60 s of the client. Nothing is left running.
+# server does not exit within 60 s of the client. With RUN_PAIR_SERVER_STAYS=1
+# (a server that serves until stopped) the server is stopped once the client
+# is done, and only the client's status counts. Nothing is left running.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 prefix=$1 server=$2 server_args=$3 client=$4 client_args=$5 input=${6:-}
@@ -49,11 +51,18 @@ printf '%b' "$input" | bash "$here/wine-run.sh" "$prefix" "$client" --port "$por
   >"$work/client.out" 2>&1 || client_status=$?
 
 server_status=0
+if [[ ${RUN_PAIR_SERVER_STAYS:-0} == 1 ]]; then
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=
+fi
 for _ in $(seq 600); do
   kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.1
 done
-if kill -0 "$server_pid" 2>/dev/null; then
+if [[ -z $server_pid ]]; then
+  : # stopped above
+elif kill -0 "$server_pid" 2>/dev/null; then
   echo "run-pair: the server did not exit after the client finished" >&2
   server_status=1
 else
