@@ -187,6 +187,7 @@ void interactive(io_context& ctx, const std::string& host, const std::string& po
     // The room's side: printed as it arrives, on the pool.
     std::atomic<bool> leaving{false};
     portico::task_group reader;
+    // snippet-begin: dispatch
     reader.spawn([](packet_stream<tcp_socket>& s, const std::atomic<bool>& we_left) -> task<> {
         for (;;) {
             auto [ec, pkt] = co_await s.read_packet();
@@ -210,6 +211,7 @@ void interactive(io_context& ctx, const std::string& host, const std::string& po
             }
         }
     }(*ps, leaving));
+    // snippet-end: dispatch
     std::string line;
     while (std::getline(std::cin, line) && line != "EXIT") {
         if (auto [ec] = portico::sync_wait(ps->write_packet(chat::say, line)); ec) break;
