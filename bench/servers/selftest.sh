@@ -211,10 +211,19 @@ def packet_test():
     check(recv_exactly(s, len(stream)) == stream, "packet stream differs")
     sender.join()
 
-    # A header whose size is below the header's closes the connection.
+    # A header whose size is below the header's closes the connection. The
+    # answer to the packet before it may be sent first (raw, Asio) or dropped
+    # with the connection (portico drops answers still queued when a stream
+    # closes), but never cut short.
     s.sendall(packet(1, b"ok") + struct.pack("<HH", 3, 0))
-    check(recv_exactly(s, 6) == packet(1, b"ok"), "the packet before the bad header")
-    expect_eof(s)
+    s.settimeout(20)
+    received = b""
+    try:
+        while chunk := s.recv(100):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    check(received in (b"", packet(1, b"ok")), f"before the bad header's close: {received!r}")
     s.close()
     server.wait_open(0)
     server.quit()
