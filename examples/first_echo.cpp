@@ -19,13 +19,11 @@ task<> session(tcp_socket s)
 task<> serve(io_context& ctx, tcp_acceptor& acceptor)
 {
     co_await ctx.schedule(); // from here on, on the pool
-    task_group sessions;     // one coroutine per client
-    while (true) {
+    for (;;) {
         auto [ec, s] = co_await acceptor.accept();
-        if (ec) break;
-        sessions.spawn(session(std::move(s)));
+        if (ec) co_return;
+        ctx.spawn(session(std::move(s))); // one coroutine per client
     }
-    co_await sessions.join();
 }
 
 int main(int argc, char** argv)
