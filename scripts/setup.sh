@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  cmake ninja-build make git ca-certificates openssl python3 clang-format-19
+  cmake ninja-build make git ca-certificates openssl python3 doxygen clang-format-19
   g++ clang-19 lld-19 libclang-rt-19-dev llvm-19
   g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix mingw-w64-x86-64-dev
   wine wine64

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything (Debian packages, only what is missing) and runs every
+# Sets up everything (Debian packages, only what is missing), checks the
+# format and the API reference (Doxygen, no warnings), and runs every
 # test in every preset: native ASan+UBSan and TSan for the platform-neutral
 # layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine, then
 # the benchmark suite in miniature (scripts/bench.sh --smoke).
@@ -26,6 +27,8 @@ passed=0
 failed=0
 echo "=== format"
 if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+echo "=== reference"
+if bash scripts/check-reference.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for preset in "${presets[@]}"; do
   echo "=== $preset"
   if [[ $preset == bench ]]; then

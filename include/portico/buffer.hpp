@@ -20,9 +20,12 @@ PORTICO_NAMESPACE_BEGIN
 class mutable_buffer {
 public:
     constexpr mutable_buffer() noexcept = default;
+    /// Views the `size` bytes at `data`.
     constexpr mutable_buffer(void* data, std::size_t size) noexcept : data_(data), size_(size) {}
 
+    /// The start of the region (null for a default-constructed buffer).
     [[nodiscard]] constexpr void* data() const noexcept { return data_; }
+    /// The length of the region in bytes.
     [[nodiscard]] constexpr std::size_t size() const noexcept { return size_; }
 
     /// Drops the first n bytes (all of them if n > size()).
@@ -43,10 +46,14 @@ private:
 class const_buffer {
 public:
     constexpr const_buffer() noexcept = default;
+    /// Views the `size` bytes at `data`.
     constexpr const_buffer(const void* data, std::size_t size) noexcept : data_(data), size_(size) {}
+    /// Views the memory of `b`, read-only (an implicit conversion).
     constexpr const_buffer(const mutable_buffer& b) noexcept : data_(b.data()), size_(b.size()) {}
 
+    /// The start of the region (null for a default-constructed buffer).
     [[nodiscard]] constexpr const void* data() const noexcept { return data_; }
+    /// The length of the region in bytes.
     [[nodiscard]] constexpr std::size_t size() const noexcept { return size_; }
 
     /// Drops the first n bytes (all of them if n > size()).
@@ -131,10 +138,12 @@ template <class Sequence>
 template <class Buffer, class Sequence>
 class buffer_cursor {
 public:
+    /// A cursor at the start of `s`, which must outlive it.
     explicit constexpr buffer_cursor(const Sequence& s) noexcept : sequence_(s), remaining_(buffer_size(s)) {}
 
     /// Bytes not yet consumed.
     [[nodiscard]] constexpr std::size_t remaining() const noexcept { return remaining_; }
+    /// True once every byte was consumed (remaining() is 0).
     [[nodiscard]] constexpr bool empty() const noexcept { return remaining_ == 0; }
 
     /// Fills `out` with the next buffers from the current position, skipping

@@ -154,11 +154,14 @@ inline std::error_condition make_error_condition(errc e) noexcept { return {stat
 template <class T = void>
 class io_result {
 public:
+    /// The type of the value.
     using value_type = T;
 
     io_result()
         requires std::is_default_constructible_v<T>
     = default;
+    /// Holds the error `ec` (a default std::error_code is success) and
+    /// `value`, which is kept even when there is an error.
     io_result(std::error_code ec, T value) noexcept(std::is_nothrow_move_constructible_v<T>)
         : ec_(ec), value_(std::move(value))
     {}
@@ -174,11 +177,15 @@ public:
         throw_if_error();
         return value_;
     }
+    /// The value, read-only. Throws std::system_error(error()) if there is an
+    /// error.
     const T& value() const&
     {
         throw_if_error();
         return value_;
     }
+    /// The value, moved out of an rvalue result. Throws
+    /// std::system_error(error()) if there is an error.
     T&& value() &&
     {
         throw_if_error();
@@ -187,6 +194,7 @@ public:
 
     /// The value whether or not there is an error (never throws).
     T& value_unchecked() noexcept { return value_; }
+    /// The value, read-only, whether or not there is an error (never throws).
     const T& value_unchecked() const noexcept { return value_; }
 
     /// Tuple protocol for structured bindings: get<0>() is the error,
@@ -199,6 +207,8 @@ public:
         else
             return (value_);
     }
+    /// Tuple protocol for a const result: get<0>() is the error, get<1>() the
+    /// value.
     template <std::size_t I>
     decltype(auto) get() const& noexcept
     {
@@ -207,6 +217,8 @@ public:
         else
             return (value_);
     }
+    /// Tuple protocol for an rvalue result: moves out the error (get<0>()) or
+    /// the value (get<1>()).
     template <std::size_t I>
     decltype(auto) get() && noexcept
     {
@@ -230,12 +242,17 @@ private:
 template <>
 class io_result<void> {
 public:
+    /// There is no value.
     using value_type = void;
 
     io_result() = default;
+    /// Holds the error `ec` (a default std::error_code is success). Implicit,
+    /// so an operation may `return {ec};`.
     io_result(std::error_code ec) noexcept : ec_(ec) {}
 
+    /// The error, or a default (false) std::error_code on success.
     [[nodiscard]] const std::error_code& error() const noexcept { return ec_; }
+    /// True on success.
     [[nodiscard]] explicit operator bool() const noexcept { return !ec_; }
     /// Throws std::system_error(error()) if there is an error.
     void value() const
@@ -250,6 +267,7 @@ public:
         static_assert(I == 0);
         return ec_;
     }
+    /// Tuple protocol for an rvalue result: moves out the error (I must be 0).
     template <std::size_t I>
     std::error_code&& get() && noexcept
     {

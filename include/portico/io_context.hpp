@@ -34,9 +34,16 @@ class io_context;
 /// on one of the context's pool threads. Never allocates.
 class [[nodiscard]] schedule_op : private detail::win::overlapped_op {
 public:
+    /// Made by io_context::schedule(); `s` is the context's scheduler.
     explicit schedule_op(detail::win::scheduler& s) noexcept : overlapped_op(&schedule_op::on_complete), scheduler_(s)
     {}
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: always suspends and posts the
+    /// coroutine to the completion port, so it resumes on a pool thread.
+    /// await_resume yields nothing.
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> awaiting) noexcept
     {
@@ -47,6 +54,7 @@ public:
         return true;
     }
     void await_resume() const noexcept {}
+    /// @}
 
 private:
     static void on_complete(overlapped_op* op, ULONG_PTR, DWORD) noexcept
@@ -63,14 +71,26 @@ private:
 /// cancelled (stop token, or the context stopped). Never allocates.
 class [[nodiscard]] sleep_op : private detail::win::timer_op {
 public:
+    /// The clock deadlines are measured on.
     using clock = std::chrono::steady_clock;
 
+    /// Made by io_context::sleep_for() and sleep_until(): waits until `when`
+    /// on the timers of `s`, the context's scheduler.
     sleep_op(detail::win::scheduler& s, clock::time_point when) noexcept
         : timer_op(&sleep_op::on_complete), scheduler_(s)
     {
         deadline = when;
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: completes at once, with success,
+    /// if the deadline has passed, and with operation_aborted if stop was
+    /// already requested or the context refuses new timers (it was stopped);
+    /// otherwise suspends until the timer fires or is cancelled. await_suspend
+    /// throws if the timer cannot be started (the timer heap cannot grow).
+    /// await_resume yields the io_result<void> described above.
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>
@@ -110,6 +130,7 @@ public:
     }
 
     io_result<void> await_resume() const noexcept { return {result_}; }
+    /// @}
 
 private:
     struct canceller {
@@ -151,6 +172,7 @@ private:
 /// Thread safety: all members may be called from any thread, unless noted.
 class io_context {
 public:
+    /// The clock of sleep_for() and sleep_until().
     using clock = std::chrono::steady_clock;
 
     /// Construction options.
@@ -170,6 +192,7 @@ public:
     /// Creates the completion port and starts Winsock on first use.
     /// Throws std::system_error if the system refuses.
     io_context() : io_context(options{}) {}
+    /// As io_context(), with the given options.
     explicit io_context(options opts)
         : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success})
     {}

@@ -26,16 +26,27 @@ struct io_statistics {
     std::uint64_t post_failures = 0;
     /// Operations that completed synchronously and resumed inline.
     std::uint64_t inline_completions = 0;
-    /// Timers started, fired at their deadline, and cancelled before it.
+    /// Timers started: sleeps that reached the timer service (not those whose
+    /// deadline had passed or whose stop was already requested).
     std::uint64_t timers_started = 0;
+    /// Timers that fired at their deadline.
     std::uint64_t timers_fired = 0;
+    /// Timers that completed without firing: cancelled by a stop request or by
+    /// io_context::stop().
     std::uint64_t timers_cancelled = 0;
-    /// Win32 I/O calls by kind.
+    /// WSARecv and WSARecvFrom calls (tcp_socket and udp_socket receives).
     std::uint64_t recv_calls = 0;
+    /// WSASend and WSASendTo calls (tcp_socket and udp_socket sends).
     std::uint64_t send_calls = 0;
+    /// AcceptEx calls (tcp_acceptor keeps a pool of them posted).
     std::uint64_t accept_calls = 0;
+    /// ConnectEx calls (tcp_socket::connect).
     std::uint64_t connect_calls = 0;
+    /// DisconnectEx calls. No portico operation issues one yet, so this stays
+    /// 0.
     std::uint64_t disconnect_calls = 0;
+    /// CancelIoEx calls (cancel() on a socket, and stop requests on pending
+    /// socket operations).
     std::uint64_t cancel_calls = 0;
     /// Operations started and not yet completed, at the time of the snapshot.
     std::int64_t outstanding = 0;

@@ -164,11 +164,18 @@ private:
 class stop_source {
 public:
     stop_source() : state_(std::make_shared<detail::stop_state>()) { state_->add_source(); }
+    /// Shares the stop state of `other`, as one more source of it; requesting
+    /// stop on either requests it on both.
     stop_source(const stop_source& other) noexcept : state_(other.state_)
     {
         if (state_) state_->add_source();
     }
+    /// Takes over the stop state of `other`, which is left without one: its
+    /// stop_possible() and stop_requested() are false, its request_stop() does
+    /// nothing and its get_token() gives tokens that can never stop.
     stop_source(stop_source&& other) noexcept : state_(std::move(other.state_)) {}
+    /// Shares (copy) or takes over (move) the stop state of `other`; the state
+    /// this source had loses a source.
     stop_source& operator=(stop_source other) noexcept
     {
         std::swap(state_, other.state_);
@@ -179,8 +186,13 @@ public:
         if (state_) state_->remove_source();
     }
 
+    /// A token viewing this source's stop state (a token that can never stop
+    /// if the source was moved from).
     [[nodiscard]] stop_token get_token() const noexcept { return stop_token{state_}; }
+    /// True once request_stop() was called on this source or on one sharing
+    /// its state.
     [[nodiscard]] bool stop_requested() const noexcept { return state_ && state_->stop_requested(); }
+    /// True if the source has a stop state: false only once it was moved from.
     [[nodiscard]] bool stop_possible() const noexcept { return static_cast<bool>(state_); }
 
     /// Requests stop and runs the registered callbacks before returning.
@@ -198,6 +210,10 @@ private:
 template <class Callback>
 class stop_callback : private detail::stop_callback_node {
 public:
+    /// Stores a Callback made from `callback` and registers it with the stop
+    /// state of `token`. If stop was already requested, runs it here, on the
+    /// calling thread, before returning; with a token that can never stop, it
+    /// never runs. Throws only what constructing the Callback throws.
     template <class C>
         requires std::is_constructible_v<Callback, C>
     explicit stop_callback(const stop_token& token, C&& callback) noexcept(std::is_nothrow_constructible_v<Callback, C>)

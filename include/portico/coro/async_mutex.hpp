@@ -16,7 +16,10 @@ class async_mutex;
 /// Owns a locked async_mutex and unlocks it on destruction (or unlock()).
 class [[nodiscard]] async_mutex_lock {
 public:
+    /// Adopts the lock on `m`, which the caller must hold.
     explicit async_mutex_lock(async_mutex& m, std::adopt_lock_t) noexcept : mutex_(&m) {}
+    /// Takes over the lock `other` owns, if any; `other` is left owning
+    /// nothing (its unlock() and destructor do nothing).
     async_mutex_lock(async_mutex_lock&& other) noexcept : mutex_(std::exchange(other.mutex_, nullptr)) {}
     async_mutex_lock& operator=(async_mutex_lock&&) = delete;
     ~async_mutex_lock() { unlock(); }
@@ -55,7 +58,15 @@ public:
     /// frame and is linked into the waiter list while suspended.
     class lock_op {
     public:
+        /// Made by async_mutex::lock(): an awaiter taking the lock on `m`.
         explicit lock_op(async_mutex& m) noexcept : mutex_(m) {}
+        /// @name Awaiter protocol
+        /// @{
+
+        /// Awaiter protocol, called by co_await: takes the lock at once if it
+        /// is free; otherwise queues the coroutine, which the unlock() handing
+        /// it the lock resumes, inline on the unlocking thread. await_resume
+        /// yields nothing: the coroutine holds the lock.
         bool await_ready() noexcept { return mutex_.try_lock(); }
         bool await_suspend(std::coroutine_handle<> awaiter) noexcept
         {
@@ -80,18 +91,27 @@ public:
             }
         }
         void await_resume() const noexcept {}
+        /// @}
 
     protected:
         friend class async_mutex;
+        /// The mutex being locked.
         async_mutex& mutex_;
+        /// The next waiter in the mutex's list while this one is queued.
         lock_op* next_ = nullptr;
+        /// The suspended coroutine, resumed by the unlock() that hands it the
+        /// lock.
         std::coroutine_handle<> awaiter_;
     };
 
     /// Awaiter of scoped_lock(): as lock_op, yielding an async_mutex_lock.
     class scoped_lock_op : public lock_op {
     public:
+        /// Made by async_mutex::scoped_lock(): an awaiter taking the lock on
+        /// `m`.
         using lock_op::lock_op;
+        /// Awaiter protocol, as lock_op: yields an async_mutex_lock owning the
+        /// lock.
         async_mutex_lock await_resume() const noexcept { return async_mutex_lock{mutex_, std::adopt_lock}; }
     };
 

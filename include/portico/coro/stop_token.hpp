@@ -12,6 +12,13 @@ PORTICO_NAMESPACE_BEGIN
 /// Awaiter returned by get_stop_token(); never actually suspends.
 class get_stop_token_op {
 public:
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: reads the awaiting coroutine's
+    /// stop token in await_suspend and continues at once, without suspending
+    /// (a coroutine type that carries no token gets an empty one, which can
+    /// never stop). await_resume yields the token.
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>
@@ -22,6 +29,7 @@ public:
     }
 
     portico::stop_token await_resume() noexcept { return std::move(token_); }
+    /// @}
 
 private:
     portico::stop_token token_;

@@ -150,12 +150,21 @@ private:
 template <class T>
 class [[nodiscard]] task {
 public:
+    /// The coroutine promise type, which makes a function returning task<T> a
+    /// coroutine.
     using promise_type = detail::task_promise<T>;
+    /// What awaiting the task yields.
     using value_type = T;
 
     task() noexcept = default;
+    /// Takes ownership of the coroutine frame `h` (as
+    /// promise_type::get_return_object() does).
     explicit task(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    /// Takes over `other`'s coroutine; `other` is left empty (valid() is
+    /// false).
     task(task&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    /// Destroys the coroutine frame this task owns, if any, and takes over
+    /// `other`'s; `other` is left empty (valid() is false).
     task& operator=(task&& other) noexcept
     {
         if (this != &other) {
@@ -184,8 +193,17 @@ public:
     /// The awaiter of `co_await task`: starts the task by symmetric transfer,
     /// passing on the awaiter's stop token; yields the result or rethrows.
     struct awaiter {
+        /// The awaited coroutine; the task still owns it.
         std::coroutine_handle<promise_type> handle;
 
+        /// @name Awaiter protocol
+        /// @{
+
+        /// Awaiter protocol, called by co_await: continues at once if the task
+        /// already finished; otherwise makes the awaiting coroutine the task's
+        /// continuation, passes on its stop token (unless one was set on the
+        /// task) and transfers to the task. await_resume yields the task's
+        /// result or rethrows its exception.
         bool await_ready() const noexcept { return handle.done(); }
 
         template <class Promise>
@@ -200,6 +218,7 @@ public:
         }
 
         decltype(auto) await_resume() { return handle.promise().take_result(); }
+        /// @}
     };
 
     /// Starts the task and suspends the caller until it finishes; yields its
@@ -209,6 +228,8 @@ public:
         assert(handle_ && "awaiting an empty task");
         return awaiter{handle_};
     }
+    /// As operator co_await() &&, for a task awaited as an lvalue (the task
+    /// keeps owning its frame either way).
     awaiter operator co_await() & noexcept
     {
         assert(handle_ && "awaiting an empty task");

@@ -112,7 +112,16 @@ public:
     /// Awaiter of join(); see there.
     class join_op {
     public:
+        /// Made by task_group::join().
         explicit join_op(task_group& group) noexcept : group_(group) {}
+        /// @name Awaiter protocol
+        /// @{
+
+        /// Awaiter protocol, called by co_await: continues at once if no
+        /// spawned awaitable is running; otherwise suspends until the last one
+        /// finishes, which resumes the joiner on its own thread. await_resume
+        /// makes the group usable again and rethrows the first exception
+        /// spawned work let escape (and forgets it).
         bool await_ready() const noexcept { return group_.count_.load(std::memory_order_acquire) == 1; }
         bool await_suspend(std::coroutine_handle<> joiner) noexcept
         {
@@ -128,6 +137,7 @@ public:
             group_.count_.store(1, std::memory_order_relaxed);
             group_.rethrow_first_exception();
         }
+        /// @}
 
     private:
         task_group& group_;
@@ -138,7 +148,9 @@ public:
     [[nodiscard]] join_op join() noexcept { return join_op{*this}; }
 
 private:
+    /// @cond
     friend detail::group_child::promise_type;
+    /// @endcond
 
     void child_done(std::exception_ptr error) noexcept
     {

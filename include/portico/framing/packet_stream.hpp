@@ -721,13 +721,24 @@ class [[nodiscard]] write_packet_op : public detail::write_packet_base<Stream> {
     using base = detail::write_packet_base<Stream>;
 
 public:
+    /// Made by packet_stream::write_packet(type, body...): encodes the header
+    /// of a packet of `type` carrying `body`. A setup error (bad_state for a
+    /// moved-from stream, or the encoding's packet_too_large or
+    /// invalid_argument) is yielded at once, with nothing sent.
     write_packet_op(detail::stream_core<Stream>* core, std::uint32_t type, std::array<const_buffer, N> body) noexcept
         : base(core), body_(body)
     {
         this->encode(type, buffer_size(body_));
     }
+    /// Moves an awaiter not awaited yet (with_timeout, when_all take
+    /// awaitables by value).
     write_packet_op(write_packet_op&&) noexcept = default;
 
+    /// Awaiter protocol, called by co_await: queues the packet and suspends
+    /// until it was handed to the kernel or failed. The inherited
+    /// await_ready() completes at once with a setup error; the inherited
+    /// await_resume() yields the io_result<void> described at
+    /// packet_stream::write_packet.
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> awaiting)
     {
@@ -746,14 +757,20 @@ class [[nodiscard]] write_packet_gather_op : public detail::write_packet_base<St
     using base = detail::write_packet_base<Stream>;
 
 public:
+    /// Made by packet_stream::write_packet(type, span of buffers): as
+    /// write_packet_op's constructor; `body` must stay alive until the write
+    /// completes.
     write_packet_gather_op(detail::stream_core<Stream>* core, std::uint32_t type,
                            std::span<const const_buffer> body) noexcept
         : base(core), body_(body)
     {
         this->encode(type, buffer_size(body_));
     }
+    /// Moves an awaiter not awaited yet (with_timeout, when_all take
+    /// awaitables by value).
     write_packet_gather_op(write_packet_gather_op&&) noexcept = default;
 
+    /// Awaiter protocol, as write_packet_op::await_suspend.
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> awaiting)
     {
@@ -771,6 +788,11 @@ class [[nodiscard]] write_shared_op : public detail::write_packet_base<Stream> {
     using base = detail::write_packet_base<Stream>;
 
 public:
+    /// Made by packet_stream::write_packet(shared_packet): holds a reference
+    /// on `packet`. Setup errors, yielded at once with nothing sent: bad_state
+    /// for a moved-from stream; invalid_argument if `packet` is empty or its
+    /// header layout is not the stream's; packet_too_large if it is larger
+    /// than the stream's format allows.
     write_shared_op(detail::stream_core<Stream>* core, shared_packet packet) noexcept
         : base(core), packet_(std::move(packet))
     {
@@ -785,8 +807,11 @@ public:
         }
         this->node_.size = packet_.bytes().size();
     }
+    /// Moves an awaiter not awaited yet, with its reference on the packet.
     write_shared_op(write_shared_op&& other) noexcept : base(std::move(other)), packet_(std::move(other.packet_)) {}
 
+    /// Awaiter protocol, as write_packet_op::await_suspend, writing the shared
+    /// packet's bytes.
     template <class Promise>
     bool await_suspend(std::coroutine_handle<Promise> awaiting)
     {
@@ -838,7 +863,13 @@ public:
     /// header, u16 type, little-endian) and default limits.
     explicit packet_stream(Stream stream) : packet_stream(std::move(stream), packet_stream_options{}) {}
 
+    /// Takes over the stream of `other`, which is left empty: is_closed() is
+    /// true, close() does nothing, write_packet() and queue_packet() fail with
+    /// bad_state; other members must not be called on it until it is assigned
+    /// to.
     packet_stream(packet_stream&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    /// Closes this stream (as the destructor does) and takes over the stream
+    /// of `other`, which is left empty as after a move construction.
     packet_stream& operator=(packet_stream&& other) noexcept
     {
         if (this != &other) {

@@ -130,6 +130,7 @@ private:
 
 /// One packet cut out of a receive_ring: its type and a view of its body.
 struct packet {
+    /// The type field of the packet's header.
     std::uint32_t type = 0;
     /// Valid until the ring is next changed (for packet_stream: until the
     /// next read_packet()).

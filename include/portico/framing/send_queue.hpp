@@ -183,6 +183,7 @@ public:
         out_of_memory,
     };
 
+    /// An empty queue that admits packets within `limits`. Allocates nothing.
     explicit send_queue(send_queue_limits limits = {}) noexcept : limits_(limits) {}
 
     send_queue(const send_queue&) = delete;
@@ -205,6 +206,7 @@ public:
         while (free_blocks_ != nullptr) delete std::exchange(free_blocks_, free_blocks_->next_free);
     }
 
+    /// The limits given at construction.
     [[nodiscard]] const send_queue_limits& limits() const noexcept { return limits_; }
 
     /// Bytes of admitted packets not yet taken by the kernel.

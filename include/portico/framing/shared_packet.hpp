@@ -48,11 +48,16 @@ public:
         }
     }
 
+    /// Shares the block of `other` (one more reference; the bytes are not
+    /// copied).
     shared_packet(const shared_packet& other) noexcept : block_(other.block_)
     {
         if (block_ != nullptr) block_->refs.fetch_add(1, std::memory_order_relaxed);
     }
+    /// Takes over the reference of `other`, which is left empty.
     shared_packet(shared_packet&& other) noexcept : block_(std::exchange(other.block_, nullptr)) {}
+    /// Shares (copy) or takes over (move) the block of `other`; the block this
+    /// held is freed if that was its last reference.
     shared_packet& operator=(shared_packet other) noexcept
     {
         std::swap(block_, other.block_);

@@ -50,6 +50,7 @@ constexpr bool parse_decimal(std::string_view text, std::size_t& pos, std::uint3
 /// Thread safety: immutable once built.
 class address_v4 {
 public:
+    /// The four bytes of an address, in network order.
     using bytes_type = std::array<std::uint8_t, 4>;
 
     /// 0.0.0.0.
@@ -62,11 +63,14 @@ public:
                  static_cast<std::uint8_t>(value >> 8), static_cast<std::uint8_t>(value)}
     {}
 
-    /// 0.0.0.0, 127.0.0.1, 255.255.255.255.
+    /// 0.0.0.0, the unspecified address.
     static constexpr address_v4 any() noexcept { return address_v4{}; }
+    /// 127.0.0.1.
     static constexpr address_v4 loopback() noexcept { return address_v4{0x7F000001u}; }
+    /// 255.255.255.255, the limited broadcast address.
     static constexpr address_v4 broadcast() noexcept { return address_v4{0xFFFFFFFFu}; }
 
+    /// The four bytes, in network order.
     [[nodiscard]] constexpr bytes_type to_bytes() const noexcept { return bytes_; }
     /// The address as a number in host order.
     [[nodiscard]] constexpr std::uint32_t to_uint() const noexcept
@@ -75,6 +79,7 @@ public:
                std::uint32_t{bytes_[3]};
     }
 
+    /// True for 0.0.0.0.
     [[nodiscard]] constexpr bool is_unspecified() const noexcept { return to_uint() == 0; }
     /// In 127.0.0.0/8.
     [[nodiscard]] constexpr bool is_loopback() const noexcept { return bytes_[0] == 127; }
@@ -103,6 +108,8 @@ public:
         return out;
     }
 
+    /// Orders by the bytes in network order, that is as to_uint() does; == and
+    /// != come with it.
     friend constexpr auto operator<=>(const address_v4&, const address_v4&) noexcept = default;
 
 private:
@@ -128,10 +135,12 @@ private:
     bytes_type bytes_{};
 };
 
-/// An IPv6 address with an optional scope (zone) id. A regular value type.
+/// An IPv6 address with an optional scope (zone) id. A regular value type:
+/// copy, compare, hash (std::hash, over the bytes and the scope id).
 /// Thread safety: immutable once built.
 class address_v6 {
 public:
+    /// The sixteen bytes of an address, in network order.
     using bytes_type = std::array<std::uint8_t, 16>;
 
     /// ::
@@ -141,15 +150,16 @@ public:
         : bytes_(bytes), scope_id_(scope_id)
     {}
 
-    /// :: and ::1.
+    /// ::, the unspecified address.
     static constexpr address_v6 any() noexcept { return address_v6{}; }
+    /// ::1, the loopback address (scope id 0).
     static constexpr address_v6 loopback() noexcept
     {
         bytes_type b{};
         b[15] = 1;
         return address_v6{b};
     }
-    /// The IPv4-mapped form ::ffff:a.b.c.d of an IPv4 address.
+    /// The IPv4-mapped form \::ffff:a.b.c.d of an IPv4 address.
     static constexpr address_v6 v4_mapped(const address_v4& v4) noexcept
     {
         bytes_type b{};
@@ -160,10 +170,14 @@ public:
         return address_v6{b};
     }
 
+    /// The sixteen bytes, in network order (the scope id is not among them).
     [[nodiscard]] constexpr bytes_type to_bytes() const noexcept { return bytes_; }
+    /// The scope (zone) id; 0 for none.
     [[nodiscard]] constexpr std::uint32_t scope_id() const noexcept { return scope_id_; }
 
+    /// True for :: with no scope id.
     [[nodiscard]] constexpr bool is_unspecified() const noexcept { return *this == address_v6{}; }
+    /// True for ::1, whatever the scope id.
     [[nodiscard]] constexpr bool is_loopback() const noexcept { return bytes_ == loopback().bytes_; }
     /// In ff00::/8.
     [[nodiscard]] constexpr bool is_multicast() const noexcept { return bytes_[0] == 0xFF; }
@@ -172,7 +186,7 @@ public:
     {
         return bytes_[0] == 0xFE && (bytes_[1] & 0xC0) == 0x80;
     }
-    /// In ::ffff:0:0/96.
+    /// In \::ffff:0:0/96.
     [[nodiscard]] constexpr bool is_v4_mapped() const noexcept
     {
         for (std::size_t i = 0; i < 10; ++i) {
@@ -308,6 +322,8 @@ public:
         return out;
     }
 
+    /// Orders by the bytes in network order, then by scope id; == and != come
+    /// with it (so addresses differing only in scope id are not equal).
     friend constexpr auto operator<=>(const address_v6&, const address_v6&) noexcept = default;
 
 private:
@@ -315,16 +331,20 @@ private:
     std::uint32_t scope_id_ = 0;
 };
 
-/// An IPv4 or an IPv6 address. A regular value type; IPv4 orders before
-/// IPv6. Thread safety: immutable once built.
+/// An IPv4 or an IPv6 address. A regular value type: copy, compare, hash
+/// (std::hash); IPv4 orders before IPv6. Thread safety: immutable once built.
 class address {
 public:
     /// 0.0.0.0.
     constexpr address() noexcept = default;
+    /// Holds an IPv4 address (an implicit conversion).
     constexpr address(const address_v4& v4) noexcept : v4_(v4) {}
+    /// Holds an IPv6 address (an implicit conversion).
     constexpr address(const address_v6& v6) noexcept : v6_(v6), is_v6_(true) {}
 
+    /// True if it holds an IPv4 address.
     [[nodiscard]] constexpr bool is_v4() const noexcept { return !is_v6_; }
+    /// True if it holds an IPv6 address.
     [[nodiscard]] constexpr bool is_v6() const noexcept { return is_v6_; }
 
     /// The IPv4 address. Throws std::logic_error if is_v4() is false.
@@ -340,11 +360,17 @@ public:
         return v6_;
     }
 
+    /// As address_v4::is_unspecified() or address_v6::is_unspecified(), for
+    /// the address held.
     [[nodiscard]] constexpr bool is_unspecified() const noexcept
     {
         return is_v6_ ? v6_.is_unspecified() : v4_.is_unspecified();
     }
+    /// As address_v4::is_loopback() or address_v6::is_loopback(), for the
+    /// address held.
     [[nodiscard]] constexpr bool is_loopback() const noexcept { return is_v6_ ? v6_.is_loopback() : v4_.is_loopback(); }
+    /// As address_v4::is_multicast() or address_v6::is_multicast(), for the
+    /// address held.
     [[nodiscard]] constexpr bool is_multicast() const noexcept
     {
         return is_v6_ ? v6_.is_multicast() : v4_.is_multicast();
@@ -362,12 +388,17 @@ public:
         return {ec, address{v6}};
     }
 
+    /// The text of the address held (address_v4::to_string() or
+    /// address_v6::to_string()).
     [[nodiscard]] std::string to_string() const { return is_v6_ ? v6_.to_string() : v4_.to_string(); }
 
+    /// Equal when both hold the same family and equal addresses (for IPv6, the
+    /// scope id included).
     friend constexpr bool operator==(const address& a, const address& b) noexcept
     {
         return a.is_v6_ == b.is_v6_ && (a.is_v6_ ? a.v6_ == b.v6_ : a.v4_ == b.v4_);
     }
+    /// Orders IPv4 before IPv6, then as the addresses held order.
     friend constexpr std::strong_ordering operator<=>(const address& a, const address& b) noexcept
     {
         if (a.is_v6_ != b.is_v6_) return a.is_v6_ ? std::strong_ordering::greater : std::strong_ordering::less;

@@ -15,16 +15,22 @@
 PORTICO_NAMESPACE_BEGIN
 
 /// An IP address and a port: where a socket is bound or connected.
-/// A regular value type. Thread safety: immutable once built.
+/// A regular value type: copy, compare, hash (std::hash). Thread safety:
+/// immutable once built.
 class endpoint {
 public:
     /// 0.0.0.0:0.
     constexpr endpoint() noexcept = default;
+    /// `addr` with `port` (a number in host order, such as 80).
     constexpr endpoint(const address& addr, std::uint16_t port) noexcept : address_(addr), port_(port) {}
 
+    /// The address.
     [[nodiscard]] constexpr const address& addr() const noexcept { return address_; }
+    /// The port, in host order.
     [[nodiscard]] constexpr std::uint16_t port() const noexcept { return port_; }
+    /// True for an IPv4 address.
     [[nodiscard]] constexpr bool is_v4() const noexcept { return address_.is_v4(); }
+    /// True for an IPv6 address.
     [[nodiscard]] constexpr bool is_v6() const noexcept { return address_.is_v6(); }
 
     /// Parses "a.b.c.d:port" or "[ipv6]:port" (the brackets are required for
@@ -69,7 +75,9 @@ public:
         return address_.to_string() + ':' + port;
     }
 
+    /// Equal when the addresses and the ports are.
     friend constexpr bool operator==(const endpoint&, const endpoint&) noexcept = default;
+    /// Orders by address (IPv4 before IPv6), then by port.
     friend constexpr std::strong_ordering operator<=>(const endpoint& a, const endpoint& b) noexcept
     {
         if (auto c = a.address_ <=> b.address_; c != 0) return c;

@@ -189,6 +189,11 @@ struct lookup_state : OVERLAPPED {
 /// Allocates (the names, the lookup's state, the result list).
 class [[nodiscard]] resolve_op {
 public:
+    /// Made by resolver::resolve(). Nothing is looked up before it is awaited,
+    /// but the setup is done here: an empty `host` is invalid_argument; a
+    /// literal address with a numeric port is the result at once
+    /// (host_not_found if its family is not `family`); otherwise the names are
+    /// copied (allocating).
     resolve_op(io_context& ctx, std::string_view host, std::string_view service, resolve_family family)
         : sched_(&ctx.scheduler_impl()), family_(family), resume_(this)
     {
@@ -213,6 +218,8 @@ public:
         service_ = detail::win::widen(service);
     }
 
+    /// Moves a resolve not awaited yet (when_all, with_timeout... take
+    /// awaitables by value).
     resolve_op(resolve_op&& other) noexcept
         : sched_(other.sched_), family_(other.family_), literal_(other.literal_), error_(other.error_),
           endpoints_(std::move(other.endpoints_)), host_(std::move(other.host_)), service_(std::move(other.service_)),
@@ -229,6 +236,16 @@ public:
         if (lookup_ != nullptr) lookup_->release();
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: completes at once for a literal,
+    /// a setup error, a stop already requested (operation_aborted) or an
+    /// answer the system gives at once; otherwise suspends until the lookup
+    /// ends or a stop request cancels it, and resumes on a pool thread.
+    /// await_suspend allocates the lookup's state (and may throw what that
+    /// allocation throws). await_resume yields the
+    /// io_result<std::vector<endpoint>> described above.
     bool await_ready() const noexcept { return literal_ || static_cast<bool>(error_); }
 
     template <class Promise>
@@ -308,6 +325,7 @@ public:
         if (endpoints_.empty()) return {make_error_code(errc::host_not_found), {}};
         return {{}, std::move(endpoints_)};
     }
+    /// @}
 
 private:
     struct resume_packet : detail::win::overlapped_op {
@@ -363,6 +381,8 @@ private:
 /// to copy, any number of lookups at once, from any thread.
 class resolver {
 public:
+    /// A resolver whose lookups complete on `ctx`, which must outlive it and
+    /// its lookups.
     explicit resolver(io_context& ctx) noexcept : ctx_(&ctx) {}
 
     /// Resolves `host` (a name, or a literal IPv4 or IPv6 address) and

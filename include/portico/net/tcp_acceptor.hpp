@@ -75,6 +75,16 @@ public:
         pool_->release();
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: completes at once with bad_state
+    /// if the acceptor is not listening, with operation_aborted if stop was
+    /// already requested, or with a connection already accepted; otherwise
+    /// queues and suspends until a connection comes, the acceptor closes or
+    /// stop is requested. await_resume yields the io_result<tcp_socket>
+    /// described above (or the error from associating the socket with the
+    /// context).
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>
@@ -110,6 +120,7 @@ public:
         if (peer_ != nullptr && remote) *peer_ = *remote;
         return {{}, std::move(s)};
     }
+    /// @}
 
 private:
     struct canceller {
@@ -165,6 +176,7 @@ public:
     /// The backlog that asks the system for its maximum (SOMAXCONN).
     static constexpr int max_backlog = 0x7fffffff;
 
+    /// Construction options.
     struct options {
         /// Connections the system queues before they are accepted.
         int backlog = max_backlog;
@@ -179,11 +191,17 @@ public:
 
     /// An acceptor not yet listening; listen() opens it.
     explicit tcp_acceptor(io_context& ctx) noexcept : tcp_acceptor(ctx, options{}) {}
+    /// An acceptor not yet listening, with the given options; listen() opens
+    /// it.
     tcp_acceptor(io_context& ctx, options opts) noexcept : ctx_(&ctx), options_(opts) {}
 
+    /// Takes over the listener and pending accepts of `other`, which is left
+    /// not listening (as if never opened, on the same context and options).
     tcp_acceptor(tcp_acceptor&& other) noexcept
         : ctx_(other.ctx_), options_(other.options_), pool_(std::exchange(other.pool_, nullptr))
     {}
+    /// Closes this acceptor (as the destructor does) and takes over `other`,
+    /// which is left not listening.
     tcp_acceptor& operator=(tcp_acceptor&& other) noexcept
     {
         if (this != &other) {

@@ -36,12 +36,22 @@ PORTICO_NAMESPACE_BEGIN
 /// completes at once with 0 and no error. Never allocates.
 class [[nodiscard]] read_some_op : public detail::win::socket_op<read_some_op> {
 public:
+    /// Made by tcp_socket::read_some(): receives into the first 64 non-empty
+    /// buffers of `buffers` (any further ones are ignored), whose memory must
+    /// outlive the operation.
     template <class Sequence>
     read_some_op(const detail::win::socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
     {
         count_ = detail::win::fill_wsabufs<mutable_buffer>(buffers, wsabufs_, total_);
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: await_ready completes at once
+    /// when the buffers are empty; the inherited await_suspend starts the
+    /// receive and suspends until it completes. await_resume yields the
+    /// io_result<size_t> described above.
     bool await_ready() const noexcept { return total_ == 0; }
 
     io_result<std::size_t> await_resume() const noexcept
@@ -49,6 +59,7 @@ public:
         if (!error_ && bytes_ == 0 && total_ != 0) return {make_error_code(errc::eof), 0};
         return {error_, bytes_};
     }
+    /// @}
 
 private:
     friend class detail::win::socket_op<read_some_op>;
@@ -79,14 +90,25 @@ private:
 /// fewer than offered); a zero-length write completes at once. Never allocates.
 class [[nodiscard]] write_some_op : public detail::win::socket_op<write_some_op> {
 public:
+    /// Made by tcp_socket::write_some(): sends from the first 64 non-empty
+    /// buffers of `buffers` (any further ones are ignored), whose memory must
+    /// outlive the operation.
     template <class Sequence>
     write_some_op(const detail::win::socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
     {
         count_ = detail::win::fill_wsabufs<const_buffer>(buffers, wsabufs_, total_);
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: await_ready completes at once
+    /// when the buffers are empty; the inherited await_suspend starts the send
+    /// and suspends until it completes. await_resume yields the
+    /// io_result<size_t> described above.
     bool await_ready() const noexcept { return total_ == 0; }
     io_result<std::size_t> await_resume() const noexcept { return {error_, bytes_}; }
+    /// @}
 
 private:
     friend class detail::win::socket_op<write_some_op>;
@@ -113,12 +135,23 @@ private:
 /// connection_refused, timed_out, network_unreachable, operation_aborted...
 class [[nodiscard]] connect_op : public detail::win::socket_op<connect_op> {
 public:
+    /// Made by tcp_socket::connect(endpoint): connects to `remote`. A
+    /// `setup_error` (opening or binding the socket failed) is yielded at
+    /// once, without connecting.
     connect_op(const detail::win::socket_ref& s, const endpoint& remote, std::error_code setup_error) noexcept
         : socket_op(s), setup_error_(setup_error)
     {
         length_ = detail::win::to_sockaddr(remote, address_);
     }
 
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Awaiter protocol, called by co_await: await_ready completes at once
+    /// with the setup error, if any; the inherited await_suspend starts
+    /// ConnectEx and suspends until it completes. await_resume yields the
+    /// io_result<void> described above; after a successful connect it sets
+    /// SO_UPDATE_CONNECT_CONTEXT and reports that call's error, if any.
     bool await_ready() const noexcept { return static_cast<bool>(setup_error_); }
 
     io_result<void> await_resume() const noexcept
@@ -131,6 +164,7 @@ public:
         }
         return {};
     }
+    /// @}
 
 private:
     friend class detail::win::socket_op<connect_op>;
@@ -168,9 +202,13 @@ public:
     /// A socket not yet open; connect() opens it.
     explicit tcp_socket(io_context& ctx) noexcept : ctx_(&ctx) {}
 
+    /// Takes over the socket of `other`, which is left closed (is_open() is
+    /// false) on the same context.
     tcp_socket(tcp_socket&& other) noexcept
         : ctx_(other.ctx_), handle_(std::exchange(other.handle_, INVALID_SOCKET)), skips_(other.skips_)
     {}
+    /// Closes this socket (as close() does) and takes over the socket of
+    /// `other`, which is left closed.
     tcp_socket& operator=(tcp_socket&& other) noexcept
     {
         if (this != &other) {
@@ -316,27 +354,42 @@ public:
         close();
     }
 
-    /// The local and the remote endpoint. Errors: bad_state if not open,
-    /// not_connected for remote_endpoint() before connecting.
+    /// The local endpoint the socket is bound to. Errors: bad_state if not
+    /// open; otherwise the system's.
     [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
     {
         return detail::win::socket_name(handle_, &::getsockname);
     }
+    /// The endpoint of the peer. Errors: bad_state if not open, not_connected
+    /// before connecting.
     [[nodiscard]] io_result<endpoint> remote_endpoint() const noexcept
     {
         return detail::win::socket_name(handle_, &::getpeername);
     }
 
-    /// TCP_NODELAY: send small packets at once instead of coalescing them.
+    /// Sets TCP_NODELAY: send small packets at once instead of coalescing
+    /// them. Errors: bad_state if not open; otherwise the system's.
     io_result<void> set_no_delay(bool on) noexcept { return set_option(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0); }
+    /// Reads TCP_NODELAY. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<bool> no_delay() const noexcept { return get_flag(IPPROTO_TCP, TCP_NODELAY); }
-    /// SO_KEEPALIVE.
+    /// Sets SO_KEEPALIVE. Errors: bad_state if not open; otherwise the
+    /// system's.
     io_result<void> set_keep_alive(bool on) noexcept { return set_option(SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0); }
+    /// Reads SO_KEEPALIVE. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<bool> keep_alive() const noexcept { return get_flag(SOL_SOCKET, SO_KEEPALIVE); }
-    /// SO_RCVBUF and SO_SNDBUF, in bytes.
+    /// Sets SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise
+    /// the system's.
     io_result<void> set_receive_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_RCVBUF, bytes); }
+    /// Reads SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<int> receive_buffer_size() const noexcept { return get_int(SOL_SOCKET, SO_RCVBUF); }
+    /// Sets SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     io_result<void> set_send_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_SNDBUF, bytes); }
+    /// Reads SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<int> send_buffer_size() const noexcept { return get_int(SOL_SOCKET, SO_SNDBUF); }
     /// SO_LINGER: with `on` and 0 seconds, close() resets the connection.
     io_result<void> set_linger(bool on, int seconds) noexcept

@@ -40,6 +40,9 @@ inline constexpr std::size_t max_datagram_size = 65535 - 28;
 /// Never allocates.
 class [[nodiscard]] send_to_op : public detail::win::socket_op<send_to_op> {
 public:
+    /// Made by udp_socket::send_to() (`to` is the destination) and send()
+    /// (`to` is null: the connected peer). The memory of `buffers` must
+    /// outlive the operation.
     template <class Sequence>
     send_to_op(const detail::win::socket_ref& s, const Sequence& buffers, const endpoint* to) noexcept : socket_op(s)
     {
@@ -47,6 +50,9 @@ public:
         if (to != nullptr) length_ = detail::win::to_sockaddr(*to, address_);
     }
 
+    /// Awaiter protocol, called by co_await once the inherited await_ready and
+    /// await_suspend have sent the datagram: yields the io_result<size_t>
+    /// described above.
     io_result<std::size_t> await_resume() const noexcept
     {
         // For a send, "message too large" is the caller's datagram, not a
@@ -91,6 +97,8 @@ private:
 /// recv_from() was told, also with datagram_truncated. Never allocates.
 class [[nodiscard]] recv_from_op : public detail::win::socket_op<recv_from_op> {
 public:
+    /// Made by udp_socket::recv_from() (`from` receives the sender) and recv()
+    /// (`from` is null). The memory of `buffers` must outlive the operation.
     template <class Sequence>
     recv_from_op(const detail::win::socket_ref& s, const Sequence& buffers, endpoint* from) noexcept
         : socket_op(s), from_(from)
@@ -98,6 +106,10 @@ public:
         count_ = detail::win::fill_wsabufs<mutable_buffer>(buffers, wsabufs_, total_);
     }
 
+    /// Awaiter protocol, called by co_await once the inherited await_ready and
+    /// await_suspend have received a datagram: stores the sender (on success
+    /// and on datagram_truncated) and yields the io_result<size_t> described
+    /// above.
     io_result<std::size_t> await_resume() const noexcept
     {
         if ((!error_ || error_ == errc::datagram_truncated) && from_ != nullptr) {
@@ -160,10 +172,14 @@ public:
     /// A socket not yet open; open() or bind() opens it.
     explicit udp_socket(io_context& ctx) noexcept : ctx_(&ctx) {}
 
+    /// Takes over the socket of `other`, which is left closed (is_open() is
+    /// false) on the same context.
     udp_socket(udp_socket&& other) noexcept
         : ctx_(other.ctx_), handle_(std::exchange(other.handle_, INVALID_SOCKET)), skips_(other.skips_),
           ipv6_(other.ipv6_)
     {}
+    /// Closes this socket (as close() does) and takes over the socket of
+    /// `other`, which is left closed.
     udp_socket& operator=(udp_socket&& other) noexcept
     {
         if (this != &other) {
@@ -281,6 +297,8 @@ public:
     /// SO_BROADCAST: allows sends to a broadcast address (255.255.255.255 or
     /// a subnet's). Off by default.
     io_result<void> set_broadcast(bool on) noexcept { return set_option(SOL_SOCKET, SO_BROADCAST, on ? 1 : 0); }
+    /// Reads SO_BROADCAST. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<bool> broadcast() const noexcept
     {
         return detail::win::get_flag_option(handle_, SOL_SOCKET, SO_BROADCAST);
@@ -304,6 +322,8 @@ public:
     {
         return membership(group, interface_index, false, {});
     }
+    /// Leaves an IPv4 group joined with join_group(group, interface_address)
+    /// (same arguments).
     io_result<void> leave_group(const address_v4& group, const address_v4& interface_address) noexcept
     {
         return membership(address{group}, 0, false, interface_address);
@@ -316,6 +336,8 @@ public:
         return ipv6_ ? set_option(IPPROTO_IPV6, IPV6_MULTICAST_LOOP, on ? 1 : 0)
                      : set_option(IPPROTO_IP, IP_MULTICAST_LOOP, on ? 1 : 0);
     }
+    /// Reads the multicast loopback option of the socket's family. Errors:
+    /// bad_state if not open; otherwise the system's.
     [[nodiscard]] io_result<bool> multicast_loopback() const noexcept
     {
         return ipv6_ ? detail::win::get_flag_option(handle_, IPPROTO_IPV6, IPV6_MULTICAST_LOOP)
@@ -330,6 +352,8 @@ public:
         return ipv6_ ? set_option(IPPROTO_IPV6, IPV6_MULTICAST_HOPS, hops)
                      : set_option(IPPROTO_IP, IP_MULTICAST_TTL, hops);
     }
+    /// Reads the multicast hop limit (IPv4 TTL, IPv6 hop limit). Errors:
+    /// bad_state if not open; otherwise the system's.
     [[nodiscard]] io_result<int> multicast_hops() const noexcept
     {
         return ipv6_ ? detail::win::get_int_option(handle_, IPPROTO_IPV6, IPV6_MULTICAST_HOPS)
@@ -352,25 +376,33 @@ public:
         return detail::win::set_option(handle_, IPPROTO_IPV6, IPV6_MULTICAST_IF, static_cast<DWORD>(interface_index));
     }
 
-    /// SO_RCVBUF and SO_SNDBUF, in bytes.
+    /// Sets SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise
+    /// the system's.
     io_result<void> set_receive_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_RCVBUF, bytes); }
+    /// Reads SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<int> receive_buffer_size() const noexcept
     {
         return detail::win::get_int_option(handle_, SOL_SOCKET, SO_RCVBUF);
     }
+    /// Sets SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     io_result<void> set_send_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_SNDBUF, bytes); }
+    /// Reads SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
+    /// system's.
     [[nodiscard]] io_result<int> send_buffer_size() const noexcept
     {
         return detail::win::get_int_option(handle_, SOL_SOCKET, SO_SNDBUF);
     }
 
-    /// The bound endpoint (after bind() or a first send), and the connected
-    /// peer. Errors: bad_state if not open, not_connected, invalid_argument
-    /// (not bound yet).
+    /// The bound endpoint (after bind() or a first send). Errors: bad_state
+    /// if not open, invalid_argument (not bound yet).
     [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
     {
         return detail::win::socket_name(handle_, &::getsockname);
     }
+    /// The connected peer (connected mode). Errors: bad_state if not open,
+    /// not_connected without connect().
     [[nodiscard]] io_result<endpoint> remote_endpoint() const noexcept
     {
         return detail::win::socket_name(handle_, &::getpeername);
