@@ -20,6 +20,13 @@ mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 mount --bind /dev/pts "$root/dev/pts"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Every installed Debian system has an /etc/hosts naming localhost (the
+# installer, cloud images and containers write one); a minbase debootstrap
+# does not, and then "localhost" does not resolve (the resolver tests and the
+# UDP discovery example use it).
+if [[ ! -f $root/etc/hosts ]]; then
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+fi
 rm -rf "$root/src" && mkdir -p "$root/src"
 git clone -q "$repo" "$root/src/portico"
 chroot "$root" /bin/bash -c 'cd /src/portico && bash scripts/demo.sh && CI=true bash .ci/run < /dev/null'
