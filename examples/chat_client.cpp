@@ -22,6 +22,8 @@
 
 #include <portico/portico.hpp>
 
+#include "example_support.hpp"
+
 #include "chat_protocol.hpp"
 
 #include <algorithm>
@@ -221,26 +223,18 @@ void interactive(io_context& ctx, const std::string& host, const std::string& po
     portico::sync_wait(reader.join());
 }
 
-const char* option(int argc, char** argv, std::string_view name, const char* fallback)
-{
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (argv[i] == name) return argv[i + 1];
-    }
-    return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv)
 {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const std::string host = option(argc, argv, "--host", "127.0.0.1");
-    const std::string port = option(argc, argv, "--port", "25000");
+    const std::string host = example::option(argc, argv, "--host", "127.0.0.1");
+    const std::string port = example::option(argc, argv, "--port", "25000");
     const script plan{
-        .users = static_cast<unsigned>(std::atoi(option(argc, argv, "--users", "0"))),
-        .messages = static_cast<unsigned>(std::atoi(option(argc, argv, "--messages", "10"))),
-        .line_size = static_cast<std::size_t>(std::atoi(option(argc, argv, "--size", "0"))),
-        .stalled = static_cast<unsigned>(std::atoi(option(argc, argv, "--stalled", "0"))),
+        .users = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--users", "0"))),
+        .messages = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--messages", "10"))),
+        .line_size = static_cast<std::size_t>(std::atoi(example::option(argc, argv, "--size", "0"))),
+        .stalled = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--stalled", "0"))),
     };
 
     io_context ctx;
@@ -248,7 +242,7 @@ int main(int argc, char** argv)
     {
         portico::thread_pool pool(ctx, 2);
         if (plan.users == 0) {
-            interactive(ctx, host, port, option(argc, argv, "--name", "guest"), t);
+            interactive(ctx, host, port, example::option(argc, argv, "--name", "guest"), t);
         } else {
             portico::sync_wait(scripted(ctx, host, port, plan, t));
         }

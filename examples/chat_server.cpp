@@ -17,7 +17,8 @@
 // The first line printed is "listening on HOST:PORT".
 
 #include <portico/portico.hpp>
-#include <portico/detail/win/windows.hpp>
+
+#include "example_support.hpp"
 
 #include "chat_protocol.hpp"
 
@@ -187,31 +188,14 @@ task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveri
     co_await deliveries.join();
 }
 
-io_context* running = nullptr;
-
-BOOL WINAPI on_console_event(DWORD event)
-{
-    if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT) return FALSE;
-    if (running != nullptr) running->stop();
-    return TRUE;
-}
-
-const char* option(int argc, char** argv, std::string_view name, const char* fallback)
-{
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (argv[i] == name) return argv[i + 1];
-    }
-    return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv)
 {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const auto port = static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")));
-    const auto threads = static_cast<unsigned>(std::atoi(option(argc, argv, "--threads", "2")));
-    const auto limit = static_cast<unsigned>(std::atoi(option(argc, argv, "--sessions", "0")));
+    const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
+    const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
+    const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
 
     io_context ctx;
     tcp_acceptor acceptor(ctx);
@@ -221,8 +205,8 @@ int main(int argc, char** argv)
     }
     std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
 
-    running = &ctx;
-    ::SetConsoleCtrlHandler(&on_console_event, TRUE);
+    // stop() may be called from any thread, the console handler's included.
+    example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
     portico::task_group deliveries;
     room chat_room(deliveries);
     server_state state{acceptor, chat_room, limit};
@@ -231,7 +215,6 @@ int main(int argc, char** argv)
         portico::sync_wait(serve(ctx, state, deliveries));
         ctx.stop();
     }
-    running = nullptr;
     std::printf("served %u sessions\n", state.finished.load());
     return 0;
 }

@@ -16,6 +16,8 @@
 
 #include <portico/portico.hpp>
 
+#include "example_support.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -116,29 +118,21 @@ task<> many(io_context& ctx, endpoint server, unsigned clients, unsigned count, 
     co_await portico::when_all(std::move(all));
 }
 
-const char* option(int argc, char** argv, std::string_view name, const char* fallback)
-{
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (argv[i] == name) return argv[i + 1];
-    }
-    return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv)
 {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const auto host = portico::address::parse(option(argc, argv, "--host", "127.0.0.1"));
+    const auto host = portico::address::parse(example::option(argc, argv, "--host", "127.0.0.1"));
     if (host.error()) {
         std::fprintf(stderr, "echo_client: --host wants a numeric IPv4 or IPv6 address\n");
         return 2;
     }
     const endpoint server{host.value_unchecked(),
-                          static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")))};
-    const auto count = static_cast<unsigned>(std::atoi(option(argc, argv, "--count", "0")));
-    const auto size = static_cast<std::size_t>(std::atoll(option(argc, argv, "--size", "1024")));
-    const auto clients = static_cast<unsigned>(std::atoi(option(argc, argv, "--clients", "1")));
+                          static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")))};
+    const auto count = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--count", "0")));
+    const auto size = static_cast<std::size_t>(std::atoll(example::option(argc, argv, "--size", "1024")));
+    const auto clients = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--clients", "1")));
 
     io_context ctx;
     totals t;

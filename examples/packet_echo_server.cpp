@@ -19,7 +19,8 @@
 // session and exits.
 
 #include <portico/portico.hpp>
-#include <portico/detail/win/windows.hpp>
+
+#include "example_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -91,37 +92,19 @@ task<> serve(io_context& ctx, server_state& state)
     co_await sessions.join();
 }
 
-io_context* running = nullptr;
-
-BOOL WINAPI on_console_event(DWORD event)
-{
-    if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT) return FALSE;
-    // stop() may be called from any thread, this handler's included.
-    if (running != nullptr) running->stop();
-    return TRUE;
-}
-
-const char* option(int argc, char** argv, std::string_view name, const char* fallback)
-{
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (argv[i] == name) return argv[i + 1];
-    }
-    return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv)
 {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
-    const auto host = portico::address::parse(option(argc, argv, "--host", "0.0.0.0"));
+    const auto host = portico::address::parse(example::option(argc, argv, "--host", "0.0.0.0"));
     if (host.error()) {
         std::fprintf(stderr, "packet_echo_server: --host wants a numeric IPv4 or IPv6 address\n");
         return 2;
     }
-    const auto port = static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")));
-    const auto threads = static_cast<unsigned>(std::atoi(option(argc, argv, "--threads", "2")));
-    const auto limit = static_cast<unsigned>(std::atoi(option(argc, argv, "--sessions", "0")));
+    const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
+    const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
+    const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
 
     io_context ctx;
     tcp_acceptor acceptor(ctx);
@@ -131,15 +114,14 @@ int main(int argc, char** argv)
     }
     std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
 
-    running = &ctx;
-    ::SetConsoleCtrlHandler(&on_console_event, TRUE);
+    // stop() may be called from any thread, the console handler's included.
+    example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
     server_state state{acceptor, limit};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
         portico::sync_wait(serve(ctx, state));
         ctx.stop();
     }
-    running = nullptr;
     std::printf("served %u sessions\n", state.finished.load());
     return 0;
 }

@@ -19,7 +19,8 @@
 // them for discovery, not for traffic.
 
 #include <portico/portico.hpp>
-#include <portico/detail/win/windows.hpp>
+
+#include "example_support.hpp"
 
 #include <array>
 #include <chrono>
@@ -90,21 +91,6 @@ task<portico::io_result<endpoint>> destination(io_context& ctx, std::string host
 // token, from the console handler's thread.
 portico::stop_source interrupted;
 
-BOOL WINAPI on_console_event(DWORD event)
-{
-    if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT) return FALSE;
-    interrupted.request_stop();
-    return TRUE;
-}
-
-const char* option(int argc, char** argv, std::string_view name, const char* fallback)
-{
-    for (int i = 1; i + 1 < argc; ++i) {
-        if (argv[i] == name) return argv[i + 1];
-    }
-    return fallback;
-}
-
 bool has_word(int argc, char** argv, std::string_view word)
 {
     for (int i = 1; i < argc; ++i) {
@@ -123,10 +109,10 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "usage: udp_broadcast listen|announce [options] (see the source)\n");
         return 2;
     }
-    const auto port = static_cast<unsigned short>(std::atoi(option(argc, argv, "--port", "25000")));
+    const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
     io_context ctx;
     udp_socket s(ctx);
-    const auto count = static_cast<unsigned>(std::atoi(option(argc, argv, "--count", listener ? "0" : "3")));
+    const auto count = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--count", listener ? "0" : "3")));
     endpoint to;
     if (listener) {
         // Several listeners on one machine may share the port.
@@ -138,14 +124,14 @@ int main(int argc, char** argv)
     } else if (auto [ec] = s.open(false); ec) {
         return 1;
     }
-    const std::chrono::milliseconds interval(std::atoi(option(argc, argv, "--interval-ms", "500")));
+    const std::chrono::milliseconds interval(std::atoi(example::option(argc, argv, "--interval-ms", "500")));
 
     int status = 0;
-    ::SetConsoleCtrlHandler(&on_console_event, TRUE);
+    example::ctrl_c_handler stop_on_ctrl_c([] { interrupted.request_stop(); });
     {
         portico::thread_pool pool(ctx, 1);
         if (!listener) {
-            const char* host = option(argc, argv, "--to", "255.255.255.255");
+            const char* host = example::option(argc, argv, "--to", "255.255.255.255");
             auto [ec, where] = portico::sync_wait(destination(ctx, host, port));
             if (ec) {
                 std::fprintf(stderr, "udp_broadcast: --to %s: %s\n", host, ec.message().c_str());
@@ -158,7 +144,7 @@ int main(int argc, char** argv)
             co_await c.schedule();
             co_return co_await hear_announcements(sock, n);
         }(ctx, s, count)
-            : announce(ctx, s, option(argc, argv, "--name", "portico"), to, count, interval);
+            : announce(ctx, s, example::option(argc, argv, "--name", "portico"), to, count, interval);
         run.set_stop_token(interrupted.get_token());
         status = portico::sync_wait(std::move(run));
         ctx.stop();
