@@ -54,36 +54,38 @@ class room {
 public:
     explicit room(portico::task_group& deliveries) : deliveries_(deliveries) {}
 
-    void enter(const std::shared_ptr<member>& m)
+    // Adds a member and announces it to the others. Who is counted in the
+    // newcomer's welcome and who is told it joined are read under one lock,
+    // so any two members learn of each other exactly once: the earlier from
+    // its welcome, the later from a notice. Returns the number of others.
+    std::size_t enter(const std::shared_ptr<member>& m)
     {
-        std::lock_guard lock(mutex_);
-        members_.push_back(m);
+        std::vector<std::shared_ptr<member>> others;
+        {
+            std::lock_guard lock(mutex_);
+            others = members_;
+            members_.push_back(m);
+        }
+        send(others, chat::joined, m->nickname);
+        return others.size();
     }
-    void leave(const member* m)
+
+    // Removes a member and tells those still there, again as one step.
+    void leave(const member& m)
     {
-        std::lock_guard lock(mutex_);
-        std::erase_if(members_, [m](const auto& other) { return other.get() == m; });
-    }
-    std::size_t size()
-    {
-        std::lock_guard lock(mutex_);
-        return members_.size();
+        std::vector<std::shared_ptr<member>> others;
+        {
+            std::lock_guard lock(mutex_);
+            std::erase_if(members_, [&m](const auto& other) { return other.get() == &m; });
+            others = members_;
+        }
+        send(others, chat::left, m.nickname);
     }
 
     // Encodes the packet once and queues the same bytes on every member's
-    // stream but `except`. Each delivery runs on its own: a slow member's
-    // queue fills (and, past its watermark, closes that member) while the
-    // others carry on.
-    void broadcast(chat::type type, std::string_view body, const member* except = nullptr)
-    {
-        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
-        if (ec) return; // longer than a packet can be: not sent
-        // NOTE: deliveries start outside the lock: one may complete at once
-        // and resume a writer that broadcasts in turn.
-        for (const auto& m : everyone()) {
-            if (m.get() != except) deliveries_.spawn(deliver(m, packet));
-        }
-    }
+    // stream. Each delivery runs on its own: a slow member's queue fills
+    // (and, past its watermark, closes that member) while the others carry on.
+    void broadcast(chat::type type, std::string_view body) { send(everyone(), type, body); }
 
     // As broadcast(), but waits until every copy was handed to the kernel.
     task<> broadcast_and_wait(chat::type type, std::string_view body)
@@ -96,6 +98,16 @@ public:
     }
 
 private:
+    void send(const std::vector<std::shared_ptr<member>>& to, chat::type type, std::string_view body)
+    {
+        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
+        if (ec) return; // longer than a packet can be: not sent
+        // NOTE: deliveries start outside the lock (`to` is a copy of the
+        // list): one may complete at once and resume a writer that
+        // broadcasts in turn.
+        for (const auto& m : to) deliveries_.spawn(deliver(m, packet));
+    }
+
     // The member is kept alive (shared_ptr) until its write is done.
     static task<> deliver(std::shared_ptr<member> m, shared_packet packet)
     {
@@ -145,10 +157,8 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
     if (!ec && (hello.type != chat::join || hello.body.empty())) ec = make_error_code(portico::errc::invalid_argument);
     if (!ec) {
         m->nickname = chat::text(hello);
-        const std::string others = std::to_string(r.size());
-        r.enter(m);
-        auto [welcome_ec] = co_await m->stream.write_packet(chat::welcome, others);
-        r.broadcast(chat::joined, m->nickname, m.get());
+        const std::size_t others = r.enter(m); // and the others hear "joined"
+        auto [welcome_ec] = co_await m->stream.write_packet(chat::welcome, std::to_string(others));
         std::printf("%s joined from %s\n", m->nickname.c_str(), peer.to_string().c_str());
         for (ec = welcome_ec; !ec;) {
             auto [read_ec, pkt] = co_await m->stream.read_packet();
@@ -157,8 +167,7 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
                 r.broadcast(chat::message, m->nickname + ": " + std::string(chat::text(pkt)));
             }
         }
-        r.leave(m.get());
-        r.broadcast(chat::left, m->nickname);
+        r.leave(*m); // and the others hear "left"
     }
     std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
                 ec == portico::errc::eof ? "closed" : ec.message().c_str());
