@@ -187,6 +187,16 @@ public:
         /// provider has IFS handles; a fairness budget bounds the streak).
         /// Results are the same either way; off costs a packet per call.
         bool skip_completion_on_success = true;
+        /// Socket calls one pool thread may resume inline in a row (with
+        /// skip_completion_on_success) before the next goes through the
+        /// port, so a connection whose data is always ready cannot keep the
+        /// thread from the others; the count restarts at every dequeue.
+        /// Lower shortens the wait of the others with many busy
+        /// connections and costs a post per streak (round trips per
+        /// second); 0 resumes nothing inline, each immediate success being
+        /// posted (skip_completion_on_success = false does the same
+        /// without the posts). See docs/platform-notes.md.
+        unsigned inline_budget = 16;
     };
 
     /// Creates the completion port and starts Winsock on first use.
@@ -194,7 +204,7 @@ public:
     io_context() : io_context(options{}) {}
     /// As io_context(), with the given options.
     explicit io_context(options opts)
-        : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success})
+        : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success, opts.inline_budget})
     {}
 
     io_context(const io_context&) = delete;

@@ -10,6 +10,7 @@
 #include "support/loopback.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <chrono>
 #include <numeric>
@@ -252,4 +253,88 @@ PORTICO_IO_TEST_CASE("operations are plain awaitables: when_all and with_timeout
     tcp_socket third(ctx);
     auto [connect_ec] = co_await portico::with_timeout(ctx, 10s, third.connect(listener.local()));
     CHECK_FALSE(connect_ec);
+}
+
+namespace {
+
+// What a reader whose bytes all wait in its socket saw while it read them one
+// at a time, on the only pool thread, with a task queued just before.
+struct ready_reads {
+    unsigned reads = 0;               // one-byte reads in the loop
+    unsigned done_when_other_ran = 0; // reads completed when the queued task ran
+    std::uint64_t inline_completions = 0;
+    std::uint64_t posts = 0;
+};
+
+ready_reads read_ready_bytes(unsigned budget, unsigned reads)
+{
+    portico::detail::win::ensure_winsock(); // once per process; not a leak
+    const portico::test::baseline before;
+    ready_reads result{.reads = reads, .done_when_other_ran = reads + 1};
+    {
+        io_context::options options;
+        options.concurrency_hint = 1;
+        options.inline_budget = budget;
+        io_context ctx(options);
+        {
+            portico::thread_pool pool(ctx, 1);
+            portico::sync_wait([](io_context& c, ready_reads& r) -> task<> {
+                co_await c.schedule();
+                auto [client, server] = co_await connected_pair(c);
+                // One write of a few bytes travels as one segment: once its
+                // first byte can be read, so can all the others.
+                const std::vector<char> sent(r.reads + 1, 'r');
+                auto [write_ec, written] = co_await client.write_all(buffer(sent));
+                REQUIRE_FALSE(write_ec);
+                char got = 0;
+                auto [first_ec, first] = co_await server.read(buffer(&got, 1));
+                REQUIRE_FALSE(first_ec);
+
+                std::atomic<unsigned> done{0};
+                c.post([&r, &done] { r.done_when_other_ran = done.load(); });
+                const auto stats_before = c.statistics();
+                for (unsigned i = 0; i < r.reads; ++i) {
+                    auto [ec, n] = co_await server.read_some(buffer(&got, 1));
+                    REQUIRE_FALSE(ec);
+                    done.fetch_add(1);
+                }
+                const auto stats_after = c.statistics();
+                r.inline_completions = stats_after.inline_completions - stats_before.inline_completions;
+                r.posts = stats_after.posts - stats_before.posts;
+            }(ctx, result));
+            ctx.stop();
+        }
+    }
+    before.check();
+    return result;
+}
+
+} // namespace
+
+TEST_CASE("the inline budget lets a queued task run while a connection's data is always ready", "[tcp_socket]")
+{
+    // Every read succeeds at once and is resumed inline, up to the budget;
+    // the next goes through the port, behind the queued task.
+    for (const unsigned budget : {16u, 4u, 1u}) {
+        DYNAMIC_SECTION("budget " << budget)
+        {
+            const ready_reads r = read_ready_bytes(budget, 200);
+            INFO("other task ran after " << r.done_when_other_ran << " reads; " << r.inline_completions
+                                         << " inline completions, " << r.posts << " posts");
+            CHECK(r.done_when_other_ran <= budget + 1);
+            // Runs of `budget` inline completions, each ended by one post.
+            const std::uint64_t runs = r.reads / (budget + 1);
+            CHECK(r.inline_completions >= runs * budget);
+            CHECK(r.inline_completions <= runs * budget + budget);
+            CHECK(r.posts >= runs);
+        }
+    }
+}
+
+TEST_CASE("an inline budget of 0 resumes no socket call inline", "[tcp_socket]")
+{
+    const ready_reads r = read_ready_bytes(0, 50);
+    CHECK(r.inline_completions == 0);
+    CHECK(r.posts >= r.reads); // each immediate success went through the port
+    CHECK(r.done_when_other_ran <= 1);
 }

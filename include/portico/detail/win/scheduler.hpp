@@ -99,11 +99,13 @@ public:
         unsigned batch_size = 64;
         /// Resume inline when a socket call succeeds at once (where safe).
         bool skip_completion_on_success = true;
+        /// Immediate successes one thread resumes inline in a row.
+        unsigned inline_budget = 16;
     };
 
     explicit scheduler(options opts)
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
-          skip_completion_on_success_(opts.skip_completion_on_success),
+          skip_completion_on_success_(opts.skip_completion_on_success), inline_budget_(opts.inline_budget),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
@@ -112,6 +114,7 @@ public:
 
     [[nodiscard]] HANDLE port() const noexcept { return port_.get(); }
     [[nodiscard]] bool skip_completion_on_success() const noexcept { return skip_completion_on_success_; }
+    [[nodiscard]] unsigned inline_budget() const noexcept { return inline_budget_; }
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
     /// Associates a handle (socket, file) with the port: its overlapped I/O
@@ -445,6 +448,7 @@ private:
     unique_port port_;
     const unsigned batch_size_;
     const bool skip_completion_on_success_;
+    const unsigned inline_budget_;
     std::atomic<bool> stopped_{false};
     std::atomic<std::int64_t> outstanding_{0};
     std::atomic<unsigned> inject_failures_{0};

@@ -24,11 +24,6 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail::win {
 
-/// Consecutive operations one thread may complete inline before it must go
-/// through the port: a connection whose data is always ready cannot starve
-/// the others. (See docs/design/operations.md.)
-inline constexpr unsigned inline_completion_budget = 16;
-
 /// How a socket's completions arrive.
 struct socket_ref {
     scheduler* sched = nullptr;
@@ -121,7 +116,10 @@ public:
         if (result == 0 && socket_.skips_on_success) {
             // No packet will come: the result is ours now.
             bytes_ = bytes;
-            if (++inline_streak() <= inline_completion_budget) {
+            // The budget (io_context::options::inline_budget) bounds the
+            // streak: a connection whose data is always ready cannot keep
+            // the thread from the others. (See docs/design/operations.md.)
+            if (++inline_streak() <= sched.inline_budget()) {
                 sched.count(counter::inline_completions);
                 sched.work_finished();
                 return false;
