@@ -120,6 +120,10 @@ public:
             throw;
         }
         if (!started) {
+            // Cancelled between the registration above and add() (or the
+            // context stopped): counted as started, so it ends as cancelled
+            // and started == fired + cancelled + pending holds.
+            scheduler_.count(detail::counter::timers_cancelled);
             scheduler_.work_finished();
             result_ = make_error_code(errc::operation_aborted);
             return false;

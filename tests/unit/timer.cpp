@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <vector>
@@ -112,6 +113,29 @@ PORTICO_CO_TEST_CASE("a sleep whose token is already stopped never starts", "[ti
     auto [ec] = co_await std::move(t);
     CHECK(ec == errc::operation_aborted);
     CHECK(ctx.statistics().timers_started == before.timers_started);
+}
+
+PORTICO_CO_TEST_CASE("every started timer ends fired or cancelled, even when stopped as it starts", "[timer]")
+{
+    // A stop request from another pool thread races each sleep's start; one
+    // that lands between the stop callback's registration and the timer
+    // service's add() must still be counted as cancelled.
+    const auto before = ctx.statistics();
+    unsigned aborted = 0;
+    for (int i = 0; i < 2000; ++i) {
+        auto source = std::make_shared<portico::stop_source>();
+        auto sleeping = [](io_context& c) -> task<io_result<void>> { co_return co_await c.sleep_for(1h); }(ctx);
+        sleeping.set_stop_token(source->get_token());
+        ctx.post([source] { source->request_stop(); });
+        auto [ec] = co_await std::move(sleeping);
+        if (ec == errc::operation_aborted) ++aborted;
+    }
+    CHECK(aborted == 2000);
+    const auto after = ctx.statistics();
+    const auto started = after.timers_started - before.timers_started;
+    const auto ended = (after.timers_fired - before.timers_fired) + (after.timers_cancelled - before.timers_cancelled);
+    CHECK(started == ended);
+    CHECK(ctx.scheduler_impl().timers().pending() == 0);
 }
 
 PORTICO_CO_TEST_CASE("cancellation after expiry has no effect", "[timer]")
