@@ -66,7 +66,7 @@ public:
             others = members_;
             members_.push_back(m);
         }
-        send(others, chat::joined, m->nickname);
+        send(deliveries_, others, chat::joined, m->nickname);
         return others.size();
     }
 
@@ -79,33 +79,33 @@ public:
             std::erase_if(members_, [&m](const auto& other) { return other.get() == &m; });
             others = members_;
         }
-        send(others, chat::left, m.nickname);
+        send(deliveries_, others, chat::left, m.nickname);
     }
 
     // Encodes the packet once and queues the same bytes on every member's
     // stream. Each delivery runs on its own: a slow member's queue fills
     // (and, past its watermark, closes that member) while the others carry on.
-    void broadcast(chat::type type, std::string_view body) { send(everyone(), type, body); }
+    void broadcast(chat::type type, std::string_view body) { send(deliveries_, everyone(), type, body); }
 
     // As broadcast(), but waits until every copy was handed to the kernel.
     task<> broadcast_and_wait(chat::type type, std::string_view body)
     {
-        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
-        if (ec) co_return;
         portico::task_group sent;
-        for (const auto& m : everyone()) sent.spawn(deliver(m, packet));
+        send(sent, everyone(), type, body);
         co_await sent.join();
     }
 
 private:
-    void send(const std::vector<std::shared_ptr<member>>& to, chat::type type, std::string_view body)
+    // One packet to each of `to`, each delivery a task spawned in `into`.
+    static void send(portico::task_group& into, const std::vector<std::shared_ptr<member>>& to, chat::type type,
+                     std::string_view body)
     {
         auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
         if (ec) return; // longer than a packet can be: not sent
         // NOTE: deliveries start outside the lock (`to` is a copy of the
         // list): one may complete at once and resume a writer that
         // broadcasts in turn.
-        for (const auto& m : to) deliveries_.spawn(deliver(m, packet));
+        for (const auto& m : to) into.spawn(deliver(m, packet));
     }
 
     // The member is kept alive (shared_ptr) until its write is done.

@@ -36,18 +36,17 @@ struct baseline {
     }
 };
 
-/// Runs `body(ctx, threads)` to completion on a fresh context served by
-/// `threads` pool threads; the body starts on a pool thread. Then stops and
-/// drains the context and checks the baseline.
+/// Runs `body(ctx, threads)` to completion on a fresh context with `options`
+/// (its concurrency hint set to `threads`) served by `threads` pool threads;
+/// the body starts on a pool thread. Then stops and drains the context and
+/// checks the baseline.
 template <class Body>
-void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
+void run_co_test(unsigned threads, Body body, io_context::options options)
 {
     detail::win::ensure_winsock(); // once per process; not a leak
     const baseline before;
     {
-        io_context::options options;
         options.concurrency_hint = threads;
-        options.skip_completion_on_success = skip_on_success;
         io_context ctx(options);
         std::exception_ptr failure;
         {
@@ -67,6 +66,15 @@ void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
         if (failure) std::rethrow_exception(failure);
     }
     before.check();
+}
+
+/// As above, with default options but for skip-on-success.
+template <class Body>
+void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
+{
+    io_context::options options;
+    options.skip_completion_on_success = skip_on_success;
+    run_co_test(threads, std::move(body), options);
 }
 
 } // namespace portico::test
