@@ -10,7 +10,7 @@
 
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/detached.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
 #include <portico/detail/win/timer_service.hpp>
@@ -282,11 +282,9 @@ public:
     template <awaitable A>
     void spawn(A a)
     {
-        scheduler_.work_started();
         auto child = make_detached(*this, std::move(a));
-        child.handle_.promise().context_ = this;
-        child.handle_.promise().stop_token_ = stop_source_.get_token();
-        child.handle_.resume();
+        scheduler_.work_started();
+        std::move(child).start(stop_source_.get_token(), &io_context::spawned_done, this);
     }
 
     /// Testing hook: the next n internal posts fail as if the port refused
@@ -308,38 +306,15 @@ private:
         F f;
     };
 
-    struct detached {
-        struct promise_type : detail::frame_allocation {
-            detached get_return_object() noexcept
-            {
-                return detached{std::coroutine_handle<promise_type>::from_promise(*this)};
-            }
-            std::suspend_always initial_suspend() const noexcept { return {}; }
-            struct final_awaiter {
-                bool await_ready() const noexcept { return false; }
-                void await_suspend(std::coroutine_handle<promise_type> h) const noexcept
-                {
-                    io_context* ctx = h.promise().context_;
-                    // NOTE: free the frame before the work count drops, so a
-                    // drained context has no live frames left.
-                    h.destroy();
-                    ctx->scheduler_.work_finished();
-                }
-                void await_resume() const noexcept {}
-            };
-            final_awaiter final_suspend() const noexcept { return {}; }
-            void unhandled_exception() noexcept { std::terminate(); }
-            void return_void() noexcept {}
-            const portico::stop_token& stop_token() const noexcept { return stop_token_; }
-
-            io_context* context_ = nullptr;
-            portico::stop_token stop_token_;
-        };
-        std::coroutine_handle<promise_type> handle_;
-    };
+    // A spawned coroutine's end: its frame is gone, its work is done.
+    static void spawned_done(void* ctx, std::exception_ptr error) noexcept
+    {
+        detail::terminate_on_error(std::move(error));
+        static_cast<io_context*>(ctx)->scheduler_.work_finished();
+    }
 
     template <class A>
-    static detached make_detached(io_context& ctx, A a)
+    static detail::detached make_detached(io_context& ctx, A a)
     {
         co_await ctx.schedule();
         co_await std::move(a);

@@ -4,7 +4,7 @@
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/detached.hpp>
 #include <portico/stop_token.hpp>
 
 #include <atomic>
@@ -21,41 +21,8 @@ class task_group;
 
 namespace detail {
 
-/// The detached coroutine that runs one spawned awaitable and reports to its
-/// group. It destroys its own frame when it finishes.
-class group_child {
-public:
-    class promise_type : public frame_allocation {
-    public:
-        group_child get_return_object() noexcept
-        {
-            return group_child{std::coroutine_handle<promise_type>::from_promise(*this)};
-        }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
-
-        struct final_awaiter {
-            bool await_ready() const noexcept { return false; }
-            void await_suspend(std::coroutine_handle<promise_type> h) const noexcept;
-            void await_resume() const noexcept {}
-        };
-        final_awaiter final_suspend() const noexcept { return {}; }
-
-        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
-        void return_void() noexcept {}
-
-        const portico::stop_token& stop_token() const noexcept { return stop_token_; }
-
-        task_group* group_ = nullptr;
-        portico::stop_token stop_token_;
-        std::exception_ptr exception_;
-    };
-
-    explicit group_child(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
-    std::coroutine_handle<promise_type> handle_;
-};
-
 template <class A>
-group_child make_group_child(A a)
+detached make_group_child(A a)
 {
     co_await std::move(a);
 }
@@ -91,13 +58,10 @@ public:
     void spawn(A a)
     {
         auto child = detail::make_group_child(std::move(a));
-        auto& p = child.handle_.promise();
-        p.group_ = this;
-        p.stop_token_ = stop_.get_token();
         // RACE: count the child before it can run, so a concurrent join()
         // cannot see zero while it is still alive.
         count_.fetch_add(1, std::memory_order_relaxed);
-        child.handle_.resume();
+        std::move(child).start(stop_.get_token(), &task_group::child_done, this);
     }
 
     /// Asks every spawned awaitable, present and future, to stop.
@@ -148,11 +112,14 @@ public:
     [[nodiscard]] join_op join() noexcept { return join_op{*this}; }
 
 private:
-    /// @cond
-    friend detail::group_child::promise_type;
-    /// @endcond
+    // The end hook of every child: it runs after the child's frame is gone,
+    // so when join() resumes no frame of the group is alive.
+    static void child_done(void* group, std::exception_ptr error) noexcept
+    {
+        static_cast<task_group*>(group)->finish_child(std::move(error));
+    }
 
-    void child_done(std::exception_ptr error) noexcept
+    void finish_child(std::exception_ptr error) noexcept
     {
         if (error) {
             std::lock_guard lock(error_mutex_);
@@ -178,20 +145,5 @@ private:
     std::mutex error_mutex_;
     std::exception_ptr first_error_;
 };
-
-namespace detail {
-
-inline void
-group_child::promise_type::final_awaiter::await_suspend(std::coroutine_handle<promise_type> h) const noexcept
-{
-    task_group* group = h.promise().group_;
-    std::exception_ptr error = std::move(h.promise().exception_);
-    // NOTE: free the frame before telling the group, so that when join()
-    // resumes every frame is already gone (frame counters read zero).
-    h.destroy();
-    group->child_done(std::move(error));
-}
-
-} // namespace detail
 
 PORTICO_NAMESPACE_END
