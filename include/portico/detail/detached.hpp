@@ -38,14 +38,14 @@ public:
             void await_suspend(std::coroutine_handle<promise_type> h) const noexcept
             {
                 auto& p = h.promise();
-                const end_fn on_end = p.on_end;
-                void* owner = p.owner;
-                std::exception_ptr error = std::move(p.error);
+                const end_fn hook = p.on_end;
+                void* const to = p.owner;
+                std::exception_ptr failure = std::move(p.error);
                 // NOTE: free the frame before telling the owner, so that
                 // when the owner (or whoever it wakes) checks, no frame of
                 // ours is alive; nothing of the frame is touched after this.
                 h.destroy();
-                on_end(owner, std::move(error));
+                hook(to, std::move(failure));
             }
             void await_resume() const noexcept {}
         };
