@@ -60,7 +60,7 @@ struct counting_timer : win::timer_op {
 double portico_start_cancel(bool earliest)
 {
     portico::io_context ctx({1});
-    auto& sched = ctx.scheduler_impl();
+    auto& sched = portico::detail::context_access::scheduler(ctx);
     std::atomic<int> completed{0};
     std::vector<std::unique_ptr<counting_timer>> pending;
     for (int i = 0; i < pending_count; ++i) {
@@ -128,7 +128,7 @@ lateness summarize(std::vector<double>& late)
 lateness portico_expiry()
 {
     portico::io_context ctx({1});
-    auto& sched = ctx.scheduler_impl();
+    auto& sched = portico::detail::context_access::scheduler(ctx);
     struct probe : win::timer_op {
         probe() : timer_op(&probe::done) {}
         static void done(win::overlapped_op* op, ULONG_PTR, DWORD) noexcept

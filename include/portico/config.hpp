@@ -7,8 +7,10 @@
 #define PORTICO_VERSION_PATCH 0
 #define PORTICO_VERSION (PORTICO_VERSION_MAJOR * 10000 + PORTICO_VERSION_MINOR * 100 + PORTICO_VERSION_PATCH)
 
-// Backend selection: exactly one of these is 1. The platform-neutral layers
-// (coro, buffers, framing) build everywhere; io and net need a backend.
+// Backend selection, the one #if ladder: exactly one of these is 1. The
+// platform-neutral layers (coro, buffers, framing, addresses) build
+// everywhere; io_context and net/ need a backend, which
+// <portico/detail/backend.hpp> brings in (see docs/design/layout.md).
 #if defined(_WIN32)
 #define PORTICO_BACKEND_IOCP 1
 #define PORTICO_BACKEND_NONE 0

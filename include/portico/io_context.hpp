@@ -2,20 +2,13 @@
 #pragma once
 
 #include <portico/config.hpp>
-#include <portico/stop_token.hpp>
-
-#if PORTICO_BACKEND_NONE
-#error "portico: io_context needs an I/O backend; this platform has none yet (Windows IOCP only; io_uring is planned)"
-#endif
-
 #include <portico/coro/awaitable_traits.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/detail/backend.hpp>
 #include <portico/detail/detached.hpp>
-#include <portico/detail/win/overlapped_op.hpp>
-#include <portico/detail/win/scheduler.hpp>
-#include <portico/detail/win/timer_service.hpp>
 #include <portico/error.hpp>
 #include <portico/io_statistics.hpp>
+#include <portico/stop_token.hpp>
 
 #include <chrono>
 #include <coroutine>
@@ -30,12 +23,23 @@ PORTICO_NAMESPACE_BEGIN
 
 class io_context;
 
+namespace detail {
+
+/// How portico's own I/O objects (and its tests) reach the backend behind an
+/// io_context; not part of the public API.
+struct context_access {
+    static backend::scheduler& scheduler(io_context& ctx) noexcept;
+};
+
+} // namespace detail
+
 /// Awaiter returned by io_context::schedule(): resumes the awaiting coroutine
 /// on one of the context's pool threads. Never allocates.
-class [[nodiscard]] schedule_op : private detail::win::overlapped_op {
+class [[nodiscard]] schedule_op : private detail::backend::operation {
 public:
     /// Made by io_context::schedule(); `s` is the context's scheduler.
-    explicit schedule_op(detail::win::scheduler& s) noexcept : overlapped_op(&schedule_op::on_complete), scheduler_(s)
+    explicit schedule_op(detail::backend::scheduler& s) noexcept
+        : detail::backend::operation(&schedule_op::on_complete), scheduler_(s)
     {}
 
     /// @name Awaiter protocol
@@ -57,26 +61,26 @@ public:
     /// @}
 
 private:
-    static void on_complete(overlapped_op* op, ULONG_PTR, DWORD) noexcept
+    static void on_complete(detail::backend::operation* op, std::uintptr_t, std::uint32_t) noexcept
     {
         static_cast<schedule_op*>(op)->continuation_.resume();
     }
 
-    detail::win::scheduler& scheduler_;
+    detail::backend::scheduler& scheduler_;
     std::coroutine_handle<> continuation_;
 };
 
 /// Awaiter returned by io_context::sleep_for() and sleep_until(). Yields
 /// io_result<void>: success when the deadline passed, operation_aborted when
 /// cancelled (stop token, or the context stopped). Never allocates.
-class [[nodiscard]] sleep_op : private detail::win::timer_op {
+class [[nodiscard]] sleep_op : private detail::backend::timer_op {
 public:
     /// The clock deadlines are measured on.
     using clock = std::chrono::steady_clock;
 
     /// Made by io_context::sleep_for() and sleep_until(): waits until `when`
     /// on the timers of `s`, the context's scheduler.
-    sleep_op(detail::win::scheduler& s, clock::time_point when) noexcept
+    sleep_op(detail::backend::scheduler& s, clock::time_point when) noexcept
         : timer_op(&sleep_op::on_complete), scheduler_(s)
     {
         deadline = when;
@@ -142,7 +146,7 @@ private:
         void operator()() const noexcept { op->scheduler_.timers().cancel(op); }
     };
 
-    static void on_complete(overlapped_op* base, ULONG_PTR, DWORD) noexcept
+    static void on_complete(detail::backend::operation* base, std::uintptr_t, std::uint32_t) noexcept
     {
         auto* self = static_cast<sleep_op*>(static_cast<timer_op*>(base));
         if (self->fired) {
@@ -154,7 +158,7 @@ private:
         self->continuation_.resume();
     }
 
-    detail::win::scheduler& scheduler_;
+    detail::backend::scheduler& scheduler_;
     std::coroutine_handle<> continuation_;
     std::error_code result_;
     std::optional<portico::stop_callback<canceller>> cancel_;
@@ -287,18 +291,13 @@ public:
         std::move(child).start(stop_source_.get_token(), &io_context::spawned_done, this);
     }
 
-    /// Testing hook: the next n internal posts fail as if the port refused
-    /// them, exercising the fallback path.
-    void inject_post_failures(unsigned n) noexcept { scheduler_.inject_post_failures(n); }
-
-    /// The backend scheduler, for portico's own I/O objects.
-    [[nodiscard]] detail::win::scheduler& scheduler_impl() noexcept { return scheduler_; }
-
 private:
+    friend struct detail::context_access;
+
     template <class F>
-    struct posted_function final : detail::win::overlapped_op {
-        explicit posted_function(F&& fn) : overlapped_op(&posted_function::run), f(std::move(fn)) {}
-        static void run(overlapped_op* op, ULONG_PTR, DWORD) noexcept
+    struct posted_function final : detail::backend::operation {
+        explicit posted_function(F&& fn) : detail::backend::operation(&posted_function::run), f(std::move(fn)) {}
+        static void run(detail::backend::operation* op, std::uintptr_t, std::uint32_t) noexcept
         {
             std::unique_ptr<posted_function> self(static_cast<posted_function*>(op));
             self->f();
@@ -320,8 +319,13 @@ private:
         co_await std::move(a);
     }
 
-    detail::win::scheduler scheduler_;
+    detail::backend::scheduler scheduler_;
     portico::stop_source stop_source_;
 };
+
+inline detail::backend::scheduler& detail::context_access::scheduler(io_context& ctx) noexcept
+{
+    return ctx.scheduler_;
+}
 
 PORTICO_NAMESPACE_END

@@ -166,7 +166,7 @@ TEST_CASE("run() returns at once when stopped with nothing outstanding", "[io_co
 PORTICO_CO_TEST_CASE("a post the port refuses is retried, never lost", "[io_context]")
 {
     const auto before = ctx.statistics();
-    ctx.inject_post_failures(10);
+    portico::detail::context_access::scheduler(ctx).inject_post_failures(10);
     for (int i = 0; i < 1000; ++i) {
         co_await ctx.schedule();
         CHECK(ctx.running_in_this_thread());
@@ -181,7 +181,7 @@ TEST_CASE("a refused post from outside the pool still runs while every pool thre
     std::atomic<int> ran{0};
     {
         thread_pool pool(ctx, 2);
-        ctx.inject_post_failures(3);
+        portico::detail::context_access::scheduler(ctx).inject_post_failures(3);
         portico::test::latch done(3);
         // The pool threads are blocked in the dequeue with nothing to wake
         // them: only the fallback retry can deliver these.

@@ -135,7 +135,7 @@ PORTICO_CO_TEST_CASE("every started timer ends fired or cancelled, even when sto
     const auto started = after.timers_started - before.timers_started;
     const auto ended = (after.timers_fired - before.timers_fired) + (after.timers_cancelled - before.timers_cancelled);
     CHECK(started == ended);
-    CHECK(ctx.scheduler_impl().timers().pending() == 0);
+    CHECK(portico::detail::context_access::scheduler(ctx).timers().pending() == 0);
 }
 
 PORTICO_CO_TEST_CASE("cancellation after expiry has no effect", "[timer]")
@@ -188,11 +188,11 @@ PORTICO_CO_TEST_CASE("ten thousand pending timers stay cheap and all cancel", "[
         t.set_stop_token(source.get_token());
         group.spawn(std::move(t));
     }
-    CHECK(ctx.scheduler_impl().timers().pending() == static_cast<std::size_t>(count));
+    CHECK(portico::detail::context_access::scheduler(ctx).timers().pending() == static_cast<std::size_t>(count));
     source.request_stop();
     co_await group.join();
     CHECK(aborted.load() == count);
-    CHECK(ctx.scheduler_impl().timers().pending() == 0);
+    CHECK(portico::detail::context_access::scheduler(ctx).timers().pending() == 0);
 }
 
 PORTICO_CO_TEST_CASE("with_timeout: a timeout that fires yields timed_out", "[timer]")
@@ -230,7 +230,7 @@ PORTICO_CO_TEST_CASE("with_timeout: a timeout that does not fire keeps the resul
     CHECK(nine == 9);
     // The unused deadline timers were cancelled (or, for the task that
     // finished at once, never started), not left pending, and none fired.
-    CHECK(ctx.scheduler_impl().timers().pending() == 0);
+    CHECK(portico::detail::context_access::scheduler(ctx).timers().pending() == 0);
     const auto after = ctx.statistics();
     CHECK(after.timers_fired == before.timers_fired + 1); // quick()'s own 1 ms sleep
     CHECK(after.timers_cancelled - before.timers_cancelled == after.timers_started - before.timers_started - 1);

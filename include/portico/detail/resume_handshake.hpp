@@ -23,6 +23,7 @@ namespace detail {
 ///   idle            completer: complete()           done            the starter continues inline
 ///   idle            canceller: request_cancel()     cancel_pending  the starter cancels before suspending
 ///   cancel_pending  starter: suspend()              running         (after cancelling)
+///   cancel_pending  starter: suspend_or_abandon()   done            the starter continues inline, stopped
 ///   cancel_pending  completer: complete()           done            the starter continues inline
 ///   running         completer: complete()           done            the completer resumes
 ///   running         canceller: request_cancel()     running         the canceller cancels the operation
@@ -61,16 +62,37 @@ public:
         return suspend([]() noexcept {});
     }
 
+    /// Starter of an operation that a stop abandons rather than cancels and
+    /// waits for (a name lookup the system may never answer): as suspend(),
+    /// but a stop that came first ends it (`stopped` set, false returned).
+    bool suspend_or_abandon(bool& stopped) noexcept
+    {
+        auto s = state_.load(std::memory_order_acquire);
+        for (;;) {
+            if (s == state::done) return false;
+            if (s == state::cancel_pending) {
+                if (state_.compare_exchange_weak(s, state::done, std::memory_order_acq_rel)) {
+                    stopped = true;
+                    return false;
+                }
+                continue;
+            }
+            // RACE: as in suspend().
+            if (state_.compare_exchange_weak(s, state::running, std::memory_order_acq_rel)) return true;
+        }
+    }
+
     /// Completer: publishes `done` and returns the state it replaced.
     state complete() noexcept { return state_.exchange(state::done, std::memory_order_acq_rel); }
 
-    /// Completer that must not take over from a starter still at work (a
-    /// canceller resuming the coroutine itself): `running -> done` only.
-    /// True if it now owns the resumption.
-    bool complete_if_running() noexcept
+    /// Completer that acts only from one state: `expected -> done`, true if
+    /// it happened. From `running`: a canceller that resumes the coroutine
+    /// itself, never taking over from a starter still at work. From `idle`:
+    /// a completer that lets the starter continue inline, and otherwise
+    /// hands the resumption to a packet whose dispatch calls complete().
+    bool complete_from(state expected) noexcept
     {
-        auto s = state::running;
-        return state_.compare_exchange_strong(s, state::done, std::memory_order_acq_rel);
+        return state_.compare_exchange_strong(expected, state::done, std::memory_order_acq_rel);
     }
 
     /// Canceller: marks a stop that came before the starter suspended (the

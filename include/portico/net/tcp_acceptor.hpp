@@ -1,29 +1,16 @@
-// portico: tcp_acceptor — a listening TCP socket with AcceptEx calls kept posted.
+// portico: tcp_acceptor — a listening TCP socket with accepts kept posted.
 #pragma once
 
 #include <portico/config.hpp>
-
-#if PORTICO_BACKEND_NONE
-#error "portico: tcp_acceptor needs an I/O backend; this platform has none yet"
-#endif
-
-#include <portico/coro/task.hpp>
-#include <portico/detail/win/accept_pool.hpp>
-#include <portico/detail/win/error_map.hpp>
-#include <portico/detail/win/sockaddr.hpp>
-#include <portico/detail/win/windows.hpp>
+#include <portico/detail/backend.hpp>
+#include <portico/detail/socket_option.hpp>
 #include <portico/error.hpp>
 #include <portico/io_context.hpp>
 #include <portico/net/endpoint.hpp>
 #include <portico/net/tcp_socket.hpp>
-#include <portico/stop_token.hpp>
 
-#include <cassert>
-#include <coroutine>
 #include <cstdint>
-#include <exception>
-#include <optional>
-#include <type_traits>
+#include <new>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -32,133 +19,36 @@ PORTICO_NAMESPACE_BEGIN
 /// accepted connection, associated with the acceptor's context; or
 /// operation_aborted (acceptor closed, context stopped, stop requested),
 /// bad_state (the acceptor is not listening), no_resources (no socket could
-/// be created for the next connection). Never allocates.
-class [[nodiscard]] accept_op : private detail::win::accept_waiter {
+/// be created for the next connection), or the error from associating the
+/// socket with the context. Completes at once with a connection accepted
+/// before it was awaited; otherwise suspends until one comes, the acceptor
+/// closes or stop is requested. Movable until awaited, awaited once (see
+/// read_some_op). Never allocates.
+class [[nodiscard]] accept_op : public detail::backend::accept_awaiter {
 public:
     /// Made by tcp_acceptor::accept(): `pool` is null when the acceptor is
     /// not listening; `peer`, if not null, receives the peer's endpoint.
-    accept_op(io_context& ctx, detail::win::accept_pool* pool, endpoint* peer) noexcept
-        : accept_waiter(&accept_op::on_posted), ctx_(&ctx), pool_(pool), peer_(peer)
-    {
-        if (pool_ != nullptr) pool_->add_ref();
-    }
+    accept_op(io_context& ctx, detail::backend::accept_pool* pool, endpoint* peer) noexcept
+        : accept_awaiter(pool), ctx_(&ctx), peer_(peer)
+    {}
 
-    accept_op(const accept_op&) = delete;
-    accept_op& operator=(const accept_op&) = delete;
-    /// Moves an accept not awaited yet (when_all, with_timeout... take
-    /// awaitables by value).
-    accept_op(accept_op&& other) noexcept
-        : accept_waiter(&accept_op::on_posted), ctx_(other.ctx_), pool_(other.pool_), peer_(other.peer_)
-    {
-        assert(!other.linked && !other.cancel_ && "moving an accept that was already started");
-        if (pool_ != nullptr) pool_->add_ref();
-    }
-    accept_op& operator=(accept_op&&) = delete;
-
-    ~accept_op()
-    {
-        // Waits for a stop callback running on another thread: it touches us.
-        cancel_.reset();
-        if (pool_ == nullptr) return;
-        // A frame destroyed while suspended here must not stay in the list.
-        const bool unlinked_here = pool_->unlink(*this);
-        if (!resumed_ && !unlinked_here && progress.load(std::memory_order_acquire) != state::idle) {
-            // Destroyed while suspended, after someone took the waiter from
-            // the list to finish it: a packet may be on its way to this
-            // OVERLAPPED. Keep the frame until it arrives (as socket_op does);
-            // register before publishing `orphaned`, which lets it be freed.
-            if (!deferrable || !detail::orphan_registry::for_this_thread().add(this, &deferred)) std::terminate();
-            progress.exchange(state::orphaned, std::memory_order_acq_rel);
-        }
-        // A connection handed over but never taken by await_resume.
-        if (socket != INVALID_SOCKET) ::closesocket(socket);
-        pool_->release();
-    }
-
-    /// @name Awaiter protocol
-    /// @{
-
-    /// Awaiter protocol, called by co_await: completes at once with bad_state
-    /// if the acceptor is not listening, with operation_aborted if stop was
-    /// already requested, or with a connection already accepted; otherwise
-    /// queues and suspends until a connection comes, the acceptor closes or
-    /// stop is requested. await_resume yields the io_result<tcp_socket>
-    /// described above (or the error from associating the socket with the
-    /// context).
-    bool await_ready() const noexcept { return false; }
-
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> awaiting)
-    {
-        continuation = awaiting;
-        deferrable = std::is_base_of_v<detail::frame_allocation, Promise>;
-        if (pool_ == nullptr) {
-            error = make_error_code(errc::bad_state);
-            return false;
-        }
-        portico::stop_token token = detail::stop_token_of(awaiting);
-        if (token.stop_requested()) {
-            error = make_error_code(errc::operation_aborted);
-            return false;
-        }
-        if (pool_->take_or_wait(*this)) return false;
-        // Queued: from here a completing slot on another thread may finish us.
-        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
-        auto expected = state::idle;
-        // RACE: after this succeeds the finisher may resume the coroutine and
-        // destroy this awaiter at once: touch nothing more.
-        return progress.compare_exchange_strong(expected, state::running, std::memory_order_acq_rel);
-    }
-
+    /// The io_result<tcp_socket> described above.
     io_result<tcp_socket> await_resume()
     {
-        resumed_ = true;
         tcp_socket s(*ctx_);
-        if (error) return {error, std::move(s)};
-        auto [ec] = s.assign(static_cast<tcp_socket::native_handle_type>(std::exchange(socket, INVALID_SOCKET)));
-        if (ec) return {ec, std::move(s)};
-        if (peer_ != nullptr && remote) *peer_ = *remote;
+        if (auto ec = result()) return {ec, std::move(s)};
+        if (auto [ec] = s.assign(take_socket()); ec) return {ec, std::move(s)};
+        if (peer_ != nullptr && peer()) *peer_ = *peer();
         return {{}, std::move(s)};
     }
-    /// @}
 
 private:
-    struct canceller {
-        accept_op* op;
-        void operator()() const noexcept
-        {
-            // Whoever unlinks the waiter finishes it; if a slot or close()
-            // got there first, there is nothing to cancel.
-            if (op->pool_->unlink(*op)) {
-                op->error = make_error_code(errc::operation_aborted);
-                op->pool_->finish(*op, false);
-            }
-        }
-    };
-
-    // A waiter finished from outside a pool thread comes back through the port.
-    static void on_posted(detail::win::overlapped_op* base, ULONG_PTR, DWORD) noexcept
-    {
-        auto* self = static_cast<accept_op*>(static_cast<accept_waiter*>(base));
-        if (self->progress.load(std::memory_order_acquire) == state::orphaned) {
-            // The frame was destroyed after this packet was posted.
-            if (self->deferred.arrive()) {
-                detail::frame_allocation::release(self->deferred.block, self->deferred.size);
-            }
-            return;
-        }
-        self->continuation.resume();
-    }
-
     io_context* ctx_;
-    detail::win::accept_pool* pool_;
     endpoint* peer_;
-    bool resumed_ = false;
-    std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
 /// A listening TCP socket. listen() binds and listens, then keeps a pool of
-/// AcceptEx calls posted, so `co_await acceptor.accept()` usually finds a
+/// accepts posted (AcceptEx on Windows), so `co_await acceptor.accept()` usually finds a
 /// connection already accepted. A client that resets before its accept
 /// completes is dropped quietly; the listener goes on.
 ///
@@ -171,7 +61,7 @@ private:
 class tcp_acceptor {
 public:
     /// The platform's socket handle as an integer (a SOCKET on Windows).
-    using native_handle_type = std::uintptr_t;
+    using native_handle_type = basic_socket::native_handle_type;
 
     /// The backlog that asks the system for its maximum (SOMAXCONN).
     static constexpr int max_backlog = 0x7fffffff;
@@ -180,7 +70,7 @@ public:
     struct options {
         /// Connections the system queues before they are accepted.
         int backlog = max_backlog;
-        /// AcceptEx calls kept posted (at least 1).
+        /// Accepts kept posted (at least 1).
         unsigned accept_depth = 16;
         /// false: SO_EXCLUSIVEADDRUSE, nobody else may bind the port while
         /// this acceptor holds it. true: SO_REUSEADDR, for restarting on a
@@ -215,39 +105,29 @@ public:
     ~tcp_acceptor() { release(); }
 
     /// Opens a socket for `local`'s family, binds it to `local` (port 0: any
-    /// free port; see local_endpoint()), listens, and posts the AcceptEx
-    /// pool. Errors: address_in_use, invalid_argument (not a local
+    /// free port; see local_endpoint()), listens, and posts the pool of
+    /// accepts. Errors: address_in_use, invalid_argument (not a local
     /// address), no_resources; bad_state if already listening.
     io_result<void> listen(const endpoint& local)
     {
         if (pool_ != nullptr) return {make_error_code(errc::bad_state)};
-        SOCKET s =
-            ::WSASocketW(local.is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
-        if (s == INVALID_SOCKET) return {detail::win::last_socket_error()};
-        const int on = 1;
-        const int option = options_.reuse_address ? SO_REUSEADDR : SO_EXCLUSIVEADDRUSE;
-        SOCKADDR_STORAGE storage{};
-        const int length = detail::win::to_sockaddr(local, storage);
-        if (::setsockopt(s, SOL_SOCKET, option, reinterpret_cast<const char*>(&on), sizeof on) != 0 ||
-            ::bind(s, reinterpret_cast<const SOCKADDR*>(&storage), length) != 0 ||
-            ::listen(s, options_.backlog == max_backlog ? SOMAXCONN : options_.backlog) != 0) {
-            const auto error = detail::win::last_socket_error();
-            ::closesocket(s);
-            return {error};
+        detail::backend::socket_handle listener;
+        auto& sched = detail::context_access::scheduler(*ctx_);
+        std::error_code ec = listener.open(local.is_v6(), detail::socket_kind::stream);
+        if (!ec) {
+            const auto exclusive = options_.reuse_address ? detail::socket_option::reuse_address
+                                                          : detail::socket_option::exclusive_address;
+            ec = listener.set_option(exclusive, 1).error();
         }
-        try {
-            // No skip-on-success for the listener: every AcceptEx completes
-            // through the port, so a slot has exactly one way to finish.
-            ctx_->scheduler_impl().associate(reinterpret_cast<HANDLE>(s));
-            pool_ = new detail::win::accept_pool(ctx_->scheduler_impl(), s, local.is_v6() ? AF_INET6 : AF_INET,
-                                                 options_.accept_depth, ctx_->get_stop_token());
-        } catch (const std::system_error& e) {
-            ::closesocket(s);
-            return {e.code()};
-        } catch (const std::bad_alloc&) {
-            ::closesocket(s);
-            return {make_error_code(errc::no_resources)};
-        }
+        if (!ec) ec = listener.bind(local);
+        if (!ec) ec = listener.listen(options_.backlog);
+        // No skip-on-success for the listener: every accept completes
+        // through the port, so a slot has exactly one way to finish.
+        if (!ec) ec = listener.associate(sched, false);
+        if (ec) return {ec};
+        pool_ = new (std::nothrow) detail::backend::accept_pool(sched, std::move(listener), local.is_v6(),
+                                                                options_.accept_depth, ctx_->get_stop_token());
+        if (pool_ == nullptr) return {make_error_code(errc::no_resources)};
         return {};
     }
 
@@ -264,13 +144,11 @@ public:
     [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
     {
         if (pool_ == nullptr) return {make_error_code(errc::bad_state), {}};
-        endpoint e;
-        const auto ec = pool_->local_endpoint(e);
-        return {ec, e};
+        return pool_->local_endpoint();
     }
 
     /// True between a successful listen() and close().
-    [[nodiscard]] bool is_listening() const noexcept { return pool_ != nullptr && pool_->listener() != INVALID_SOCKET; }
+    [[nodiscard]] bool is_listening() const noexcept { return pool_ != nullptr && pool_->listening(); }
 
     /// Stops listening: pending accepts resume once with operation_aborted,
     /// connections not yet accepted are closed. Idempotent; any thread.
@@ -286,10 +164,10 @@ public:
         return pool_ != nullptr ? pool_->failed_accepts() : 0;
     }
 
-    /// The listening SOCKET as an integer, or the invalid value.
+    /// The listening socket as an integer, or the invalid value.
     [[nodiscard]] native_handle_type native_handle() const noexcept
     {
-        return static_cast<native_handle_type>(pool_ != nullptr ? pool_->listener() : INVALID_SOCKET);
+        return pool_ != nullptr ? pool_->listener() : detail::backend::socket_handle{}.native();
     }
 
     /// The context accepted sockets complete on.
@@ -303,7 +181,7 @@ private:
 
     io_context* ctx_;
     options options_;
-    detail::win::accept_pool* pool_ = nullptr;
+    detail::backend::accept_pool* pool_ = nullptr;
 };
 
 PORTICO_NAMESPACE_END

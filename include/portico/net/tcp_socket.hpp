@@ -1,256 +1,135 @@
 // portico: tcp_socket — a connected TCP stream on an io_context.
 #pragma once
 
-#include <portico/config.hpp>
-
-#if PORTICO_BACKEND_NONE
-#error "portico: tcp_socket needs an I/O backend; this platform has none yet"
-#endif
-
 #include <portico/buffer.hpp>
+#include <portico/config.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/win/error_map.hpp>
-#include <portico/detail/win/extensions.hpp>
-#include <portico/detail/win/sockaddr.hpp>
-#include <portico/detail/win/socket_op.hpp>
-#include <portico/detail/win/socket_options.hpp>
-#include <portico/detail/win/windows.hpp>
-#include <portico/detail/win/wsabuf.hpp>
+#include <portico/detail/backend.hpp>
+#include <portico/detail/socket_option.hpp>
 #include <portico/error.hpp>
 #include <portico/io_context.hpp>
+#include <portico/net/basic_socket.hpp>
 #include <portico/net/endpoint.hpp>
 #include <portico/net/resolver.hpp>
 
 #include <array>
 #include <cstddef>
-#include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
-/// Awaiter of tcp_socket::read_some(): one WSARecv into up to 64 buffers.
+/// Awaiter of tcp_socket::read_some(): one receive into up to 64 buffers.
 /// Yields io_result<size_t>: the bytes received; eof when the peer closed its
 /// side (a 0-byte completion on a non-empty buffer); a zero-length read
-/// completes at once with 0 and no error. Never allocates.
-class [[nodiscard]] read_some_op : public detail::win::socket_op<read_some_op> {
+/// completes at once with 0 and no error. Errors: connection_reset,
+/// connection_aborted, operation_aborted (cancelled, closed, stop
+/// requested)... Never allocates.
+///
+/// Like every socket operation it is an awaiter: made by the socket's
+/// member, then `co_await`ed once (await_ready, await_suspend and
+/// await_resume are the protocol co_await calls). It may be moved until it
+/// is awaited (when_all and with_timeout take awaitables by value), never
+/// after: the system holds it while the operation is pending. The memory of
+/// the buffers must outlive the operation.
+class [[nodiscard]] read_some_op : public detail::backend::stream_recv_op {
 public:
-    /// Made by tcp_socket::read_some(): receives into the first 64 non-empty
-    /// buffers of `buffers` (any further ones are ignored), whose memory must
-    /// outlive the operation.
+    /// Made by tcp_socket::read_some(), over the first 64 non-empty buffers
+    /// of `buffers` (any further ones are ignored).
     template <class Sequence>
-    read_some_op(const detail::win::socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
-    {
-        count_ = detail::win::fill_wsabufs<mutable_buffer>(buffers, wsabufs_, total_);
-    }
+    read_some_op(const detail::backend::socket_ref& socket, const Sequence& buffers) noexcept
+        : stream_recv_op(socket, buffers)
+    {}
 
-    /// @name Awaiter protocol
-    /// @{
-
-    /// Awaiter protocol, called by co_await: await_ready completes at once
-    /// when the buffers are empty; the inherited await_suspend starts the
-    /// receive and suspends until it completes. await_resume yields the
-    /// io_result<size_t> described above.
-    bool await_ready() const noexcept { return total_ == 0; }
-
+    /// Completes at once when the buffers are empty.
+    bool await_ready() const noexcept { return requested_ == 0; }
+    /// The io_result<size_t> described above.
     io_result<std::size_t> await_resume() const noexcept
     {
-        if (!error_ && bytes_ == 0 && total_ != 0) return {make_error_code(errc::eof), 0};
+        if (!error_ && bytes_ == 0 && requested_ != 0) return {make_error_code(errc::eof), 0};
         return {error_, bytes_};
     }
-    /// @}
-
-private:
-    friend class detail::win::socket_op<read_some_op>;
-
-    static constexpr bool message_size_is_a_warning = false;
-
-    DWORD start(DWORD& bytes) noexcept
-    {
-        socket_.sched->count(detail::counter::recv_calls);
-        flags_ = 0;
-        // NOTE: the call site: once it returns pending, another thread may
-        // complete this op; socket_op::await_suspend decides who resumes.
-        if (::WSARecv(socket_.handle, wsabufs_.data(), static_cast<DWORD>(count_), &bytes, &flags_, this, nullptr) ==
-            0) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
-    }
-
-    std::array<WSABUF, detail::win::max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
-    std::size_t total_ = 0;
-    DWORD flags_ = 0;
 };
 
-/// Awaiter of tcp_socket::write_some(): one WSASend gathering up to 64
-/// buffers. Yields io_result<size_t>: the bytes the kernel took (possibly
-/// fewer than offered); a zero-length write completes at once. Never allocates.
-class [[nodiscard]] write_some_op : public detail::win::socket_op<write_some_op> {
+/// Awaiter of tcp_socket::write_some(): one send gathering up to 64 buffers.
+/// Yields io_result<size_t>: the bytes the system took (possibly fewer than
+/// offered); a zero-length write completes at once. Never allocates. See
+/// read_some_op for what every socket awaiter shares.
+class [[nodiscard]] write_some_op : public detail::backend::stream_send_op {
 public:
-    /// Made by tcp_socket::write_some(): sends from the first 64 non-empty
-    /// buffers of `buffers` (any further ones are ignored), whose memory must
-    /// outlive the operation.
+    /// Made by tcp_socket::write_some(), over the first 64 non-empty buffers
+    /// of `buffers` (any further ones are ignored).
     template <class Sequence>
-    write_some_op(const detail::win::socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
-    {
-        count_ = detail::win::fill_wsabufs<const_buffer>(buffers, wsabufs_, total_);
-    }
+    write_some_op(const detail::backend::socket_ref& socket, const Sequence& buffers) noexcept
+        : stream_send_op(socket, buffers)
+    {}
 
-    /// @name Awaiter protocol
-    /// @{
-
-    /// Awaiter protocol, called by co_await: await_ready completes at once
-    /// when the buffers are empty; the inherited await_suspend starts the send
-    /// and suspends until it completes. await_resume yields the
-    /// io_result<size_t> described above.
-    bool await_ready() const noexcept { return total_ == 0; }
+    /// Completes at once when the buffers are empty.
+    bool await_ready() const noexcept { return requested_ == 0; }
+    /// The io_result<size_t> described above.
     io_result<std::size_t> await_resume() const noexcept { return {error_, bytes_}; }
-    /// @}
-
-private:
-    friend class detail::win::socket_op<write_some_op>;
-
-    static constexpr bool message_size_is_a_warning = false;
-
-    DWORD start(DWORD& bytes) noexcept
-    {
-        socket_.sched->count(detail::counter::send_calls);
-        // NOTE: see read_some_op::start.
-        if (::WSASend(socket_.handle, wsabufs_.data(), static_cast<DWORD>(count_), &bytes, 0, this, nullptr) == 0) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
-    }
-
-    std::array<WSABUF, detail::win::max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
-    std::size_t total_ = 0;
 };
 
-/// Awaiter of tcp_socket::connect(): ConnectEx on an implicitly bound
-/// socket, then SO_UPDATE_CONNECT_CONTEXT. Yields io_result<void>:
+/// Awaiter of tcp_socket::connect(endpoint). Yields io_result<void>:
 /// connection_refused, timed_out, network_unreachable, operation_aborted...
-class [[nodiscard]] connect_op : public detail::win::socket_op<connect_op> {
+/// A `setup_error` (opening or binding the socket failed) is yielded at once,
+/// without connecting. See read_some_op for what every socket awaiter shares.
+class [[nodiscard]] connect_op : public detail::backend::stream_connect_op {
 public:
-    /// Made by tcp_socket::connect(endpoint): connects to `remote`. A
-    /// `setup_error` (opening or binding the socket failed) is yielded at
-    /// once, without connecting.
-    connect_op(const detail::win::socket_ref& s, const endpoint& remote, std::error_code setup_error) noexcept
-        : socket_op(s), setup_error_(setup_error)
-    {
-        length_ = detail::win::to_sockaddr(remote, address_);
-    }
+    /// Made by tcp_socket::connect(endpoint): connects to `remote`.
+    connect_op(const detail::backend::socket_ref& socket, const endpoint& remote, std::error_code setup_error) noexcept
+        : stream_connect_op(socket, remote), setup_error_(setup_error)
+    {}
 
-    /// @name Awaiter protocol
-    /// @{
-
-    /// Awaiter protocol, called by co_await: await_ready completes at once
-    /// with the setup error, if any; the inherited await_suspend starts
-    /// ConnectEx and suspends until it completes. await_resume yields the
-    /// io_result<void> described above; after a successful connect it sets
-    /// SO_UPDATE_CONNECT_CONTEXT and reports that call's error, if any.
+    /// Completes at once with the setup error, if any.
     bool await_ready() const noexcept { return static_cast<bool>(setup_error_); }
-
+    /// The io_result<void> described above.
     io_result<void> await_resume() const noexcept
     {
         if (setup_error_) return {setup_error_};
         if (error_) return {error_};
-        // Without this, getpeername, shutdown and friends fail on the socket.
-        if (::setsockopt(socket_.handle, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0) != 0) {
-            return {detail::win::last_socket_error()};
-        }
-        return {};
+        return {finish_connect()};
     }
-    /// @}
 
 private:
-    friend class detail::win::socket_op<connect_op>;
-
-    static constexpr bool message_size_is_a_warning = false;
-
-    DWORD start(DWORD& bytes) noexcept
-    {
-        socket_.sched->count(detail::counter::connect_calls);
-        // NOTE: see read_some_op::start.
-        if (detail::win::extensions().connect_ex(socket_.handle, reinterpret_cast<const SOCKADDR*>(&address_), length_,
-                                                 nullptr, 0, &bytes, this)) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
-    }
-
-    SOCKADDR_STORAGE address_{};
-    int length_ = 0;
     std::error_code setup_error_;
 };
 
 /// A TCP connection (or a socket about to connect). Move-only; closing or
 /// destroying it aborts its pending operations, which resume once with
-/// operation_aborted.
+/// operation_aborted. The members it shares with udp_socket (close, cancel,
+/// endpoints, buffer sizes) are basic_socket's.
 ///
 /// Thread safety: one read and one write may be pending at once, from any
 /// threads; other members must not race with each other or with starting
 /// operations.
-class tcp_socket {
+class tcp_socket : public basic_socket {
 public:
-    /// The platform's socket handle as an integer (a SOCKET on Windows).
-    using native_handle_type = std::uintptr_t;
-
     /// A socket not yet open; connect() opens it.
-    explicit tcp_socket(io_context& ctx) noexcept : ctx_(&ctx) {}
+    explicit tcp_socket(io_context& ctx) noexcept : basic_socket(ctx) {}
 
     /// Takes over the socket of `other`, which is left closed (is_open() is
     /// false) on the same context.
-    tcp_socket(tcp_socket&& other) noexcept
-        : ctx_(other.ctx_), handle_(std::exchange(other.handle_, INVALID_SOCKET)), skips_(other.skips_)
-    {}
+    tcp_socket(tcp_socket&& other) noexcept = default;
     /// Closes this socket (as close() does) and takes over the socket of
     /// `other`, which is left closed.
-    tcp_socket& operator=(tcp_socket&& other) noexcept
-    {
-        if (this != &other) {
-            close();
-            ctx_ = other.ctx_;
-            handle_ = std::exchange(other.handle_, INVALID_SOCKET);
-            skips_ = other.skips_;
-        }
-        return *this;
-    }
-    ~tcp_socket() { close(); }
-
-    /// True between a successful open (or connect, or accept) and close().
-    [[nodiscard]] bool is_open() const noexcept { return handle_ != INVALID_SOCKET; }
+    tcp_socket& operator=(tcp_socket&& other) noexcept = default;
+    ~tcp_socket() = default;
 
     /// Creates the socket for the given family and associates it with the
     /// context. Errors: no_resources, invalid_argument; bad_state if open.
-    io_result<void> open(bool ipv6)
-    {
-        if (is_open()) return {make_error_code(errc::bad_state)};
-        SOCKET s = ::WSASocketW(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
-        if (s == INVALID_SOCKET) return {detail::win::last_socket_error()};
-        return assign(static_cast<native_handle_type>(s));
-    }
+    io_result<void> open(bool ipv6) { return {open_socket(ipv6, detail::socket_kind::stream)}; }
 
     /// Connects to `remote`, opening and binding the socket (any address,
-    /// port 0) first if needed. Awaiting yields io_result<void>. Cancel with
-    /// the stop token (or close()); wrap in with_timeout for a deadline.
+    /// port 0; a socket already bound stays so) first if needed. Awaiting
+    /// yields io_result<void>. Cancel with the stop token (or close()); wrap
+    /// in with_timeout for a deadline.
     [[nodiscard]] connect_op connect(const endpoint& remote)
     {
         std::error_code ec;
         if (!is_open()) ec = open(remote.is_v6()).error();
-        if (!ec) {
-            SOCKADDR_STORAGE any{};
-            const endpoint local = remote.is_v6() ? endpoint{address_v6::any(), 0} : endpoint{address_v4::any(), 0};
-            const int length = detail::win::to_sockaddr(local, any);
-            if (::bind(handle_, reinterpret_cast<const SOCKADDR*>(&any), length) != 0) {
-                const auto error = static_cast<DWORD>(::WSAGetLastError());
-                // Already bound (by the user, on purpose) is fine.
-                if (error != WSAEINVAL) ec = detail::win::socket_error(error);
-            }
-        }
+        if (!ec) ec = handle_.bind_for_connect(remote.is_v6());
         return connect_op{ref(), remote, ec};
     }
 
@@ -319,108 +198,34 @@ public:
     }
 
     /// Sends FIN after the queued data: the peer reads eof. Reads still work.
-    io_result<void> shutdown_send() noexcept
-    {
-        if (!is_open()) return {make_error_code(errc::bad_state)};
-        if (::shutdown(handle_, SD_SEND) != 0) {
-            return {detail::win::last_socket_error()};
-        }
-        return {};
-    }
-
-    /// Asks every pending operation on this socket to finish with
-    /// operation_aborted (CancelIoEx). The socket stays open.
-    void cancel() noexcept
-    {
-        if (!is_open()) return;
-        ctx_->scheduler_impl().count(detail::counter::cancel_calls);
-        ::CancelIoEx(reinterpret_cast<HANDLE>(handle_), nullptr);
-    }
-
-    /// Closes gracefully: queued data is still sent, then FIN. Pending
-    /// operations resume with operation_aborted. Idempotent.
-    void close() noexcept
-    {
-        if (is_open()) ::closesocket(std::exchange(handle_, INVALID_SOCKET));
-    }
+    /// Errors: bad_state if not open; not_connected.
+    io_result<void> shutdown_send() noexcept { return {handle_.shutdown_send()}; }
 
     /// Closes abortively (linger 0): the peer sees connection_reset, queued
     /// data is dropped. Pending operations resume with operation_aborted.
-    void close_abortive() noexcept
-    {
-        if (!is_open()) return;
-        LINGER linger{1, 0};
-        ::setsockopt(handle_, SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&linger), sizeof linger);
-        close();
-    }
-
-    /// The local endpoint the socket is bound to. Errors: bad_state if not
-    /// open; otherwise the system's.
-    [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
-    {
-        return detail::win::socket_name(handle_, &::getsockname);
-    }
-    /// The endpoint of the peer. Errors: bad_state if not open, not_connected
-    /// before connecting.
-    [[nodiscard]] io_result<endpoint> remote_endpoint() const noexcept
-    {
-        return detail::win::socket_name(handle_, &::getpeername);
-    }
+    void close_abortive() noexcept { handle_.close_abortive(); }
 
     /// Sets TCP_NODELAY: send small packets at once instead of coalescing
-    /// them. Errors: bad_state if not open; otherwise the system's.
-    io_result<void> set_no_delay(bool on) noexcept { return set_option(IPPROTO_TCP, TCP_NODELAY, on ? 1 : 0); }
-    /// Reads TCP_NODELAY. Errors: bad_state if not open; otherwise the
-    /// system's.
-    [[nodiscard]] io_result<bool> no_delay() const noexcept { return get_flag(IPPROTO_TCP, TCP_NODELAY); }
-    /// Sets SO_KEEPALIVE. Errors: bad_state if not open; otherwise the
-    /// system's.
-    io_result<void> set_keep_alive(bool on) noexcept { return set_option(SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0); }
-    /// Reads SO_KEEPALIVE. Errors: bad_state if not open; otherwise the
-    /// system's.
-    [[nodiscard]] io_result<bool> keep_alive() const noexcept { return get_flag(SOL_SOCKET, SO_KEEPALIVE); }
-    /// Sets SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise
-    /// the system's.
-    io_result<void> set_receive_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_RCVBUF, bytes); }
-    /// Reads SO_RCVBUF, in bytes. Errors: bad_state if not open; otherwise the
-    /// system's.
-    [[nodiscard]] io_result<int> receive_buffer_size() const noexcept { return get_int(SOL_SOCKET, SO_RCVBUF); }
-    /// Sets SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
-    /// system's.
-    io_result<void> set_send_buffer_size(int bytes) noexcept { return set_option(SOL_SOCKET, SO_SNDBUF, bytes); }
-    /// Reads SO_SNDBUF, in bytes. Errors: bad_state if not open; otherwise the
-    /// system's.
-    [[nodiscard]] io_result<int> send_buffer_size() const noexcept { return get_int(SOL_SOCKET, SO_SNDBUF); }
-    /// SO_LINGER: with `on` and 0 seconds, close() resets the connection.
-    io_result<void> set_linger(bool on, int seconds) noexcept
+    /// them (Nagle). Errors: bad_state if not open; otherwise the system's.
+    io_result<void> set_no_delay(bool on) noexcept { return handle_.set_option(detail::socket_option::no_delay, on); }
+    /// Reads TCP_NODELAY.
+    [[nodiscard]] io_result<bool> no_delay() const noexcept { return flag(detail::socket_option::no_delay); }
+    /// Sets SO_KEEPALIVE: the system probes an idle connection (after two
+    /// hours by default) and fails it if the peer is gone.
+    io_result<void> set_keep_alive(bool on) noexcept
     {
-        const LINGER linger{static_cast<u_short>(on ? 1 : 0), static_cast<u_short>(seconds)};
-        return detail::win::set_option(handle_, SOL_SOCKET, SO_LINGER, linger);
+        return handle_.set_option(detail::socket_option::keep_alive, on);
     }
-
-    /// The SOCKET, as an integer (no Windows types in portico's signatures).
-    [[nodiscard]] native_handle_type native_handle() const noexcept { return static_cast<native_handle_type>(handle_); }
-
-    /// The context the socket's operations complete on.
-    [[nodiscard]] io_context& context() const noexcept { return *ctx_; }
+    /// Reads SO_KEEPALIVE.
+    [[nodiscard]] io_result<bool> keep_alive() const noexcept { return flag(detail::socket_option::keep_alive); }
+    /// SO_LINGER: with `on` and 0 seconds, close() resets the connection.
+    io_result<void> set_linger(bool on, int seconds) noexcept { return handle_.set_linger(on, seconds); }
 
     /// Takes ownership of an open, overlapped socket handle (from
     /// tcp_acceptor, or from other code) and associates it with the context;
     /// a socket already open here is closed first. On error the handle is
     /// closed and the socket stays as it was. Errors: from the association.
-    io_result<void> assign(native_handle_type native)
-    {
-        const auto s = static_cast<SOCKET>(native);
-        try {
-            skips_ = ctx_->scheduler_impl().associate_socket(s, ctx_->scheduler_impl().skip_completion_on_success());
-        } catch (const std::system_error& e) {
-            ::closesocket(s);
-            return {e.code()};
-        }
-        close();
-        handle_ = s;
-        return {};
-    }
+    io_result<void> assign(native_handle_type native) { return {adopt(detail::backend::socket_handle(native))}; }
 
 private:
     // The loop behind read() and write_all(): up to 64 buffers per call,
@@ -431,7 +236,7 @@ private:
         buffer_cursor<Buffer, Sequence> cursor(buffers);
         std::size_t done = 0;
         while (!cursor.empty()) {
-            std::array<Buffer, detail::win::max_wsabufs> next;
+            std::array<Buffer, detail::backend::max_buffers> next;
             const std::size_t count = cursor.prepare(std::span(next));
             auto [ec, n] = co_await start(std::span<Buffer>(next.data(), count));
             done += n;
@@ -440,25 +245,6 @@ private:
         }
         co_return io_result<std::size_t>{{}, done};
     }
-
-    detail::win::socket_ref ref() const noexcept { return {&ctx_->scheduler_impl(), handle_, skips_}; }
-
-    io_result<void> set_option(int level, int option, int value) noexcept
-    {
-        return detail::win::set_option(handle_, level, option, value);
-    }
-    io_result<int> get_int(int level, int option) const noexcept
-    {
-        return detail::win::get_int_option(handle_, level, option);
-    }
-    io_result<bool> get_flag(int level, int option) const noexcept
-    {
-        return detail::win::get_flag_option(handle_, level, option);
-    }
-
-    io_context* ctx_;
-    SOCKET handle_ = INVALID_SOCKET;
-    bool skips_ = false;
 };
 
 PORTICO_NAMESPACE_END

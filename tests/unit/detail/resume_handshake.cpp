@@ -65,15 +65,17 @@ TEST_CASE("resume_handshake: an orphaned operation is freed by its completer", "
     CHECK_FALSE(done.orphan()); // completed meanwhile: the caller's bug, reported
 }
 
-TEST_CASE("resume_handshake: complete_if_running never takes over from the starter", "[resume_handshake]")
+TEST_CASE("resume_handshake: complete_from acts only from the state it names", "[resume_handshake]")
 {
     resume_handshake h;
-    CHECK_FALSE(h.complete_if_running()); // idle: the starter still owns it
+    CHECK_FALSE(h.complete_from(state::running)); // idle: the starter still owns it
     CHECK(h.suspend());
-    CHECK(h.complete_if_running());
+    CHECK_FALSE(h.complete_from(state::idle)); // running: hand it to a packet instead
+    CHECK(h.complete_from(state::running));
     CHECK(h.complete() == state::done); // a late completer sees it finished
     h.reset();
-    CHECK(h.load() == state::idle);
+    CHECK(h.complete_from(state::idle)); // before the starter suspends
+    CHECK_FALSE(h.suspend());            // so it continues inline
 }
 
 TEST_CASE("resume_handshake: starter and completer racing resume exactly once", "[resume_handshake]")
@@ -88,4 +90,24 @@ TEST_CASE("resume_handshake: starter and completer racing resume exactly once", 
         completer.join();
         REQUIRE(resumed.load() == 1);
     }
+}
+
+TEST_CASE("resume_handshake: suspend_or_abandon ends the operation on an earlier stop", "[resume_handshake]")
+{
+    resume_handshake stopped_first;
+    CHECK_FALSE(stopped_first.request_cancel());
+    bool stopped = false;
+    CHECK_FALSE(stopped_first.suspend_or_abandon(stopped));
+    CHECK(stopped);
+    CHECK(stopped_first.complete() == state::done); // the late answer is dropped
+
+    resume_handshake answered_first;
+    CHECK(answered_first.complete() == state::idle);
+    stopped = false;
+    CHECK_FALSE(answered_first.suspend_or_abandon(stopped));
+    CHECK_FALSE(stopped);
+
+    resume_handshake neither;
+    CHECK(neither.suspend_or_abandon(stopped));
+    CHECK(neither.load() == state::running);
 }

@@ -174,34 +174,6 @@ PORTICO_CO_TEST_CASE("a real lookup cancelled at once resumes once", "[resolver]
     CHECK((result == errc::operation_aborted || result == errc::host_not_found));
 }
 
-namespace {
-
-// A system without the asynchronous form: refuses an OVERLAPPED, answers
-// synchronously otherwise.
-INT WSAAPI synchronous_only(PCWSTR host, PCWSTR service, DWORD ns, LPGUID id, const ADDRINFOEXW* hints,
-                            PADDRINFOEXW* result, timeval* timeout, LPOVERLAPPED overlapped,
-                            LPLOOKUPSERVICE_COMPLETION_ROUTINE routine, LPHANDLE handle)
-{
-    if (overlapped != nullptr) return WSAEINVAL;
-    return ::GetAddrInfoExW(host, service, ns, id, hints, result, timeout, nullptr, routine, handle);
-}
-
-} // namespace
-
-PORTICO_CO_TEST_CASE("where the system has no asynchronous lookup, the fallback thread answers", "[resolver]")
-{
-    const auto saved = portico::detail::win::lookup_api();
-    portico::detail::win::lookup_api().start = &synchronous_only;
-    resolver r(ctx);
-    auto [ec, endpoints] = co_await r.resolve("localhost", "9");
-    auto [unknown, none] = co_await r.resolve("fallback.invalid", "9");
-    portico::detail::win::lookup_api() = saved;
-    REQUIRE_FALSE(ec);
-    REQUIRE_FALSE(endpoints.empty());
-    CHECK(endpoints[0].port() == 9);
-    CHECK(unknown == errc::host_not_found);
-}
-
 PORTICO_IO_TEST_CASE("tcp_socket::connect by name tries each resolved endpoint until one accepts", "[resolver]")
 {
     portico::test::raw_listener listener; // 127.0.0.1 only: "localhost" may list ::1 first, refused fast

@@ -3,24 +3,35 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/coro/task.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/intrusive_list.hpp>
+#include <portico/detail/resume_handshake.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/extensions.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
 #include <portico/detail/win/sockaddr.hpp>
+#include <portico/detail/win/socket.hpp>
 #include <portico/detail/win/windows.hpp>
 #include <portico/error.hpp>
+#include <portico/io_statistics.hpp>
 #include <portico/net/endpoint.hpp>
 #include <portico/stop_token.hpp>
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <coroutine>
+#include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -38,30 +49,24 @@ struct accept_slot : overlapped_op {
     explicit accept_slot(complete_fn fn) noexcept : overlapped_op(fn) {}
 
     accept_pool* pool = nullptr;
-    SOCKET socket = INVALID_SOCKET;
-    accept_slot* next = nullptr; // in the ready or the idle list
+    socket_handle socket;
+    accept_slot* next = nullptr; // in the ready or the idle queue
     std::array<char, 2 * address_length> addresses{};
 };
 
 /// What the pool sees of a coroutine awaiting accept(): a node of its
-/// waiter list and the result it hands over.
+/// waiter list and the result it hands over. Who resumes it is settled by
+/// `handshake`: a waiter finished before it suspended continues inline;
+/// after, the finisher resumes it inline (on a pool thread) or posts it.
 struct accept_waiter : overlapped_op {
-    /// idle -> running       the coroutine suspended; whoever finishes it resumes it
-    /// idle -> done          finished before await_suspend returned: it continues inline
-    /// running/done -> orphaned  the frame was destroyed while suspended; the
-    ///                       finisher (or its posted packet) frees the frame
-    enum class state : unsigned char { idle, running, done, orphaned };
-
     explicit accept_waiter(complete_fn fn) noexcept : overlapped_op(fn) {}
 
-    accept_waiter* prev = nullptr;
-    accept_waiter* next = nullptr;
-    bool linked = false;
-    SOCKET socket = INVALID_SOCKET;
+    list_hook<accept_waiter> hook;
+    socket_handle socket;
     std::optional<endpoint> remote;
     std::error_code error;
     std::coroutine_handle<> continuation;
-    std::atomic<state> progress{state::idle};
+    resume_handshake handshake;
     /// Whether the awaiting frame comes from frame_allocation (so it can be
     /// kept alive past its destruction), and where it is then kept.
     bool deferrable = false;
@@ -78,12 +83,12 @@ struct accept_waiter : overlapped_op {
 /// AcceptEx or setsockopt on a handle value the system may already reuse.
 class accept_pool {
 public:
-    /// Takes ownership of `listener` (bound, listening, associated with the
-    /// port without skip-on-success, so every AcceptEx completes through a
-    /// packet) and posts up to `depth` AcceptEx calls. The caller holds the
-    /// first reference. Closes itself when `context_stop` is requested.
-    accept_pool(scheduler& sched, SOCKET listener, int family, unsigned depth, portico::stop_token context_stop)
-        : sched_(sched), listener_(listener), family_(family), depth_(depth == 0 ? 1 : depth),
+    /// Takes `listener` (bound, listening, associated with the port without
+    /// skip-on-success, so every AcceptEx completes through a packet) and
+    /// posts up to `depth` AcceptEx calls. The caller holds the first
+    /// reference. Closes itself when `context_stop` is requested.
+    accept_pool(scheduler& sched, socket_handle listener, bool v6, unsigned depth, portico::stop_token context_stop)
+        : sched_(sched), listener_(std::move(listener)), v6_(v6), depth_(depth == 0 ? 1 : depth),
           slots_(std::make_unique<slot_storage[]>(depth_))
     {
         {
@@ -127,36 +132,29 @@ public:
     /// operation_aborted. Idempotent, any thread.
     void close() noexcept
     {
-        SOCKET listener = INVALID_SOCKET;
-        accept_slot* unclaimed = nullptr;
-        accept_slot* idle = nullptr;
-        accept_waiter* waiters = nullptr;
+        socket_handle listener;
+        slot_queue unclaimed;
+        slot_queue idle;
+        waiter_list waiters;
         {
             std::lock_guard lock(mutex_);
             if (closed_) return;
             closed_ = true;
-            listener = std::exchange(listener_, INVALID_SOCKET);
-            unclaimed = std::exchange(ready_head_, nullptr);
-            ready_tail_ = nullptr;
-            idle = std::exchange(idle_, nullptr);
-            waiters = std::exchange(waiters_head_, nullptr);
-            waiters_tail_ = nullptr;
-            for (auto* w = waiters; w != nullptr; w = w->next) w->linked = false;
+            listener = std::move(listener_);
+            unclaimed = std::move(ready_);
+            idle = std::move(idle_);
+            waiters = std::move(waiters_);
         }
         // Outside the lock: nobody uses the handle once closed_ is set.
-        ::closesocket(listener);
+        listener.close();
         // Ready slots hold a connection; idle ones may hold a socket made
         // before their AcceptEx failed.
-        for (accept_slot* list : {unclaimed, idle}) {
-            for (; list != nullptr; list = list->next) {
-                if (list->socket != INVALID_SOCKET) ::closesocket(std::exchange(list->socket, INVALID_SOCKET));
-            }
-        }
-        while (waiters != nullptr) {
-            accept_waiter* w = std::exchange(waiters, waiters->next);
-            w->error = make_error_code(errc::operation_aborted);
-            finish(*w, false);
-        }
+        unclaimed.drain([](accept_slot& slot) { slot.socket.close(); });
+        idle.drain([](accept_slot& slot) { slot.socket.close(); });
+        waiters.drain([this](accept_waiter& w) {
+            w.error = make_error_code(errc::operation_aborted);
+            finish(w, false);
+        });
     }
 
     /// accept() on a coroutine: takes a ready connection (true: `w` holds
@@ -169,10 +167,7 @@ public:
             w.error = make_error_code(errc::operation_aborted);
             return true;
         }
-        if (ready_head_ != nullptr) {
-            accept_slot* slot = ready_head_;
-            ready_head_ = slot->next;
-            if (ready_head_ == nullptr) ready_tail_ = nullptr;
+        if (accept_slot* slot = ready_.pop_front()) {
             hand_over(*slot, w);
             (void)post_locked(*slot);
             return true;
@@ -181,24 +176,15 @@ public:
             // Every slot failed to post: retry now rather than wait for a
             // connection that no AcceptEx can complete.
             std::error_code error;
-            while (idle_ != nullptr) {
-                accept_slot* slot = std::exchange(idle_, idle_->next);
-                if (auto e = post_locked(*slot)) error = e;
-            }
+            idle_.drain([&](accept_slot& slot) {
+                if (auto e = post_locked(slot)) error = e;
+            });
             if (posted_ == 0) {
                 w.error = error ? error : make_error_code(errc::no_resources);
                 return true;
             }
         }
-        w.linked = true;
-        w.next = nullptr;
-        w.prev = waiters_tail_;
-        if (waiters_tail_ != nullptr) {
-            waiters_tail_->next = &w;
-        } else {
-            waiters_head_ = &w;
-        }
-        waiters_tail_ = &w;
+        waiters_.push_back(w);
         return false;
     }
 
@@ -207,51 +193,52 @@ public:
     bool unlink(accept_waiter& w) noexcept
     {
         std::lock_guard lock(mutex_);
-        if (!w.linked) return false;
-        unlink_locked(w);
+        if (!waiters_.contains(w)) return false;
+        waiters_.remove(w);
         return true;
     }
 
-    /// Resumes a waiter that was removed from the list. `resume_inline` on a
-    /// pool thread of this context; otherwise through the port.
+    /// Resumes a waiter that was removed from the list: inline with
+    /// `resume_inline` (on a pool thread of this context), otherwise through
+    /// the port, whose dispatch (accept_awaiter::on_posted) completes it.
     void finish(accept_waiter& w, bool resume_inline) noexcept
     {
-        // RACE: if await_suspend has not published `running` yet, it sees
-        // `done` and continues inline; otherwise this thread resumes.
-        const auto before = w.progress.exchange(accept_waiter::state::done, std::memory_order_acq_rel);
-        if (before == accept_waiter::state::running) {
-            if (resume_inline) {
-                w.continuation.resume();
-            } else {
-                sched_.post(&w);
-            }
-        } else if (before == accept_waiter::state::orphaned) {
-            // The frame was destroyed while waiting: nothing to resume; free
-            // the frame if its operator delete already ran.
+        if (!resume_inline) {
+            // RACE: idle means await_suspend has not published `running`
+            // yet: it sees `done` and continues inline. Otherwise the packet
+            // resumes it (or frees the frame if it was destroyed meanwhile).
+            if (!w.handshake.complete_from(resume_handshake::state::idle)) sched_.post(&w);
+            return;
+        }
+        switch (w.handshake.complete()) {
+        case resume_handshake::state::running: w.continuation.resume(); break;
+        case resume_handshake::state::orphaned:
+            // Destroyed while waiting: free the frame if its operator delete
+            // already ran.
             if (w.deferred.arrive()) frame_allocation::release(w.deferred.block, w.deferred.size);
+            break;
+        default: break; // not suspended yet: await_suspend continues inline
         }
     }
 
     /// The listener's bound address. Errors: operation_aborted once closed.
-    [[nodiscard]] std::error_code local_endpoint(endpoint& out) const noexcept
+    [[nodiscard]] io_result<endpoint> local_endpoint() const noexcept
     {
         std::lock_guard lock(mutex_);
-        if (closed_) return make_error_code(errc::operation_aborted);
-        SOCKADDR_STORAGE storage{};
-        int length = sizeof storage;
-        if (::getsockname(listener_, reinterpret_cast<SOCKADDR*>(&storage), &length) != 0) {
-            return last_socket_error();
-        }
-        auto e = from_sockaddr(reinterpret_cast<const SOCKADDR*>(&storage), length);
-        if (!e) return make_error_code(errc::invalid_argument);
-        out = *e;
-        return {};
+        if (closed_) return {make_error_code(errc::operation_aborted), {}};
+        return listener_.local_endpoint();
     }
 
-    [[nodiscard]] SOCKET listener() const noexcept
+    [[nodiscard]] bool listening() const noexcept
     {
         std::lock_guard lock(mutex_);
-        return listener_;
+        return listener_.is_open();
+    }
+
+    [[nodiscard]] std::uintptr_t listener() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return listener_.native();
     }
 
     /// Connections that failed between the handshake and AcceptEx's
@@ -262,6 +249,9 @@ public:
     }
 
 private:
+    using slot_queue = intrusive_queue<accept_slot, &accept_slot::next>;
+    using waiter_list = intrusive_list<accept_waiter, &accept_waiter::hook>;
+
     struct slot_storage {
         accept_slot slot{&accept_pool::on_slot_complete};
     };
@@ -273,26 +263,10 @@ private:
 
     ~accept_pool() = default;
 
-    void unlink_locked(accept_waiter& w) noexcept
-    {
-        if (w.prev != nullptr) {
-            w.prev->next = w.next;
-        } else {
-            waiters_head_ = w.next;
-        }
-        if (w.next != nullptr) {
-            w.next->prev = w.prev;
-        } else {
-            waiters_tail_ = w.prev;
-        }
-        w.linked = false;
-        w.next = w.prev = nullptr;
-    }
-
     /// Moves the connection of a completed slot into a waiter.
     void hand_over(accept_slot& slot, accept_waiter& w) noexcept
     {
-        w.socket = std::exchange(slot.socket, INVALID_SOCKET);
+        w.socket = std::move(slot.socket);
         SOCKADDR* local = nullptr;
         SOCKADDR* remote = nullptr;
         int local_length = 0;
@@ -304,16 +278,16 @@ private:
     }
 
     /// Posts AcceptEx for `slot` (mutex_ held). On failure the slot goes to
-    /// the idle list and the error is returned.
+    /// the idle queue and the error is returned.
     std::error_code post_locked(accept_slot& slot) noexcept
     {
         // A client may reset between the handshake and the call: that
         // connection is gone, the listener is fine, try again (bounded, so
         // a flood cannot keep this thread here).
+        std::error_code error;
         for (int attempt = 0; attempt < 4; ++attempt) {
-            if (slot.socket == INVALID_SOCKET) {
-                slot.socket = ::WSASocketW(family_, SOCK_STREAM, IPPROTO_TCP, nullptr, 0, WSA_FLAG_OVERLAPPED);
-                if (slot.socket == INVALID_SOCKET) break;
+            if (!slot.socket.is_open()) {
+                if ((error = slot.socket.open(v6_, socket_kind::stream))) break;
             }
             slot.reset_overlapped();
             // Counted before the call: the completion may be dispatched on
@@ -323,90 +297,72 @@ private:
             sched_.work_started();
             sched_.count(counter::accept_calls);
             DWORD bytes = 0;
-            if (extensions().accept_ex(listener_, slot.socket, slot.addresses.data(), 0, accept_slot::address_length,
-                                       accept_slot::address_length, &bytes, &slot) ||
+            if (extensions().accept_ex(listener_.get(), slot.socket.get(), slot.addresses.data(), 0,
+                                       accept_slot::address_length, accept_slot::address_length, &bytes, &slot) ||
                 ::WSAGetLastError() == WSA_IO_PENDING) {
                 // The listener never skips the port: a packet comes either way.
                 return {};
             }
-            const auto error = static_cast<DWORD>(::WSAGetLastError());
+            const auto code = static_cast<DWORD>(::WSAGetLastError());
             --posted_;
             sched_.work_finished();
             refs_.fetch_sub(1, std::memory_order_relaxed); // never the last: the caller holds one
-            if (error != WSAECONNRESET) {
-                push_idle(slot);
-                return socket_error(error);
+            if (code != WSAECONNRESET) {
+                idle_.push_front(slot);
+                return socket_error(code);
             }
             failed_accepts_.fetch_add(1, std::memory_order_relaxed);
-            ::closesocket(std::exchange(slot.socket, INVALID_SOCKET));
+            slot.socket.close();
+            error = socket_error(code);
         }
-        auto error = last_socket_error();
-        push_idle(slot);
+        idle_.push_front(slot);
         return error ? error : make_error_code(errc::no_resources);
     }
 
-    void push_idle(accept_slot& slot) noexcept
-    {
-        slot.next = idle_;
-        idle_ = &slot;
-    }
-
     /// A slot's AcceptEx completed (on a pool thread).
-    static void on_slot_complete(overlapped_op* op, ULONG_PTR status, DWORD) noexcept
+    static void on_slot_complete(overlapped_op* op, std::uintptr_t status, std::uint32_t) noexcept
     {
         auto& slot = static_cast<accept_slot&>(*op);
         accept_pool& self = *slot.pool;
         accept_waiter* served = nullptr;
-        accept_waiter* failed = nullptr;
+        waiter_list failed;
         std::error_code failure;
         {
             std::lock_guard lock(self.mutex_);
             --self.posted_;
             if (self.closed_) {
-                ::closesocket(std::exchange(slot.socket, INVALID_SOCKET));
+                slot.socket.close();
             } else {
                 bool accepted = status == 0;
                 // Without this the accepted socket has no local/peer name and
                 // shutdown() fails on it.
-                if (accepted &&
-                    ::setsockopt(slot.socket, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
-                                 reinterpret_cast<const char*>(&self.listener_), sizeof self.listener_) != 0) {
+                const SOCKET listener = self.listener_.get();
+                if (accepted && ::setsockopt(slot.socket.get(), SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                                             reinterpret_cast<const char*>(&listener), sizeof listener) != 0) {
                     accepted = false;
                 }
                 if (!accepted) {
                     // Reset before it was accepted, or unusable: drop it,
                     // keep the listener, and accept the next one.
                     self.failed_accepts_.fetch_add(1, std::memory_order_relaxed);
-                    ::closesocket(std::exchange(slot.socket, INVALID_SOCKET));
+                    slot.socket.close();
                     failure = self.post_locked(slot);
-                    if (failure && self.posted_ == 0) {
-                        // Nothing is posted any more: fail the waiters rather
-                        // than leave them waiting for ever.
-                        failed = std::exchange(self.waiters_head_, nullptr);
-                        self.waiters_tail_ = nullptr;
-                        for (auto* w = failed; w != nullptr; w = w->next) w->linked = false;
-                    }
-                } else if (self.waiters_head_ != nullptr) {
-                    served = self.waiters_head_;
-                    self.unlink_locked(*served);
+                    // Nothing is posted any more: fail the waiters rather
+                    // than leave them waiting for ever.
+                    if (failure && self.posted_ == 0) failed = std::move(self.waiters_);
+                } else if (accept_waiter* w = self.waiters_.pop_front()) {
+                    served = w;
                     self.hand_over(slot, *served);
                     (void)self.post_locked(slot);
                 } else {
-                    slot.next = nullptr;
-                    if (self.ready_tail_ != nullptr) {
-                        self.ready_tail_->next = &slot;
-                    } else {
-                        self.ready_head_ = &slot;
-                    }
-                    self.ready_tail_ = &slot;
+                    self.ready_.push_back(slot);
                 }
             }
         }
-        while (failed != nullptr) {
-            accept_waiter* w = std::exchange(failed, failed->next);
-            w->error = failure;
-            self.finish(*w, false);
-        }
+        failed.drain([&](accept_waiter& w) {
+            w.error = failure;
+            self.finish(w, false);
+        });
         // Resumed before the release below: the coroutine may destroy the
         // acceptor, and this slot's reference keeps the pool alive meanwhile.
         if (served != nullptr) self.finish(*served, true);
@@ -415,20 +371,122 @@ private:
 
     scheduler& sched_;
     mutable std::mutex mutex_;
-    SOCKET listener_;
-    const int family_;
+    socket_handle listener_;
+    const bool v6_;
     const unsigned depth_;
     std::unique_ptr<slot_storage[]> slots_;
     std::atomic<unsigned> refs_{1};
     std::atomic<std::uint64_t> failed_accepts_{0};
     bool closed_ = false;
     unsigned posted_ = 0;
-    accept_slot* ready_head_ = nullptr;
-    accept_slot* ready_tail_ = nullptr;
-    accept_slot* idle_ = nullptr;
-    accept_waiter* waiters_head_ = nullptr;
-    accept_waiter* waiters_tail_ = nullptr;
+    slot_queue ready_;
+    slot_queue idle_;
+    waiter_list waiters_;
     std::optional<portico::stop_callback<closer>> on_context_stop_;
+};
+
+/// The awaiter base of tcp_acceptor::accept(): queues on the pool, is
+/// finished by a completing slot, a close or its stop callback, and keeps
+/// its frame alive if destroyed while a posted resumption is on its way.
+/// The public accept_op adds await_resume.
+class accept_awaiter : private accept_waiter {
+public:
+    /// `pool` is null when the acceptor is not listening.
+    explicit accept_awaiter(accept_pool* pool) noexcept : accept_waiter(&accept_awaiter::on_posted), pool_(pool)
+    {
+        if (pool_ != nullptr) pool_->add_ref();
+    }
+
+    accept_awaiter(const accept_awaiter&) = delete;
+    accept_awaiter& operator=(const accept_awaiter&) = delete;
+    /// Moves an accept not awaited yet (when_all, with_timeout... take
+    /// awaitables by value).
+    accept_awaiter(accept_awaiter&& other) noexcept : accept_waiter(&accept_awaiter::on_posted), pool_(other.pool_)
+    {
+        assert(other.handshake.load(std::memory_order_relaxed) == resume_handshake::state::idle && !other.cancel_ &&
+               "moving an accept that was already started");
+        if (pool_ != nullptr) pool_->add_ref();
+    }
+    accept_awaiter& operator=(accept_awaiter&&) = delete;
+
+    ~accept_awaiter()
+    {
+        // Waits for a stop callback running on another thread: it touches us.
+        cancel_.reset();
+        if (pool_ == nullptr) return;
+        // Destroyed while suspended and still queued: nobody will finish it.
+        // Destroyed while suspended after a finisher took it from the list:
+        // a packet may be on its way to this OVERLAPPED, so the frame stays
+        // until it arrives (as socket_op does). Register before publishing
+        // `orphaned`, which lets the packet free the frame.
+        if (!pool_->unlink(*this) && handshake.load() == resume_handshake::state::running) {
+            if (!deferrable || !orphan_registry::for_this_thread().add(this, &deferred)) std::terminate();
+            (void)handshake.orphan();
+        }
+        // A connection handed over but never taken by await_resume is closed
+        // with `socket`.
+        pool_->release();
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        continuation = awaiting;
+        deferrable = std::is_base_of_v<frame_allocation, Promise>;
+        if (pool_ == nullptr) {
+            error = make_error_code(errc::bad_state);
+            return false;
+        }
+        portico::stop_token token = stop_token_of(awaiting);
+        if (token.stop_requested()) {
+            error = make_error_code(errc::operation_aborted);
+            return false;
+        }
+        if (pool_->take_or_wait(*this)) return false;
+        // Queued: from here a completing slot on another thread may finish us.
+        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+        // RACE: after this succeeds the finisher may resume the coroutine and
+        // destroy this awaiter at once: touch nothing more.
+        return handshake.suspend();
+    }
+
+protected:
+    /// The error, or nothing and then the accepted socket (taken: a second
+    /// call finds it closed) and the peer, if known.
+    [[nodiscard]] std::error_code result() const noexcept { return error; }
+    [[nodiscard]] std::uintptr_t take_socket() noexcept { return static_cast<std::uintptr_t>(socket.release()); }
+    [[nodiscard]] const std::optional<endpoint>& peer() const noexcept { return remote; }
+
+private:
+    struct canceller {
+        accept_awaiter* op;
+        void operator()() const noexcept
+        {
+            // Whoever unlinks the waiter finishes it; if a slot or close()
+            // got there first, there is nothing to cancel.
+            if (op->pool_->unlink(*op)) {
+                op->error = make_error_code(errc::operation_aborted);
+                op->pool_->finish(*op, false);
+            }
+        }
+    };
+
+    // A waiter finished from outside a pool thread comes back through the port.
+    static void on_posted(overlapped_op* base, std::uintptr_t, std::uint32_t) noexcept
+    {
+        auto* self = static_cast<accept_awaiter*>(static_cast<accept_waiter*>(base));
+        if (self->handshake.complete() == resume_handshake::state::orphaned) {
+            // The frame was destroyed after this packet was posted.
+            if (self->deferred.arrive()) frame_allocation::release(self->deferred.block, self->deferred.size);
+            return;
+        }
+        self->continuation.resume();
+    }
+
+    accept_pool* pool_;
+    std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
 } // namespace detail::win

@@ -36,8 +36,9 @@ enum class completion_key : ULONG_PTR {
 struct overlapped_op : OVERLAPPED {
     /// Called once, on the thread that dequeued the completion. `status` is
     /// the NTSTATUS for io-key packets and unused for posted ones; `bytes`
-    /// is the byte count. Must not throw.
-    using complete_fn = void (*)(overlapped_op* op, ULONG_PTR status, DWORD bytes) noexcept;
+    /// is the byte count. Must not throw. Portable integer types, so the
+    /// awaiters of the public headers can name it (detail/backend.hpp).
+    using complete_fn = void (*)(overlapped_op* op, std::uintptr_t status, std::uint32_t bytes) noexcept;
 
     explicit overlapped_op(complete_fn fn) noexcept : OVERLAPPED{}, complete(fn) {}
     overlapped_op(const overlapped_op&) = delete;

@@ -2,10 +2,11 @@
 #pragma once
 
 #include <portico/config.hpp>
-#include <portico/io_statistics.hpp>
+#include <portico/detail/intrusive_list.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/timer_service.hpp>
 #include <portico/detail/win/windows.hpp>
+#include <portico/io_statistics.hpp>
 
 #include <algorithm>
 #include <array>
@@ -118,27 +119,31 @@ public:
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
     /// Associates a handle (socket, file) with the port: its overlapped I/O
-    /// completes here with completion_key::io. Throws std::system_error.
-    void associate(HANDLE handle)
+    /// completes here with completion_key::io. Errors: the system's (the
+    /// handle is already associated with another port, or no resources).
+    [[nodiscard]] std::error_code associate(HANDLE handle) noexcept
     {
         if (::CreateIoCompletionPort(handle, port(), static_cast<ULONG_PTR>(completion_key::io), 0) == nullptr) {
-            throw std::system_error(static_cast<int>(::GetLastError()), std::system_category(),
-                                    "CreateIoCompletionPort");
+            return {static_cast<int>(::GetLastError()), std::system_category()};
         }
+        return {};
     }
 
     /// Associates a socket with the port and, if `skip_on_success` and every
     /// installed TCP/IP provider hands out IFS handles, sets
     /// FILE_SKIP_COMPLETION_PORT_ON_SUCCESS so a call that succeeds at once
-    /// queues no packet. Returns whether skipping is on for the socket.
-    /// Throws std::system_error if the association fails.
-    bool associate_socket(SOCKET s, bool skip_on_success)
+    /// queues no packet; `skips` says whether that is on for the socket.
+    /// Errors: as associate().
+    [[nodiscard]] std::error_code associate_socket(SOCKET s, bool skip_on_success, bool& skips) noexcept
     {
-        associate(reinterpret_cast<HANDLE>(s));
-        if (!skip_on_success || !providers_have_ifs_handles()) return false;
-        return ::SetFileCompletionNotificationModes(reinterpret_cast<HANDLE>(s), FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
-                                                                                     FILE_SKIP_SET_EVENT_ON_HANDLE) !=
-               FALSE;
+        skips = false;
+        if (auto ec = associate(reinterpret_cast<HANDLE>(s))) return ec;
+        if (skip_on_success && providers_have_ifs_handles()) {
+            skips = ::SetFileCompletionNotificationModes(reinterpret_cast<HANDLE>(s),
+                                                         FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                             FILE_SKIP_SET_EVENT_ON_HANDLE) != FALSE;
+        }
+        return {};
     }
 
     /// Dequeues and dispatches completions on the calling thread until stop()
@@ -268,13 +273,7 @@ public:
         count(counter::post_failures);
         {
             std::lock_guard lock(fallback_mutex_);
-            op->next_posted = nullptr;
-            if (fallback_tail_ != nullptr) {
-                fallback_tail_->next_posted = op;
-            } else {
-                fallback_head_ = op;
-            }
-            fallback_tail_ = op;
+            fallback_.push_back(*op);
             fallback_size_.fetch_add(1, std::memory_order_release);
         }
         // Pool threads check the queue after every dequeue, but all of them
@@ -389,16 +388,14 @@ private:
     /// Completes, on this pool thread, every op whose post the port refused.
     void drain_fallback() noexcept
     {
-        overlapped_op* list = nullptr;
+        fallback_queue list;
         {
             std::lock_guard lock(fallback_mutex_);
-            list = std::exchange(fallback_head_, nullptr);
-            fallback_tail_ = nullptr;
+            list = std::move(fallback_);
             fallback_size_.store(0, std::memory_order_release);
         }
-        while (list != nullptr) {
-            auto* op = std::exchange(list, list->next_posted);
-            op->complete(op, op->Internal, static_cast<DWORD>(op->InternalHigh));
+        while (overlapped_op* op = list.pop_front()) {
+            op->complete(op, op->Internal, static_cast<std::uint32_t>(op->InternalHigh));
             work_finished();
             if (current_thread_state != nullptr && current_thread_state->owner == this) {
                 run_deferred(*current_thread_state);
@@ -421,14 +418,12 @@ private:
     {
         auto* self = static_cast<scheduler*>(context);
         std::lock_guard lock(self->fallback_mutex_);
-        while (self->fallback_head_ != nullptr) {
-            overlapped_op* op = self->fallback_head_;
+        while (overlapped_op* op = self->fallback_.front()) {
             if (!::PostQueuedCompletionStatus(self->port(), static_cast<DWORD>(op->InternalHigh),
                                               static_cast<ULONG_PTR>(completion_key::posted), op)) {
                 return false;
             }
-            self->fallback_head_ = op->next_posted;
-            if (self->fallback_head_ == nullptr) self->fallback_tail_ = nullptr;
+            self->fallback_.pop_front();
             self->fallback_size_.fetch_sub(1, std::memory_order_release);
         }
         return true;
@@ -453,9 +448,9 @@ private:
     std::atomic<std::int64_t> outstanding_{0};
     std::atomic<unsigned> inject_failures_{0};
 
+    using fallback_queue = intrusive_queue<overlapped_op, &overlapped_op::next_posted>;
     std::mutex fallback_mutex_;
-    overlapped_op* fallback_head_ = nullptr;
-    overlapped_op* fallback_tail_ = nullptr;
+    fallback_queue fallback_;
     std::atomic<std::size_t> fallback_size_{0};
 
     mutable std::mutex blocks_mutex_;

@@ -4,14 +4,15 @@
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/resume_handshake.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
+#include <portico/detail/win/socket.hpp>
 #include <portico/detail/win/windows.hpp>
 #include <portico/error.hpp>
 #include <portico/stop_token.hpp>
 
-#include <atomic>
 #include <cassert>
 #include <coroutine>
 #include <cstddef>
@@ -24,32 +25,19 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail::win {
 
-/// How a socket's completions arrive.
-struct socket_ref {
-    scheduler* sched = nullptr;
-    SOCKET handle = INVALID_SOCKET;
-    /// FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set: a call that succeeds at
-    /// once queues no packet.
-    bool skips_on_success = false;
-};
-
 /// Base of every socket awaiter (CRTP). Derived provides
 /// `DWORD start(DWORD& bytes) noexcept`: it makes the Win32 call and returns 0
 /// for an immediate success (with `bytes` set), WSA_IO_PENDING, or the error;
 /// and `static constexpr bool message_size_is_a_warning`: true for datagram
 /// receives, where WSAEMSGSIZE means "completed, truncated", not "failed".
 ///
-/// State machine shared by the starting thread, the completing thread and the
-/// stop callback (any thread):
-///   idle -> running          start returned pending; the completion resumes us
-///   idle -> done             the completion arrived before start finished;
-///                            the starting thread continues inline instead
-///   idle -> cancel_pending   stop requested before start finished; the
-///                            starting thread issues the CancelIoEx
-///   running                  the stop callback issues CancelIoEx itself
-/// Whoever moves the state last resumes the coroutine, so it resumes once.
-///   running -> orphaned      the frame holding the op was destroyed while the
-///                            op was pending; the completion frees the frame
+/// Who resumes the coroutine is settled by a resume_handshake (see its
+/// state table): the starting thread, the completing thread and the stop
+/// callback (any thread) race, and exactly one resumes. A stop that arrives
+/// before the call returned pending is carried out by the starting thread
+/// (CancelIoEx), one that arrives later by the stop callback. An op whose
+/// frame is destroyed while the kernel holds it is orphaned: its completion
+/// frees the frame.
 template <class Derived>
 class socket_op : public overlapped_op {
 public:
@@ -62,7 +50,7 @@ public:
     socket_op(socket_op&& other) noexcept
         : overlapped_op(std::move(other)), error_(other.error_), bytes_(other.bytes_), socket_(other.socket_)
     {
-        assert(other.state_.load(std::memory_order_relaxed) == state::idle && !other.cancel_ &&
+        assert(other.handshake_.load(std::memory_order_relaxed) == resume_handshake::state::idle && !other.cancel_ &&
                "moving a socket operation that was already started");
     }
     socket_op& operator=(socket_op&&) = delete;
@@ -75,15 +63,14 @@ public:
     {
         // Waits for a stop callback running on another thread.
         cancel_.reset();
-        auto s = state_.load(std::memory_order_acquire);
-        if (s != state::running) return;
+        if (handshake_.load() != resume_handshake::state::running) return;
         // Register before publishing `orphaned`: the completion may free the
         // block the moment it sees it, and the registry must already know.
         if (!deferrable_ || !orphan_registry::for_this_thread().add(this, &deferred_)) {
             // A frame portico did not allocate cannot be kept alive.
             std::terminate();
         }
-        if (!state_.compare_exchange_strong(s, state::orphaned, std::memory_order_acq_rel)) {
+        if (!handshake_.orphan()) {
             // Completed concurrently and being resumed elsewhere: the caller
             // destroyed a coroutine another thread is resuming.
             std::terminate();
@@ -126,7 +113,9 @@ public:
             }
             // Over budget: go through the port like everyone else.
             inline_streak() = 0;
-            state_.store(state::running, std::memory_order_release);
+            // NOTE: suspend() before the post: nobody else knows the op yet,
+            // and once posted the packet may resume us on another thread.
+            (void)handshake_.suspend();
             sched.post_started(this);
             return true;
         }
@@ -153,18 +142,12 @@ public:
         }
         // NOTE: a packet is coming and may already have been dispatched on
         // another thread. on_complete() only resumes us if it sees `running`,
-        // so until the exchange below succeeds this frame is still ours.
-        auto s = state_.load(std::memory_order_acquire);
-        for (;;) {
-            if (s == state::done) return false;
-            if (s == state::cancel_pending) {
-                sched.count(counter::cancel_calls);
-                ::CancelIoEx(reinterpret_cast<HANDLE>(socket_.handle), this);
-            }
-            // RACE: after this succeeds the completion may resume the
-            // coroutine and destroy this awaiter at once: touch nothing more.
-            if (state_.compare_exchange_weak(s, state::running, std::memory_order_acq_rel)) return true;
-        }
+        // so until suspend() publishes it this frame is still ours; after it
+        // returns true the coroutine may be resumed and gone: touch nothing.
+        return handshake_.suspend([this, &sched]() noexcept {
+            sched.count(counter::cancel_calls);
+            ::CancelIoEx(reinterpret_cast<HANDLE>(socket_.handle), this);
+        });
     }
 
 protected:
@@ -173,19 +156,13 @@ protected:
     socket_ref socket_;
 
 private:
-    enum class state : unsigned char { idle, cancel_pending, running, done, orphaned };
-
     struct canceller {
         socket_op* op;
         void operator()() const noexcept
         {
-            auto s = op->state_.load(std::memory_order_acquire);
-            while (s == state::idle) {
-                if (op->state_.compare_exchange_weak(s, state::cancel_pending, std::memory_order_acq_rel)) return;
-            }
             // NOTE: the awaiter cannot be destroyed while this runs:
             // ~stop_callback waits for a callback running on another thread.
-            if (s == state::running) {
+            if (op->handshake_.request_cancel()) {
                 op->socket_.sched->count(counter::cancel_calls);
                 ::CancelIoEx(reinterpret_cast<HANDLE>(op->socket_.handle), op);
             }
@@ -199,17 +176,17 @@ private:
         return t != nullptr ? t->inline_streak : off_pool;
     }
 
-    static void on_complete(overlapped_op* base, ULONG_PTR status, DWORD bytes) noexcept
+    static void on_complete(overlapped_op* base, std::uintptr_t status, std::uint32_t bytes) noexcept
     {
         auto* self = static_cast<socket_op*>(base);
         self->bytes_ = bytes;
         // RACE: the socket may be closed and its handle value already reused
         // by a new socket, so the status is mapped without the handle.
         if (status != 0) self->error_ = completion_error(status);
-        const state before = self->state_.exchange(state::done, std::memory_order_acq_rel);
-        if (before == state::running) {
+        const auto before = self->handshake_.complete();
+        if (before == resume_handshake::state::running) {
             self->continuation_.resume();
-        } else if (before == state::orphaned) {
+        } else if (before == resume_handshake::state::orphaned) {
             // The frame was destroyed while the kernel held this op. Free the
             // block if its operator delete already ran; otherwise that does.
             if (self->deferred_.arrive()) frame_allocation::release(self->deferred_.block, self->deferred_.size);
@@ -219,7 +196,7 @@ private:
     }
 
     std::coroutine_handle<> continuation_;
-    std::atomic<state> state_{state::idle};
+    resume_handshake handshake_;
     bool deferrable_ = false;
     deferred_frame deferred_;
     std::optional<portico::stop_callback<canceller>> cancel_;

@@ -32,6 +32,14 @@
 #include <mswsock.h>
 #include <windows.h>
 
+// portico's minimum is Windows 10 / Windows Server 2016 (docs/design/layout.md
+// says why). The SDK has set _WIN32_WINNT by now, to the user's value or its
+// own default; portico never sets it.
+#if defined(_WIN32_WINNT) && _WIN32_WINNT < 0x0A00
+#error                                                                                                                 \
+    "portico needs Windows 10 or Windows Server 2016 or later, but _WIN32_WINNT is below 0x0A00 (_WIN32_WINNT_WIN10)."
+#endif
+
 #if defined(PORTICO_DEFINED_WIN32_LEAN_AND_MEAN)
 #undef WIN32_LEAN_AND_MEAN
 #undef PORTICO_DEFINED_WIN32_LEAN_AND_MEAN

@@ -1,0 +1,70 @@
+// portico: the backend seam — the one place that picks the platform's I/O
+// backend, and the list of names every backend provides.
+//
+// The public headers that do I/O (io_context.hpp, net/) include this file
+// and name only `detail::backend::` types, never a platform header or call.
+// A backend is a folder under detail/ (win/ today; uring/ next) that defines
+// the names aliased below; docs/design/layout.md describes each one's
+// contract. Which backend: the #if ladder in config.hpp.
+#pragma once
+
+#include <portico/config.hpp>
+
+#if PORTICO_BACKEND_IOCP
+#include <portico/detail/win/accept_pool.hpp>
+#include <portico/detail/win/name_lookup.hpp>
+#include <portico/detail/win/overlapped_op.hpp>
+#include <portico/detail/win/scheduler.hpp>
+#include <portico/detail/win/socket.hpp>
+#include <portico/detail/win/socket_ops.hpp>
+#include <portico/detail/win/timer_service.hpp>
+#include <portico/detail/win/wsabuf.hpp>
+#else
+#error                                                                                                                 \
+    "portico: io_context and the sockets need an I/O backend, and this platform has none yet (Windows IOCP only; Linux io_uring is planned). The platform-neutral headers (coro/, framing/, buffer.hpp, error.hpp, stop_token.hpp, net/address.hpp, net/endpoint.hpp) build everywhere."
+#endif
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::backend {
+
+#if PORTICO_BACKEND_IOCP
+namespace impl = detail::win;
+#endif
+
+// --- the context ---
+/// Runs completions on the threads that call run(); counts outstanding work;
+/// post(), defer(), timers(), statistics(), stop().
+using scheduler = impl::scheduler;
+/// What the scheduler completes: `operation(complete_fn)` where
+/// complete_fn is `void(operation*, std::uintptr_t status, std::uint32_t bytes) noexcept`.
+using operation = impl::overlapped_op;
+/// An operation that is also a timer-heap node (deadline, fired).
+using timer_op = impl::timer_op;
+
+// --- sockets ---
+/// An owned socket and its synchronous calls (open, associate, bind,
+/// listen, options, names, shutdown, close, cancel).
+using socket_handle = impl::socket_handle;
+/// What an operation needs of its socket (socket_handle::ref()).
+using socket_ref = impl::socket_ref;
+/// A stream receive, send and connect; a datagram send and receive. Each is
+/// an awaiter base with `error_`, `bytes_` and (but connect) `requested_`.
+using stream_recv_op = impl::stream_recv_op;
+using stream_send_op = impl::stream_send_op;
+using stream_connect_op = impl::stream_connect_op;
+using datagram_send_op = impl::datagram_send_op;
+using datagram_recv_op = impl::datagram_recv_op;
+/// The most buffers one scatter/gather call takes.
+inline constexpr std::size_t max_buffers = impl::max_wsabufs;
+
+// --- listening and names ---
+/// A listener's pending accepts, and the awaiter base of accept().
+using accept_pool = impl::accept_pool;
+using accept_awaiter = impl::accept_awaiter;
+/// One asynchronous host/service lookup (resolver).
+using name_lookup = impl::name_lookup;
+
+} // namespace detail::backend
+
+PORTICO_NAMESPACE_END
