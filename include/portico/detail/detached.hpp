@@ -30,7 +30,10 @@ public:
     using end_fn = void (*)(void* owner, std::exception_ptr error) noexcept;
 
     struct promise_type : frame_allocation {
-        detached get_return_object() noexcept { return detached{std::coroutine_handle<promise_type>::from_promise(*this)}; }
+        detached get_return_object() noexcept
+        {
+            return detached{std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
         std::suspend_always initial_suspend() const noexcept { return {}; }
 
         struct final_awaiter {

@@ -27,7 +27,7 @@ struct list_hook {
 
 /// A doubly linked list of T through the hook `Hook`: O(1) push at both ends,
 /// pop at the front, and removal of any node. Empty lists cost two pointers.
-template <class T, list_hook<T> T::*Hook>
+template <class T, list_hook<T> T::* Hook>
 class intrusive_list {
 public:
     intrusive_list() noexcept = default;
@@ -120,7 +120,7 @@ private:
 /// A singly linked FIFO of T through the member `Next`: O(1) push at either
 /// end, pop at the front and splicing of a whole queue. No removal from the
 /// middle (use intrusive_list for that).
-template <class T, T* T::*Next>
+template <class T, T* T::* Next>
 class intrusive_queue {
 public:
     intrusive_queue() noexcept = default;
