@@ -54,7 +54,7 @@ task<> echo_line(tcp_socket& s, std::string line, totals& t)
 {
     if (auto [ec, n] = co_await s.write_all(buffer(line)); ec) co_return fail(t, "send", ec);
     std::string echo(line.size(), '\0');
-    if (auto [ec, n] = co_await s.read(buffer(echo)); ec) co_return fail(t, "receive", ec);
+    if (auto [ec, n] = co_await s.read_all(buffer(echo)); ec) co_return fail(t, "receive", ec);
     if (echo != line) ++t.failures;
     std::printf("from server: %s", echo.c_str());
     ++t.messages;
@@ -92,7 +92,7 @@ task<> payloads(io_context& ctx, endpoint server, unsigned count, std::size_t si
         for (auto& b : sent) b = static_cast<unsigned char>(random());
         // Send and receive at once: a payload larger than the socket buffers
         // would otherwise stall both ends.
-        auto [w, r] = co_await portico::when_all(s.write_all(buffer(sent)), s.read(buffer(echo)));
+        auto [w, r] = co_await portico::when_all(s.write_all(buffer(sent)), s.read_all(buffer(echo)));
         if (w.error()) co_return fail(t, "send", w.error());
         if (r.error()) co_return fail(t, "receive", r.error());
         if (echo != sent) {

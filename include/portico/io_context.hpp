@@ -35,6 +35,9 @@ struct context_access {
 
 /// Awaiter returned by io_context::schedule(): resumes the awaiting coroutine
 /// on one of the context's pool threads. Never allocates.
+///
+/// Awaiting it (co_await): always suspends and posts the coroutine to the
+/// completion port, so it resumes on a pool thread. await_resume yields nothing.
 class [[nodiscard]] schedule_op : private detail::backend::operation {
 public:
     /// Made by io_context::schedule(); `s` is the context's scheduler.
@@ -45,9 +48,7 @@ public:
     /// @name Awaiter protocol
     /// @{
 
-    /// Awaiter protocol, called by co_await: always suspends and posts the
-    /// coroutine to the completion port, so it resumes on a pool thread.
-    /// await_resume yields nothing.
+    /// The awaiter protocol, which co_await calls (see the class comment).
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> awaiting) noexcept
     {
@@ -73,6 +74,13 @@ private:
 /// Awaiter returned by io_context::sleep_for() and sleep_until(). Yields
 /// io_result<void>: success when the deadline passed, operation_aborted when
 /// cancelled (stop token, or the context stopped). Never allocates.
+///
+/// Awaiting it (co_await): completes at once, with success, if the deadline has
+/// passed, and with operation_aborted if stop was already requested or the
+/// context refuses new timers (it was stopped); otherwise suspends until the
+/// timer fires or is cancelled. await_suspend throws if the timer cannot be
+/// started (the timer heap cannot grow). await_resume yields the io_result<void>
+/// described above.
 class [[nodiscard]] sleep_op : private detail::backend::timer_op {
 public:
     /// The clock deadlines are measured on.
@@ -89,12 +97,7 @@ public:
     /// @name Awaiter protocol
     /// @{
 
-    /// Awaiter protocol, called by co_await: completes at once, with success,
-    /// if the deadline has passed, and with operation_aborted if stop was
-    /// already requested or the context refuses new timers (it was stopped);
-    /// otherwise suspends until the timer fires or is cancelled. await_suspend
-    /// throws if the timer cannot be started (the timer heap cannot grow).
-    /// await_resume yields the io_result<void> described above.
+    /// The awaiter protocol, which co_await calls (see the class comment).
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>

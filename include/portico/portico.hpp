@@ -7,7 +7,7 @@
 #include <portico/buffer.hpp>
 #include <portico/coro/async_mutex.hpp>
 #include <portico/coro/awaitable_traits.hpp>
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/coro/task_group.hpp>
@@ -30,5 +30,5 @@
 #include <portico/net/tcp_socket.hpp>
 #include <portico/net/udp_socket.hpp>
 #include <portico/thread_pool.hpp>
-#include <portico/timer.hpp>
+#include <portico/deadline.hpp>
 #endif

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/detail/intrusive_list.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -27,9 +28,7 @@ namespace detail {
 
 struct stop_callback_node {
     void (*invoke)(stop_callback_node*) noexcept = nullptr;
-    stop_callback_node* next = nullptr;
-    stop_callback_node* prev = nullptr;
-    bool registered = false;
+    list_hook<stop_callback_node> hook;
     // Set while the node's own callback runs, so a callback that destroys
     // its stop_callback (legal) is noticed and not touched afterwards.
     bool* destroyed = nullptr;
@@ -50,9 +49,7 @@ public:
         if (requested_.load(std::memory_order_relaxed)) return false;
         requested_.store(true, std::memory_order_release);
         runner_ = std::this_thread::get_id();
-        while (head_ != nullptr) {
-            stop_callback_node* node = head_;
-            unlink(node);
+        while (stop_callback_node* node = callbacks_.pop_front()) {
             bool destroyed = false;
             node->destroyed = &destroyed;
             running_ = node;
@@ -74,11 +71,7 @@ public:
     {
         std::lock_guard lock(mutex_);
         if (requested_.load(std::memory_order_relaxed)) return false;
-        node->next = head_;
-        node->prev = nullptr;
-        if (head_ != nullptr) head_->prev = node;
-        head_ = node;
-        node->registered = true;
+        callbacks_.push_front(*node);
         return true;
     }
 
@@ -87,8 +80,8 @@ public:
     void remove(stop_callback_node* node) noexcept
     {
         std::unique_lock lock(mutex_);
-        if (node->registered) {
-            unlink(node);
+        if (callbacks_.contains(*node)) {
+            callbacks_.remove(*node);
             return;
         }
         if (running_ != node) return;
@@ -102,23 +95,11 @@ public:
     }
 
 private:
-    void unlink(stop_callback_node* node) noexcept
-    {
-        if (node->prev != nullptr) {
-            node->prev->next = node->next;
-        } else {
-            head_ = node->next;
-        }
-        if (node->next != nullptr) node->next->prev = node->prev;
-        node->next = node->prev = nullptr;
-        node->registered = false;
-    }
-
     std::atomic<bool> requested_{false};
     std::atomic<std::size_t> sources_{0};
     std::mutex mutex_;
     std::condition_variable done_;
-    stop_callback_node* head_ = nullptr;
+    intrusive_list<stop_callback_node, &stop_callback_node::hook> callbacks_;
     stop_callback_node* running_ = nullptr;
     std::thread::id runner_;
 };

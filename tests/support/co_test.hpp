@@ -6,7 +6,7 @@
 #include <portico/io_context.hpp>
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/detail/win/windows.hpp>
 #include <portico/thread_pool.hpp>
 

@@ -2,7 +2,7 @@
 
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task_group.hpp>
 #include <portico/coro/when_all.hpp>
 #include <portico/thread_pool.hpp>

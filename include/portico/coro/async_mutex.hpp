@@ -2,6 +2,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/detail/intrusive_list.hpp>
 
 #include <atomic>
 #include <cassert>
@@ -56,6 +57,11 @@ public:
 
     /// Awaiter of lock(): completes holding the lock. Lives in the awaiting
     /// frame and is linked into the waiter list while suspended.
+    ///
+    /// Awaiting it (co_await): takes the lock at once if it is free; otherwise
+    /// queues the coroutine, which the unlock() handing it the lock resumes,
+    /// inline on the unlocking thread. await_resume yields nothing: the coroutine
+    /// holds the lock.
     class lock_op {
     public:
         /// Made by async_mutex::lock(): an awaiter taking the lock on `m`.
@@ -63,10 +69,7 @@ public:
         /// @name Awaiter protocol
         /// @{
 
-        /// Awaiter protocol, called by co_await: takes the lock at once if it
-        /// is free; otherwise queues the coroutine, which the unlock() handing
-        /// it the lock resumes, inline on the unlocking thread. await_resume
-        /// yields nothing: the coroutine holds the lock.
+        /// The awaiter protocol, which co_await calls (see the class comment).
         bool await_ready() noexcept { return mutex_.try_lock(); }
         bool await_suspend(std::coroutine_handle<> awaiter) noexcept
         {
@@ -127,27 +130,24 @@ public:
     void unlock() noexcept
     {
         assert(state_.load(std::memory_order_relaxed) != not_locked && "unlock of an unlocked async_mutex");
-        lock_op* head = waiters_;
-        if (head == nullptr) {
+        if (waiters_.empty()) {
             auto expected = locked_no_waiters;
             if (state_.compare_exchange_strong(expected, not_locked, std::memory_order_release,
                                                std::memory_order_relaxed)) {
                 return;
             }
             // New waiters arrived: take them all (acquire pairs with their
-            // release) and reverse the LIFO list so the oldest goes first.
-            auto list = state_.exchange(locked_no_waiters, std::memory_order_acquire);
-            auto* op = reinterpret_cast<lock_op*>(list);
+            // release). They are linked newest first; pushing each to the
+            // front of the queue puts the oldest first.
+            auto* op = reinterpret_cast<lock_op*>(state_.exchange(locked_no_waiters, std::memory_order_acquire));
             while (op != nullptr) {
-                auto* next = op->next_;
-                op->next_ = head;
-                head = op;
+                lock_op* next = op->next_;
+                waiters_.push_front(*op);
                 op = next;
             }
         }
         // The lock passes directly to the waiter: the state stays locked.
-        waiters_ = head->next_;
-        head->awaiter_.resume();
+        waiters_.pop_front()->awaiter_.resume();
     }
 
 private:
@@ -157,8 +157,8 @@ private:
     static constexpr std::uintptr_t locked_no_waiters = 0;
 
     std::atomic<std::uintptr_t> state_{not_locked};
-    // FIFO list of waiters already taken from state_; only the holder touches it.
-    lock_op* waiters_ = nullptr;
+    // FIFO of waiters already taken from state_; only the holder touches it.
+    detail::intrusive_queue<lock_op, &lock_op::next_> waiters_;
 };
 
 inline void async_mutex_lock::unlock() noexcept

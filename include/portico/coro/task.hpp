@@ -2,7 +2,7 @@
 #pragma once
 
 #include <portico/config.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/stop_token.hpp>
 
 #include <cassert>
@@ -147,6 +147,11 @@ private:
 /// awaited (or has finished) frees it. It may be awaited once.
 /// Thread safety: a task object is not shared between threads; the coroutine
 /// may of course resume on any thread its operations complete on.
+///
+/// Awaiting it (co_await): continues at once if the task already finished;
+/// otherwise makes the awaiting coroutine the task's continuation, passes on its
+/// stop token (unless one was set on the task) and transfers to the task.
+/// await_resume yields the task's result or rethrows its exception.
 template <class T>
 class [[nodiscard]] task {
 public:
@@ -199,11 +204,7 @@ public:
         /// @name Awaiter protocol
         /// @{
 
-        /// Awaiter protocol, called by co_await: continues at once if the task
-        /// already finished; otherwise makes the awaiting coroutine the task's
-        /// continuation, passes on its stop token (unless one was set on the
-        /// task) and transfers to the task. await_resume yields the task's
-        /// result or rethrows its exception.
+        /// The awaiter protocol, which co_await calls (see the class comment).
         bool await_ready() const noexcept { return handle.done(); }
 
         template <class Promise>

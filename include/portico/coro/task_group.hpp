@@ -74,6 +74,11 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return count_.load(std::memory_order_acquire) - 1; }
 
     /// Awaiter of join(); see there.
+    ///
+    /// Awaiting it (co_await): continues at once if no spawned awaitable is
+    /// running; otherwise suspends until the last one finishes, which resumes the
+    /// joiner on its own thread. await_resume makes the group usable again and
+    /// rethrows the first exception spawned work let escape (and forgets it).
     class join_op {
     public:
         /// Made by task_group::join().
@@ -81,11 +86,7 @@ public:
         /// @name Awaiter protocol
         /// @{
 
-        /// Awaiter protocol, called by co_await: continues at once if no
-        /// spawned awaitable is running; otherwise suspends until the last one
-        /// finishes, which resumes the joiner on its own thread. await_resume
-        /// makes the group usable again and rethrows the first exception
-        /// spawned work let escape (and forgets it).
+        /// The awaiter protocol, which co_await calls (see the class comment).
         bool await_ready() const noexcept { return group_.count_.load(std::memory_order_acquire) == 1; }
         bool await_suspend(std::coroutine_handle<> joiner) noexcept
         {

@@ -3,7 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/join_child.hpp>
 #include <portico/stop_token.hpp>

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <portico/config.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/stop_token.hpp>
 
 #include <coroutine>

@@ -25,18 +25,18 @@ struct list_hook {
     T* prev = nullptr;
 };
 
-/// A doubly linked list of T through the hook `Hook`: O(1) push at both ends,
-/// pop at the front, and removal of any node. Empty lists cost two pointers.
-template <class T, list_hook<T> T::* Hook>
-class intrusive_list {
+/// The two ends every intrusive list keeps, and moving them: a moved-from
+/// list is empty; assigning over a list that still holds nodes is a bug.
+template <class T>
+class list_ends {
 public:
-    intrusive_list() noexcept = default;
-    intrusive_list(const intrusive_list&) = delete;
-    intrusive_list& operator=(const intrusive_list&) = delete;
-    intrusive_list(intrusive_list&& other) noexcept
+    list_ends() noexcept = default;
+    list_ends(const list_ends&) = delete;
+    list_ends& operator=(const list_ends&) = delete;
+    list_ends(list_ends&& other) noexcept
         : head_(std::exchange(other.head_, nullptr)), tail_(std::exchange(other.tail_, nullptr))
     {}
-    intrusive_list& operator=(intrusive_list&& other) noexcept
+    list_ends& operator=(list_ends&& other) noexcept
     {
         assert(empty() && "assigning over a list that still holds nodes");
         head_ = std::exchange(other.head_, nullptr);
@@ -46,6 +46,31 @@ public:
 
     [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
     [[nodiscard]] T* front() const noexcept { return head_; }
+
+    /// Calls f(node) for every node, front to back, taking each out of the
+    /// list before f sees it (so f may destroy it or put it in another list).
+    template <class List, class F>
+    static void drain(List& list, F f)
+    {
+        while (T* node = list.pop_front()) f(*node);
+    }
+
+protected:
+    ~list_ends() = default;
+
+    T* head_ = nullptr;
+    T* tail_ = nullptr;
+};
+
+/// A doubly linked list of T through the hook `Hook`: O(1) push at both ends,
+/// pop at the front, and removal of any node. Empty lists cost two pointers.
+template <class T, list_hook<T> T::* Hook>
+class intrusive_list : public list_ends<T> {
+    using list_ends<T>::head_;
+    using list_ends<T>::tail_;
+
+public:
+    intrusive_list() noexcept = default; // not an aggregate: list_ends is not for direct use
     [[nodiscard]] T* back() const noexcept { return tail_; }
 
     /// True if `node` is in this list. O(1): a linked node has a predecessor
@@ -104,42 +129,25 @@ public:
         hook.next = hook.prev = nullptr;
     }
 
-    /// Calls f(node) for every node, front to back, taking each out of the
-    /// list before f sees it (so f may destroy it or put it in another list).
+    /// Takes every node out, front to back, and calls f(node) on each (see
+    /// list_ends::drain).
     template <class F>
     void drain(F f)
     {
-        while (T* node = pop_front()) f(*node);
+        list_ends<T>::drain(*this, std::move(f));
     }
-
-private:
-    T* head_ = nullptr;
-    T* tail_ = nullptr;
 };
 
 /// A singly linked FIFO of T through the member `Next`: O(1) push at either
 /// end, pop at the front and splicing of a whole queue. No removal from the
 /// middle (use intrusive_list for that).
 template <class T, T* T::* Next>
-class intrusive_queue {
+class intrusive_queue : public list_ends<T> {
+    using list_ends<T>::head_;
+    using list_ends<T>::tail_;
+
 public:
-    intrusive_queue() noexcept = default;
-    intrusive_queue(const intrusive_queue&) = delete;
-    intrusive_queue& operator=(const intrusive_queue&) = delete;
-    intrusive_queue(intrusive_queue&& other) noexcept
-        : head_(std::exchange(other.head_, nullptr)), tail_(std::exchange(other.tail_, nullptr))
-    {}
-    intrusive_queue& operator=(intrusive_queue&& other) noexcept
-    {
-        assert(empty() && "assigning over a queue that still holds nodes");
-        head_ = std::exchange(other.head_, nullptr);
-        tail_ = std::exchange(other.tail_, nullptr);
-        return *this;
-    }
-
-    [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
-    [[nodiscard]] T* front() const noexcept { return head_; }
-
+    intrusive_queue() noexcept = default; // not an aggregate: list_ends is not for direct use
     void push_back(T& node) noexcept
     {
         node.*Next = nullptr;
@@ -181,16 +189,12 @@ public:
         other.head_ = other.tail_ = nullptr;
     }
 
-    /// Calls f(node) for every node, front to back, taking each out first.
+    /// Takes every node out, front to back, and calls f(node) on each.
     template <class F>
     void drain(F f)
     {
-        while (T* node = pop_front()) f(*node);
+        list_ends<T>::drain(*this, std::move(f));
     }
-
-private:
-    T* head_ = nullptr;
-    T* tail_ = nullptr;
 };
 
 } // namespace detail

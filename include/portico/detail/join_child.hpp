@@ -3,7 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/detail/result_promise.hpp>
 #include <portico/stop_token.hpp>
 

@@ -5,9 +5,9 @@
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/error.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/receive_ring.hpp>

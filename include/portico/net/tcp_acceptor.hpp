@@ -148,7 +148,10 @@ public:
     }
 
     /// True between a successful listen() and close().
-    [[nodiscard]] bool is_listening() const noexcept { return pool_ != nullptr && pool_->listening(); }
+    [[nodiscard]] bool is_listening() const noexcept
+    {
+        return pool_ != nullptr && pool_->listener() != detail::backend::socket_handle{}.native();
+    }
 
     /// Stops listening: pending accepts resume once with operation_aborted,
     /// connections not yet accepted are closed. Idempotent; any thread.

@@ -96,8 +96,9 @@ private:
     std::error_code setup_error_;
 };
 
-/// A TCP connection (or a socket about to connect). Move-only; closing or
-/// destroying it aborts its pending operations, which resume once with
+/// A TCP connection (or a socket about to connect). Move-only (a move leaves
+/// the source closed on the same context; move-assigning closes the target
+/// first); closing or destroying it aborts its pending operations, which resume once with
 /// operation_aborted. The members it shares with udp_socket (close, cancel,
 /// endpoints, buffer sizes) are basic_socket's.
 ///
@@ -108,14 +109,6 @@ class tcp_socket : public basic_socket {
 public:
     /// A socket not yet open; connect() opens it.
     explicit tcp_socket(io_context& ctx) noexcept : basic_socket(ctx) {}
-
-    /// Takes over the socket of `other`, which is left closed (is_open() is
-    /// false) on the same context.
-    tcp_socket(tcp_socket&& other) noexcept = default;
-    /// Closes this socket (as close() does) and takes over the socket of
-    /// `other`, which is left closed.
-    tcp_socket& operator=(tcp_socket&& other) noexcept = default;
-    ~tcp_socket() = default;
 
     /// Creates the socket for the given family and associates it with the
     /// context. Errors: no_resources, invalid_argument; bad_state if open.
@@ -180,7 +173,7 @@ public:
     /// connection_reset...). Allocates one frame.
     template <class Sequence>
         requires mutable_buffer_sequence<Sequence>
-    [[nodiscard]] task<io_result<std::size_t>> read(Sequence buffers)
+    [[nodiscard]] task<io_result<std::size_t>> read_all(Sequence buffers)
     {
         return transfer_all<mutable_buffer>(std::move(buffers),
                                             [this](std::span<mutable_buffer> next) { return read_some(next); });
@@ -228,7 +221,7 @@ public:
     io_result<void> assign(native_handle_type native) { return {adopt(detail::backend::socket_handle(native))}; }
 
 private:
-    // The loop behind read() and write_all(): up to 64 buffers per call,
+    // The loop behind read_all() and write_all(): up to 64 buffers per call,
     // resuming after each short transfer where it stopped.
     template <class Buffer, class Sequence, class Start>
     static task<io_result<std::size_t>> transfer_all(Sequence buffers, Start start)

@@ -77,7 +77,7 @@ private:
     endpoint* from_;
 };
 
-/// A UDP socket. Move-only; closing or destroying it aborts its pending
+/// A UDP socket. Move-only (as tcp_socket); closing or destroying it aborts its pending
 /// operations (operation_aborted). The members it shares with tcp_socket
 /// (close, cancel, endpoints, buffer sizes) are basic_socket's.
 ///
@@ -92,14 +92,6 @@ class udp_socket : public basic_socket {
 public:
     /// A socket not yet open; open() or bind() opens it.
     explicit udp_socket(io_context& ctx) noexcept : basic_socket(ctx) {}
-
-    /// Takes over the socket of `other`, which is left closed (is_open() is
-    /// false) on the same context.
-    udp_socket(udp_socket&& other) noexcept = default;
-    /// Closes this socket (as close() does) and takes over the socket of
-    /// `other`, which is left closed.
-    udp_socket& operator=(udp_socket&& other) noexcept = default;
-    ~udp_socket() = default;
 
     /// True for an IPv6 socket.
     [[nodiscard]] bool is_v6() const noexcept { return ipv6_; }

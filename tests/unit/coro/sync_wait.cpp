@@ -1,6 +1,6 @@
 #include <portico/coro/sync_wait.hpp>
 
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task.hpp>
 
 #include "support/catch.hpp"

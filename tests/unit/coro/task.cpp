@@ -1,7 +1,7 @@
 #include <portico/coro/task.hpp>
 #include <portico/stop_token.hpp>
 
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/sync_wait.hpp>
 
 #include "support/catch.hpp"

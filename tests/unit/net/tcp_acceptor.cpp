@@ -3,7 +3,7 @@
 #include <portico/coro/task.hpp>
 #include <portico/coro/task_group.hpp>
 #include <portico/coro/when_all.hpp>
-#include <portico/timer.hpp>
+#include <portico/deadline.hpp>
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
@@ -85,9 +85,9 @@ PORTICO_IO_TEST_CASE("accepted and connected sockets agree on endpoints and take
     const std::string reply = "and back from the server";
     std::string got_hello(hello.size(), '\0');
     std::string got_reply(reply.size(), '\0');
-    auto [w1, r1] = co_await portico::when_all(client.write_all(buffer(hello)), server.read(buffer(got_hello)));
+    auto [w1, r1] = co_await portico::when_all(client.write_all(buffer(hello)), server.read_all(buffer(got_hello)));
     CHECK_FALSE((w1.error() || r1.error()));
-    auto [w2, r2] = co_await portico::when_all(server.write_all(buffer(reply)), client.read(buffer(got_reply)));
+    auto [w2, r2] = co_await portico::when_all(server.write_all(buffer(reply)), client.read_all(buffer(got_reply)));
     CHECK_FALSE((w2.error() || r2.error()));
     CHECK(got_hello == hello);
     CHECK(got_reply == reply);
@@ -277,7 +277,7 @@ PORTICO_IO_TEST_CASE("clients that reset before accept never stop good clients b
         if ((co_await s.connect(local)).error()) co_return;
         const std::string message = "client " + std::to_string(i);
         std::string echo(message.size(), '\0');
-        auto [w, r] = co_await portico::when_all(s.write_all(buffer(message)), s.read(buffer(echo)));
+        auto [w, r] = co_await portico::when_all(s.write_all(buffer(message)), s.read_all(buffer(echo)));
         if (!w.error() && !r.error() && echo == message) ++served;
     };
     auto clients = [&]() -> task<> {

@@ -2,7 +2,7 @@
 
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
-#include <portico/timer.hpp>
+#include <portico/deadline.hpp>
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
@@ -37,7 +37,7 @@ PORTICO_IO_TEST_CASE("connected sockets exchange data and agree on endpoints", "
     std::vector<char> sent(100'000);
     std::iota(sent.begin(), sent.end(), 'a');
     std::vector<char> got(sent.size());
-    auto [writes, reads] = co_await portico::when_all(client.write_all(buffer(sent)), server.read(buffer(got)));
+    auto [writes, reads] = co_await portico::when_all(client.write_all(buffer(sent)), server.read_all(buffer(got)));
     CHECK_FALSE(writes.error());
     CHECK(writes.value_unchecked() == sent.size());
     CHECK_FALSE(reads.error());
@@ -172,7 +172,7 @@ PORTICO_IO_TEST_CASE("scatter read into 3 buffers and gather write from 64 buffe
     std::array<char, 100> a{}, b{};
     std::array<char, 824> c{};
     std::array<portico::mutable_buffer, 3> scatter{buffer(a), buffer(b), buffer(c)};
-    auto [rec, rn] = co_await server.read(scatter);
+    auto [rec, rn] = co_await server.read_all(scatter);
     CHECK_FALSE(rec);
     REQUIRE(rn == 1024);
     std::string joined = std::string(a.data(), 100) + std::string(b.data(), 100) + std::string(c.data(), 824);
@@ -190,7 +190,7 @@ PORTICO_IO_TEST_CASE("IPv6 loopback works like IPv4", "[tcp_socket]")
     CHECK_FALSE(hello_ec);
     CHECK(hello_n == hello.size());
     std::string got(hello.size(), '\0');
-    auto [ec, n] = co_await server.read(buffer(got));
+    auto [ec, n] = co_await server.read_all(buffer(got));
     CHECK_FALSE(ec);
     CHECK(got == hello);
 }
@@ -222,7 +222,7 @@ PORTICO_IO_TEST_CASE("a steady-state echo loop makes no heap allocation per mess
             // read() and write_all() are coroutines: once the frame cache is
             // warm (the first messages), their frames are recycled.
             auto [write_ec, written] = co_await s.write_all(buffer(out));
-            auto [read_ec, got] = co_await s.read(buffer(in));
+            auto [read_ec, got] = co_await s.read_all(buffer(in));
             if (write_ec || read_ec || in != out) ++failures;
         }
         after = portico::test::heap_allocations();
@@ -281,7 +281,7 @@ ready_reads read_ready_bytes(unsigned budget, unsigned reads)
             auto [write_ec, written] = co_await client.write_all(buffer(sent));
             REQUIRE_FALSE(write_ec);
             char got = 0;
-            auto [first_ec, first] = co_await server.read(buffer(&got, 1));
+            auto [first_ec, first] = co_await server.read_all(buffer(&got, 1));
             REQUIRE_FALSE(first_ec);
 
             // NOTE: the queued task runs before the loop ends (the budget sends

@@ -4,7 +4,7 @@
 
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
-#include <portico/timer.hpp>
+#include <portico/deadline.hpp>
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"

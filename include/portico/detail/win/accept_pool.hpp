@@ -4,7 +4,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/detail/intrusive_list.hpp>
 #include <portico/detail/resume_handshake.hpp>
 #include <portico/detail/win/error_map.hpp>
@@ -229,12 +229,7 @@ public:
         return listener_.local_endpoint();
     }
 
-    [[nodiscard]] bool listening() const noexcept
-    {
-        std::lock_guard lock(mutex_);
-        return listener_.is_open();
-    }
-
+    /// The listener as an integer; the invalid value once closed.
     [[nodiscard]] std::uintptr_t listener() const noexcept
     {
         std::lock_guard lock(mutex_);

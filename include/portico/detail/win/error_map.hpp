@@ -70,41 +70,37 @@ inline std::error_code completion_error(ULONG_PTR status) noexcept
 {
     // NTSTATUS values from the SDK's ntstatus.h, spelled out: that header
     // clashes with <windows.h> unless included in a particular way.
-    switch (static_cast<std::uint32_t>(status)) {
-    case 0: return {};
-    case 0xC0000120u: // STATUS_CANCELLED (Windows, closesocket or CancelIoEx)
-    case 0x8000000Au: // STATUS_HANDLES_CLOSED (Wine, closesocket)
-    case 0xC0000128u: // STATUS_FILE_CLOSED
-    case 0xC0000008u: // STATUS_INVALID_HANDLE
-    case 0xC000013Bu: // STATUS_LOCAL_DISCONNECT
-        return make_error_code(errc::operation_aborted);
-    case 0xC000013Cu: // STATUS_REMOTE_DISCONNECT
-    case 0xC000020Du: // STATUS_CONNECTION_RESET
-    case 0xC00000C9u: // STATUS_NETWORK_NAME_DELETED
-    case 0xC000023Fu: // STATUS_PORT_UNREACHABLE
-        return make_error_code(errc::connection_reset);
-    case 0xC0000241u: // STATUS_CONNECTION_ABORTED
-    case 0xC000020Cu: // STATUS_CONNECTION_DISCONNECTED
-        return make_error_code(errc::connection_aborted);
-    case 0xC0000236u: // STATUS_CONNECTION_REFUSED
-        return make_error_code(errc::connection_refused);
-    case 0xC00000B5u: // STATUS_IO_TIMEOUT
-        return make_error_code(errc::timed_out);
-    case 0xC000023Du: // STATUS_HOST_UNREACHABLE
-    case 0xC000023Cu: // STATUS_NETWORK_UNREACHABLE
-    case 0xC000023Eu: // STATUS_PROTOCOL_UNREACHABLE
-        return make_error_code(errc::network_unreachable);
-    case 0xC0000140u: // STATUS_INVALID_CONNECTION
-    case 0xC000023Au: // STATUS_CONNECTION_INVALID
-        return make_error_code(errc::not_connected);
-    case 0xC000020Au: // STATUS_ADDRESS_ALREADY_EXISTS
-        return make_error_code(errc::address_in_use);
-    case 0xC000009Au: // STATUS_INSUFFICIENT_RESOURCES
-    case 0xC0000017u: // STATUS_NO_MEMORY
-        return make_error_code(errc::no_resources);
-    case 0x80000005u: // STATUS_BUFFER_OVERFLOW: a datagram larger than the buffer
-        return make_error_code(errc::datagram_truncated);
-    default: break;
+    struct status_condition {
+        std::uint32_t status;
+        errc condition;
+    };
+    static constexpr status_condition known[] = {
+        {0xC0000120u, errc::operation_aborted},   // STATUS_CANCELLED (Windows, closesocket or CancelIoEx)
+        {0x8000000Au, errc::operation_aborted},   // STATUS_HANDLES_CLOSED (Wine, closesocket)
+        {0xC0000128u, errc::operation_aborted},   // STATUS_FILE_CLOSED
+        {0xC0000008u, errc::operation_aborted},   // STATUS_INVALID_HANDLE
+        {0xC000013Bu, errc::operation_aborted},   // STATUS_LOCAL_DISCONNECT
+        {0xC000013Cu, errc::connection_reset},    // STATUS_REMOTE_DISCONNECT
+        {0xC000020Du, errc::connection_reset},    // STATUS_CONNECTION_RESET
+        {0xC00000C9u, errc::connection_reset},    // STATUS_NETWORK_NAME_DELETED
+        {0xC000023Fu, errc::connection_reset},    // STATUS_PORT_UNREACHABLE
+        {0xC0000241u, errc::connection_aborted},  // STATUS_CONNECTION_ABORTED
+        {0xC000020Cu, errc::connection_aborted},  // STATUS_CONNECTION_DISCONNECTED
+        {0xC0000236u, errc::connection_refused},  // STATUS_CONNECTION_REFUSED
+        {0xC00000B5u, errc::timed_out},           // STATUS_IO_TIMEOUT
+        {0xC000023Du, errc::network_unreachable}, // STATUS_HOST_UNREACHABLE
+        {0xC000023Cu, errc::network_unreachable}, // STATUS_NETWORK_UNREACHABLE
+        {0xC000023Eu, errc::network_unreachable}, // STATUS_PROTOCOL_UNREACHABLE
+        {0xC0000140u, errc::not_connected},       // STATUS_INVALID_CONNECTION
+        {0xC000023Au, errc::not_connected},       // STATUS_CONNECTION_INVALID
+        {0xC000020Au, errc::address_in_use},      // STATUS_ADDRESS_ALREADY_EXISTS
+        {0xC000009Au, errc::no_resources},        // STATUS_INSUFFICIENT_RESOURCES
+        {0xC0000017u, errc::no_resources},        // STATUS_NO_MEMORY
+        {0x80000005u, errc::datagram_truncated},  // STATUS_BUFFER_OVERFLOW: a datagram larger than the buffer
+    };
+    if (status == 0) return {};
+    for (const auto& k : known) {
+        if (k.status == static_cast<std::uint32_t>(status)) return make_error_code(k.condition);
     }
     using to_dos_fn = ULONG(WINAPI*)(LONG);
     static const auto to_dos = reinterpret_cast<to_dos_fn>(

@@ -307,23 +307,9 @@ public:
             std::lock_guard lock(blocks_mutex_);
             for (const auto& b : blocks_) add(b);
         }
-        auto get = [&](counter c) { return sum[static_cast<unsigned>(c)]; };
         io_statistics s;
-        s.dequeue_calls = get(counter::dequeue_calls);
-        s.completions = get(counter::completions);
+        for (unsigned i = 0; i < sum.size(); ++i) s.*counter_fields[i] = sum[i];
         s.max_batch = max_batch;
-        s.posts = get(counter::posts);
-        s.post_failures = get(counter::post_failures);
-        s.inline_completions = get(counter::inline_completions);
-        s.timers_started = get(counter::timers_started);
-        s.timers_fired = get(counter::timers_fired);
-        s.timers_cancelled = get(counter::timers_cancelled);
-        s.recv_calls = get(counter::recv_calls);
-        s.send_calls = get(counter::send_calls);
-        s.accept_calls = get(counter::accept_calls);
-        s.connect_calls = get(counter::connect_calls);
-        s.disconnect_calls = get(counter::disconnect_calls);
-        s.cancel_calls = get(counter::cancel_calls);
         s.outstanding = outstanding();
         return s;
     }

@@ -133,14 +133,7 @@ public:
         return ::shutdown(s_, SD_SEND) == 0 ? std::error_code{} : last_socket_error();
     }
 
-    [[nodiscard]] std::error_code bind(const endpoint& local) const noexcept
-    {
-        if (!is_open()) return make_error_code(errc::bad_state);
-        SOCKADDR_STORAGE storage{};
-        const int length = to_sockaddr(local, storage);
-        if (::bind(s_, reinterpret_cast<const SOCKADDR*>(&storage), length) != 0) return last_socket_error();
-        return {};
-    }
+    [[nodiscard]] std::error_code bind(const endpoint& local) const noexcept { return call_with(local, &::bind); }
 
     /// Binds to the wildcard address of the family, port 0, as ConnectEx
     /// requires; a socket the user bound already is left as it is.
@@ -165,11 +158,7 @@ public:
     /// connect() of a datagram socket: sets its default peer, sends nothing.
     [[nodiscard]] std::error_code connect(const endpoint& remote) const noexcept
     {
-        if (!is_open()) return make_error_code(errc::bad_state);
-        SOCKADDR_STORAGE storage{};
-        const int length = to_sockaddr(remote, storage);
-        if (::connect(s_, reinterpret_cast<const SOCKADDR*>(&storage), length) != 0) return last_socket_error();
-        return {};
+        return call_with(remote, &::connect);
     }
 
     io_result<void> set_option(socket_option option, int value) const noexcept
@@ -259,6 +248,17 @@ private:
         case socket_option::multicast_hops_v6: return {IPPROTO_IPV6, IPV6_MULTICAST_HOPS};
         }
         return {SOL_SOCKET, 0};
+    }
+
+    /// bind or connect (`call`) with `e` as a socket address.
+    template <class Call>
+    std::error_code call_with(const endpoint& e, Call call) const noexcept
+    {
+        if (!is_open()) return make_error_code(errc::bad_state);
+        SOCKADDR_STORAGE storage{};
+        const int length = to_sockaddr(e, storage);
+        if (call(s_, reinterpret_cast<const SOCKADDR*>(&storage), length) != 0) return last_socket_error();
+        return {};
     }
 
     template <class T>

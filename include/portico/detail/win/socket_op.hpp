@@ -3,7 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
-#include <portico/detail/frame_tracking.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/detail/resume_handshake.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
@@ -151,6 +151,13 @@ public:
     }
 
 protected:
+    /// What start() returns for a Winsock call that `succeeded` or not: 0,
+    /// or the thread's last error (WSA_IO_PENDING for a pending call).
+    static DWORD call_result(bool succeeded) noexcept
+    {
+        return succeeded ? 0 : static_cast<DWORD>(::WSAGetLastError());
+    }
+
     std::error_code error_;
     std::size_t bytes_ = 0;
     socket_ref socket_;

@@ -30,18 +30,40 @@ namespace detail::win {
 // pending, another thread may complete this op; socket_op::await_suspend
 // decides who resumes, and start() touches nothing after the call.
 
-/// One WSARecv into up to 64 buffers (a stream receive).
-class stream_recv_op : public socket_op<stream_recv_op> {
+/// A socket operation over up to 64 buffers of type Buffer, taken from a
+/// sequence as WSABUFs when it is made.
+template <class Derived, class Buffer>
+class buffers_op : public socket_op<Derived> {
 public:
     template <class Sequence>
-    stream_recv_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
+    buffers_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op<Derived>(s)
     {
-        count_ = fill_wsabufs<mutable_buffer>(buffers, wsabufs_, requested_);
+        count_ = fill_wsabufs<Buffer>(buffers, wsabufs_, requested_);
     }
 
 protected:
+    /// The WSABUFs and their count; a datagram with no bytes still needs one
+    /// (empty) buffer to describe it, so the count is never 0.
+    WSABUF* wsabufs() noexcept { return wsabufs_.data(); }
+    DWORD wsabuf_count() noexcept
+    {
+        if (count_ != 0) return static_cast<DWORD>(count_);
+        wsabufs_[0] = WSABUF{0, nullptr};
+        return 1;
+    }
+
     /// Bytes the buffers offer (up to the first 64 non-empty ones).
     std::size_t requested_ = 0;
+
+private:
+    std::array<WSABUF, max_wsabufs> wsabufs_;
+    std::size_t count_ = 0;
+};
+
+/// One WSARecv into up to 64 buffers (a stream receive).
+class stream_recv_op : public buffers_op<stream_recv_op, mutable_buffer> {
+public:
+    using buffers_op::buffers_op;
 
 private:
     friend class socket_op<stream_recv_op>;
@@ -51,29 +73,16 @@ private:
     {
         socket_.sched->count(counter::recv_calls);
         flags_ = 0;
-        if (::WSARecv(socket_.handle, wsabufs_.data(), static_cast<DWORD>(count_), &bytes, &flags_, this, nullptr) ==
-            0) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
+        return call_result(::WSARecv(socket_.handle, wsabufs(), wsabuf_count(), &bytes, &flags_, this, nullptr) == 0);
     }
 
-    std::array<WSABUF, max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
     DWORD flags_ = 0;
 };
 
 /// One WSASend gathering up to 64 buffers (a stream send).
-class stream_send_op : public socket_op<stream_send_op> {
+class stream_send_op : public buffers_op<stream_send_op, const_buffer> {
 public:
-    template <class Sequence>
-    stream_send_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
-    {
-        count_ = fill_wsabufs<const_buffer>(buffers, wsabufs_, requested_);
-    }
-
-protected:
-    std::size_t requested_ = 0;
+    using buffers_op::buffers_op;
 
 private:
     friend class socket_op<stream_send_op>;
@@ -82,14 +91,8 @@ private:
     DWORD start(DWORD& bytes) noexcept
     {
         socket_.sched->count(counter::send_calls);
-        if (::WSASend(socket_.handle, wsabufs_.data(), static_cast<DWORD>(count_), &bytes, 0, this, nullptr) == 0) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
+        return call_result(::WSASend(socket_.handle, wsabufs(), wsabuf_count(), &bytes, 0, this, nullptr) == 0);
     }
-
-    std::array<WSABUF, max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
 };
 
 /// ConnectEx on a socket bound beforehand (socket_handle::bind_for_connect).
@@ -118,11 +121,8 @@ private:
     DWORD start(DWORD& bytes) noexcept
     {
         socket_.sched->count(counter::connect_calls);
-        if (extensions().connect_ex(socket_.handle, reinterpret_cast<const SOCKADDR*>(&address_), length_, nullptr, 0,
-                                    &bytes, this)) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
+        return call_result(extensions().connect_ex(socket_.handle, reinterpret_cast<const SOCKADDR*>(&address_),
+                                                   length_, nullptr, 0, &bytes, this) != FALSE);
     }
 
     SOCKADDR_STORAGE address_{};
@@ -131,17 +131,13 @@ private:
 
 /// One WSASendTo gathering up to 64 buffers into one datagram, to an
 /// address or (none given) to the connected peer.
-class datagram_send_op : public socket_op<datagram_send_op> {
+class datagram_send_op : public buffers_op<datagram_send_op, const_buffer> {
 public:
     template <class Sequence>
-    datagram_send_op(const socket_ref& s, const Sequence& buffers, const endpoint* to) noexcept : socket_op(s)
+    datagram_send_op(const socket_ref& s, const Sequence& buffers, const endpoint* to) noexcept : buffers_op(s, buffers)
     {
-        count_ = fill_wsabufs<const_buffer>(buffers, wsabufs_, requested_);
         if (to != nullptr) length_ = to_sockaddr(*to, address_);
     }
-
-protected:
-    std::size_t requested_ = 0;
 
 private:
     friend class socket_op<datagram_send_op>;
@@ -150,36 +146,22 @@ private:
     DWORD start(DWORD& bytes) noexcept
     {
         socket_.sched->count(counter::send_calls);
-        // An empty datagram still needs one (empty) buffer to describe it.
-        auto count = static_cast<DWORD>(count_);
-        if (count == 0) {
-            wsabufs_[0] = WSABUF{0, nullptr};
-            count = 1;
-        }
         const auto* to = length_ == 0 ? nullptr : reinterpret_cast<const SOCKADDR*>(&address_);
-        if (::WSASendTo(socket_.handle, wsabufs_.data(), count, &bytes, 0, to, length_, this, nullptr) == 0) return 0;
-        return static_cast<DWORD>(::WSAGetLastError());
+        return call_result(
+            ::WSASendTo(socket_.handle, wsabufs(), wsabuf_count(), &bytes, 0, to, length_, this, nullptr) == 0);
     }
 
-    std::array<WSABUF, max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
     SOCKADDR_STORAGE address_{};
     int length_ = 0;
 };
 
 /// One WSARecvFrom scattering one datagram into up to 64 buffers; a
 /// datagram larger than them completes with datagram_truncated.
-class datagram_recv_op : public socket_op<datagram_recv_op> {
+class datagram_recv_op : public buffers_op<datagram_recv_op, mutable_buffer> {
 public:
-    template <class Sequence>
-    datagram_recv_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op(s)
-    {
-        count_ = fill_wsabufs<mutable_buffer>(buffers, wsabufs_, requested_);
-    }
+    using buffers_op::buffers_op;
 
 protected:
-    std::size_t requested_ = 0;
-
     /// The sender the kernel wrote, once completed.
     [[nodiscard]] std::optional<endpoint> sender() const noexcept
     {
@@ -193,25 +175,15 @@ private:
     DWORD start(DWORD& bytes) noexcept
     {
         socket_.sched->count(counter::recv_calls);
-        auto count = static_cast<DWORD>(count_);
-        if (count == 0) {
-            wsabufs_[0] = WSABUF{0, nullptr};
-            count = 1;
-        }
         flags_ = 0;
         address_length_ = sizeof address_;
         // NOTE: the address and its length are written by the kernel when
         // the datagram arrives, possibly on another thread: they live in
         // this op (in the awaiting frame) until it completes.
-        if (::WSARecvFrom(socket_.handle, wsabufs_.data(), count, &bytes, &flags_,
-                          reinterpret_cast<SOCKADDR*>(&address_), &address_length_, this, nullptr) == 0) {
-            return 0;
-        }
-        return static_cast<DWORD>(::WSAGetLastError());
+        return call_result(::WSARecvFrom(socket_.handle, wsabufs(), wsabuf_count(), &bytes, &flags_,
+                                         reinterpret_cast<SOCKADDR*>(&address_), &address_length_, this, nullptr) == 0);
     }
 
-    std::array<WSABUF, max_wsabufs> wsabufs_;
-    std::size_t count_ = 0;
     DWORD flags_ = 0;
     SOCKADDR_STORAGE address_{};
     INT address_length_ = 0;

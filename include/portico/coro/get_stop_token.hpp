@@ -10,15 +10,17 @@
 PORTICO_NAMESPACE_BEGIN
 
 /// Awaiter returned by get_stop_token(); never actually suspends.
+///
+/// Awaiting it (co_await): reads the awaiting coroutine's stop token in
+/// await_suspend and continues at once, without suspending (a coroutine type that
+/// carries no token gets an empty one, which can never stop). await_resume yields
+/// the token.
 class get_stop_token_op {
 public:
     /// @name Awaiter protocol
     /// @{
 
-    /// Awaiter protocol, called by co_await: reads the awaiting coroutine's
-    /// stop token in await_suspend and continues at once, without suspending
-    /// (a coroutine type that carries no token gets an empty one, which can
-    /// never stop). await_resume yields the token.
+    /// The awaiter protocol, which co_await calls (see the class comment).
     bool await_ready() const noexcept { return false; }
 
     template <class Promise>

@@ -45,7 +45,7 @@ inline std::ptrdiff_t live_frames() noexcept { return live_frames_counter().load
 
 namespace detail {
 
-/// Recycled coroutine frames. A session loop that calls read() or
+/// Recycled coroutine frames. A session loop that calls read_all() or
 /// write_all() per message takes their frames from here once the first
 /// messages have made enough of them, never from the heap. Blocks are grouped
 /// by size in 64-byte steps up to 4 KiB (larger frames always use the heap);

@@ -1,7 +1,7 @@
-#include <portico/timer.hpp>
+#include <portico/deadline.hpp>
 #include <portico/stop_token.hpp>
 
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/coro/task_group.hpp>
 #include <portico/coro/when_all.hpp>

@@ -3,7 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/coro/awaitable_traits.hpp>
-#include <portico/coro/stop_token.hpp>
+#include <portico/coro/get_stop_token.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
 #include <portico/error.hpp>
@@ -44,8 +44,9 @@ using deadline_result_t = std::conditional_t<is_io_result<R>, R, io_result<R>>;
 /// error is timed_out whenever the deadline passed first.
 ///
 /// A stop request on the awaiting coroutine's token reaches `a` as well.
-/// Allocates a few coroutine frames; for per-operation deadlines on sockets
-/// use their built-in deadlines instead. `a` is moved into the returned
+/// Allocates a few coroutine frames and starts one timer per call: for a
+/// deadline on every packet of a connection, packet_stream's own timeouts
+/// (packet_stream_options) cost neither. `a` is moved into the returned
 /// task, so it must be movable: wrap a non-movable operation awaiter in a
 /// task. Thread safety: awaited once.
 template <awaitable A>
