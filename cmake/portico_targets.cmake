@@ -4,11 +4,18 @@ include_guard(GLOBAL)
 
 find_package(Threads REQUIRED)
 
-# Windows builds under Wine: every test program runs through scripts/wine-run.sh
-# with a Wine prefix inside this build tree.
-if(WIN32 AND CMAKE_CROSSCOMPILING AND NOT CMAKE_CROSSCOMPILING_EMULATOR)
+# Windows builds under Wine: every test program runs with a Wine prefix inside
+# this build tree. The prefix is set for every cross build, because the
+# scripts that start example servers and consumers (scripts/*.sh) and the
+# wine.start/wine.stop fixture take it as an argument whichever runner ctest
+# uses. The runner is scripts/wine-run.sh unless the toolchain brought its own
+# (the MSVC-ABI sysroot's does: wine64 with the same prefix,
+# <build>/wineprefix); a toolchain's runner is kept.
+if(WIN32 AND CMAKE_CROSSCOMPILING)
   set(PORTICO_WINE_PREFIX "${CMAKE_BINARY_DIR}/wineprefix")
-  set(CMAKE_CROSSCOMPILING_EMULATOR "${PROJECT_SOURCE_DIR}/scripts/wine-run.sh;${PORTICO_WINE_PREFIX}")
+  if(NOT CMAKE_CROSSCOMPILING_EMULATOR)
+    set(CMAKE_CROSSCOMPILING_EMULATOR "${PROJECT_SOURCE_DIR}/scripts/wine-run.sh;${PORTICO_WINE_PREFIX}")
+  endif()
 endif()
 
 function(portico_configure_target target)
