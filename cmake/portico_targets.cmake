@@ -20,7 +20,12 @@ endif()
 
 function(portico_configure_target target)
   if(MSVC)
-    target_compile_options(${target} PRIVATE /W4 /WX /permissive-)
+    # cl.exe and clang-cl. /permissive-: standard conformance (two-phase
+    # lookup, no binding of temporaries to non-const references);
+    # /Zc:__cplusplus: __cplusplus says which standard is in use (cl.exe
+    # reports 199711L without it); /utf-8: sources and string literals are
+    # UTF-8 whatever the machine's code page.
+    target_compile_options(${target} PRIVATE /W4 /WX /permissive- /Zc:__cplusplus /utf-8)
   else()
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
       -Wold-style-cast -Wcast-align -Woverloaded-virtual -Werror)
