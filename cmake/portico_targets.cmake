@@ -4,16 +4,28 @@ include_guard(GLOBAL)
 
 find_package(Threads REQUIRED)
 
-# Windows builds under Wine: every test program runs through scripts/wine-run.sh
-# with a Wine prefix inside this build tree.
-if(WIN32 AND CMAKE_CROSSCOMPILING AND NOT CMAKE_CROSSCOMPILING_EMULATOR)
+# Windows builds under Wine: every test program runs with a Wine prefix inside
+# this build tree. The prefix is set for every cross build, because the
+# scripts that start example servers and consumers (scripts/*.sh) and the
+# wine.start/wine.stop fixture take it as an argument whichever runner ctest
+# uses. The runner is scripts/wine-run.sh unless the toolchain brought its own
+# (the MSVC-ABI sysroot's does: wine64 with the same prefix,
+# <build>/wineprefix); a toolchain's runner is kept.
+if(WIN32 AND CMAKE_CROSSCOMPILING)
   set(PORTICO_WINE_PREFIX "${CMAKE_BINARY_DIR}/wineprefix")
-  set(CMAKE_CROSSCOMPILING_EMULATOR "${PROJECT_SOURCE_DIR}/scripts/wine-run.sh;${PORTICO_WINE_PREFIX}")
+  if(NOT CMAKE_CROSSCOMPILING_EMULATOR)
+    set(CMAKE_CROSSCOMPILING_EMULATOR "${PROJECT_SOURCE_DIR}/scripts/wine-run.sh;${PORTICO_WINE_PREFIX}")
+  endif()
 endif()
 
 function(portico_configure_target target)
   if(MSVC)
-    target_compile_options(${target} PRIVATE /W4 /WX /permissive-)
+    # cl.exe and clang-cl. /permissive-: standard conformance (two-phase
+    # lookup, no binding of temporaries to non-const references);
+    # /Zc:__cplusplus: __cplusplus says which standard is in use (cl.exe
+    # reports 199711L without it); /utf-8: sources and string literals are
+    # UTF-8 whatever the machine's code page.
+    target_compile_options(${target} PRIVATE /W4 /WX /permissive- /Zc:__cplusplus /utf-8)
   else()
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
       -Wold-style-cast -Wcast-align -Woverloaded-virtual -Werror)

@@ -201,7 +201,13 @@ task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveri
 
 int main(int argc, char** argv)
 {
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    // Unbuffered, so whoever reads the output (a terminal, a test script)
+    // sees each line when it is printed, even if the process is killed
+    // later. The Windows C runtimes have no line buffering: _IOLBF means full
+    // buffering there, and the UCRT rejects a size below 2 as an invalid
+    // parameter (docs/platform-notes.md). A flush after each line would do
+    // too, at every printf; these programs print little, so unbuffered it is.
+    std::setvbuf(stdout, nullptr, _IONBF, 0);
     const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
     const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
     const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));

@@ -122,7 +122,13 @@ task<> many(io_context& ctx, endpoint server, unsigned clients, unsigned count, 
 
 int main(int argc, char** argv)
 {
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    // Unbuffered, so whoever reads the output (a terminal, a test script)
+    // sees each line when it is printed, even if the process is killed
+    // later. The Windows C runtimes have no line buffering: _IOLBF means full
+    // buffering there, and the UCRT rejects a size below 2 as an invalid
+    // parameter (docs/platform-notes.md). A flush after each line would do
+    // too, at every printf; these programs print little, so unbuffered it is.
+    std::setvbuf(stdout, nullptr, _IONBF, 0);
     const auto host = portico::address::parse(example::option(argc, argv, "--host", "127.0.0.1"));
     if (host.error()) {
         std::fprintf(stderr, "echo_client: --host wants a numeric IPv4 or IPv6 address\n");

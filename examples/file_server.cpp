@@ -426,7 +426,13 @@ constexpr const char* usage = "usage: file_server [--host ADDRESS] [--port N] [-
 
 int main(int argc, char** argv)
 {
-    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    // Unbuffered, so whoever reads the output (a terminal, a test script)
+    // sees each line when it is printed, even if the process is killed
+    // later. The Windows C runtimes have no line buffering: _IOLBF means full
+    // buffering there, and the UCRT rejects a size below 2 as an invalid
+    // parameter (docs/platform-notes.md). A flush after each line would do
+    // too, at every printf; these programs print little, so unbuffered it is.
+    std::setvbuf(stdout, nullptr, _IONBF, 0);
     for (int i = 1; i < argc; ++i) {
         if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
             std::fputs(usage, stdout);

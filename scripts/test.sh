@@ -3,15 +3,17 @@
 # format and the API reference (Doxygen, no warnings), and runs every
 # test in every preset: native ASan+UBSan and TSan for the platform-neutral
 # layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine, then
-# the benchmark suite in miniature (scripts/bench.sh --smoke).
-#   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang bench
+# the MSVC-ABI build under Wine (scripts/check-msvc-abi.sh: skipped, and
+# counted as such, where no Microsoft STL source is found), then the
+# benchmark suite in miniature (scripts/bench.sh --smoke).
+#   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang msvc-abi bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
 bash scripts/setup.sh
 
-presets=(linux linux-tsan mingw-gcc mingw-clang bench)
+presets=(linux linux-tsan mingw-gcc mingw-clang msvc-abi bench)
 if (($#)); then presets=("$@"); fi
 
 # Whatever happens, leave no wineserver (or Wine program) behind.
@@ -25,6 +27,7 @@ trap stop_wine EXIT
 
 passed=0
 failed=0
+skipped=0
 echo "=== format"
 if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "=== reference"
@@ -33,6 +36,16 @@ for preset in "${presets[@]}"; do
   echo "=== $preset"
   if [[ $preset == bench ]]; then
     if bash scripts/bench.sh --smoke; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== bench FAILED"; fi
+    continue
+  fi
+  if [[ $preset == msvc-abi ]]; then
+    status=0
+    PORTICO_MSVC_ABI_SKIP_STATUS=77 bash scripts/check-msvc-abi.sh || status=$?
+    case $status in
+      0) passed=$((passed + 1)) ;;
+      77) skipped=$((skipped + 1)) ;;
+      *) failed=$((failed + 1)); echo "=== msvc-abi FAILED" ;;
+    esac
     continue
   fi
   if cmake --preset "$preset" >/dev/null &&
@@ -45,5 +58,5 @@ for preset in "${presets[@]}"; do
   fi
 done
 
-echo "checks: $passed passed, $failed failed"
+echo "checks: $passed passed, $failed failed$( ((skipped)) && echo ", $skipped skipped")"
 ((failed == 0))

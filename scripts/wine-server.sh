@@ -2,7 +2,10 @@
 # Starts or stops the wineserver of a test prefix, so a test run shares one
 # server and leaves none behind.   wine-server.sh start|stop PREFIX
 set -euo pipefail
-action=$1
+action=${1:-}
+# An empty prefix would mean Wine's default (~/.wine), shared with everything
+# else on the machine: refuse it (a build that lost its prefix shows here).
+[[ -n ${2:-} ]] || { echo "usage: $0 start|stop PREFIX (no Wine prefix given)" >&2; exit 2; }
 export WINEPREFIX=$2
 server=/usr/lib/wine/wineserver
 [[ -x $server ]] || server=$(command -v wineserver)

@@ -8,6 +8,7 @@
 #include <cassert>
 #include <coroutine>
 #include <cstdint>
+#include <mutex> // std::adopt_lock_t, std::adopt_lock
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
