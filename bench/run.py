@@ -332,14 +332,14 @@ def main() -> int:
     wanted = set(filter(None, args.only.split(",")))
     scenarios = [s for s in SCENARIOS if not wanted or s.name in wanted]
 
-    subprocess.run(pinned(cores[0], ["bash", str(ROOT / "scripts/wine-server.sh"), "start", str(prefix)]), check=True)
+    subprocess.run(pinned(cores[0], ["bash", str(ROOT / "tests/drivers/wine-server.sh"), "start", str(prefix)]), check=True)
     results = {"environment": environment(args, cores), "scenarios": []}
     try:
         for scenario in scenarios:
             log(f"{scenario.name}: {scenario.title}")
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
-        subprocess.run(["bash", str(ROOT / "scripts/wine-server.sh"), "stop", str(prefix)])
+        subprocess.run(["bash", str(ROOT / "tests/drivers/wine-server.sh"), "stop", str(prefix)])
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
     log(f"wrote {args.results}")

@@ -6,7 +6,7 @@ find_package(Threads REQUIRED)
 
 # Windows builds under Wine: every test program runs with a Wine prefix inside
 # this build tree. The prefix is set for every cross build, because the
-# scripts that start example servers and consumers (scripts/*.sh) and the
+# scripts that start example servers and consumers (tests/drivers/*.sh) and the
 # wine.start/wine.stop fixture take it as an argument whichever runner ctest
 # uses. The runner is scripts/wine-run.sh unless the toolchain brought its own
 # (the MSVC-ABI sysroot's does: wine64 with the same prefix,

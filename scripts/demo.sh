@@ -11,21 +11,21 @@ bash scripts/setup.sh >/dev/null
 
 build=$root/build/mingw-gcc
 prefix=$build/wineprefix
-trap 'bash "$root/scripts/wine-server.sh" stop "$prefix"' EXIT
+trap 'bash "$root/tests/drivers/wine-server.sh" stop "$prefix"' EXIT
 
 cmake --preset mingw-gcc >/dev/null
 cmake --build --preset mingw-gcc --target echo_server echo_client chat_server chat_client >/dev/null
-bash scripts/wine-server.sh start "$prefix"
+bash tests/drivers/wine-server.sh start "$prefix"
 
 server=$build/examples/echo_server.exe
 client=$build/examples/echo_client.exe
 echo "== echo_server --port 0 --sessions 1, echo_client typing three lines"
-bash scripts/run-pair.sh "$prefix" "$server" "--port 0 --sessions 1" "$client" "" \
+bash tests/drivers/run-pair.sh "$prefix" "$server" "--port 0 --sessions 1" "$client" "" \
   'hello, server\nthis is portico\nEXIT\n'
 echo
 echo "== echo_server --port 0 --sessions 4, echo_client --count 100 --size 16384 --clients 4"
-bash scripts/run-pair.sh "$prefix" "$server" "--port 0 --sessions 4" "$client" "--count 100 --size 16384 --clients 4"
+bash tests/drivers/run-pair.sh "$prefix" "$server" "--port 0 --sessions 4" "$client" "--count 100 --size 16384 --clients 4"
 echo
 echo "== chat_server --port 0 --sessions 5, chat_client --users 5 --messages 20"
-bash scripts/run-pair.sh "$prefix" "$build/examples/chat_server.exe" "--port 0 --sessions 5" \
+bash tests/drivers/run-pair.sh "$prefix" "$build/examples/chat_server.exe" "--port 0 --sessions 5" \
   "$build/examples/chat_client.exe" "--users 5 --messages 20"

@@ -3,7 +3,7 @@
 # format and the API reference (Doxygen, no warnings), and runs every
 # test in every preset: native ASan+UBSan and TSan for the platform-neutral
 # layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine, then
-# the MSVC-ABI build under Wine (scripts/check-msvc-abi.sh: skipped, and
+# the MSVC-ABI build under Wine (tests/drivers/check-msvc-abi.sh: skipped, and
 # counted as such, where no Microsoft STL source is found), then the
 # benchmark suite in miniature (scripts/bench.sh --smoke).
 #   scripts/test.sh [PRESET...]     default: linux linux-tsan mingw-gcc mingw-clang msvc-abi bench
@@ -19,7 +19,7 @@ if (($#)); then presets=("$@"); fi
 # Whatever happens, leave no wineserver (or Wine program) behind.
 stop_wine() {
   for prefix in "$root"/build/*/wineprefix; do
-    [[ -d $prefix ]] && bash scripts/wine-server.sh stop "$prefix"
+    [[ -d $prefix ]] && bash tests/drivers/wine-server.sh stop "$prefix"
   done
   return 0
 }
@@ -29,9 +29,9 @@ passed=0
 failed=0
 skipped=0
 echo "=== format"
-if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if bash tests/drivers/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "=== reference"
-if bash scripts/check-reference.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if bash tests/drivers/check-reference.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for preset in "${presets[@]}"; do
   echo "=== $preset"
   if [[ $preset == bench ]]; then
@@ -40,7 +40,7 @@ for preset in "${presets[@]}"; do
   fi
   if [[ $preset == msvc-abi ]]; then
     status=0
-    PORTICO_MSVC_ABI_SKIP_STATUS=77 bash scripts/check-msvc-abi.sh || status=$?
+    PORTICO_MSVC_ABI_SKIP_STATUS=77 bash tests/drivers/check-msvc-abi.sh || status=$?
     case $status in
       0) passed=$((passed + 1)) ;;
       77) skipped=$((skipped + 1)) ;;

@@ -12,9 +12,9 @@ prefix=$build/wineprefix
 cmake --preset mingw-bench -B "$build" >/dev/null
 cmake --build "$build" --target "bench_$impl"
 
-bash "$root/scripts/wine-server.sh" start "$prefix"
+bash "$root/tests/drivers/wine-server.sh" start "$prefix"
 # The prefix is this build's own: stopping its wineserver ends whatever is left in it.
-trap 'bash "$root/scripts/wine-server.sh" stop "$prefix"' EXIT
+trap 'bash "$root/tests/drivers/wine-server.sh" stop "$prefix"' EXIT
 
 python3 - "$root" "$prefix" "$build/bench/servers/bench_$impl.exe" "$impl" <<'EOF'
 import json, os, random, select, socket, struct, subprocess, sys, threading, time

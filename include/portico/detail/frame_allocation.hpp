@@ -115,6 +115,10 @@ private:
         node* next;
     };
 
+#if defined(_MSC_VER)
+#pragma warning(push)
+#pragma warning(disable : 4324) // padded to a cache line on purpose (alignas)
+#endif
     struct alignas(64) free_list {
         std::atomic_flag busy = ATOMIC_FLAG_INIT;
         node* head = nullptr;
@@ -131,6 +135,9 @@ private:
         }
         void unlock() noexcept { busy.clear(std::memory_order_release); }
     };
+#if defined(_MSC_VER)
+#pragma warning(pop)
+#endif
 
     // Nothing to run at exit: no static-destruction order to get wrong.
     static_assert(std::is_trivially_destructible_v<free_list>);

@@ -77,8 +77,12 @@ public:
     [[nodiscard]] io_context& context() const noexcept { return *ctx_; }
 
 protected:
+    /// A socket not yet open, on `ctx`.
     explicit basic_socket(io_context& ctx) noexcept : ctx_(&ctx) {}
+    /// Takes over the socket of `other`, which is left closed on the same
+    /// context.
     basic_socket(basic_socket&& other) noexcept = default;
+    /// Closes this socket, then takes over the socket of `other`.
     basic_socket& operator=(basic_socket&& other) noexcept = default;
     ~basic_socket() = default;
 
@@ -103,6 +107,7 @@ protected:
         return {};
     }
 
+    /// The backend behind the context.
     [[nodiscard]] detail::backend::scheduler& scheduler() const noexcept
     {
         return detail::context_access::scheduler(*ctx_);
@@ -118,7 +123,9 @@ protected:
     /// What an operation on this socket needs of it.
     [[nodiscard]] detail::backend::socket_ref ref() const noexcept { return handle_.ref(scheduler()); }
 
+    /// The context operations complete on (never null).
     io_context* ctx_;
+    /// The system's socket, owned.
     detail::backend::socket_handle handle_;
 };
 

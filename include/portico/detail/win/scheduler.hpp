@@ -64,12 +64,19 @@ inline bool providers_have_ifs_handles()
     return all_ifs;
 }
 
+#if defined(_MSC_VER)
+#pragma warning(push)
+#pragma warning(disable : 4324) // padded to a cache line on purpose (alignas)
+#endif
 /// One pool thread's counters. Only that thread writes them (plain
 /// load + store, no locked instruction); statistics() reads them all.
 struct alignas(64) stat_block {
     std::array<std::atomic<std::uint64_t>, static_cast<unsigned>(counter::count_)> values{};
     std::atomic<std::uint64_t> max_batch{0};
 };
+#if defined(_MSC_VER)
+#pragma warning(pop)
+#endif
 
 class scheduler;
 

@@ -9,7 +9,7 @@
 # "consumer (portico X.Y.Z): ok" on success. Everything is built in a
 # temporary directory, removed afterwards.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 mode=$1 toolchain=$2 prefix=$3
 
 work=$(mktemp -d)

@@ -3,7 +3,7 @@
 # Visual Studio user's program is (clang-cl 19 in MSVC mode, the Microsoft STL
 # headers, the UCRT, /W4 /WX /permissive-) and run under Wine: the msvc-abi
 # preset, on a sysroot made by the workplace's make-sysroot.sh.
-#   scripts/check-msvc-abi.sh [STL_GIT_DIR]
+#   tests/drivers/check-msvc-abi.sh [STL_GIT_DIR]
 #
 # Where things are found (the first that exists wins):
 #   Microsoft STL source, a git directory (clone or bare mirror) of the public
@@ -22,7 +22,7 @@
 # Installs the Debian packages it needs when missing. No Wine process of its
 # own outlives it.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$PWD
 say() { printf 'msvc-abi: %s\n' "$*"; }
 skip() {
@@ -81,7 +81,7 @@ fi
 
 build=$root/build/msvc-abi
 stop_wine() {
-  [[ -d $build/wineprefix ]] && bash scripts/wine-server.sh stop "$build/wineprefix"
+  [[ -d $build/wineprefix ]] && bash tests/drivers/wine-server.sh stop "$build/wineprefix"
   return 0
 }
 trap stop_wine EXIT

@@ -2,9 +2,9 @@
 # Proves the README's two commands on a bare Debian 12 (debootstrap minbase)
 # in a chroot, from a fresh clone of this repository's committed HEAD.
 # Needs root and debootstrap; downloads the base system once (kept in ROOT).
-#   scripts/check-fresh-debian.sh [ROOT]      default ROOT: /tmp/portico-fresh-debian
+#   tests/drivers/check-fresh-debian.sh [ROOT]      default ROOT: /tmp/portico-fresh-debian
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 root=${1:-/tmp/portico-fresh-debian}
 
 if [[ ! -f $root/.portico-base ]]; then

@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 # wine-run.sh execs Wine: the PID is the Windows process, so the signal reaches it.
-bash "$here/wine-run.sh" "$prefix" "$server" "$@" >"$out" 2>&1 </dev/null &
+bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" "$@" >"$out" 2>&1 </dev/null &
 server_pid=$!
 
 port=

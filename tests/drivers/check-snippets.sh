@@ -5,7 +5,7 @@
 # it must equal the lines between `// snippet-begin: NAME` and
 # `// snippet-end: NAME` in PATH. Run by ctest (docs.snippets).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 status=0
 checked=0

@@ -2,7 +2,7 @@
 # Fails if any C++ file differs from what clang-format 19 (.clang-format) makes
 # of it. Fix with: clang-format-19 -i $(git ls-files '*.hpp' '*.cpp')
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 format=$(command -v clang-format-19 || true)
 if [[ -z $format ]]; then
   echo "check-format: clang-format-19 not found (scripts/setup.sh installs it)" >&2

@@ -51,7 +51,7 @@ wait_exit() {
 }
 
 # wine-run.sh execs Wine: the PID is the Windows process, so the signal reaches it.
-bash "$here/wine-run.sh" "$prefix" "$server" --port 0 >"$work/server.out" 2>&1 </dev/null &
+bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" --port 0 >"$work/server.out" 2>&1 </dev/null &
 server_pid=$!
 pids+=("$server_pid")
 
@@ -70,7 +70,7 @@ done
 client_pids=()
 for name in "${names[@]}"; do
   mkfifo "$work/$name.in"
-  bash "$here/wine-run.sh" "$prefix" "$client" --port "$port" --name "$name" \
+  bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" --name "$name" \
     <"$work/$name.in" >"$work/$name.out" 2>&1 &
   client_pids+=($!)
   pids+=($!)

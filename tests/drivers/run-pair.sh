@@ -29,7 +29,7 @@ trap cleanup EXIT
 # Created before the server starts, so the poll below never reads a missing file.
 : >"$work/server.out"
 # shellcheck disable=SC2086 # the argument strings are word lists on purpose
-bash "$here/wine-run.sh" "$prefix" "$server" $server_args >"$work/server.out" 2>&1 </dev/null &
+bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" $server_args >"$work/server.out" 2>&1 </dev/null &
 server_pid=$!
 
 port=
@@ -50,7 +50,7 @@ fi
 
 client_status=0
 # shellcheck disable=SC2086
-printf '%b' "$input" | bash "$here/wine-run.sh" "$prefix" "$client" --port "$port" $client_args \
+printf '%b' "$input" | bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" $client_args \
   >"$work/client.out" 2>&1 || client_status=$?
 
 server_status=0

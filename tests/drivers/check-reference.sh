@@ -4,7 +4,7 @@
 # Needs doxygen on PATH; installs nothing. Run from anywhere in the repository.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 if ! command -v doxygen >/dev/null 2>&1; then

@@ -10,7 +10,7 @@
 #   close        the client closes its side mid-transfer (--close-after)
 #   refuse       an unsafe name (../escape.bin) must be refused
 #   interrupt    Ctrl+C on the server while an upload is half done
-# Prints the programs' output as scripts/run-pair.sh does, then a line that starts
+# Prints the programs' output as tests/drivers/run-pair.sh does, then a line that starts
 # with "verdict: ok" only if the directory holds exactly what it should: the
 # file when it was stored, neither NAME nor NAME.part otherwise. Test files
 # are generated in a temporary directory and removed; nothing is left running.
@@ -47,7 +47,7 @@ seeded_bytes() {
 # from its first line, "listening on HOST:PORT".
 start_server() {
   : >server.out # exists before the server opens it: the loop below polls it
-  bash "$here/wine-run.sh" "$prefix" "$server" --port 0 --dir store "$@" >server.out 2>&1 </dev/null &
+  bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" --port 0 --dir store "$@" >server.out 2>&1 </dev/null &
   server_pid=$!
   port=
   for _ in $(seq 300); do
@@ -78,13 +78,13 @@ wait_server() {
   fi
 }
 
-# As scripts/run-pair.sh: the server for one session, the client with
+# As tests/drivers/run-pair.sh: the server for one session, the client with
 # "--port PORT" and the given arguments; prints both outputs and sets
 # client_status and server_status.
 run_pair() {
   start_server --sessions 1
   client_status=0
-  timeout 100 bash "$here/wine-run.sh" "$prefix" "$client" --port "$port" "$@" >client.out 2>&1 </dev/null ||
+  timeout 100 bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" "$@" >client.out 2>&1 </dev/null ||
     client_status=$?
   wait_server
   echo "--- client (exit $client_status)"
@@ -138,7 +138,7 @@ case $scenario in
     expect_nothing_stored escape.bin
     ;;
   interrupt)
-    # As scripts/interrupt-test.sh, with a connection that is half way
+    # As tests/drivers/interrupt-test.sh, with a connection that is half way
     # through an upload of half.bin.
     start_server
     exec 3<>"/dev/tcp/127.0.0.1/$port"

@@ -17,7 +17,7 @@ case $action in
     # Its output goes nowhere: a daemon holding ctest's pipe open would make
     # ctest wait for it forever.
     "$server" -p </dev/null >/dev/null 2>&1 || true # already running is fine
-    "$(dirname "$0")/wine-run.sh" "$WINEPREFIX" cmd /c exit 0 </dev/null >/dev/null 2>&1 || true ;;
+    "$(dirname "$0")/../../scripts/wine-run.sh" "$WINEPREFIX" cmd /c exit 0 </dev/null >/dev/null 2>&1 || true ;;
   stop)
     "$server" -k 2>/dev/null || true
     "$server" -w 2>/dev/null || true ;;

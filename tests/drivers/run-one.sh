@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 prefix=$1
 shift
 status=0
-bash "$here/wine-run.sh" "$prefix" "$@" </dev/null || status=$?
+bash "$here/../../scripts/wine-run.sh" "$prefix" "$@" </dev/null || status=$?
 echo "exit status $status"
 if ((status != 0)); then echo "run-one: FAILED (exit status $status)"; fi
 exit "$status"
