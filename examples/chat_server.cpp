@@ -188,8 +188,12 @@ task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveri
     }
     if (ctx.get_stop_token().stop_requested()) {
         // Ctrl+C: say goodbye, wait until every goodbye was handed to the
-        // kernel, then end the sessions (each read_packet is cancelled).
-        co_await state.chat_room.broadcast_and_wait(chat::shutdown, "server shutting down");
+        // kernel (at most 2 s: a member that stopped reading must not hold
+        // the shutdown; timers keep running after stop()), then end the
+        // sessions (each read_packet is cancelled).
+        auto [late] = co_await portico::with_timeout(
+            ctx, 2s, state.chat_room.broadcast_and_wait(chat::shutdown, "server shutting down"));
+        if (late) std::printf("some goodbyes were not sent within 2 s\n");
         sessions.request_stop();
     }
     co_await sessions.join();

@@ -73,12 +73,13 @@ private:
 
 /// Awaiter returned by io_context::sleep_for() and sleep_until(). Yields
 /// io_result<void>: success when the deadline passed, operation_aborted when
-/// cancelled (stop token, or the context stopped). Never allocates.
+/// cancelled through the awaiting coroutine's stop token (for spawned work,
+/// that is also io_context::stop()). Never allocates.
 ///
 /// Awaiting it (co_await): completes at once, with success, if the deadline has
-/// passed, and with operation_aborted if stop was already requested or the
-/// context refuses new timers (it was stopped); otherwise suspends until the
-/// timer fires or is cancelled. await_suspend throws if the timer cannot be
+/// passed, and with operation_aborted if stop was already requested; otherwise
+/// suspends until the timer fires or is cancelled. Timers keep running after
+/// io_context::stop(), so a shutdown can have deadlines. await_suspend throws if the timer cannot be
 /// started (the timer heap cannot grow). await_resume yields the io_result<void>
 /// described above.
 class [[nodiscard]] sleep_op : private detail::backend::timer_op {
@@ -127,9 +128,9 @@ public:
             throw;
         }
         if (!started) {
-            // Cancelled between the registration above and add() (or the
-            // context stopped): counted as started, so it ends as cancelled
-            // and started == fired + cancelled + pending holds.
+            // Cancelled between the registration above and add(): counted as
+            // started, so it ends as cancelled and started == fired +
+            // cancelled + pending holds.
             scheduler_.count(detail::counter::timers_cancelled);
             scheduler_.work_finished();
             result_ = make_error_code(errc::operation_aborted);
@@ -174,11 +175,14 @@ private:
 /// on them. thread_pool (portico/thread_pool.hpp) runs it on N threads.
 ///
 /// Lifetime: run() keeps serving until stop() is called *and* every
-/// outstanding operation has completed (the drain). stop() cancels pending
-/// timers, refuses new ones, and requests the context's stop token, so
-/// coroutines observing it unwind; I/O objects built on the context cancel
-/// their operations too. A stopped context cannot be restarted. Destroy the
-/// context only after every run() has returned.
+/// outstanding operation has completed (the drain). stop() requests the
+/// context's stop token, so spawned coroutines (which observe it) see their
+/// operations cancelled and unwind, and acceptors close. Everything else
+/// keeps working during the drain, timers included: a shutdown that tells
+/// every client goodbye can bound its wait with with_timeout, and
+/// packet_stream's timeouts still trip (docs/design/shutdown.md). A stopped
+/// context cannot be restarted. Destroy the context only after every run()
+/// has returned.
 ///
 /// Thread safety: all members may be called from any thread, unless noted.
 class io_context {
@@ -225,10 +229,11 @@ public:
     /// and no operation is outstanding. Returns at once if both already hold.
     void run() { scheduler_.run(); }
 
-    /// Begins shutdown: pending timers complete with operation_aborted, new
-    /// timers are refused, the context's stop token is requested, and run()
-    /// returns once the outstanding count drains to zero. Idempotent;
-    /// callable from any thread, including a pool thread.
+    /// Begins shutdown: requests the context's stop token (what observes it
+    /// is cancelled: spawned work, acceptors), and run() returns once the
+    /// outstanding count drains to zero. Timers and sockets not tied to the
+    /// token keep working meanwhile. Idempotent; callable from any thread,
+    /// including a pool thread.
     void stop() noexcept
     {
         stop_source_.request_stop();

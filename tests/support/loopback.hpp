@@ -8,8 +8,12 @@
 
 #include "support/catch.hpp"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace portico::test {
@@ -63,5 +67,37 @@ inline task<std::pair<tcp_socket, tcp_socket>> connected_pair(io_context& ctx, b
     tcp_socket server = listener.accept(ctx);
     co_return std::pair<tcp_socket, tcp_socket>{std::move(client), std::move(server)};
 }
+
+/// A bound on a test that waits for something from the network: unless
+/// dismissed (destroyed) first, closes `peer` abortively after `limit`, so
+/// the waiting side gets an error and the test fails instead of hanging.
+/// Runs on a thread of its own, not on a timer: it must hold even when the
+/// context's timers are what is being tested.
+class peer_closer {
+public:
+    peer_closer(tcp_socket& peer, std::chrono::steady_clock::duration limit)
+        : thread_([this, &peer, limit] {
+              std::unique_lock lock(mutex_);
+              if (!dismissed_changed_.wait_for(lock, limit, [this] { return dismissed_; })) peer.close_abortive();
+          })
+    {}
+    peer_closer(const peer_closer&) = delete;
+    peer_closer& operator=(const peer_closer&) = delete;
+    ~peer_closer()
+    {
+        {
+            std::lock_guard lock(mutex_);
+            dismissed_ = true;
+        }
+        dismissed_changed_.notify_all();
+        thread_.join();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable dismissed_changed_;
+    bool dismissed_ = false;
+    std::thread thread_;
+};
 
 } // namespace portico::test

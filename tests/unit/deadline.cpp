@@ -8,8 +8,10 @@
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
+#include "support/loopback.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -252,4 +254,42 @@ PORTICO_CO_TEST_CASE("with_timeout passes the awaiter's stop request on", "[time
     (void)ignored;
     // Stopped from outside, not by the deadline: aborted, not timed_out.
     CHECK(result.error() == errc::operation_aborted);
+}
+
+PORTICO_CO_TEST_CASE("after stop(), a deadline in the drain still fires", "[timer]")
+{
+    // The shutdown the tutorials teach: stop(), then tell each client
+    // goodbye and wait at most a while. Before timers kept running during
+    // the drain, this read waited for ever.
+    auto [client, server] = co_await portico::test::connected_pair(ctx);
+    const portico::test::peer_closer bound(client, 10s); // fails the test instead of hanging it
+    ctx.stop();
+    std::array<char, 8> got{};
+    const auto start = std::chrono::steady_clock::now();
+    auto [ec, n] = co_await portico::with_timeout(ctx, 200ms, server.read_some(portico::buffer(got)));
+    CHECK(ec == portico::errc::timed_out);
+    CHECK(n == 0);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    // Work started after stop() by code that does not observe the context's
+    // stop token still runs to its end.
+    auto [slept] = co_await ctx.sleep_for(10ms);
+    CHECK_FALSE(slept);
+}
+
+PORTICO_CO_TEST_CASE("stop() cancels the sleeps of spawned work, which observes the context's token", "[timer]")
+{
+    std::atomic<bool> asleep{false};
+    std::atomic<int> aborted{0};
+    ctx.spawn([](io_context& c, std::atomic<bool>& started, std::atomic<int>& out) -> task<> {
+        started = true;
+        auto [ec] = co_await c.sleep_for(1h);
+        if (ec == portico::errc::operation_aborted) out.fetch_add(1);
+    }(ctx, asleep, aborted));
+    while (!asleep.load()) co_await ctx.schedule();
+    ctx.stop();
+    // Cancelled at once, not in an hour (bounded, so a regression fails
+    // rather than hangs).
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (aborted.load() == 0 && std::chrono::steady_clock::now() < until) co_await ctx.schedule();
+    CHECK(aborted.load() == 1);
 }

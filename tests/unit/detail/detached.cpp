@@ -70,7 +70,10 @@ TEST_CASE("detached never started is destroyed with its handle", "[detached]")
     owner o;
     {
         auto d = body(o, false);
-        CHECK(portico::debug::live_frames() == frames + 1);
+        // Not started: the body has not run. (An optimising compiler may
+        // elide this frame's allocation altogether, so its count is not
+        // checked here; only that nothing is left afterwards.)
+        CHECK(o.parked == nullptr);
     }
     CHECK(portico::debug::live_frames() == frames);
     CHECK(o.ends == 0);

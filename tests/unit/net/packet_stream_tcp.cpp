@@ -629,3 +629,14 @@ PORTICO_IO_TEST_CASE("a peer that stops mid-header or mid-body: packet_truncated
         CHECK(ec == (cut == 0 ? errc::eof : errc::packet_truncated));
     }
 }
+
+PORTICO_IO_TEST_CASE("after stop(), a stream's idle timeout still trips during the drain", "[packet_stream_tcp]")
+{
+    auto [client, server] = co_await portico::test::connected_pair(ctx);
+    const portico::test::peer_closer bound(client, 10s); // an eof instead of a hang if it never trips
+    packet_stream<tcp_socket> ps(std::move(server), portico::packet_stream_options{.idle_timeout = 200ms});
+    ctx.stop();
+    auto [ec, p] = co_await ps.read_packet();
+    CHECK(ec == errc::idle_timeout);
+    CHECK(ps.is_closed());
+}

@@ -218,15 +218,15 @@ public:
         return false;
     }
 
-    /// Stops accepting new timed work, cancels pending timers, and lets run()
-    /// return once the outstanding count reaches zero. Idempotent.
+    /// Lets run() return once the outstanding count reaches zero. Timers
+    /// keep running: what must end is cancelled through stop tokens (see
+    /// docs/design/shutdown.md). Idempotent.
     void stop() noexcept
     {
         // RACE: seq_cst store, then the unconditional wake: either a running
         // thread sees outstanding == 0 after this store, or the operation that
         // brings it to zero sees stopped_ (work_finished) and wakes one.
         stopped_.store(true, std::memory_order_seq_cst);
-        timers_.close();
         wake_one();
     }
 

@@ -77,12 +77,12 @@ public:
     }
 
     /// Starts `op` (its deadline already set). Returns false if it must not
-    /// start: it was cancelled before it got here, or the service is closed.
+    /// start: it was cancelled before it got here.
     /// On true, the op will be posted exactly once, fired or cancelled.
     bool add(timer_op* op)
     {
         std::lock_guard lock(mutex_);
-        if (op->cancel_requested || closed_) return false;
+        if (op->cancel_requested) return false;
         start_thread_locked();
         // NOTE: only a new earliest deadline changes when the thread must
         // wake. Re-arming the waitable timer here, under the lock, costs one
@@ -103,23 +103,11 @@ public:
             return false;
         }
         op->fired = false;
-        // RACE: post under the lock, so close() and the timer thread
-        // never see this op again; the awaiter may be resumed before we
+        // RACE: post under the lock, so the timer thread never sees this
+        // op again; the awaiter may be resumed before we
         // return, which is fine because we no longer touch op.
         post_(context_, op);
         return true;
-    }
-
-    /// Cancels every pending timer and refuses new ones (io_context::stop).
-    void close() noexcept
-    {
-        std::lock_guard lock(mutex_);
-        closed_ = true;
-        while (!heap_.empty()) {
-            auto* op = static_cast<timer_op*>(heap_.pop());
-            op->fired = false;
-            post_(context_, op);
-        }
     }
 
     /// Number of pending timers (a snapshot).
@@ -197,7 +185,6 @@ private:
 
     mutable std::mutex mutex_;
     timer_heap heap_;
-    bool closed_ = false;
     bool shutdown_ = false;
     std::atomic<bool> retry_requested_{false};
     std::atomic<bool> started_{false};
