@@ -17,7 +17,11 @@
 # not name the checkout anywhere.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd -P)
-mode=$1 toolchain=$2 prefix=$3
+mode=${1:-} toolchain=${2:-} prefix=${3:-}
+if [[ -z $toolchain || -z $prefix ]]; then
+  echo "usage: $0 find_package|add_subdirectory|fetchcontent TOOLCHAIN PREFIX" >&2
+  exit 2
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
