@@ -12,7 +12,8 @@ task<> session(tcp_socket s)
     for (;;) {
         auto [ec, n] = co_await s.read_some(buffer(data));
         if (ec) co_return; // eof: the client left
-        if ((co_await s.write_all(buffer(data.data(), n))).error()) co_return;
+        auto [write_ec, written] = co_await s.write_all(buffer(data.data(), n));
+        if (write_ec) co_return;
     }
 }
 

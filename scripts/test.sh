@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (Debian packages, only what is missing), checks the
-# format and the API reference (Doxygen, no warnings), and runs every
+# format, that no co_await sits in a condition (GCC 12.2 miscompiles it:
+# tests/drivers/check-await-conditions.py) and the API reference (Doxygen, no
+# warnings), and runs every
 # test in every preset: native ASan+UBSan and TSan for the platform-neutral
 # layers, then the Windows builds (mingw-w64 GCC and Clang) under Wine, then
 # the MSVC-ABI build under Wine (tests/drivers/check-msvc-abi.sh: skipped, and
@@ -30,6 +32,8 @@ failed=0
 skipped=0
 echo "=== format"
 if bash tests/drivers/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+echo "=== await-conditions"
+if python3 tests/drivers/check-await-conditions.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "=== reference"
 if bash tests/drivers/check-reference.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 for preset in "${presets[@]}"; do
