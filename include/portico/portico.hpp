@@ -14,9 +14,9 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
-#include <portico/framing/receive_ring.hpp>
 #include <portico/framing/send_queue.hpp>
 #include <portico/framing/shared_packet.hpp>
 #include <portico/io_statistics.hpp>

@@ -9,8 +9,9 @@
 #include <portico/coro/task.hpp>
 #include <portico/detail/frame_tracking.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/detail/receive_ring.hpp>
+#include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
-#include <portico/framing/receive_ring.hpp>
 #include <portico/framing/send_queue.hpp>
 #include <portico/framing/shared_packet.hpp>
 #include <portico/stop_token.hpp>
@@ -926,7 +927,7 @@ public:
         if (auto token = co_await get_stop_token(); token.stop_possible())
             on_stop.emplace(std::move(token), closer{&c});
         for (;;) {
-            auto [ec, next] = next_packet(c.options.format, c.ring);
+            auto [ec, next] = detail::next_packet(c.options.format, c.ring);
             if (ec) {
                 // A hostile or broken header: this stream is done, and its
                 // writers and later calls learn why.
@@ -934,7 +935,7 @@ public:
                 co_return io_result<packet>{c.reason(), {}};
             }
             if (next) {
-                c.pending = packet_size(c.options.format, *next);
+                c.pending = detail::packet_size(c.options.format, *next);
                 if (c.has_timeouts()) c.packet_start.store(core_type::never, std::memory_order_release);
                 if (c.options.max_packets_per_second != 0 && !c.within_rate(core_type::clock::now())) {
                     c.close(make_error_code(errc::rate_limited));
