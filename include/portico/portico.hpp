@@ -17,7 +17,7 @@
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
-#include <portico/framing/send_queue.hpp>
+#include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/shared_packet.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>

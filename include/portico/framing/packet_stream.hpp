@@ -12,7 +12,9 @@
 #include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
-#include <portico/framing/send_queue.hpp>
+#include <portico/framing/detail/send_node.hpp>
+#include <portico/framing/detail/send_queue.hpp>
+#include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/shared_packet.hpp>
 #include <portico/stop_token.hpp>
 
@@ -303,11 +305,10 @@ public:
         // The driver runs here until its write is pending (or the queue is
         // empty); it may finish this very node.
         if (wake) driver_.resume();
-        // RACE: once `waiting` is published, whoever finishes the node
+        // RACE: once `running` is published, whoever finishes the node
         // resumes the writer, possibly on another thread at once: this is the
         // last access to the node or the frame.
-        auto expected = send_node::status::starting;
-        return n.state.compare_exchange_strong(expected, send_node::status::waiting, std::memory_order_acq_rel);
+        return n.handshake.suspend();
     }
 
     /// Copies a packet (its encoded header, then the body) into the send

@@ -1,8 +1,11 @@
-#include <portico/framing/send_queue.hpp>
+#include <portico/framing/detail/send_queue.hpp>
+
+#include <portico/error.hpp>
 
 #include "support/catch.hpp"
 
 #include <array>
+#include <coroutine>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -10,9 +13,10 @@
 
 using portico::const_buffer;
 using portico::overflow_policy;
-using portico::send_queue;
 using portico::detail::resume_list;
 using portico::detail::send_node;
+using portico::detail::send_queue;
+using state = portico::detail::resume_handshake::state;
 
 namespace {
 
@@ -60,14 +64,14 @@ TEST_CASE("send_queue gathers queued packets in order, resuming inside a packet 
     q.consume(3, done); // "HHa"
     CHECK(gather_all(q) == "bcdHHefghi");
     q.consume(6, done); // "bcdHHe": a complete
-    CHECK(a.node.state.load() == send_node::status::done);
+    CHECK(a.node.handshake.load() == state::done);
     CHECK_FALSE(a.node.result);
     CHECK(q.queued_bytes() == 7);
     CHECK(gather_all(q) == "fghi");
     q.consume(4, done);
     CHECK_FALSE(q.has_unsent());
     CHECK(q.queued_bytes() == 0);
-    CHECK(c.node.state.load() == send_node::status::done);
+    CHECK(c.node.handshake.load() == state::done);
 }
 
 TEST_CASE("send_queue gathers at most the buffers it is given and continues from there", "[send_queue]")
@@ -83,7 +87,7 @@ TEST_CASE("send_queue gathers at most the buffers it is given and continues from
     q.consume(64, done);
     CHECK(q.gather(out) == 36);
     q.consume(36, done);
-    CHECK(n.node.state.load() == send_node::status::done);
+    CHECK(n.node.handshake.load() == state::done);
 }
 
 TEST_CASE("send_queue admission: high watermark, arrival order, and drain to the low watermark", "[send_queue]")
@@ -161,7 +165,7 @@ TEST_CASE("send_queue fail_unsent keeps what is being written; fail_all takes ev
     q.fail_unsent(aborted, done);
     CHECK(b.node.result == portico::errc::operation_aborted);
     CHECK(c.node.result == portico::errc::operation_aborted);
-    CHECK(a.node.state.load() == send_node::status::starting);
+    CHECK(a.node.handshake.load() == state::idle);
     CHECK(q.queued_bytes() == 4);
     q.fail_all(make_error_code(portico::errc::connection_reset), done);
     CHECK(a.node.result == portico::errc::connection_reset);
@@ -182,7 +186,7 @@ TEST_CASE("resume_list resumes only writers that already suspended", "[send_queu
         };
     };
     send_node waiting, starting;
-    waiting.state = send_node::status::waiting;
+    waiting.handshake.suspend(); // this writer has suspended; `starting` has not
     struct suspend_into {
         send_node& n;
         bool await_ready() const noexcept { return false; }
@@ -199,7 +203,7 @@ TEST_CASE("resume_list resumes only writers that already suspended", "[send_queu
     CHECK(resumed == 0);
     done.resume_all();
     CHECK(resumed == 1);
-    CHECK(starting.state.load() == send_node::status::done);
+    CHECK(starting.handshake.load() == state::done);
     CHECK(starting.result == portico::errc::eof);
 }
 
@@ -235,7 +239,7 @@ TEST_CASE("append_copy: copies fill the tail block, spill into new ones, and kee
     q.consume(q.queued_bytes(), done);
     CHECK(q.queued_bytes() == 0);
     CHECK_FALSE(q.has_unsent());
-    CHECK(writer.node.state.load() == send_node::status::done);
+    CHECK(writer.node.handshake.load() == state::done);
 }
 
 TEST_CASE("append_copy is refused over the high watermark and behind held-back writers", "[send_queue]")
