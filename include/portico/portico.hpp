@@ -17,8 +17,11 @@
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
+#include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/shared_packet.hpp>
+#include <portico/framing/stream_concepts.hpp>
+#include <portico/framing/write_packet_op.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>
