@@ -6,11 +6,12 @@
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/detail/flush_state.hpp>
 #include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/send_queue.hpp>
 #include <portico/framing/detail/watchdog.hpp>
-#include <portico/framing/detail/write_driver.hpp>
+#include <portico/framing/detail/write_coroutine.hpp>
 #include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/stream_concepts.hpp>
@@ -27,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -113,12 +115,9 @@ public:
             }
             switch (queue_.admit(n)) {
             case send_queue::admission::queued:
-                if (!flushing_) {
-                    flushing_ = true;
-                    wake = true;
-                    // The driver holds the core while it runs.
-                    add_ref();
-                }
+                wake = flush_.write_queued();
+                // The driver holds the core while it runs.
+                if (wake) add_ref();
                 break;
             case send_queue::admission::blocked: break;
             case send_queue::admission::out_of_memory: // only copies allocate
@@ -155,18 +154,15 @@ public:
             std::lock_guard lock(mutex_);
             if (reason_) return reason_;
             switch (queue_.append_copy(header, body, size)) {
-            case send_queue::admission::queued:
-                if (!flushing_) {
-                    flushing_ = true;
-                    add_ref(); // the driver holds the core while it runs
-                    wake_pending_ = true;
-                    // At most one kick is on its way, so the kicker is never
-                    // resumed on two threads at once; it holds the core too,
-                    // as a reader may wake the driver first and let it park.
-                    schedule_kick = !std::exchange(kick_scheduled_, true);
-                    if (schedule_kick) add_ref();
-                }
+            case send_queue::admission::queued: {
+                const flush_state::copy_wake wake = flush_.copy_queued();
+                // The driver holds the core while it runs; a kick holds it
+                // too, as a reader may wake the driver first and let it park.
+                if (wake.driver) add_ref();
+                if (wake.kick) add_ref();
+                schedule_kick = wake.kick;
                 break;
+            }
             case send_queue::admission::out_of_memory: return make_error_code(std::errc::not_enough_memory);
             case send_queue::admission::blocked:
             case send_queue::admission::refused: refused = make_error_code(errc::send_queue_full); break;
@@ -187,7 +183,7 @@ public:
     {
         {
             std::lock_guard lock(mutex_);
-            if (!std::exchange(wake_pending_, false)) return;
+            if (!flush_.take_wake()) return;
         }
         driver_.resume();
     }
@@ -309,30 +305,38 @@ private:
     /// The deferred half of queue_copy(): wakes the driver unless a reader
     /// already did (flush_before_wait). The driver itself is never deferred:
     /// a wake that came too late would resume it wherever it then was.
-    write_driver run_kicker()
+    write_coroutine run_kicker()
     {
         // Each kick resumes it once: from its start, then after kick_done.
         for (;;) {
             bool wake = false;
             {
                 std::lock_guard lock(mutex_);
-                kick_scheduled_ = false;
-                wake = std::exchange(wake_pending_, false);
+                wake = flush_.take_wake();
             }
             if (wake) driver_.resume();
             co_await kick_done{this};
         }
     }
 
-    /// Suspends the kicker, then drops the reference its kick held (the last
-    /// one destroys the core and this suspended frame with it).
+    /// Suspends the kicker and ends its kick, then drops the reference the
+    /// kick held (the last one destroys the core and this suspended frame
+    /// with it). If the driver became owed while the kick ran, the kick goes
+    /// on instead: the kicker does not suspend and takes that wake too.
     struct kick_done {
         stream_core* core;
 
         bool await_ready() const noexcept { return false; }
         bool await_suspend(std::coroutine_handle<>) const noexcept
         {
-            core->release();
+            stream_core* c = core; // the frame may run again once the kick ends
+            {
+                std::lock_guard lock(c->mutex_);
+                if (!c->flush_.end_kick()) return false;
+            }
+            // RACE: the next kick may resume the kicker from here on, on any
+            // thread; touch only the local copy.
+            c->release();
             return true;
         }
         void await_resume() const noexcept {}
@@ -351,7 +355,7 @@ private:
             {
                 std::lock_guard lock(c->mutex_);
                 if (c->queue_.has_unsent()) return false;
-                c->flushing_ = false;
+                c->flush_.park();
             }
             // RACE: a writer may resume the driver from here on; touch only
             // the local copy. The last reference destroys the core and this
@@ -403,7 +407,7 @@ private:
         }
     }
 
-    write_driver run_driver()
+    write_coroutine run_driver()
         requires writable_stream<Stream>
     {
         for (;;) {
@@ -443,17 +447,14 @@ private:
     std::atomic<std::size_t> refs_{1};
     mutable std::mutex mutex_;
     send_queue queue_;
-    bool flushing_ = false;
-    // A queue_copy() woke the driver by deferral and it has not run yet
-    // (wake_pending_); the kicker is in a thread's deferred work (kick_scheduled_).
-    bool wake_pending_ = false;
-    bool kick_scheduled_ = false;
+    // Who wakes the driver and the kicker, and when (guarded by mutex_).
+    flush_state flush_;
     std::error_code reason_;
     std::atomic<bool> closed_{false};
     std::uint64_t write_calls_ = 0;
     portico::stop_source abort_;
-    write_driver driver_;
-    write_driver kicker_;
+    write_coroutine driver_;
+    write_coroutine kicker_;
 };
 
 } // namespace detail

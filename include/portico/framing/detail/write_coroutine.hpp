@@ -1,5 +1,6 @@
-// portico: write_driver — the long-lived coroutines that write a
-// packet_stream's queue (the driver) and wake it late (the kicker).
+// portico: write_coroutine — the type of a packet_stream's two long-lived
+// write-side coroutines: the driver, which writes the queue, and the
+// kicker, which wakes the driver late.
 #pragma once
 
 #include <portico/config.hpp>
@@ -14,19 +15,21 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail {
 
-/// The coroutine that performs a packet_stream's writes (see
-/// docs/design/framing.md): started when a packet arrives at an idle queue,
-/// parked when the queue is empty. It is nobody's caller, so no writer waits
-/// for other writers' packets, and its operations observe only the stream's
-/// own stop token (close), never a writer's.
-class write_driver {
+/// A coroutine its owner keeps for its whole life and resumes any number of
+/// times (see docs/design/framing.md): made suspended, it never finishes on
+/// its own and its frame goes with its owner (the stream's state), parked.
+/// The write driver is one: it is nobody's caller, so no writer waits for
+/// other writers' packets, and its operations observe only the stream's own
+/// stop token (close), never a writer's. The kicker is the other. Who may
+/// resume them, and when, is flush_state's table.
+class write_coroutine {
 public:
     struct promise_type : frame_allocation {
         portico::stop_token token;
 
-        write_driver get_return_object() noexcept
+        write_coroutine get_return_object() noexcept
         {
-            return write_driver{std::coroutine_handle<promise_type>::from_promise(*this)};
+            return write_coroutine{std::coroutine_handle<promise_type>::from_promise(*this)};
         }
         std::suspend_always initial_suspend() const noexcept { return {}; }
         std::suspend_always final_suspend() const noexcept { return {}; }
@@ -36,15 +39,15 @@ public:
         [[nodiscard]] const portico::stop_token& stop_token() const noexcept { return token; }
     };
 
-    write_driver() noexcept = default;
-    explicit write_driver(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
-    write_driver(write_driver&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
-    write_driver& operator=(write_driver&& other) noexcept
+    write_coroutine() noexcept = default;
+    explicit write_coroutine(std::coroutine_handle<promise_type> h) noexcept : handle_(h) {}
+    write_coroutine(write_coroutine&& other) noexcept : handle_(std::exchange(other.handle_, {})) {}
+    write_coroutine& operator=(write_coroutine&& other) noexcept
     {
         std::swap(handle_, other.handle_);
         return *this;
     }
-    ~write_driver()
+    ~write_coroutine()
     {
         if (handle_) handle_.destroy();
     }
