@@ -118,7 +118,7 @@ public:
         if (c.closed()) co_return io_result<packet>{c.reason(), {}};
         if constexpr (timed_stream<Stream>) {
             c.start_watchdog();
-        } else if (c.has_timeouts()) {
+        } else if (c.deadlines.enabled()) {
             co_return io_result<packet>{make_error_code(errc::invalid_argument), {}};
         }
         // The previous packet's bytes are released only now: its view was
@@ -139,8 +139,8 @@ public:
             }
             if (next) {
                 c.pending = detail::packet_size(c.options.format, *next);
-                if (c.has_timeouts()) c.packet_start.store(core_type::never, std::memory_order_release);
-                if (c.options.max_packets_per_second != 0 && !c.within_rate(core_type::clock::now())) {
+                c.deadlines.packet_complete();
+                if (c.rate.enabled() && !c.rate.admit(core_type::clock::now())) {
                     c.close(make_error_code(errc::rate_limited));
                     co_return io_result<packet>{c.reason(), {}};
                 }
@@ -150,20 +150,9 @@ public:
             std::array<mutable_buffer, 2> regions;
             auto read = read_some(c.stream, c.ring.prepare(regions));
             read.set_stop_token(c.abort_token());
-            if (c.has_timeouts()) {
-                // NOTE: the packet's clock starts at its first wait and is not
-                // reset by the bytes that trickle in afterwards.
-                const auto now = core_type::ticks(core_type::clock::now());
-                if (c.ring.size() != 0 && c.packet_start.load(std::memory_order_relaxed) == core_type::never) {
-                    c.packet_start.store(now, std::memory_order_release);
-                }
-                c.waiting_since.store(now, std::memory_order_release);
-            }
+            c.deadlines.wait_begins(c.ring.size() != 0);
             auto [read_ec, n] = co_await std::move(read);
-            if (c.has_timeouts()) {
-                c.waiting_since.store(core_type::never, std::memory_order_release);
-                if (n != 0) c.last_receive.store(core_type::ticks(core_type::clock::now()), std::memory_order_release);
-            }
+            c.deadlines.wait_ends(n != 0);
             if (read_ec) {
                 if (c.closed()) read_ec = c.reason();
                 if (read_ec == errc::eof && c.ring.size() != 0) read_ec = make_error_code(errc::packet_truncated);

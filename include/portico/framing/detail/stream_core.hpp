@@ -6,11 +6,13 @@
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/detail/detached.hpp>
 #include <portico/framing/detail/flush_state.hpp>
 #include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/send_queue.hpp>
-#include <portico/framing/detail/watchdog.hpp>
+#include <portico/framing/detail/rate_limit.hpp>
+#include <portico/framing/detail/read_deadlines.hpp>
 #include <portico/framing/detail/write_coroutine.hpp>
 #include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
@@ -23,7 +25,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -43,7 +45,8 @@ class stream_core {
 public:
     stream_core(Stream s, const packet_stream_options& o)
         : stream(std::move(s)), options(o),
-          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer), queue_(o.send)
+          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer),
+          deadlines(o.packet_timeout, o.idle_timeout), rate(o.max_packets_per_second), queue_(o.send)
     {
         // A read-only stream has no writes to drive.
         if constexpr (writable_stream<Stream>) {
@@ -228,46 +231,16 @@ public:
     }
 
     using clock = typename stream_clock<Stream>::type;
-    static constexpr std::int64_t never = (std::numeric_limits<std::int64_t>::min)();
 
-    static std::int64_t ticks(typename clock::time_point t) noexcept
-    {
-        return static_cast<std::int64_t>(t.time_since_epoch().count());
-    }
-    static typename clock::time_point time_of(std::int64_t t) noexcept
-    {
-        return typename clock::time_point(typename clock::duration(t));
-    }
-
-    [[nodiscard]] bool has_timeouts() const noexcept
-    {
-        return options.packet_timeout.count() > 0 || options.idle_timeout.count() > 0;
-    }
-
-    /// Starts the watchdog once, from the first read_packet().
+    /// Starts the watchdog once, from the first read_packet(), if a timeout
+    /// is set. It holds a reference on the core until it ends.
     void start_watchdog()
         requires timed_stream<Stream>
     {
-        if (std::exchange(watchdog_started, true) || !has_timeouts()) return;
-        watchdog w = run_watchdog();
+        if (std::exchange(watchdog_started, true) || !deadlines.enabled()) return;
+        detached w = run_watchdog();
         add_ref();
-        std::move(w).start(abort_.get_token(), this,
-                           [](void* self) noexcept { static_cast<stream_core*>(self)->release(); });
-    }
-
-    /// The packets-per-second check, for one packet received now (GCRA: a
-    /// packet may arrive at most `burst` intervals ahead of the steady rate).
-    [[nodiscard]] bool within_rate(typename clock::time_point now) noexcept
-    {
-        const auto limit = options.max_packets_per_second;
-        if (limit == 0) return true;
-        const auto interval = std::chrono::duration_cast<typename clock::duration>(std::chrono::seconds(1)) / limit;
-        const auto tolerance = interval * (limit - 1);
-        auto expected = time_of(rate_expected);
-        if (rate_expected == never || expected < now) expected = now;
-        if (expected - now > tolerance) return false;
-        rate_expected = ticks(expected + interval);
-        return true;
+        std::move(w).start(abort_.get_token(), &stream_core::watchdog_ended, this);
     }
 
     Stream stream;
@@ -276,13 +249,8 @@ public:
     receive_ring ring;
     std::size_t pending = 0;
     bool watchdog_started = false;
-    std::int64_t rate_expected = never;
-    // Read-side times for the watchdog, in clock ticks (`never`: not set):
-    // when the pending read started, when the packet in progress was first
-    // waited on, when bytes last arrived.
-    std::atomic<std::int64_t> waiting_since{never};
-    std::atomic<std::int64_t> packet_start{never};
-    std::atomic<std::int64_t> last_receive{never};
+    read_deadlines<clock> deadlines;
+    rate_limit<clock> rate;
 
 private:
     ~stream_core() = default;
@@ -366,45 +334,29 @@ private:
         void await_resume() const noexcept {}
     };
 
-    /// Wakes at the earliest deadline, or after the shortest timeout at the
-    /// latest (a packet that starts meanwhile gets its full time: its
-    /// deadline cannot come sooner), and closes the stream when the read
-    /// that is waiting has run past one.
-    watchdog run_watchdog()
+    /// The watchdog: a detached coroutine (it frees its own frame) that
+    /// sleeps until the next deadline and closes the stream when the read
+    /// that is waiting has run past one. Its sleeps observe the stream's stop
+    /// token, so closing the stream ends it.
+    detached run_watchdog()
     {
-        const auto packet_limit = std::chrono::duration_cast<typename clock::duration>(options.packet_timeout);
-        const auto idle_limit = std::chrono::duration_cast<typename clock::duration>(options.idle_timeout);
-        auto step = packet_limit.count() > 0 ? packet_limit : idle_limit;
-        if (idle_limit.count() > 0 && idle_limit < step) step = idle_limit;
         for (;;) {
-            const auto now = clock::now();
-            auto next = now + step;
-            const std::int64_t since = waiting_since.load(std::memory_order_acquire);
-            if (since != never) {
-                const std::int64_t started = packet_start.load(std::memory_order_acquire);
-                if (packet_limit.count() > 0 && started != never) {
-                    const auto deadline = time_of(started) + packet_limit;
-                    if (deadline <= now) {
-                        close(make_error_code(errc::timed_out));
-                        co_return;
-                    }
-                    if (deadline < next) next = deadline;
-                }
-                if (idle_limit.count() > 0) {
-                    // Idle counts only while a read waits: a busy reader does
-                    // not make its peer idle.
-                    const std::int64_t last = last_receive.load(std::memory_order_acquire);
-                    const auto deadline = time_of(last != never && last > since ? last : since) + idle_limit;
-                    if (deadline <= now) {
-                        close(make_error_code(errc::idle_timeout));
-                        co_return;
-                    }
-                    if (deadline < next) next = deadline;
-                }
+            const auto verdict = deadlines.check(clock::now());
+            if (verdict.expired) {
+                close(verdict.expired);
+                co_return;
             }
-            auto [ec] = co_await stream.context().sleep_until(next);
+            auto [ec] = co_await stream.context().sleep_until(verdict.next);
             if (ec || closed()) co_return;
         }
+    }
+
+    /// The watchdog's end hook, once its frame is gone: it throws nothing
+    /// (an escape is a bug), and drops its reference.
+    static void watchdog_ended(void* self, std::exception_ptr error) noexcept
+    {
+        terminate_on_error(std::move(error));
+        static_cast<stream_core*>(self)->release();
     }
 
     write_coroutine run_driver()
