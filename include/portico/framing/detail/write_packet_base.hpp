@@ -27,16 +27,31 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail {
 
-/// The part of a write_packet awaiter shared by its forms: the node, the
-/// reference on the core while it waits, and the stop callback.
-template <class Stream>
+/// What the write_packet awaiters share: the node, the reference on the core
+/// while it waits, the stop callback, and the awaiter protocol itself. `Op`
+/// is the awaiter (CRTP): it provides `body_buffers()`, the packet's body as
+/// buffers, read when the awaiter is awaited (after any move).
+template <class Stream, class Op>
 class write_packet_base {
 public:
     write_packet_base(const write_packet_base&) = delete;
     write_packet_base& operator=(const write_packet_base&) = delete;
     write_packet_base& operator=(write_packet_base&&) = delete;
 
+    /// The awaiter protocol (co_await): completes at once with a setup error;
+    /// otherwise queues the packet and suspends until it was handed to the
+    /// kernel or failed, and yields io_result<void>.
     bool await_ready() const noexcept { return static_cast<bool>(setup_error_); }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        node_.body = static_cast<Op&>(*this).body_buffers();
+        node_.waiter = awaiting;
+        core_->add_ref();
+        holds_core_ = true;
+        return core_->start_write(node_, detail::stop_token_of(awaiting), cancel_);
+    }
 
     io_result<void> await_resume() noexcept
     {
@@ -58,7 +73,7 @@ protected:
         if (core_ == nullptr) setup_error_ = make_error_code(errc::bad_state);
     }
     /// Moves an awaiter not awaited yet (with_timeout, when_all take
-    /// awaitables by value).
+    /// awaitables by value): the encoded header and the setup error.
     write_packet_base(write_packet_base&& other) noexcept : core_(other.core_), setup_error_(other.setup_error_)
     {
         assert(!other.holds_core_ && "moving a write_packet that was already awaited");
@@ -90,16 +105,6 @@ protected:
         }
         node_.header_size = header;
         node_.size = header + body_size;
-    }
-
-    template <class Promise>
-    bool start(std::coroutine_handle<Promise> awaiting, std::span<const const_buffer> body)
-    {
-        node_.body = body;
-        node_.waiter = awaiting;
-        core_->add_ref();
-        holds_core_ = true;
-        return core_->start_write(node_, detail::stop_token_of(awaiting), cancel_);
     }
 
     stream_core<Stream>* core_;
