@@ -49,8 +49,7 @@ PORTICO_NAMESPACE_BEGIN
 ///
 /// Thread safety: one read_packet() at a time; write_packet() and
 /// queue_packet() from any number of threads at once; close() from any
-/// thread. Other members must
-/// not race with each other.
+/// thread. Other members must not race with each other.
 template <class Stream>
     requires readable_stream<Stream>
 class packet_stream {

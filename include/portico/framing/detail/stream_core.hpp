@@ -1,18 +1,18 @@
 // portico: stream_core — the state of a packet_stream, shared by its handle,
-// its write driver and its waiting writers; the write side's admission and
-// flush.
+// its write driver and its waiting writers: closing, the write side
+// (admission, the driver and the kicker) and the read side's state.
 #pragma once
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
-#include <portico/error.hpp>
 #include <portico/detail/detached.hpp>
+#include <portico/error.hpp>
 #include <portico/framing/detail/flush_state.hpp>
+#include <portico/framing/detail/rate_limit.hpp>
+#include <portico/framing/detail/read_deadlines.hpp>
 #include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/send_queue.hpp>
-#include <portico/framing/detail/rate_limit.hpp>
-#include <portico/framing/detail/read_deadlines.hpp>
 #include <portico/framing/detail/write_coroutine.hpp>
 #include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
@@ -21,7 +21,6 @@
 
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -37,9 +36,19 @@ PORTICO_NAMESPACE_BEGIN
 namespace detail {
 
 /// The state of a packet_stream, shared by reference count between the
-/// packet_stream, its write driver (while it runs) and its writers (while
-/// they wait): a writer resumed by the driver may destroy the packet_stream,
-/// and the driver still has to finish its loop afterwards.
+/// packet_stream, its write driver and kicker (while they run), its watchdog
+/// and its writers (while they wait): a writer resumed by the driver may
+/// destroy the packet_stream, and the driver still has to finish its loop
+/// afterwards.
+///
+/// The write side: writers' packets are admitted by start_write(), copies
+/// by queue_copy(); the driver (run_driver) writes the queue and the kicker
+/// (run_kicker) wakes it late for copies, as flush_state's table says. One
+/// mutex guards the close reason, the send queue, the flush state and the
+/// write count; nothing is resumed while it is held, since a resumed writer
+/// may call back into the stream. The read side (ring, deadlines, rate) is
+/// used by one read_packet() at a time and by the watchdog, never by the
+/// driver.
 template <class Stream>
 class stream_core {
 public:
