@@ -8,6 +8,7 @@
 #include <portico/coro/task.hpp>
 #include <portico/error.hpp>
 #include <portico/framing/detail/receive_ring.hpp>
+#include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/stream_core.hpp>
 #include <portico/framing/detail/write_packet_base.hpp>
 #include <portico/framing/packet.hpp>

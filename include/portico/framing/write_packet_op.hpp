@@ -12,7 +12,6 @@
 #include <portico/framing/shared_packet.hpp>
 
 #include <array>
-#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <span>

@@ -8,6 +8,7 @@
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
