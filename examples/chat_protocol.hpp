@@ -3,7 +3,7 @@
 // UTF-8 text body.
 #pragma once
 
-#include <portico/framing/receive_ring.hpp>
+#include <portico/framing/packet.hpp>
 
 #include <cstdint>
 #include <string_view>

@@ -14,11 +14,14 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
-#include <portico/framing/receive_ring.hpp>
-#include <portico/framing/send_queue.hpp>
+#include <portico/framing/packet_stream_options.hpp>
+#include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/shared_packet.hpp>
+#include <portico/framing/stream_concepts.hpp>
+#include <portico/framing/write_packet_op.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>

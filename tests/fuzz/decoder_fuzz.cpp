@@ -7,7 +7,7 @@
 //     pieces gives the same packets, the same error and the same leftover;
 //   - the size cap: no packet and no ring larger than the maximum;
 //   - round trip: re-encoding the packets gives back the bytes consumed.
-#include <portico/framing/receive_ring.hpp>
+#include <portico/framing/detail/receive_ring.hpp>
 
 #include "support/framing.hpp"
 
@@ -34,11 +34,11 @@ template <class NextChunk>
 decoded decode(const portico::packet_format& f, std::span<const std::byte> stream, NextChunk next_chunk)
 {
     decoded out;
-    portico::receive_ring ring(16);
+    portico::detail::receive_ring ring(16);
     std::size_t fed = 0;
     for (;;) {
         for (;;) {
-            auto [ec, p] = portico::next_packet(f, ring);
+            auto [ec, p] = portico::detail::next_packet(f, ring);
             out.largest_ring = std::max(out.largest_ring, ring.capacity());
             if (ec) {
                 out.error = ec;
@@ -47,7 +47,7 @@ decoded decode(const portico::packet_format& f, std::span<const std::byte> strea
             if (!p) break;
             out.types.push_back(p->type);
             out.bodies.emplace_back(p->body.begin(), p->body.end());
-            const std::size_t n = portico::packet_size(f, *p);
+            const std::size_t n = portico::detail::packet_size(f, *p);
             ring.consume(n);
             out.consumed += n;
         }

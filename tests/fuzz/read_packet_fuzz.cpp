@@ -11,6 +11,7 @@
 // injected one if it came first, eof at a packet boundary, packet_truncated
 // inside a packet.
 #include <portico/coro/sync_wait.hpp>
+#include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/packet_stream.hpp>
 
 #include "support/framing.hpp"
@@ -46,18 +47,18 @@ struct reference {
 reference decode_whole(const portico::packet_format& f, std::span<const std::byte> stream)
 {
     reference out;
-    portico::receive_ring ring(stream.size() + 1);
+    portico::detail::receive_ring ring(stream.size() + 1);
     std::array<portico::mutable_buffer, 2> regions;
     ring.commit(portico::test::copy_into(ring.prepare(regions), stream));
     for (;;) {
-        auto [ec, p] = portico::next_packet(f, ring);
+        auto [ec, p] = portico::detail::next_packet(f, ring);
         if (ec) {
             out.header_error = ec;
             out.error_header_end = out.consumed + f.header_size();
             return out;
         }
         if (!p) return out;
-        const std::size_t n = portico::packet_size(f, *p);
+        const std::size_t n = portico::detail::packet_size(f, *p);
         out.consumed += n;
         out.packets.push_back({p->type, {p->body.begin(), p->body.end()}, out.consumed});
         ring.consume(n);

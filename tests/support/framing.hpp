@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstring>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace portico::test {
@@ -23,6 +24,14 @@ inline std::size_t copy_into(std::span<const mutable_buffer> regions, std::span<
         done += n;
     }
     return done;
+}
+
+/// The bytes of `s`.
+inline std::vector<std::byte> bytes_of(const std::string& s)
+{
+    std::vector<std::byte> out(s.size());
+    std::memcpy(out.data(), s.data(), s.size());
+    return out;
 }
 
 /// Every packet_format shape: size 2/4, type 0/1/2/4, both byte orders, size

@@ -2,7 +2,7 @@
 // tests: the packets, and whether writers' sequences kept their order.
 #pragma once
 
-#include <portico/framing/receive_ring.hpp>
+#include <portico/framing/detail/receive_ring.hpp>
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
@@ -23,16 +23,16 @@ struct decoded_packet {
 /// Decodes a whole byte string; every byte must belong to a packet.
 inline std::vector<decoded_packet> decode_all(const packet_format& format, const std::vector<std::byte>& bytes)
 {
-    receive_ring ring(bytes.size() + 1);
+    detail::receive_ring ring(bytes.size() + 1);
     std::array<mutable_buffer, 2> regions;
     ring.commit(copy_into(ring.prepare(regions), bytes));
     std::vector<decoded_packet> out;
     for (;;) {
-        auto [ec, p] = next_packet(format, ring);
+        auto [ec, p] = detail::next_packet(format, ring);
         REQUIRE_FALSE(ec);
         if (!p) break;
         out.push_back({p->type, {p->body.begin(), p->body.end()}});
-        ring.consume(packet_size(format, *p));
+        ring.consume(detail::packet_size(format, *p));
     }
     CHECK(ring.size() == 0);
     return out;

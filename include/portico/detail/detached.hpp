@@ -15,9 +15,8 @@ PORTICO_NAMESPACE_BEGIN
 namespace detail {
 
 /// A coroutine nobody awaits (io_context::spawn, task_group's children,
-/// packet_stream's write driver kick and watchdog). Made suspended; start()
-/// hands it a stop token and an end hook and runs it until it first
-/// suspends. When its body ends it destroys its own frame and only then
+/// packet_stream's watchdog). Made suspended; start() hands it a stop token
+/// and an end hook and runs it until it first suspends. When its body ends it destroys its own frame and only then
 /// calls `on_end(owner, error)`, with the exception that escaped the body (or
 /// null): a waiter the hook wakes never sees the frame alive (frame counters
 /// read zero), and the hook may destroy the owner.

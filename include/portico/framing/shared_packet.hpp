@@ -6,6 +6,7 @@
 #include <portico/error.hpp>
 #include <portico/framing/packet_format.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

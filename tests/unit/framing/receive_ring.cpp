@@ -1,4 +1,4 @@
-#include <portico/framing/receive_ring.hpp>
+#include <portico/framing/detail/receive_ring.hpp>
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
@@ -13,7 +13,7 @@
 using portico::byte_order;
 using portico::errc;
 using portico::packet_format;
-using portico::receive_ring;
+using portico::detail::receive_ring;
 
 namespace {
 
@@ -58,11 +58,11 @@ std::vector<sent_packet> decode_in_chunks(const packet_format& f, const std::vec
         // Drain every whole packet first, as read_packet() would. (Plain
         // checks in the loop: a Catch assertion per byte is slow.)
         for (;;) {
-            auto [ec, p] = portico::next_packet(f, ring);
+            auto [ec, p] = portico::detail::next_packet(f, ring);
             if (ec) failure = ec;
             if (ec || !p) break;
             got.push_back({p->type, std::vector<std::byte>(p->body.begin(), p->body.end())});
-            ring.consume(portico::packet_size(f, *p));
+            ring.consume(portico::detail::packet_size(f, *p));
         }
         if (fed == stream.size()) break;
         std::array<portico::mutable_buffer, 2> regions;
@@ -149,18 +149,18 @@ TEST_CASE("a packet that wraps the ring costs one copy of its wrapped part", "[r
     std::vector<std::byte> burst = p1;
     burst.insert(burst.end(), p2.begin(), p2.begin() + 2);
     REQUIRE(feed(burst) == 12);
-    auto [e1, first] = portico::next_packet(f, ring);
+    auto [e1, first] = portico::detail::next_packet(f, ring);
     REQUIRE(first);
     CHECK(first->type == 1);
-    ring.consume(portico::packet_size(f, *first));
-    auto [e_partial, none] = portico::next_packet(f, ring);
+    ring.consume(portico::detail::packet_size(f, *first));
+    auto [e_partial, none] = portico::detail::next_packet(f, ring);
     CHECK_FALSE(none); // half a header: wait
 
     std::array<portico::mutable_buffer, 2> check;
     CHECK(ring.prepare(check).size() == 2); // the free space is split: a scatter read
     REQUIRE(feed(std::vector<std::byte>(p2.begin() + 2, p2.end())) == 10);
     CHECK(ring.wrap_copies() == 0);
-    auto [e2, second] = portico::next_packet(f, ring);
+    auto [e2, second] = portico::detail::next_packet(f, ring);
     REQUIRE(second);
     CHECK(second->type == 2);
     CHECK(std::vector<std::byte>(second->body.begin(), second->body.end()) ==
@@ -184,7 +184,7 @@ TEST_CASE("a hostile size is refused as soon as the header is complete, before a
             auto r = ring.prepare(regions);
             std::memcpy(r[0].data(), header + i, 1);
             ring.commit(1);
-            auto [ec, p] = portico::next_packet(f, ring);
+            auto [ec, p] = portico::detail::next_packet(f, ring);
             if (i + 1 < sizeof header) {
                 CHECK_FALSE(ec); // not decided before the header is whole
                 CHECK_FALSE(p);

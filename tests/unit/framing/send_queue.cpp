@@ -1,4 +1,6 @@
-#include <portico/framing/send_queue.hpp>
+#include <portico/framing/detail/send_queue.hpp>
+
+#include <portico/error.hpp>
 
 #include "support/catch.hpp"
 
@@ -10,9 +12,10 @@
 
 using portico::const_buffer;
 using portico::overflow_policy;
-using portico::send_queue;
 using portico::detail::resume_list;
 using portico::detail::send_node;
+using portico::detail::send_queue;
+using state = portico::detail::resume_handshake::state;
 
 namespace {
 
@@ -60,14 +63,14 @@ TEST_CASE("send_queue gathers queued packets in order, resuming inside a packet 
     q.consume(3, done); // "HHa"
     CHECK(gather_all(q) == "bcdHHefghi");
     q.consume(6, done); // "bcdHHe": a complete
-    CHECK(a.node.state.load() == send_node::status::done);
+    CHECK(a.node.handshake.load() == state::done);
     CHECK_FALSE(a.node.result);
     CHECK(q.queued_bytes() == 7);
     CHECK(gather_all(q) == "fghi");
     q.consume(4, done);
     CHECK_FALSE(q.has_unsent());
     CHECK(q.queued_bytes() == 0);
-    CHECK(c.node.state.load() == send_node::status::done);
+    CHECK(c.node.handshake.load() == state::done);
 }
 
 TEST_CASE("send_queue gathers at most the buffers it is given and continues from there", "[send_queue]")
@@ -83,7 +86,7 @@ TEST_CASE("send_queue gathers at most the buffers it is given and continues from
     q.consume(64, done);
     CHECK(q.gather(out) == 36);
     q.consume(36, done);
-    CHECK(n.node.state.load() == send_node::status::done);
+    CHECK(n.node.handshake.load() == state::done);
 }
 
 TEST_CASE("send_queue admission: high watermark, arrival order, and drain to the low watermark", "[send_queue]")
@@ -161,46 +164,12 @@ TEST_CASE("send_queue fail_unsent keeps what is being written; fail_all takes ev
     q.fail_unsent(aborted, done);
     CHECK(b.node.result == portico::errc::operation_aborted);
     CHECK(c.node.result == portico::errc::operation_aborted);
-    CHECK(a.node.state.load() == send_node::status::starting);
+    CHECK(a.node.handshake.load() == state::idle);
     CHECK(q.queued_bytes() == 4);
     q.fail_all(make_error_code(portico::errc::connection_reset), done);
     CHECK(a.node.result == portico::errc::connection_reset);
     CHECK_FALSE(q.has_unsent());
     CHECK(q.queued_bytes() == 0);
-}
-
-TEST_CASE("resume_list resumes only writers that already suspended", "[send_queue]")
-{
-    int resumed = 0;
-    struct probe {
-        struct promise_type {
-            probe get_return_object() noexcept { return {}; }
-            std::suspend_never initial_suspend() noexcept { return {}; }
-            std::suspend_never final_suspend() noexcept { return {}; }
-            void return_void() noexcept {}
-            void unhandled_exception() noexcept {}
-        };
-    };
-    send_node waiting, starting;
-    waiting.state = send_node::status::waiting;
-    struct suspend_into {
-        send_node& n;
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<> h) const noexcept { n.waiter = h; }
-        void await_resume() const noexcept {}
-    };
-    [](send_node& n, int& count) -> probe {
-        co_await suspend_into{n};
-        ++count;
-    }(waiting, resumed);
-    resume_list done;
-    done.finish(waiting, {});
-    done.finish(starting, make_error_code(portico::errc::eof));
-    CHECK(resumed == 0);
-    done.resume_all();
-    CHECK(resumed == 1);
-    CHECK(starting.state.load() == send_node::status::done);
-    CHECK(starting.result == portico::errc::eof);
 }
 
 TEST_CASE("append_copy: copies fill the tail block, spill into new ones, and keep order with writers' nodes",
@@ -235,7 +204,7 @@ TEST_CASE("append_copy: copies fill the tail block, spill into new ones, and kee
     q.consume(q.queued_bytes(), done);
     CHECK(q.queued_bytes() == 0);
     CHECK_FALSE(q.has_unsent());
-    CHECK(writer.node.state.load() == send_node::status::done);
+    CHECK(writer.node.handshake.load() == state::done);
 }
 
 TEST_CASE("append_copy is refused over the high watermark and behind held-back writers", "[send_queue]")

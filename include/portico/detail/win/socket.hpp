@@ -241,7 +241,8 @@ private:
         case socket_option::send_buffer_size: return {SOL_SOCKET, SO_SNDBUF};
         case socket_option::broadcast: return {SOL_SOCKET, SO_BROADCAST};
         case socket_option::reuse_address: return {SOL_SOCKET, SO_REUSEADDR};
-        case socket_option::exclusive_address: return {SOL_SOCKET, static_cast<int>(SO_EXCLUSIVEADDRUSE)}; // ~SO_REUSEADDR: unsigned in some headers
+        case socket_option::exclusive_address:
+            return {SOL_SOCKET, static_cast<int>(SO_EXCLUSIVEADDRUSE)}; // ~SO_REUSEADDR: unsigned in some headers
         case socket_option::multicast_loop_v4: return {IPPROTO_IP, IP_MULTICAST_LOOP};
         case socket_option::multicast_loop_v6: return {IPPROTO_IPV6, IPV6_MULTICAST_LOOP};
         case socket_option::multicast_hops_v4: return {IPPROTO_IP, IP_MULTICAST_TTL};

@@ -5,157 +5,25 @@
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
-#include <portico/error.hpp>
+#include <portico/detail/intrusive_list.hpp>
+#include <portico/framing/detail/send_node.hpp>
+#include <portico/framing/send_queue_limits.hpp>
 
-#include <array>
-#include <atomic>
+#include <algorithm>
 #include <cassert>
-#include <coroutine>
 #include <cstddef>
-#include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 #include <span>
 #include <system_error>
 
 PORTICO_NAMESPACE_BEGIN
 
-/// What write_packet does with a packet that would take the send queue past
-/// its high watermark.
-enum class overflow_policy : unsigned char {
-    /// The writer waits (suspended) until the queue has drained to the low
-    /// watermark and its packet fits; writers are admitted in arrival order.
-    suspend,
-    /// write_packet fails at once with send_queue_full; nothing of the packet
-    /// is sent and the stream stays open.
-    fail,
-    /// The stream is closed with send_queue_full: every pending and later
-    /// operation on it fails with that error. For cutting off a slow consumer
-    /// (a client that stopped reading) without slowing its writers down.
-    disconnect,
-};
-
-/// Watermarks of a send queue, in bytes of packets (headers included)
-/// accepted by write_packet and not yet taken by the kernel.
-struct send_queue_limits {
-    /// A packet is accepted while the queue stays at or under this many
-    /// bytes with it; a packet larger than the watermark is accepted only
-    /// into an empty queue. So the queue never holds more than the larger of
-    /// this and one packet.
-    std::size_t high_watermark = 1024 * 1024;
-    /// With the suspend policy: waiting writers are admitted again once the
-    /// queue has drained to this many bytes (hysteresis, so writers wake in
-    /// batches rather than one packet at a time).
-    std::size_t low_watermark = 256 * 1024;
-    /// What happens to a packet that does not fit.
-    overflow_policy policy = overflow_policy::suspend;
-};
-
 namespace detail {
-
-/// The largest header a packet_format can describe (4-byte size, 4-byte type).
-inline constexpr std::size_t max_header_size = 8;
 
 /// The most buffers one write takes: one WSASend gathers up to 64.
 inline constexpr std::size_t max_gather_buffers = 64;
-
-/// One packet handed to write_packet: it lives in the writer's awaiter, so
-/// queuing it allocates nothing. The list links, `sent`, `gathered` and
-/// `place` belong to the queue (guarded by its owner's lock); `state` is the
-/// handshake between the writer and whoever finishes the node.
-struct send_node {
-    /// The writer is still inside await_suspend / has suspended / the node is
-    /// finished. Whoever moves it from `waiting` to `done` resumes the writer;
-    /// a writer that finds `done` continues without suspending.
-    enum class status : unsigned char { starting, waiting, done };
-    enum class where : unsigned char { none, queued, blocked };
-
-    send_node* next = nullptr;
-    send_node* prev = nullptr;
-    std::array<std::byte, max_header_size> header{};
-    std::size_t header_size = 0;
-    std::span<const const_buffer> body;
-    /// Header plus body.
-    std::size_t size = 0;
-    /// Bytes taken by the kernel so far.
-    std::size_t sent = 0;
-    /// Some of its bytes are part of the write in flight: it cannot be
-    /// withdrawn any more.
-    bool gathered = false;
-    where place = where::none;
-    /// An outbox_block: the queue's own, with no writer to finish.
-    bool owned = false;
-    std::error_code result;
-    std::coroutine_handle<> waiter;
-    std::atomic<status> state{status::starting};
-};
-
-/// Packets copied into the queue (packet_stream::queue_packet): a node the
-/// queue owns whose body is its own storage. Copies fill the block at the
-/// queue's tail before a new one is started, so a burst of small packets
-/// leaves as one buffer of one write.
-struct outbox_block : send_node {
-    static constexpr std::size_t capacity = 4096;
-
-    outbox_block() noexcept
-    {
-        owned = true;
-        body = std::span<const const_buffer>(&filled, 1);
-    }
-    outbox_block(const outbox_block&) = delete;
-    outbox_block& operator=(const outbox_block&) = delete;
-
-    [[nodiscard]] std::size_t room() const noexcept { return capacity - size; }
-
-    /// The stored bytes, as the node's one body buffer.
-    const_buffer filled;
-    outbox_block* next_free = nullptr;
-    std::array<std::byte, capacity> storage;
-};
-
-/// Finished nodes whose writers are suspended, to be resumed once the lock
-/// is released (a resumed writer may call back into the stream).
-class resume_list {
-public:
-    /// Records the outcome and finishes the node. If its writer has already
-    /// suspended, it is kept here to be resumed by resume_all(); otherwise the
-    /// writer, still in await_suspend, sees `done` and carries on itself, and
-    /// the node must not be touched again.
-    void finish(send_node& n, std::error_code ec) noexcept
-    {
-        n.result = ec;
-        n.place = send_node::where::none;
-        // RACE: the exchange publishes `result`; if the writer was still
-        // starting, it may destroy the node the moment this returns.
-        if (n.state.exchange(send_node::status::done, std::memory_order_acq_rel) == send_node::status::waiting) {
-            n.next = nullptr;
-            if (tail_ == nullptr) {
-                head_ = &n;
-            } else {
-                tail_->next = &n;
-            }
-            tail_ = &n;
-        }
-    }
-
-    /// Resumes every kept writer, in finishing order, on this thread.
-    void resume_all() noexcept
-    {
-        for (send_node* n = head_; n != nullptr;) {
-            // A resumed writer may destroy its node: read the link first.
-            send_node* next = n->next;
-            n->waiter.resume();
-            n = next;
-        }
-        head_ = tail_ = nullptr;
-    }
-
-private:
-    send_node* head_ = nullptr;
-    send_node* tail_ = nullptr;
-};
-
-} // namespace detail
 
 /// The accounting of a coalescing send queue, without I/O or locking: the
 /// owner (packet_stream) holds a lock around every call.
@@ -195,15 +63,15 @@ public:
     /// its writers keep the queue's owner alive while they wait).
     ~send_queue()
     {
-        for (detail::send_node* n = queued_.head; n != nullptr && blocks_queued_ != 0;) {
-            detail::send_node* next = n->next;
+        for (send_node* n = queued_.front(); n != nullptr && blocks_queued_ != 0;) {
+            send_node* next = n->link.next;
             if (n->owned) {
-                delete static_cast<detail::outbox_block*>(n);
+                delete static_cast<outbox_block*>(n);
                 --blocks_queued_;
             }
             n = next;
         }
-        while (free_blocks_ != nullptr) delete std::exchange(free_blocks_, free_blocks_->next_free);
+        free_blocks_.drain([](outbox_block& b) noexcept { delete &b; });
     }
 
     /// The limits given at construction.
@@ -216,21 +84,21 @@ public:
     /// Packets held back by the suspend policy.
     [[nodiscard]] std::size_t blocked_packets() const noexcept { return blocked_count_; }
     /// True if queued bytes are waiting to be gathered.
-    [[nodiscard]] bool has_unsent() const noexcept { return queued_.head != nullptr; }
+    [[nodiscard]] bool has_unsent() const noexcept { return !queued_.empty(); }
 
     /// Admits `n` (size set, not in any list). A packet that arrives while
     /// others are held back queues behind them, so admission keeps arrival
     /// order.
-    admission admit(detail::send_node& n) noexcept
+    admission admit(send_node& n) noexcept
     {
-        assert(n.place == detail::send_node::where::none);
-        if (blocked_.head == nullptr && fits(n.size)) {
+        assert(n.place == send_node::where::none);
+        if (blocked_.empty() && fits(n.size)) {
             enqueue(n);
             return admission::queued;
         }
         if (limits_.policy != overflow_policy::suspend) return admission::refused;
         blocked_.push_back(n);
-        n.place = detail::send_node::where::blocked;
+        n.place = send_node::where::blocked;
         ++blocked_count_;
         return admission::blocked;
     }
@@ -243,27 +111,26 @@ public:
     admission append_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
                           std::size_t size) noexcept
     {
-        if (blocked_.head != nullptr || !fits(size)) return admission::refused;
+        if (!blocked_.empty() || !fits(size)) return admission::refused;
         // Every block needed is in hand before any byte is copied: running
         // out of memory halfway would leave half a packet queued.
-        detail::outbox_block* tail = tail_block();
+        outbox_block* tail = tail_block();
         const std::size_t in_tail = tail != nullptr ? (std::min)(tail->room(), size) : 0;
-        std::size_t needed = (size - in_tail + detail::outbox_block::capacity - 1) / detail::outbox_block::capacity;
-        detail::outbox_block* fresh = nullptr;
+        std::size_t needed = (size - in_tail + outbox_block::capacity - 1) / outbox_block::capacity;
+        block_list fresh;
         for (; needed != 0; --needed) {
-            detail::outbox_block* b = take_block();
+            outbox_block* b = take_block();
             if (b == nullptr) {
-                while (fresh != nullptr) recycle(*std::exchange(fresh, fresh->next_free));
+                fresh.drain([this](outbox_block& unused) noexcept { recycle(unused); });
                 return admission::out_of_memory;
             }
-            b->next_free = fresh;
-            fresh = b;
+            fresh.push_front(*b);
         }
         const auto copy = [&](const std::byte* bytes, std::size_t length) noexcept {
             while (length != 0) {
-                detail::outbox_block* b = tail_block();
+                outbox_block* b = tail_block();
                 if (b == nullptr || b->room() == 0) {
-                    b = std::exchange(fresh, fresh->next_free);
+                    b = fresh.pop_front();
                     enqueue(*b);
                     ++blocks_queued_;
                 }
@@ -281,7 +148,7 @@ public:
         };
         copy(header.data(), header.size());
         for (const const_buffer& part : body) copy(static_cast<const std::byte*>(part.data()), part.size());
-        assert(fresh == nullptr && "every block taken was needed");
+        assert(fresh.empty() && "every block taken was needed");
         if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
         return admission::queued;
     }
@@ -295,7 +162,7 @@ public:
     std::size_t gather(std::span<const_buffer> out) noexcept
     {
         std::size_t count = 0;
-        for (detail::send_node* n = queued_.head; n != nullptr && count < out.size(); n = n->next) {
+        for (send_node* n = queued_.front(); n != nullptr && count < out.size(); n = n->link.next) {
             n->gathered = true;
             std::size_t skip = n->sent;
             if (skip < n->header_size) {
@@ -323,10 +190,10 @@ public:
     /// gather: packets now complete leave the queue and are finished into
     /// `done` with success. Then, if the queue drained to the low watermark,
     /// held-back packets are admitted in order while they fit.
-    void consume(std::size_t bytes, detail::resume_list& done) noexcept
+    void consume(std::size_t bytes, resume_list& done) noexcept
     {
-        while (bytes != 0 && queued_.head != nullptr) {
-            detail::send_node& n = *queued_.head;
+        while (bytes != 0 && !queued_.empty()) {
+            send_node& n = *queued_.front();
             const std::size_t take = (std::min)(bytes, n.size - n.sent);
             n.sent += take;
             bytes -= take;
@@ -337,53 +204,47 @@ public:
         }
         // A short write leaves the front packet gathered and partly sent; the
         // rest of the last gather is simply gathered again.
-        detail::send_node* n = queued_.head;
-        if (n != nullptr && n->sent != 0) n = n->next;
-        for (; n != nullptr && n->gathered; n = n->next) n->gathered = false;
+        send_node* n = queued_.front();
+        if (n != nullptr && n->sent != 0) n = n->link.next;
+        for (; n != nullptr && n->gathered; n = n->link.next) n->gathered = false;
         if (queued_bytes_ <= limits_.low_watermark) admit_blocked();
     }
 
     /// Takes `n` out of the queue if no byte of it is in a write yet (it may
     /// be held back or queued). Returns false if it is already being written,
     /// or is not in the queue at all.
-    bool withdraw(detail::send_node& n) noexcept
+    bool withdraw(send_node& n) noexcept
     {
-        if (n.place == detail::send_node::where::blocked) {
+        if (n.place == send_node::where::blocked) {
             blocked_.remove(n);
             --blocked_count_;
-            n.place = detail::send_node::where::none;
+            n.place = send_node::where::none;
             return true;
         }
-        if (n.place != detail::send_node::where::queued || n.gathered) return false;
+        if (n.place != send_node::where::queued || n.gathered) return false;
         queued_.remove(n);
         queued_bytes_ -= n.size;
-        n.place = detail::send_node::where::none;
+        n.place = send_node::where::none;
         if (queued_bytes_ <= limits_.low_watermark) admit_blocked();
         return true;
     }
 
     /// Finishes every packet with `ec`: the queued ones (gathered or not)
     /// and the held-back ones. For a stream that failed or was closed.
-    void fail_all(std::error_code ec, detail::resume_list& done) noexcept
+    void fail_all(std::error_code ec, resume_list& done) noexcept
     {
-        for (list* l : {&queued_, &blocked_}) {
-            while (l->head != nullptr) {
-                detail::send_node& n = *l->head;
-                l->remove(n);
-                finish(n, ec, done);
-            }
-        }
+        for (node_list* l : {&queued_, &blocked_}) l->drain([&](send_node& n) noexcept { finish(n, ec, done); });
         queued_bytes_ = 0;
         blocked_count_ = 0;
     }
 
     /// Finishes with `ec` every packet that can still be withdrawn (not
     /// gathered); gathered ones stay for the write in flight to finish.
-    void fail_unsent(std::error_code ec, detail::resume_list& done) noexcept
+    void fail_unsent(std::error_code ec, resume_list& done) noexcept
     {
-        for (list* l : {&blocked_, &queued_}) {
-            for (detail::send_node* n = l->head; n != nullptr;) {
-                detail::send_node* next = n->next;
+        for (node_list* l : {&blocked_, &queued_}) {
+            for (send_node* n = l->front(); n != nullptr;) {
+                send_node* next = n->link.next;
                 if (!n->gathered) {
                     l->remove(*n);
                     if (l == &queued_) queued_bytes_ -= n->size;
@@ -396,72 +257,52 @@ public:
     }
 
 private:
-    struct list {
-        detail::send_node* head = nullptr;
-        detail::send_node* tail = nullptr;
-
-        void push_back(detail::send_node& n) noexcept
-        {
-            n.next = nullptr;
-            n.prev = tail;
-            if (tail == nullptr) {
-                head = &n;
-            } else {
-                tail->next = &n;
-            }
-            tail = &n;
-        }
-        void remove(detail::send_node& n) noexcept
-        {
-            (n.prev == nullptr ? head : n.prev->next) = n.next;
-            (n.next == nullptr ? tail : n.next->prev) = n.prev;
-            n.next = n.prev = nullptr;
-        }
-    };
+    using node_list = intrusive_list<send_node, &send_node::link>;
+    using block_list = intrusive_queue<outbox_block, &outbox_block::next_free>;
 
     [[nodiscard]] bool fits(std::size_t size) const noexcept
     {
         return queued_bytes_ == 0 || queued_bytes_ + size <= limits_.high_watermark;
     }
 
-    void enqueue(detail::send_node& n) noexcept
+    void enqueue(send_node& n) noexcept
     {
         queued_.push_back(n);
-        n.place = detail::send_node::where::queued;
+        n.place = send_node::where::queued;
         queued_bytes_ += n.size;
         if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
     }
 
     /// A writer's node goes to `done`; a block of copies goes back to the
     /// free list (its bytes were sent, or are dropped with the stream).
-    void finish(detail::send_node& n, std::error_code ec, detail::resume_list& done) noexcept
+    void finish(send_node& n, std::error_code ec, resume_list& done) noexcept
     {
         if (n.owned) {
-            n.place = detail::send_node::where::none;
+            n.place = send_node::where::none;
             --blocks_queued_;
-            recycle(static_cast<detail::outbox_block&>(n));
+            recycle(static_cast<outbox_block&>(n));
         } else {
             done.finish(n, ec);
         }
     }
 
     /// The block at the queue's tail, if the tail is one.
-    [[nodiscard]] detail::outbox_block* tail_block() const noexcept
+    [[nodiscard]] outbox_block* tail_block() const noexcept
     {
-        detail::send_node* t = queued_.tail;
-        return t != nullptr && t->owned ? static_cast<detail::outbox_block*>(t) : nullptr;
+        send_node* t = queued_.back();
+        return t != nullptr && t->owned ? static_cast<outbox_block*>(t) : nullptr;
     }
 
-    [[nodiscard]] detail::outbox_block* take_block() noexcept
+    [[nodiscard]] outbox_block* take_block() noexcept
     {
-        if (free_blocks_ != nullptr) {
+        if (!free_blocks_.empty()) {
             --free_count_;
-            return std::exchange(free_blocks_, free_blocks_->next_free);
+            return free_blocks_.pop_front();
         }
-        return new (std::nothrow) detail::outbox_block;
+        return new (std::nothrow) outbox_block;
     }
 
-    void recycle(detail::outbox_block& b) noexcept
+    void recycle(outbox_block& b) noexcept
     {
         if (free_count_ == kept_blocks) {
             delete &b;
@@ -470,15 +311,14 @@ private:
         b.size = b.sent = 0;
         b.gathered = false;
         b.filled = const_buffer();
-        b.next_free = free_blocks_;
-        free_blocks_ = &b;
+        free_blocks_.push_front(b);
         ++free_count_;
     }
 
     void admit_blocked() noexcept
     {
-        while (blocked_.head != nullptr && fits(blocked_.head->size)) {
-            detail::send_node& n = *blocked_.head;
+        while (!blocked_.empty() && fits(blocked_.front()->size)) {
+            send_node& n = *blocked_.front();
             blocked_.remove(n);
             --blocked_count_;
             enqueue(n);
@@ -486,14 +326,16 @@ private:
     }
 
     send_queue_limits limits_;
-    list queued_;
-    list blocked_;
+    node_list queued_;
+    node_list blocked_;
     std::size_t queued_bytes_ = 0;
     std::size_t peak_bytes_ = 0;
     std::size_t blocked_count_ = 0;
-    detail::outbox_block* free_blocks_ = nullptr;
+    block_list free_blocks_;
     std::size_t free_count_ = 0;
     std::size_t blocks_queued_ = 0;
 };
+
+} // namespace detail
 
 PORTICO_NAMESPACE_END

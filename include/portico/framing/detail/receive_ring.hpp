@@ -1,12 +1,14 @@
 // portico: receive_ring — the receive buffer of a framed stream, and the
-// sans-I/O step that cuts packets out of it.
+// sans-I/O step that cuts packets out of it (packet_stream's read side).
 #pragma once
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cstddef>
@@ -15,8 +17,11 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 
 PORTICO_NAMESPACE_BEGIN
+
+namespace detail {
 
 /// A ring of received bytes. Free space is offered as up to two buffers (the
 /// rest of the ring, then its start), so one scatter read fills all of it;
@@ -128,18 +133,11 @@ private:
     std::uint64_t copies_ = 0;
 };
 
-/// One packet cut out of a receive_ring: its type and a view of its body.
-struct packet {
-    /// The type field of the packet's header.
-    std::uint32_t type = 0;
-    /// Valid until the ring is next changed (for packet_stream: until the
-    /// next read_packet()).
-    std::span<const std::byte> body;
-};
-
 /// The sans-I/O step of read_packet(): the next whole packet at the front
-/// of `ring`, or nothing if more bytes are needed. `ring` keeps the packet's
-/// bytes until the caller consume()s `header + body` (packet_size()).
+/// of `ring`, or nothing if more bytes are needed. The packet's body is a
+/// view into the ring, valid until the ring next changes; the ring keeps
+/// the packet's bytes until the caller consume()s `header + body`
+/// (packet_size()).
 /// The header is checked before anything else: packet_too_large and
 /// packet_malformed come as soon as the header is complete. A packet larger
 /// than the ring grows it (the only allocation, after that check).
@@ -165,5 +163,7 @@ struct packet {
 {
     return format.header_size() + p.body.size();
 }
+
+} // namespace detail
 
 PORTICO_NAMESPACE_END
