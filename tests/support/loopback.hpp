@@ -4,13 +4,12 @@
 #pragma once
 
 #include <portico/net/tcp_socket.hpp>
+#include <portico/detail/win/windows.hpp>
 #include <portico/coro/task.hpp>
 
 #include "support/catch.hpp"
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -72,31 +71,29 @@ inline task<std::pair<tcp_socket, tcp_socket>> connected_pair(io_context& ctx, b
 /// dismissed (destroyed) first, closes `peer` abortively after `limit`, so
 /// the waiting side gets an error and the test fails instead of hanging.
 /// Runs on a thread of its own, not on a timer: it must hold even when the
-/// context's timers are what is being tested.
+/// context's timers are what is being tested. It waits on a Win32 event:
+/// the Microsoft STL's timed condition_variable wait needs an export that
+/// Wine's msvcp140 lacks.
 class peer_closer {
 public:
-    peer_closer(tcp_socket& peer, std::chrono::steady_clock::duration limit)
-        : thread_([this, &peer, limit] {
-              std::unique_lock lock(mutex_);
-              if (!dismissed_changed_.wait_for(lock, limit, [this] { return dismissed_; })) peer.close_abortive();
+    peer_closer(tcp_socket& peer, std::chrono::milliseconds limit)
+        : dismissed_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)), thread_([this, &peer, limit] {
+              if (::WaitForSingleObject(dismissed_, static_cast<DWORD>(limit.count())) == WAIT_TIMEOUT) {
+                  peer.close_abortive();
+              }
           })
     {}
     peer_closer(const peer_closer&) = delete;
     peer_closer& operator=(const peer_closer&) = delete;
     ~peer_closer()
     {
-        {
-            std::lock_guard lock(mutex_);
-            dismissed_ = true;
-        }
-        dismissed_changed_.notify_all();
+        ::SetEvent(dismissed_);
         thread_.join();
+        ::CloseHandle(dismissed_);
     }
 
 private:
-    std::mutex mutex_;
-    std::condition_variable dismissed_changed_;
-    bool dismissed_ = false;
+    HANDLE dismissed_;
     std::thread thread_;
 };
 
