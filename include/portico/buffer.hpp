@@ -118,6 +118,18 @@ constexpr void for_each_buffer(const Sequence& s, F&& f)
     }
 }
 
+/// An array of characters: the type of a string literal. buffer() of one
+/// covers the whole array, terminating '\0' included, which is right for a
+/// byte array and a trap for text ("hello" is 6 bytes). packet bodies refuse
+/// it at compile time (framing); unsigned char and std::byte arrays are bytes
+/// and are accepted.
+template <class T>
+concept character_array = std::is_array_v<T> && (std::is_same_v<std::remove_cv_t<std::remove_extent_t<T>>, char> ||
+                                                 std::is_same_v<std::remove_cv_t<std::remove_extent_t<T>>, char8_t> ||
+                                                 std::is_same_v<std::remove_cv_t<std::remove_extent_t<T>>, char16_t> ||
+                                                 std::is_same_v<std::remove_cv_t<std::remove_extent_t<T>>, char32_t> ||
+                                                 std::is_same_v<std::remove_cv_t<std::remove_extent_t<T>>, wchar_t>);
+
 } // namespace detail
 
 /// Total bytes in a buffer sequence.

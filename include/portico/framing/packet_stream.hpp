@@ -165,7 +165,9 @@ public:
     /// Queues a packet of `type` whose body is the concatenation of `body`
     /// (buffers, or anything buffer() accepts, such as a packet's body or a
     /// std::string): header and body go out in one gather write, the body
-    /// is not copied and must stay alive until the write completes.
+    /// is not copied and must stay alive until the write completes. A string
+    /// literal does not compile (its '\0' would be sent too): write
+    /// std::string_view("hello").
     ///
     /// Yields io_result<void> once the whole packet was handed to the kernel
     /// (or failed). Errors: packet_too_large (over the format's maximum) and

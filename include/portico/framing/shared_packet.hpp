@@ -33,12 +33,15 @@ public:
 
     /// Encodes a packet of `type` with the bytes of `body` in `format`.
     /// `body` is a buffer, a sequence of buffers (gathered in order), or
-    /// anything buffer() accepts (a std::string, a vector or span of bytes).
-    /// Errors (and no allocation): packet_too_large if the whole packet
+    /// anything buffer() accepts (a std::string, a vector or span of bytes),
+    /// but not a string literal, whose terminating '\0' would be encoded
+    /// too: pass std::string_view("...") (a compile-time refusal, see
+    /// detail::character_array). Errors (and no allocation): packet_too_large if the whole packet
     /// exceeds format.largest_packet(); invalid_argument if `type` does not
     /// fit the type field or the format is not valid(). Throws std::bad_alloc.
     template <class Body>
-        requires const_buffer_sequence<Body> || requires(const Body& b) { const_buffer(buffer(b)); }
+        requires(!detail::character_array<Body>) &&
+                (const_buffer_sequence<Body> || requires(const Body& b) { const_buffer(buffer(b)); })
     [[nodiscard]] static io_result<shared_packet> make(const packet_format& format, std::uint32_t type,
                                                        const Body& body)
     {

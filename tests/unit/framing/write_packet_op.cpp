@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -123,4 +124,40 @@ TEST_CASE("shared_packet: a different header layout or a size over the stream's 
     }());
     CHECK(stream.writes() == 0);
     CHECK(large.use_count() == 1);
+}
+
+// A string literal as a body would send its terminating '\0' too ("hello"
+// is 6 bytes): write_packet, queue_packet and shared_packet::make refuse
+// character arrays at compile time, and take the characters as a
+// string_view. Byte arrays stay accepted.
+namespace {
+using literal_stream = packet_stream<mock_stream>;
+template <class Body>
+concept writable_body = requires(literal_stream& ps, const Body& b) { ps.write_packet(1, b); };
+template <class Body>
+concept queueable_body = requires(literal_stream& ps, const Body& b) { ps.queue_packet(1, b); };
+template <class Body>
+concept shareable_body = requires(const Body& b) { shared_packet::make(packet_format{}, 1, b); };
+} // namespace
+static_assert(!writable_body<char[6]>, "a string literal is refused by write_packet");
+static_assert(!queueable_body<char[6]>, "a string literal is refused by queue_packet");
+static_assert(!shareable_body<char[6]>, "a string literal is refused by shared_packet::make");
+static_assert(!writable_body<wchar_t[3]> && !writable_body<char8_t[3]>, "so are wide and UTF-8 literals");
+static_assert(writable_body<std::string_view> && queueable_body<std::string_view> && shareable_body<std::string_view>);
+static_assert(writable_body<unsigned char[4]> && writable_body<std::byte[4]>, "byte arrays are bytes");
+
+TEST_CASE("a string_view body is its characters: \"hello\" is 5 bytes", "[write_packet_op]")
+{
+    mock_stream stream;
+    packet_stream<mock_stream> ps(stream);
+    sync_wait([&]() -> task<> {
+        auto [ec] = co_await ps.write_packet(1, std::string_view("hello"));
+        CHECK_FALSE(ec);
+    }());
+    const auto packets = decode_all(packet_format{}, stream.written());
+    REQUIRE(packets.size() == 1);
+    CHECK(packets[0].body == bytes_of("hello"));
+    auto [made_ec, shared] = shared_packet::make(packet_format{}, 1, std::string_view("hello"));
+    REQUIRE_FALSE(made_ec);
+    CHECK(shared.body().size() == 5);
 }

@@ -116,9 +116,14 @@ private:
     std::optional<portico::stop_callback<canceller>> cancel_;
 };
 
+/// What write_packet and queue_packet take as one part of a body: anything
+/// buffer() accepts, but a span of buffers (that is the gather form) and a
+/// character array. A string literal is refused because its terminating
+/// '\0' would be sent too: write std::string_view("hello") for its
+/// characters, or buffer(array) to send every byte of an array on purpose.
 template <class B>
-concept body_buffer =
-    requires(const B& b) { const_buffer(buffer(b)); } && !std::convertible_to<const B&, std::span<const const_buffer>>;
+concept body_buffer = requires(const B& b) { const_buffer(buffer(b)); } &&
+                      !std::convertible_to<const B&, std::span<const const_buffer>> && !character_array<B>;
 
 } // namespace detail
 
