@@ -1,4 +1,4 @@
-// What the tests run on, for the few behaviours that differ under Wine.
+// What the host the tests run on can do, probed once with plain Winsock.
 #pragma once
 
 #include <portico/detail/win/windows.hpp>
@@ -6,13 +6,6 @@
 #include <cstring>
 
 namespace portico::test {
-
-/// True when the program runs under Wine (ntdll exports wine_get_version).
-inline bool running_under_wine() noexcept
-{
-    const HMODULE ntdll = ::GetModuleHandleW(L"ntdll.dll");
-    return ntdll != nullptr && ::GetProcAddress(ntdll, "wine_get_version") != nullptr;
-}
 
 namespace detail {
 

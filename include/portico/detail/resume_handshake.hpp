@@ -46,9 +46,13 @@ public:
     bool suspend(Cancel cancel) noexcept
     {
         auto s = state_.load(std::memory_order_acquire);
+        bool cancelled = false; // once: a spurious CAS failure must not cancel (and count) twice
         for (;;) {
             if (s == state::done) return false;
-            if (s == state::cancel_pending) cancel();
+            if (s == state::cancel_pending && !cancelled) {
+                cancel();
+                cancelled = true;
+            }
             // RACE: after this succeeds the completer may resume the coroutine
             // and destroy the awaiter at once: the caller touches nothing more.
             if (state_.compare_exchange_weak(s, state::running, std::memory_order_acq_rel)) return true;
