@@ -198,6 +198,7 @@ void interactive(io_context& ctx, const std::string& host, const std::string& po
             case chat::left: std::printf("* %.*s left\n", n, text.data()); break;
             case chat::message: std::printf("%.*s\n", n, text.data()); break;
             case chat::shutdown: std::printf("* %.*s\n", n, text.data()); break;
+            case chat::refused: std::printf("* refused: %.*s\n", n, text.data()); break;
             default: break;
             }
         }

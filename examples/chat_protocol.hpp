@@ -5,6 +5,7 @@
 
 #include <portico/framing/packet.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -19,8 +20,34 @@ enum type : std::uint16_t {
     left = 12,     // server -> everyone else: a nickname
     message = 13,  // server -> everyone, sender included: "nickname: text"
     shutdown = 14, // server -> everyone: the server is going down
+    refused = 15,  // server -> one client: why its join or line was refused
 };
 // snippet-end: types
+
+// snippet-begin: limits
+// What the server accepts: a nickname of 1 to 32 bytes and lines of up to
+// 1,000 bytes, neither with control characters (they would reach other
+// users' terminals and the server's log). Anything else is answered with a
+// `refused` packet saying why, never dropped in silence.
+inline constexpr std::size_t max_nickname = 32;
+inline constexpr std::size_t max_line = 1000;
+
+/// True if `s` holds no control character: no C0 byte (below 0x20), no DEL,
+/// and no C1 control in UTF-8 (U+0080 to U+009F, bytes C2 80 to C2 9F), which
+/// terminals also read as escapes.
+inline bool printable(std::string_view s) noexcept
+{
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7F) return false;
+        if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F &&
+            static_cast<unsigned char>(s[i + 1]) >= 0x80) {
+            return false;
+        }
+    }
+    return true;
+}
+// snippet-end: limits
 
 /// A packet's body as text (a view into the receive buffer).
 inline std::string_view text(const portico::packet& p) noexcept

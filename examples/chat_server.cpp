@@ -2,17 +2,21 @@
 // coroutines. Every client joins with a nickname; every line one client says
 // goes to everyone in the room; joins and departures are announced.
 //
-// A message is encoded once (shared_packet) and handed to every session's
-// send queue: no copy per client, and no client waits for another. A client
-// that stops reading is disconnected once its queue passes 256 KiB instead
-// of slowing the room down. Ctrl+C tells everyone the server is going down,
-// waits until that notice went out, then closes every session.
+// A message is encoded once (shared_packet) and queued on every session's
+// stream (queue_packet): no copy, no coroutine and no allocation per client,
+// and no client waits for another. A client that stops reading is
+// disconnected once its queue passes 256 KiB instead of slowing the room
+// down. A connection must join within --join-timeout seconds; nicknames and
+// lines are limited (chat_protocol.hpp) and a refusal says why. Ctrl+C tells
+// everyone the server is going down, waits (at most 2 s) until that notice
+// went out, then closes every session.
 //
-//   chat_server [--port N] [--threads N] [--sessions N]
+//   chat_server [--port N] [--threads N] [--sessions N] [--join-timeout S]
 //
-//   --port      port to listen on (default 25000; 0 lets the system choose)
-//   --threads   pool threads (default 2)
-//   --sessions  exit after this many clients have come and gone (default 0: never)
+//   --port          port to listen on (default 25000; 0 lets the system choose)
+//   --threads       pool threads (default 2)
+//   --sessions      exit after this many clients have come and gone (default 0: never)
+//   --join-timeout  seconds a new connection has to join (default 10)
 //
 // The first line printed is "listening on HOST:PORT".
 
@@ -52,8 +56,6 @@ struct member {
 // snippet-begin: room
 class room {
 public:
-    explicit room(portico::task_group& deliveries) : deliveries_(deliveries) {}
-
     // Adds a member and announces it to the others. Who is counted in the
     // newcomer's welcome and who is told it joined are read under one lock,
     // so any two members learn of each other exactly once: the earlier from
@@ -66,7 +68,7 @@ public:
             others = members_;
             members_.push_back(m);
         }
-        send(deliveries_, others, chat::joined, m->nickname);
+        send(others, chat::joined, m->nickname);
         return others.size();
     }
 
@@ -79,33 +81,44 @@ public:
             std::erase_if(members_, [&m](const auto& other) { return other.get() == &m; });
             others = members_;
         }
-        send(deliveries_, others, chat::left, m.nickname);
+        send(others, chat::left, m.nickname);
     }
 
     // Encodes the packet once and queues the same bytes on every member's
-    // stream. Each delivery runs on its own: a slow member's queue fills
-    // (and, past its watermark, closes that member) while the others carry on.
-    void broadcast(chat::type type, std::string_view body) { send(deliveries_, everyone(), type, body); }
+    // stream, waiting for nobody: a slow member's queue fills (and, past its
+    // watermark, closes that member) while the others carry on.
+    void broadcast(chat::type type, std::string_view body) { send(everyone(), type, body); }
 
-    // As broadcast(), but waits until every copy was handed to the kernel.
+    // As broadcast(), but waits until every member's copy was handed to the
+    // kernel (for the goodbye at shutdown).
     task<> broadcast_and_wait(chat::type type, std::string_view body)
     {
+        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
+        if (ec) co_return;
         portico::task_group sent;
-        send(sent, everyone(), type, body);
+        for (const auto& m : everyone()) sent.spawn(deliver(m, packet));
         co_await sent.join();
     }
 
 private:
-    // One packet to each of `to`, each delivery a task spawned in `into`.
-    static void send(portico::task_group& into, const std::vector<std::shared_ptr<member>>& to, chat::type type,
-                     std::string_view body)
+    // One packet to each of `to`: encoded once, queued without a copy.
+    static void send(const std::vector<std::shared_ptr<member>>& to, chat::type type, std::string_view body)
     {
         auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
-        if (ec) return; // longer than a packet can be: not sent
-        // NOTE: deliveries start outside the lock (`to` is a copy of the
-        // list): one may complete at once and resume a writer that
-        // broadcasts in turn.
-        for (const auto& m : to) into.spawn(deliver(m, packet));
+        if (ec) {
+            // The limits on nicknames and lines keep every packet small:
+            // this would be a bug, and it is said, not swallowed.
+            std::printf("cannot encode a packet of type %d: %s\n", static_cast<int>(type), ec.message().c_str());
+            return;
+        }
+        // NOTE: outside the room's lock (`to` is a copy of the list): a
+        // member over its watermark is closed right here, which resumes
+        // that member's session, and it leaves the room (taking the lock).
+        for (const auto& m : to) {
+            // send_queue_full (a member that stopped reading) closes that
+            // stream by its policy; its own session notices and leaves.
+            (void)m->stream.queue_packet(packet);
+        }
     }
 
     // The member is kept alive (shared_ptr) until its write is done.
@@ -121,7 +134,6 @@ private:
         return members_;
     }
 
-    portico::task_group& deliveries_;
     std::mutex mutex_;
     std::vector<std::shared_ptr<member>> members_;
 };
@@ -131,8 +143,18 @@ struct server_state {
     tcp_acceptor& acceptor;
     room& chat_room;
     unsigned session_limit;
+    std::chrono::seconds join_timeout;
     std::atomic<unsigned> finished{0};
+    std::atomic<unsigned> cut_off{0}; // for not reading
 };
+
+// Why a join is refused, or nothing if the nickname is acceptable.
+std::string_view check_nickname(std::string_view name)
+{
+    if (name.empty() || name.size() > chat::max_nickname) return "a nickname has 1 to 32 bytes";
+    if (!chat::printable(name)) return "a nickname has no control characters";
+    return {};
+}
 
 // snippet-begin: session
 task<> session(tcp_socket s, endpoint peer, server_state& state)
@@ -141,6 +163,7 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
     // 4 MiB) it would hide a client that stopped reading for megabytes before
     // the send queue's policy below ever saw it.
     (void)s.set_send_buffer_size(64 * 1024);
+    io_context& ctx = s.context();
     auto m = std::make_shared<member>(
         member{packet_stream<tcp_socket>(std::move(s),
                                          portico::packet_stream_options{
@@ -152,9 +175,20 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
                                          }),
                {}});
     room& r = state.chat_room;
-    // The first packet must name the client.
-    auto [ec, hello] = co_await m->stream.read_packet();
-    if (!ec && (hello.type != chat::join || hello.body.empty())) ec = make_error_code(portico::errc::invalid_argument);
+    // The first packet must name the client, and soon: a connection that
+    // never joins would otherwise hold its socket for as long as it likes.
+    auto [ec, hello] = co_await portico::with_timeout(ctx, state.join_timeout, m->stream.read_packet());
+    if (!ec && hello.type != chat::join) ec = make_error_code(portico::errc::invalid_argument);
+    if (!ec) {
+        if (const std::string_view why = check_nickname(chat::text(hello)); !why.empty()) {
+            // Told why, then closed: the write waits until the reason is out.
+            auto [refused_ec] = co_await m->stream.write_packet(chat::refused, why);
+            (void)refused_ec;
+            std::printf("%s: join refused (%.*s)\n", peer.to_string().c_str(), static_cast<int>(why.size()),
+                        why.data());
+            ec = make_error_code(portico::errc::invalid_argument);
+        }
+    }
     if (!ec) {
         m->nickname = chat::text(hello);
         const std::size_t others = r.enter(m); // and the others hear "joined"
@@ -163,19 +197,27 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
         for (ec = welcome_ec; !ec;) {
             auto [read_ec, pkt] = co_await m->stream.read_packet();
             ec = read_ec;
-            if (!ec && pkt.type == chat::say) {
-                r.broadcast(chat::message, m->nickname + ": " + std::string(chat::text(pkt)));
+            if (ec || pkt.type != chat::say) continue;
+            const std::string_view line = chat::text(pkt);
+            if (line.size() > chat::max_line) {
+                ec = m->stream.queue_packet(chat::refused, std::string_view("a line has at most 1000 bytes"));
+            } else if (!chat::printable(line)) {
+                ec = m->stream.queue_packet(chat::refused, std::string_view("a line has no control characters"));
+            } else {
+                r.broadcast(chat::message, m->nickname + ": " + std::string(line));
             }
         }
         r.leave(*m); // and the others hear "left"
     }
+    // The nickname was checked before it was stored: it prints as it is.
     std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
                 ec == portico::errc::eof ? "closed" : ec.message().c_str());
+    if (ec == portico::errc::send_queue_full) ++state.cut_off;
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
 // snippet-end: session
 
-task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveries)
+task<> serve(io_context& ctx, server_state& state)
 {
     co_await ctx.schedule();
     portico::task_group sessions;
@@ -197,8 +239,6 @@ task<> serve(io_context& ctx, server_state& state, portico::task_group& deliveri
         sessions.request_stop();
     }
     co_await sessions.join();
-    // Every session has ended: nothing can broadcast any more.
-    co_await deliveries.join();
 }
 
 } // namespace
@@ -215,6 +255,7 @@ int main(int argc, char** argv)
     const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
     const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
     const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
+    const int join_timeout = std::atoi(example::option(argc, argv, "--join-timeout", "10"));
 
     io_context ctx;
     tcp_acceptor acceptor(ctx);
@@ -226,14 +267,14 @@ int main(int argc, char** argv)
 
     // stop() may be called from any thread, the console handler's included.
     example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
-    portico::task_group deliveries;
-    room chat_room(deliveries);
-    server_state state{acceptor, chat_room, limit};
+    room chat_room;
+    server_state state{acceptor, chat_room, limit, std::chrono::seconds(join_timeout)};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
-        portico::sync_wait(serve(ctx, state, deliveries));
+        portico::sync_wait(serve(ctx, state));
         ctx.stop();
     }
     std::printf("served %u sessions\n", state.finished.load());
+    if (state.cut_off != 0) std::printf("%u of them cut off for not reading\n", state.cut_off.load());
     return 0;
 }
