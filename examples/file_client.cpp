@@ -22,6 +22,7 @@
 #include <portico/portico.hpp>
 
 #include "file_protocol.hpp"
+#include "untrusted_text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -171,8 +172,9 @@ task<int> upload(io_context& ctx, settings cfg)
     }
     if (ready.type == file_proto::result) {
         const auto refusal = file_proto::parse_result(ready.body);
+        // The server's words are printed escaped: they must not drive the terminal.
         std::printf("file_client: the server refused %s: %s\n", cfg.name.c_str(),
-                    refusal ? refusal->message.c_str() : "(malformed answer)");
+                    refusal ? example::escaped(refusal->message).c_str() : "(malformed answer)");
         co_return 1;
     }
     if (ready.type != file_proto::ready) {
@@ -224,7 +226,7 @@ task<int> upload(io_context& ctx, settings cfg)
     if (limit != never) {
         std::printf("file_client: stopped after %llu of %llu bytes on purpose (%s, a test aid)\n", done, total,
                     cfg.abort_after != never ? "--abort-after: connection reset" : "--close-after: connection closed");
-        if (answer) std::printf("file_client: the server says: %s\n", answer->message.c_str());
+        if (answer) std::printf("file_client: the server says: %s\n", example::escaped(answer->message).c_str());
         co_return 1;
     }
     if (answer && answer->code == status::stored) {
@@ -232,7 +234,7 @@ task<int> upload(io_context& ctx, settings cfg)
                     cfg.name.c_str(), done, seconds, mib_per_second(done, seconds), answer->crc);
         co_return 0;
     }
-    std::string why = answer ? "the server says: " + answer->message
+    std::string why = answer ? "the server says: " + example::escaped(answer->message)
                       : send_error && send_error != portico::errc::operation_aborted ? send_error.message()
                                                                                      : answer_error.message();
     if (send_error == std::errc::io_error) why = "cannot read " + cfg.file + " (did it change while being sent?)";
