@@ -18,6 +18,7 @@ Scenarios are the functions named scenario_*, "-" for "_" (see --list).
 
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -180,6 +181,61 @@ def read_packet(s: socket.socket):
     return ptype, recv_exactly(s, size - 4)
 
 
+def option(args, name, fallback=None):
+    """The word after `name` in `args`."""
+    for i, a in enumerate(args[:-1]):
+        if a == name:
+            return args[i + 1]
+    return fallback
+
+
+def start_server(prefix, exe, args, work) -> Program:
+    server = Program(prefix, exe, args, work)
+    try:
+        server.port()
+    except Failed:
+        server.kill()
+        server.report()
+        raise
+    return server
+
+
+def wait_all_closed(socks, started, within):
+    """Waits until the peer closed every socket in `socks` (started[i]: when
+    socks[i] connected), for at most `within` seconds from now. Returns how
+    long each lived, None for those still open."""
+    lived = [None] * len(socks)
+    end = time.monotonic() + within
+    while any(t is None for t in lived) and time.monotonic() < end:
+        waiting = [i for i, t in enumerate(lived) if t is None]
+        readable, _, _ = select.select([socks[i] for i in waiting], [], [], max(0.0, end - time.monotonic()))
+        for s in readable:
+            i = socks.index(s)
+            try:
+                data = s.recv(65536)
+            except (ConnectionResetError, ConnectionAbortedError):
+                data = b""
+            if not data:
+                lived[i] = time.monotonic() - started[i]
+    return lived
+
+
+# How late a deadline may close a connection: Wine on a loaded two-core
+# machine, with other tests running.
+SLACK = 5.0
+# How early: the server's clock starts at its accept, after our connect.
+EARLY = 0.1
+
+
+def check_lifetimes(lived, deadline, what):
+    check(all(t is not None for t in lived), "%d of %d %s still open %g s after the deadline" %
+          (sum(t is None for t in lived), len(lived), what, SLACK))
+    check(min(lived) >= deadline - EARLY, "a %s was closed after %.2f s, before its %g s deadline" %
+          (what[:-1], min(lived), deadline))
+    return "%d %s closed by the server after %.2f to %.2f s (deadline %g s)" % (
+        len(lived), what, min(lived), max(lived), deadline)
+
+
 # ---------------------------------------------------------------- scenarios
 
 
@@ -256,6 +312,69 @@ def run_client_against(prefix, exe, args, work, server, stdin=b""):
             client.kill()
             client.report()
     return client
+
+
+def per_connection_lines(out: bytes):
+    """The lines about connections (they start with the peer's endpoint),
+    and the count of those the server's log budget left out."""
+    shown = len(re.findall(rb"^127\.0\.0\.1:[0-9]+: ", out, re.M))
+    not_shown = sum(int(n) for n in re.findall(rb"^\(([0-9]+) lines not shown: at most 50 per 10 s\)\r?$", out, re.M))
+    return shown, not_shown
+
+
+def scenario_silent(prefix, exe, args, work):
+    """Connections that never send a byte (as many as --sessions): the server
+    closes each within its join deadline (--join-timeout, or file_server's
+    --request-timeout), says why, and counts them."""
+    deadline = float(option(args, "--join-timeout") or option(args, "--request-timeout"))
+    count = int(option(args, "--sessions"))
+    server = start_server(prefix, exe, args, work)
+    try:
+        port = server.port()
+        socks, started = [], []
+        for _ in range(count):
+            socks.append(connect(port))
+            started.append(time.monotonic())
+        lived = wait_all_closed(socks, started, deadline + SLACK)
+        for s in socks:
+            s.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    what = check_lifetimes(lived, deadline, "silent connections")
+    out = server.output()
+    check(re.search(rb"^%d connections closed by a deadline\r?$" % count, out, re.M), "no count of the dropped")
+    shown, not_shown = per_connection_lines(out)
+    # Each connection causes two lines: connected, closed.
+    check(shown + not_shown == 2 * count, "%d lines shown + %d not shown for %d connections" % (shown, not_shown, count))
+    check(shown <= 50 * (1 + int(max(lived) // 10) + 1), "%d lines about connections: over the log budget" % shown)
+    print("verdict: ok: %s; %d lines about them shown, %d counted as not shown" % (what, shown, not_shown))
+
+
+def scenario_idle(prefix, exe, args, work):
+    """A client that talks once and then falls silent: the server closes the
+    connection within its idle deadline (--idle-timeout) of the last bytes.
+    The hello is raw bytes for echo_server, a packet for packet_echo_server
+    (PROGRAM's name says which)."""
+    deadline = float(option(args, "--idle-timeout"))
+    framed = "packet" in os.path.basename(exe)
+    hello = packet(1, b"hello") if framed else b"hello"
+    server = start_server(prefix, exe, args, work)
+    try:
+        s = connect(server.port())
+        s.sendall(hello)
+        echo = recv_exactly(s, len(hello))
+        check(echo == hello, "the echo was %r" % echo)
+        lived = wait_all_closed([s], [time.monotonic()], deadline + SLACK)
+        s.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    what = check_lifetimes(lived, deadline, "idle connections")
+    check(re.search(rb"^1 connections closed by a deadline\r?$", server.output(), re.M), "no count of the dropped")
+    print("verdict: ok: %s after the echo" % what)
 
 
 HOSTILE_TEXT = b"\x1b[2J\x1b]0;owned\x07\nforged line\r"
