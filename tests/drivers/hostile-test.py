@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WINE_RUN = os.path.join(HERE, "..", "..", "scripts", "wine-run.sh")
@@ -375,6 +376,344 @@ def scenario_idle(prefix, exe, args, work):
     what = check_lifetimes(lived, deadline, "idle connections")
     check(re.search(rb"^1 connections closed by a deadline\r?$", server.output(), re.M), "no count of the dropped")
     print("verdict: ok: %s after the echo" % what)
+
+
+# file_server's protocol (examples/file_protocol.hpp).
+FILE_HEADER, DATA, END, READY, RESULT = 1, 2, 3, 10, 11
+STORED, BAD_NAME, BUSY, STORAGE_ERROR, TOO_LARGE = 0, 1, 2, 3, 7
+STATUS_NAMES = {0: "stored", 1: "bad_name", 2: "busy", 3: "storage_error", 4: "size_mismatch",
+                5: "checksum_mismatch", 6: "protocol_error", 7: "too_large"}
+
+
+class Uploader:
+    """One connection to file_server, speaking its protocol."""
+
+    def __init__(self, port):
+        self.s = connect(port, timeout=30)
+
+    def header(self, name: bytes, size: int):
+        self.s.sendall(packet(FILE_HEADER, struct.pack("<Q", size) + name))
+
+    def answer(self):
+        """("ready", None) or ("result", (status, bytes, crc, message))."""
+        ptype, body = read_packet(self.s)
+        if ptype == READY:
+            return "ready", None
+        check(ptype == RESULT and len(body) >= 13, "unexpected packet type %d" % ptype)
+        code, n, crc = struct.unpack("<BQI", body[:13])
+        return "result", (code, n, crc, body[13:])
+
+    def ask(self, name: bytes, size: int):
+        self.header(name, size)
+        return self.answer()
+
+    def send(self, content: bytes):
+        for i in range(0, len(content), 60 * 1024):
+            self.s.sendall(packet(DATA, content[i : i + 60 * 1024]))
+
+    def finish(self, content: bytes):
+        """Sends the end packet; returns the result."""
+        self.s.sendall(packet(END, struct.pack("<I", zlib.crc32(content))))
+        kind, result = self.answer()
+        check(kind == "result", "no result after the end packet")
+        return result
+
+    def upload(self, name: bytes, content: bytes):
+        kind, refusal = self.ask(name, len(content))
+        if kind != "ready":
+            return refusal
+        self.send(content)
+        return self.finish(content)
+
+    def close(self):
+        self.s.close()
+
+
+def expect_stored(result, content, what):
+    code, n, crc, message = result
+    check(code == STORED, "%s: %s (%r), not stored" % (what, STATUS_NAMES.get(code, code), message))
+    check((n, crc) == (len(content), zlib.crc32(content)),
+          "%s: the server reports %d bytes, crc32 %08x for %d bytes, %08x" % (what, n, crc, len(content),
+                                                                            zlib.crc32(content)))
+
+
+def expect_refused(answer, code, text, what):
+    text = text.encode() if isinstance(text, str) else text
+    kind, result = answer
+    check(kind == "result", "%s: the server said ready" % what)
+    check(result[0] == code, "%s: %s (%r), not %s" % (what, STATUS_NAMES.get(result[0]), result[3], STATUS_NAMES[code]))
+    check(text in result[3], "%s: the message %r does not say %r" % (what, result[3], text))
+
+
+def store_listing(work):
+    return sorted(os.listdir(os.path.join(work, "store")))
+
+
+def content_of(work, name):
+    with open(os.path.join(work, "store", name), "rb") as f:
+        return f.read()
+
+
+def random_bytes(n, seed):
+    return bytes((seed * 7919 + i * 104729 + (i >> 8) * 31) & 0xFF for i in range(n))
+
+
+def file_server(prefix, exe, args, work):
+    os.makedirs(os.path.join(work, "store"), exist_ok=True)
+    return start_server(prefix, exe, args, work)
+
+
+def scenario_file_case(prefix, exe, args, work):
+    """Uploads of names that differ only in case, ASCII and not
+    ("Report.bin"/"report.bin", "Ärger.bin"/"ärger.bin"), on two
+    connections with interleaved data: the file system says they are one
+    file, so the second is refused as busy until the first is stored, and
+    the file then holds one whole upload, never a mix."""
+    pairs = [(b"Report.bin", b"report.bin"), ("\u00c4rger.bin".encode(), "\u00e4rger.bin".encode())]
+    server = file_server(prefix, exe, args, work)
+    try:
+        port = server.port()
+        for first, second in pairs:
+            a, b = Uploader(port), Uploader(port)
+            one, two = random_bytes(300 * 1024, 1), random_bytes(200 * 1024, 2)
+            check(a.ask(first, len(one))[0] == "ready", "%r: not ready" % first)
+            expect_refused(b.ask(second, len(two)), BUSY, "in progress", "%r while %r is received" % (second, first))
+            a.send(one[: len(one) // 2])
+            expect_refused(b.ask(second, len(two)), BUSY, "in progress", "%r, half of %r received" % (second, first))
+            a.send(one[len(one) // 2 :])
+            expect_stored(a.finish(one), one, first)
+            listing = store_listing(work)
+            check(len(listing) == 1 and content_of(work, listing[0]) == one,
+                  "after %r the directory holds %r, not its content alone" % (first, listing))
+            # Now free: the second upload replaces the first, whole.
+            expect_stored(b.upload(second, two), two, second)
+            listing = store_listing(work)
+            check(len(listing) == 1 and content_of(work, listing[0]) == two,
+                  "after %r the directory holds %r, not its content alone" % (second, listing))
+            os.remove(os.path.join(work, "store", listing[0]))
+            a.close()
+            b.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    print("verdict: ok: %d case pairs, the second of each refused as busy, each file whole" % len(pairs))
+
+
+def scenario_file_same_name(prefix, exe, args, work):
+    """Four connections ask to upload the very same name at once: one is
+    ready, three are refused as busy; the stored file is that one upload,
+    and a retry after it replaces it whole."""
+    server = file_server(prefix, exe, args, work)
+    try:
+        port = server.port()
+        ups = [Uploader(port) for _ in range(4)]
+        contents = [random_bytes(100 * 1024 + i, 10 + i) for i in range(4)]
+        for u, c in zip(ups, contents):
+            u.header(b"same.bin", len(c))
+        answers = [u.answer() for u in ups]
+        ready = [i for i, a in enumerate(answers) if a[0] == "ready"]
+        check(len(ready) == 1, "%d of 4 were told ready" % len(ready))
+        for i, a in enumerate(answers):
+            if i not in ready:
+                expect_refused(a, BUSY, "in progress", "upload %d" % i)
+        winner = ready[0]
+        ups[winner].send(contents[winner])
+        expect_stored(ups[winner].finish(contents[winner]), contents[winner], "upload %d" % winner)
+        check(store_listing(work) == ["same.bin"] and content_of(work, "same.bin") == contents[winner],
+              "the directory holds %r, not upload %d whole" % (store_listing(work), winner))
+        retry = (winner + 1) % 4
+        expect_stored(ups[retry].upload(b"same.bin", contents[retry]), contents[retry], "the retry")
+        check(store_listing(work) == ["same.bin"] and content_of(work, "same.bin") == contents[retry],
+              "after the retry the directory holds %r, not the retry whole" % store_listing(work))
+        for u in ups:
+            u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    print("verdict: ok: 4 simultaneous uploads of one name: 1 ready, 3 busy, the file whole")
+
+
+def scenario_file_verify(prefix, exe, args, work):
+    """The bytes on disk change under the server before the end packet (as a
+    failing disk or another program could): the received bytes match the
+    client's CRC-32 but the stored ones do not, so the server reads back,
+    refuses with storage_error and leaves the older file as it was."""
+    server = file_server(prefix, exe, args, work)
+    try:
+        port = server.port()
+        with open(os.path.join(work, "store", "keep.bin"), "wb") as f:
+            f.write(b"the older content\n")
+        content = random_bytes(150 * 1024, 3)
+        u = Uploader(port)
+        check(u.ask(b"keep.bin", len(content))[0] == "ready", "not ready")
+        u.send(content)
+        part = os.path.join(work, "store", "keep.bin.part")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not (os.path.exists(part) and os.path.getsize(part) == len(content)):
+            time.sleep(0.05)  # the server writes what it received; wait until all of it is there
+        check(os.path.getsize(part) == len(content), "keep.bin.part never held the whole content")
+        # Linux does not honour Wine's sharing modes: this script can write
+        # the file the server holds.
+        with open(part, "r+b") as f:
+            f.seek(1000)
+            f.write(bytes([content[1000] ^ 0xFF]))
+        code, n, crc, message = u.finish(content)
+        check(code == STORAGE_ERROR, "%s (%r), not storage_error" % (STATUS_NAMES.get(code), message))
+        check(b"not what was received" in message, "the message %r" % message)
+        check(store_listing(work) == ["keep.bin"], "the directory holds %r" % store_listing(work))
+        check(content_of(work, "keep.bin") == b"the older content\n", "the older keep.bin was replaced")
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    print("verdict: ok: a stored file that differs from what was received is refused; the older file stays")
+
+
+def scenario_file_names(prefix, exe, args, work):
+    """Windows device names the old filter missed (CONIN$, CONOUT$, COM and
+    LPT with a superscript digit, COM0, a space before the extension) are
+    refused; names that only look like them are stored."""
+    refused = [b"CONIN$", b"conout$", b"CONIN$.txt", "COM\u00b9".encode(), "lpt\u00b2.txt".encode(),
+               "Com\u00b3.log".encode(), b"COM0", b"lpt0.bin", b"nul .txt", b"con", b"Aux.c", b"LPT9"]
+    accepted = [b"com10.txt", b"console.txt", b"conin.txt", "COM\u2074.txt".encode(), b"nul_.txt"]
+    server = file_server(prefix, exe, args, work)
+    try:
+        u = Uploader(server.port())
+        for name in refused:
+            expect_refused(u.ask(name, 4), BAD_NAME, b"device name", repr(name))
+        for name in accepted:
+            expect_stored(u.upload(name, b"data"), b"data", repr(name))
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    check(len(store_listing(work)) == len(accepted), "the directory holds %r" % store_listing(work))
+    print("verdict: ok: %d device names refused, %d look-alikes stored" % (len(refused), len(accepted)))
+
+
+def scenario_file_too_large(prefix, exe, args, work):
+    """Sizes above --max-size (2^64-1 among them) are refused at once with
+    too_large and a message that says so; a file of exactly the maximum is
+    stored."""
+    limit = int(option(args, "--max-size"))
+    server = file_server(prefix, exe, args, work)
+    try:
+        u = Uploader(server.port())
+        for size in (2**64 - 1, 2**63, limit + 1):
+            expect_refused(u.ask(b"big.bin", size), TOO_LARGE, b"too large", "size %d" % size)
+        content = random_bytes(limit, 4)
+        expect_stored(u.upload(b"big.bin", content), content, "size %d" % limit)
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    check(store_listing(work) == ["big.bin"], "the directory holds %r" % store_listing(work))
+    print("verdict: ok: 3 sizes above %d refused as too large, %d bytes stored" % (limit, limit))
+
+
+def scenario_file_in_use(prefix, exe, args, work):
+    """The file is open in another program on the server (here file_client,
+    uploading it from the server's own directory, holds it open): the
+    upload is refused as busy and the file stays as it was."""
+    client = option(args, "--client")
+    server_args = [a for i, a in enumerate(args) if a != "--client" and (i == 0 or args[i - 1] != "--client")]
+    server = file_server(prefix, exe, server_args, work)
+    try:
+        with open(os.path.join(work, "store", "open.bin"), "wb") as f:
+            f.write(b"open in another program\n")
+        uploader = Program(prefix, client, ["--port", str(server.port()), "store/open.bin"], work)
+        try:
+            uploader.wait()
+        finally:
+            uploader.kill()
+            uploader.report()
+        check(uploader.status == 1, "file_client exited with %s, not 1" % uploader.status)
+        check(b"the server refused open.bin: the file is in use on the server" in uploader.output(),
+              "file_client did not hear that the file is in use")
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    check(store_listing(work) == ["open.bin"], "the directory holds %r" % store_listing(work))
+    check(content_of(work, "open.bin") == b"open in another program\n", "open.bin changed")
+    print("verdict: ok: a file open in another program is refused as busy and stays as it was")
+
+
+def scenario_file_escape(prefix, exe, args, work):
+    """Names full of terminal escapes, newlines and control bytes are refused
+    and printed escaped; a name with non-ASCII characters (a right-to-left
+    override among them) is stored and printed escaped, all on one line each."""
+    hostile = [b"\x1b[2J\x1b]0;owned\x07.bin", b"a\nb.bin", b"c\rd.bin"]
+    not_utf8 = b"\x9b31m.bin"  # a lone byte 0x9b, the 8-bit CSI
+    # Valid UTF-8, no ASCII control: stored. U+009B (the CSI again) and a
+    # right-to-left override, which would show "exe.png" as "png.exe".
+    accepted = ["\u009b31m.bin".encode(), "\u00c4rger\u202egnp.exe".encode()]
+    server = file_server(prefix, exe, args, work)
+    try:
+        u = Uploader(server.port())
+        for name in hostile:
+            expect_refused(u.ask(name, 1), BAD_NAME, "control character", repr(name))
+        expect_refused(u.ask(not_utf8, 1), BAD_NAME, "not valid UTF-8", repr(not_utf8))
+        for name in accepted:
+            expect_stored(u.upload(name, b"y"), b"y", repr(name))
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    out = server.output()
+    check(not raw_control_bytes(out), "raw control bytes in the output at %s" % raw_control_bytes(out)[:10])
+    for name, why in [(n, "the name contains a control character") for n in hostile] + [(not_utf8, "the name is not valid UTF-8")]:
+        line = 'refused "%s": %s' % (escaped(name), why)
+        check(line.encode() in out, "no line %r" % line)
+    for name in accepted:
+        check(("receiving %s, " % escaped(name)).encode() in out, "no receiving line for %r" % name)
+    print("verdict: ok: hostile names printed escaped, one line each")
+
+
+def scenario_file_request(prefix, exe, args, work):
+    """A client that uploads a file and then asks for nothing more: the
+    connection is closed within the request deadline (--request-timeout)
+    of the result."""
+    deadline = float(option(args, "--request-timeout"))
+    server = file_server(prefix, exe, args, work)
+    try:
+        u = Uploader(server.port())
+        expect_stored(u.upload(b"one.bin", b"one"), b"one", "one.bin")
+        lived = wait_all_closed([u.s], [time.monotonic()], deadline + SLACK)
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    what = check_lifetimes(lived, deadline, "idle connections")
+    print("verdict: ok: %s after the result" % what)
+
+
+def scenario_file_stall(prefix, exe, args, work):
+    """An upload that stops sending half way: the connection is closed
+    within the stall deadline (--stall-timeout) of the last data, and
+    NAME.part is gone."""
+    deadline = float(option(args, "--stall-timeout"))
+    server = file_server(prefix, exe, args, work)
+    try:
+        u = Uploader(server.port())
+        check(u.ask(b"slow.bin", 1000)[0] == "ready", "not ready")
+        u.send(b"hello")
+        lived = wait_all_closed([u.s], [time.monotonic()], deadline + SLACK)
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    what = check_lifetimes(lived, deadline, "stalled uploads")
+    check(store_listing(work) == [], "the directory holds %r" % store_listing(work))
+    print("verdict: ok: %s, no slow.bin.part left" % what)
 
 
 HOSTILE_TEXT = b"\x1b[2J\x1b]0;owned\x07\nforged line\r"
