@@ -242,7 +242,8 @@ def check_lifetimes(lived, deadline, what):
 
 def scenario_udp_escape(prefix, exe, args, work):
     """Datagrams full of terminal escapes, newlines and control bytes reach
-    the udp_broadcast listener: it prints each one escaped, on one line."""
+    the udp_broadcast listener: it prints each one escaped, on one line (and
+    skips one too long for its buffer)."""
     datagrams = [
         b"\x1b[31mred\x1b[0m\x1b]0;retitled\x07",
         b"two\nheard 'forged' from 10.0.0.1:25000",
@@ -253,8 +254,10 @@ def scenario_udp_escape(prefix, exe, args, work):
     try:
         port = listener.port()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for d in datagrams:
+            for i, d in enumerate(datagrams):
                 s.sendto(d, ("127.0.0.1", port))
+                if i == 1:
+                    s.sendto(b"\x1b[2J" * 200, ("127.0.0.1", port))  # over 512 bytes: skipped, not counted
         check(listener.wait() == 0, "the listener failed")
     finally:
         listener.kill()
