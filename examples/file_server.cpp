@@ -69,7 +69,7 @@ using portico::tcp_socket;
 
 struct server_state {
     tcp_acceptor& acceptor;
-    fs::path dir; // absolute
+    fs::path dir;
     unsigned session_limit;
     std::uint64_t max_size;
     std::chrono::seconds request_timeout;
@@ -431,10 +431,9 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "file_server: --request-timeout and --stall-timeout want at least 1 second\n");
         return 2;
     }
-    std::error_code dir_ec;
-    const fs::path dir = fs::absolute(example::option(argc, argv, "--dir", "."), dir_ec);
-    if (dir_ec || !fs::is_directory(dir, dir_ec)) {
-        std::fprintf(stderr, "file_server: --dir %s is not a directory\n", example::option(argc, argv, "--dir", "."));
+    const fs::path dir = example::option(argc, argv, "--dir", ".");
+    if (std::error_code ec; !fs::is_directory(dir, ec)) {
+        std::fprintf(stderr, "file_server: --dir %s is not a directory\n", dir.string().c_str());
         return 2;
     }
 

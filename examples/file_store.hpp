@@ -66,7 +66,7 @@ struct stored_content {
 /// Thread safety: one thread at a time.
 class incoming_file {
 public:
-    /// For the file `target`, an absolute path; claim() opens nothing yet.
+    /// For the file `target`; nothing is opened before claim().
     explicit incoming_file(std::filesystem::path target) : target_(std::move(target)) {}
     incoming_file(const incoming_file&) = delete;
     incoming_file& operator=(const incoming_file&) = delete;
@@ -147,7 +147,16 @@ public:
         // first. Another program may open it in between: the rename then
         // fails, the upload fails, and NAME stays as it was.
         close(final_);
-        const std::wstring to = target_.wstring();
+        // The rename wants a full path (std::filesystem::absolute would do,
+        // but Wine's msvcp140 lacks what the Microsoft STL calls for it).
+        std::wstring to(MAX_PATH, L'\0');
+        for (;;) {
+            const DWORD n = ::GetFullPathNameW(target_.c_str(), static_cast<DWORD>(to.size()), to.data(), nullptr);
+            if (n == 0) return {"cannot replace the file: " + message(::GetLastError())};
+            const bool fits = n < to.size();
+            to.resize(n);
+            if (fits) break;
+        }
         // FILE_RENAME_INFO ends in the name; a vector of it keeps its alignment.
         std::vector<FILE_RENAME_INFO> info(2 + to.size() * sizeof(wchar_t) / sizeof(FILE_RENAME_INFO));
         info[0].ReplaceIfExists = TRUE;
