@@ -18,7 +18,7 @@ Scenarios are the functions named scenario_*, "-" for "_" (see --list).
 
 import os
 import re
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -207,17 +207,18 @@ def wait_all_closed(socks, started, within):
     long each lived, None for those still open."""
     lived = [None] * len(socks)
     end = time.monotonic() + within
-    while any(t is None for t in lived) and time.monotonic() < end:
-        waiting = [i for i, t in enumerate(lived) if t is None]
-        readable, _, _ = select.select([socks[i] for i in waiting], [], [], max(0.0, end - time.monotonic()))
-        for s in readable:
-            i = socks.index(s)
-            try:
-                data = s.recv(65536)
-            except (ConnectionResetError, ConnectionAbortedError):
-                data = b""
-            if not data:
-                lived[i] = time.monotonic() - started[i]
+    with selectors.DefaultSelector() as waiting:
+        for i, s in enumerate(socks):
+            waiting.register(s, selectors.EVENT_READ, i)
+        while waiting.get_map() and time.monotonic() < end:
+            for key, _ in waiting.select(max(0.0, end - time.monotonic())):
+                try:
+                    data = key.fileobj.recv(65536)
+                except (ConnectionResetError, ConnectionAbortedError):
+                    data = b""
+                if not data:
+                    lived[key.data] = time.monotonic() - started[key.data]
+                    waiting.unregister(key.fileobj)
     return lived
 
 
@@ -275,18 +276,26 @@ def scenario_udp_escape(prefix, exe, args, work):
 
 def scenario_udp_flood(prefix, exe, args, work):
     """300 datagrams at once: the listener prints at most 50 'heard' lines
-    and then says how many it did not show."""
+    per 10 s and then says how many it did not show."""
     count = 300
     listener = Program(prefix, exe, ["listen", "--port", "0", "--count", str(count), *args], work)
     try:
         port = listener.port()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
             for i in range(count):
                 s.sendto(b"flood %d\n" % i, ("127.0.0.1", port))
                 if i % 50 == 49:
                     time.sleep(0.05)  # pacing: loopback drops datagrams past the receive buffer
-        check(listener.wait() == 0, "the listener failed (did loopback drop a datagram?)")
+        try:
+            status = listener.wait(20)
+            complete = True
+        except Failed:
+            # Loopback dropped some after all (a loaded machine): stop it, and
+            # judge what it received.
+            listener.interrupt()
+            status = listener.wait()
+            complete = False
+        check(status == 0, "the listener failed")
     finally:
         listener.kill()
         listener.report()
@@ -294,7 +303,12 @@ def scenario_udp_flood(prefix, exe, args, work):
     heard = len(re.findall(rb"^heard 'flood [0-9]+\\x0a' from ", out, re.M))
     not_shown = sum(int(n) for n in re.findall(rb"^\(([0-9]+) lines not shown: at most 50 per 10 s\)\r?$", out, re.M))
     check(heard <= 50 * 2, "%d 'heard' lines: more than the budget" % heard)
-    check(heard + not_shown == count, "%d shown + %d not shown != %d datagrams" % (heard, not_shown, count))
+    check(not_shown > 0, "no count of the lines not shown")
+    if complete:
+        check(heard + not_shown == count, "%d shown + %d not shown != %d datagrams" % (heard, not_shown, count))
+    else:
+        check(heard + not_shown <= count, "%d shown + %d not shown > %d datagrams" % (heard, not_shown, count))
+        print("(loopback dropped %d datagrams)" % (count - heard - not_shown))
     print("verdict: ok: %d datagrams, %d lines shown, %d counted as not shown" % (count, heard, not_shown))
 
 
@@ -798,8 +812,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         try:
             SCENARIOS[scenario](prefix, exe, args, work)
-        except (Failed, OSError) as e:
-            print("verdict: FAILED: %s" % e)
+        except Exception as e:  # any failure, the script's own included, must fail the test
+            print("verdict: FAILED: %s" % (e if isinstance(e, Failed) else "%s: %s" % (type(e).__name__, e)))
             # ctest reads this line: a test that matches output ignores exit codes.
             print("hostile-test: FAILED (exit status 1)")
             return 1
