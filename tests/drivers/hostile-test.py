@@ -554,7 +554,8 @@ def scenario_file_same_name(prefix, exe, args, work):
 
 def scenario_file_verify(prefix, exe, args, work):
     """The bytes on disk change under the server before the end packet (as a
-    failing disk or another program could): the received bytes match the
+    failing disk could; here a Linux process, which Wine's sharing rules do
+    not stop, writes the file): the received bytes match the
     client's CRC-32 but the stored ones do not, so the server reads back,
     refuses with storage_error and leaves the older file as it was."""
     server = file_server(prefix, exe, args, work)
