@@ -365,7 +365,8 @@ def scenario_silent(prefix, exe, args, work):
     check(re.search(rb"^%d connections closed by a deadline\r?$" % count, out, re.M), "no count of the dropped")
     shown, not_shown = per_connection_lines(out)
     # Each connection causes two lines: connected, closed.
-    check(shown + not_shown == 2 * count, "%d lines shown + %d not shown for %d connections" % (shown, not_shown, count))
+    check(shown + not_shown == 2 * count,
+          "%d lines shown + %d not shown for %d connections" % (shown, not_shown, count))
     check(shown <= 50 * (1 + int(max(lived) // 10) + 1), "%d lines about connections: over the log budget" % shown)
     print("verdict: ok: %s; %d lines about them shown, %d counted as not shown" % (what, shown, not_shown))
 
@@ -590,6 +591,24 @@ def scenario_file_verify(prefix, exe, args, work):
     print("verdict: ok: a stored file that differs from what was received is refused; the older file stays")
 
 
+def scenario_file_stale_part(prefix, exe, args, work):
+    """A NAME.part left by a crash, open in no program, does not block NAME:
+    the next upload takes it over, and what it held is not kept."""
+    server = file_server(prefix, exe, args, work)
+    try:
+        with open(os.path.join(work, "store", "stale.bin.part"), "wb") as f:
+            f.write(b"left over by a crash, longer than the new content\n")
+        u = Uploader(server.port())
+        expect_stored(u.upload(b"stale.bin", b"new"), b"new", "stale.bin")
+        u.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    check(store_listing(work) == ["stale.bin"], "the directory holds %r" % store_listing(work))
+    check(content_of(work, "stale.bin") == b"new", "stale.bin holds %r" % content_of(work, "stale.bin"))
+    print("verdict: ok: a stale stale.bin.part was taken over; stale.bin holds the new upload alone")
+
 def scenario_file_names(prefix, exe, args, work):
     """Windows device names the old filter missed (CONIN$, CONOUT$, COM and
     LPT with a superscript digit, COM0, a space before the extension) are
@@ -686,7 +705,9 @@ def scenario_file_escape(prefix, exe, args, work):
         server.report()
     out = server.output()
     check(not raw_control_bytes(out), "raw control bytes in the output at %s" % raw_control_bytes(out)[:10])
-    for name, why in [(n, "the name contains a control character") for n in hostile] + [(not_utf8, "the name is not valid UTF-8")]:
+    reasons = [(n, "the name contains a control character") for n in hostile]
+    reasons.append((not_utf8, "the name is not valid UTF-8"))
+    for name, why in reasons:
         line = 'refused "%s": %s' % (escaped(name), why)
         check(line.encode() in out, "no line %r" % line)
     for name in accepted:
@@ -797,7 +818,9 @@ def scenario_file_client_escape(prefix, exe, args, work):
 
 
 SCENARIOS = {
-    name[len("scenario_") :].replace("_", "-"): f for name, f in sorted(globals().items()) if name.startswith("scenario_")
+    name[len("scenario_") :].replace("_", "-"): f
+    for name, f in sorted(globals().items())
+    if name.startswith("scenario_")
 }
 
 
