@@ -17,6 +17,7 @@
 #include <portico/portico.hpp>
 
 #include "example_support.hpp"
+#include "untrusted_text.hpp"
 
 #include <atomic>
 #include <cstdio>
@@ -56,7 +57,11 @@ task<> echo_line(tcp_socket& s, std::string line, totals& t)
     std::string echo(line.size(), '\0');
     if (auto [ec, n] = co_await s.read_all(buffer(echo)); ec) co_return fail(t, "receive", ec);
     if (echo != line) ++t.failures;
-    std::printf("from server: %s", echo.c_str());
+    // Escaped, as anything a server sends: it must not drive the terminal.
+    // A newline at the end is the line's own and ends the printed line.
+    std::string_view shown(echo);
+    if (shown.ends_with('\n')) shown.remove_suffix(1);
+    std::printf("from server: %s\n", example::escaped(shown).c_str());
     ++t.messages;
     t.bytes += echo.size();
 }

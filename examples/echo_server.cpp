@@ -6,26 +6,39 @@
 // io_context: the acceptor closes, every session's pending receive is
 // cancelled, each session closes its socket and the program exits.
 //
+// A client must send its first bytes within the join deadline and may then
+// be silent for at most the idle deadline; otherwise the server closes the
+// connection. Without them, a host that opens connections and never speaks
+// holds a socket and a session each for as long as it likes.
+//
 //   echo_server [--host ADDRESS] [--port N] [--threads N] [--sessions N]
+//               [--join-timeout SECONDS] [--idle-timeout SECONDS]
 //
-//   --host      address to listen on (default 0.0.0.0: every interface)
-//   --port      port to listen on (default 25000; 0 lets the system choose)
-//   --threads   pool threads (default 2)
-//   --sessions  exit after serving this many clients (default 0: never)
+//   --host          address to listen on (default 0.0.0.0: every interface)
+//   --port          port to listen on (default 25000; 0 lets the system choose)
+//   --threads       pool threads (default 2)
+//   --sessions      exit after serving this many clients (default 0: never)
+//   --join-timeout  the first bytes must arrive within this (default 10)
+//   --idle-timeout  later, the longest a client may send nothing (default 300)
 //
-// The first line printed is "listening on HOST:PORT".
+// The first line printed is "listening on HOST:PORT". The lines about
+// connections are at most 50 per 10 s (log_limiter.hpp): a flood of
+// connections must not flood the log.
 
 #include <portico/portico.hpp>
 
 #include "example_support.hpp"
+#include "log_limiter.hpp"
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace {
 
@@ -39,18 +52,37 @@ using portico::tcp_socket;
 struct server_state {
     tcp_acceptor& acceptor;
     unsigned session_limit;
+    std::chrono::seconds join_timeout;
+    std::chrono::seconds idle_timeout;
     std::atomic<unsigned> finished{0};
+    std::atomic<unsigned> dropped{0}; // closed by a deadline
+    example::log_limiter log{50, std::chrono::seconds(10)};
 };
 
+// Why a session ended, for its last line.
+std::string describe(std::error_code reason, bool heard, const server_state& state)
+{
+    if (reason == portico::errc::eof) return "client closed";
+    if (reason == portico::errc::timed_out) {
+        return heard ? "silent for " + std::to_string(state.idle_timeout.count()) + " s"
+                     : "sent nothing within " + std::to_string(state.join_timeout.count()) + " s";
+    }
+    return reason.message();
+}
+
 // snippet-begin: server
-// Receive, send the same bytes back, until the client closes or fails.
+// Receive, send the same bytes back, until the client closes or fails, or
+// sends nothing in time: the first bytes within the join deadline, then
+// never a silence longer than the idle deadline.
 task<> session(tcp_socket s, endpoint peer, server_state& state)
 {
     std::array<char, 4096> data;
     unsigned long long bytes = 0;
     std::error_code reason;
     for (;;) {
-        auto [ec, n] = co_await s.read_some(buffer(data));
+        const auto limit = bytes == 0 ? state.join_timeout : state.idle_timeout;
+        // At the deadline the receive is cancelled and yields timed_out.
+        auto [ec, n] = co_await portico::with_timeout(s.context(), limit, s.read_some(buffer(data)));
         if (ec) {
             reason = ec;
             break;
@@ -64,9 +96,12 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
         }
     }
     s.close();
-    // eof is the client closing normally; anything else is worth reporting.
-    std::printf("%s: closed after %llu bytes (%s)\n", peer.to_string().c_str(), bytes,
-                reason == portico::errc::eof ? "client closed" : reason.message().c_str());
+    if (reason == portico::errc::timed_out) ++state.dropped;
+    // One line per session, within the log's budget.
+    if (state.log.allow()) {
+        std::printf("%s: closed after %llu bytes (%s)\n", peer.to_string().c_str(), bytes,
+                    describe(reason, bytes != 0, state).c_str());
+    }
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
 
@@ -78,7 +113,7 @@ task<> serve(io_context& ctx, server_state& state)
         endpoint peer;
         auto [ec, s] = co_await state.acceptor.accept(peer);
         if (ec) break; // closed: Ctrl+C or the session limit
-        std::printf("%s: connected\n", peer.to_string().c_str());
+        if (state.log.allow()) std::printf("%s: connected\n", peer.to_string().c_str());
         sessions.spawn(session(std::move(s), peer, state));
     }
     // On Ctrl+C, cancel what the sessions are waiting for; they close and end.
@@ -106,6 +141,12 @@ int main(int argc, char** argv)
     const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
     const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
     const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
+    const std::chrono::seconds join_timeout(std::atoi(example::option(argc, argv, "--join-timeout", "10")));
+    const std::chrono::seconds idle_timeout(std::atoi(example::option(argc, argv, "--idle-timeout", "300")));
+    if (join_timeout.count() < 1 || idle_timeout.count() < 1) {
+        std::fprintf(stderr, "echo_server: --join-timeout and --idle-timeout want at least 1 second\n");
+        return 2;
+    }
 
     io_context ctx;
     tcp_acceptor acceptor(ctx);
@@ -118,12 +159,14 @@ int main(int argc, char** argv)
 
     // stop() may be called from any thread, the console handler's included.
     example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
-    server_state state{acceptor, limit};
+    server_state state{acceptor, limit, join_timeout, idle_timeout};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
         portico::sync_wait(serve(ctx, state));
         ctx.stop();
     }
+    state.log.flush();
+    if (state.dropped != 0) std::printf("%u connections closed by a deadline\n", state.dropped.load());
     std::printf("served %u sessions\n", state.finished.load());
     return 0;
 }

@@ -17,11 +17,14 @@
 //
 // The content goes out in 60 KiB data packets, several queued at once while
 // the next is read from disk; the file is never read into memory whole.
-// Exit status: 0 stored, 1 the upload failed, 2 bad arguments or an unreadable FILE.
+// "Stored" counts only if the server reports the size and CRC-32 of the file
+// it read back from its disk equal to ours. Exit status: 0 stored, 1 the
+// upload failed, 2 bad arguments or an unreadable FILE.
 
 #include <portico/portico.hpp>
 
 #include "file_protocol.hpp"
+#include "untrusted_text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -82,15 +85,15 @@ task<> write_chunk(packet_stream<tcp_socket>& ps, std::span<const std::byte> chu
 }
 
 // Streams `size` bytes of `in` as data packets, then the end packet with
-// their CRC-32 (the test aids set `stop_after`: the data stops once that
-// much was queued, and no end packet is sent). Reading and sending
+// their CRC-32, also left in `checksum` (the test aids set `stop_after`: the
+// data stops once that much was queued, and no end packet is sent). Reading and sending
 // overlap: up to `window` chunks wait in the stream's send queue while the
 // next is read. When the server reads more slowly, TCP's flow control makes
 // the kernel take the chunks more slowly, their writes complete later, and
 // this loop waits for a free buffer: the sender never runs ahead by more
 // than the window.
 task<std::error_code> send_content(packet_stream<tcp_socket>& ps, std::ifstream& in, std::uint64_t size,
-                                   std::uint64_t stop_after, std::atomic<std::uint64_t>& sent)
+                                   std::uint64_t stop_after, std::atomic<std::uint64_t>& sent, std::uint32_t& checksum)
 {
     std::array<slot, window> slots;
     file_proto::crc32 crc;
@@ -120,7 +123,8 @@ task<std::error_code> send_content(packet_stream<tcp_socket>& ps, std::ifstream&
         if (!error) error = s.error;
     }
     if (error || queued != size || stop_after != never) co_return error;
-    auto [ec] = co_await ps.write_packet(file_proto::end, file_proto::put_le<4>(crc.value()));
+    checksum = crc.value();
+    auto [ec] = co_await ps.write_packet(file_proto::end, file_proto::put_le<4>(checksum));
     co_return ec;
 }
 // snippet-end: send
@@ -171,8 +175,9 @@ task<int> upload(io_context& ctx, settings cfg)
     }
     if (ready.type == file_proto::result) {
         const auto refusal = file_proto::parse_result(ready.body);
+        // The server's words are printed escaped: they must not drive the terminal.
         std::printf("file_client: the server refused %s: %s\n", cfg.name.c_str(),
-                    refusal ? refusal->message.c_str() : "(malformed answer)");
+                    refusal ? example::escaped(refusal->message).c_str() : "(malformed answer)");
         co_return 1;
     }
     if (ready.type != file_proto::ready) {
@@ -183,6 +188,7 @@ task<int> upload(io_context& ctx, settings cfg)
     const auto start = std::chrono::steady_clock::now();
     const std::uint64_t limit = std::min(cfg.abort_after, cfg.close_after);
     std::atomic<std::uint64_t> sent{0};
+    std::uint32_t checksum = 0;
     std::error_code send_error;
     std::error_code answer_error;
     std::optional<file_proto::result_fields> answer;
@@ -194,7 +200,7 @@ task<int> upload(io_context& ctx, settings cfg)
     // error on its side). Either way nothing more is worth sending, so the
     // listener closes the stream, which stops a sender still going.
     auto sender = [&]() -> task<> {
-        send_error = co_await send_content(ps, in, size, limit, sent);
+        send_error = co_await send_content(ps, in, size, limit, sent, checksum);
         if (cfg.abort_after != never) {
             // Linger 0: closing the socket resets the connection (RST).
             (void)ps.next_layer().set_linger(true, 0);
@@ -224,7 +230,13 @@ task<int> upload(io_context& ctx, settings cfg)
     if (limit != never) {
         std::printf("file_client: stopped after %llu of %llu bytes on purpose (%s, a test aid)\n", done, total,
                     cfg.abort_after != never ? "--abort-after: connection reset" : "--close-after: connection closed");
-        if (answer) std::printf("file_client: the server says: %s\n", answer->message.c_str());
+        if (answer) std::printf("file_client: the server says: %s\n", example::escaped(answer->message).c_str());
+        co_return 1;
+    }
+    if (answer && answer->code == status::stored && (answer->bytes != size || answer->crc != checksum)) {
+        std::printf("file_client: the server says it stored %s, but its copy has %llu bytes and crc32 %08x, "
+                    "where ours has %llu and %08x\n",
+                    cfg.name.c_str(), static_cast<unsigned long long>(answer->bytes), answer->crc, total, checksum);
         co_return 1;
     }
     if (answer && answer->code == status::stored) {
@@ -232,7 +244,7 @@ task<int> upload(io_context& ctx, settings cfg)
                     cfg.name.c_str(), done, seconds, mib_per_second(done, seconds), answer->crc);
         co_return 0;
     }
-    std::string why = answer ? "the server says: " + answer->message
+    std::string why = answer ? "the server says: " + example::escaped(answer->message)
                       : send_error && send_error != portico::errc::operation_aborted ? send_error.message()
                                                                                      : answer_error.message();
     if (send_error == std::errc::io_error) why = "cannot read " + cfg.file + " (did it change while being sent?)";

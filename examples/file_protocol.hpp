@@ -3,14 +3,17 @@
 // (u16 size counting the header, u16 type, little-endian).
 //
 //   client                                  server
-//   file_header {u64 size, name}   ---->    checks the name, opens NAME.part
+//   file_header {u64 size, name}   ---->    checks name and size, claims NAME
 //                                  <----    ready            (or result: refused)
-//   data {bytes}, 60 KiB each      ---->    appends, adds to its CRC-32
-//   end {u32 crc32}                ---->    compares size and CRC-32, renames
+//   data {bytes}, 60 KiB each      ---->    appends to NAME.part, adds to its CRC-32
+//   end {u32 crc32}                ---->    reads NAME.part back, compares size and
+//                                           CRC-32, replaces NAME with it
 //                                  <----    result {status, u64 bytes, u32 crc32, message}
 //
 // Every integer is little-endian. A connection may carry several uploads, one
-// after another; the client closes it when it is done.
+// after another; the client closes it when it is done. The server sets the
+// deadlines (a header within seconds of connecting or of the last result, no
+// silence during an upload) and the largest size it accepts.
 #pragma once
 
 #include <array>
@@ -29,17 +32,18 @@ enum type : std::uint16_t {
     data = 2,        // client -> server: the next 1..max_chunk bytes of the content
     end = 3,         // client -> server: u32 CRC-32 of the whole content; no data follows
     ready = 10,      // server -> client: the header is accepted, send the content (empty body)
-    result = 11,     // server -> client: u8 status, u64 bytes received, u32 CRC-32 received, message
+    result = 11,     // server -> client: u8 status, u64 bytes, u32 CRC-32, message (see result_fields)
 };
 
 enum class status : std::uint8_t {
-    stored = 0,            // NAME now holds the content: size and CRC-32 matched
+    stored = 0,            // NAME now holds the content: read back, its size and CRC-32 matched
     bad_name = 1,          // refused: not a plain file name (the message says why)
-    busy = 2,              // refused: another upload of that name is in progress
-    storage_error = 3,     // the server could not write or rename the file
+    busy = 2,              // refused: that file is being uploaded, or is in use on the server
+    storage_error = 3,     // the server could not write, verify or replace the file
     size_mismatch = 4,     // the content ended before (or went past) the announced size
     checksum_mismatch = 5, // the content arrived, but its CRC-32 is not the sender's
     protocol_error = 6,    // an unexpected or malformed packet
+    too_large = 7,         // refused: the announced size is above the server's maximum
 };
 // snippet-end: types
 
@@ -85,19 +89,21 @@ inline std::optional<header_fields> parse_header(std::span<const std::byte> body
     return header_fields{get_le(body.first(8)), text(body.subspan(8))};
 }
 
+/// result's body. For `stored`, `bytes` and `crc` describe the file as the
+/// server read it back from its disk; otherwise what it had received.
 struct result_fields {
     status code;
-    std::uint64_t received;
+    std::uint64_t bytes;
     std::uint32_t crc;
     std::string message;
 };
 
 /// result's fixed part (the message text follows it in the same packet).
-inline std::array<std::byte, 13> result_prefix(status code, std::uint64_t received, std::uint32_t crc) noexcept
+inline std::array<std::byte, 13> result_prefix(status code, std::uint64_t bytes, std::uint32_t crc) noexcept
 {
     std::array<std::byte, 13> out{};
     out[0] = static_cast<std::byte>(code);
-    const auto n = put_le<8>(received);
+    const auto n = put_le<8>(bytes);
     const auto c = put_le<4>(crc);
     for (std::size_t i = 0; i < 8; ++i) out[1 + i] = n[i];
     for (std::size_t i = 0; i < 4; ++i) out[9 + i] = c[i];
@@ -106,7 +112,7 @@ inline std::array<std::byte, 13> result_prefix(status code, std::uint64_t receiv
 
 inline std::optional<result_fields> parse_result(std::span<const std::byte> body)
 {
-    if (body.size() < 13 || std::to_integer<unsigned>(body[0]) > static_cast<unsigned>(status::protocol_error)) {
+    if (body.size() < 13 || std::to_integer<unsigned>(body[0]) > static_cast<unsigned>(status::too_large)) {
         return std::nullopt;
     }
     return result_fields{static_cast<status>(body[0]), get_le(body.subspan(1, 8)),

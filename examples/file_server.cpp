@@ -3,43 +3,51 @@
 // protocol (file_protocol.hpp): a header with the name and size, the content
 // in data packets, and a CRC-32 at the end that both sides compare.
 //
-// An upload is written to NAME.part while it arrives and renamed to NAME only
-// once its size and CRC-32 match what the client announced. Whatever else
-// ends it (a reset, a client that closes early, a wrong checksum, Ctrl+C)
-// deletes NAME.part: NAME is never a truncated file, and an older NAME stays
-// as it was.
+// An upload is written to NAME.part while it arrives. At the end the server
+// reads NAME.part back, and only if its size and CRC-32 are what the client
+// announced does it replace NAME with it. Whatever else ends the upload (a
+// reset, a client that closes early, a wrong checksum, a deadline, Ctrl+C)
+// deletes NAME.part: NAME is never a truncated or mixed file, and an older
+// NAME stays as it was. Two uploads of one file (the same name, or names
+// the file system takes for one, such as "Report.bin" and "report.bin") are
+// never received at once: the second is refused as busy (file_store.hpp).
 //
 //   file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] [--sessions N]
+//               [--max-size BYTES] [--request-timeout SECONDS] [--stall-timeout SECONDS]
 //
-//   --host      address to listen on (default 0.0.0.0: every interface)
-//   --port      port to listen on (default 25000; 0 lets the system choose)
-//   --dir       where uploads are stored (default: the current directory)
-//   --threads   pool threads (default 2)
-//   --sessions  exit after this many clients have come and gone (default 0: never)
+//   --host             address to listen on (default 0.0.0.0: every interface)
+//   --port             port to listen on (default 25000; 0 lets the system choose)
+//   --dir              where uploads are stored (default: the current directory)
+//   --threads          pool threads (default 2)
+//   --sessions         exit after this many clients have come and gone (default 0: never)
+//   --max-size         the largest file accepted (default 4 GiB); larger ones are refused
+//   --request-timeout  a file header must arrive within this after connecting or after
+//                      the previous upload's result (default 10)
+//   --stall-timeout    during an upload, the longest the client may send nothing (default 30)
 //
 // The first line printed is "listening on HOST:PORT". Clients are served
-// concurrently. Ctrl+C ends every session (an upload in progress is
-// discarded) and exits.
+// concurrently. Names from the network are printed escaped, and the lines
+// about connections and uploads are at most 50 per 10 s (log_limiter.hpp).
+// Ctrl+C ends every session (an upload in progress is discarded) and exits.
 
 #include <portico/portico.hpp>
 
 #include "example_support.hpp"
+#include "log_limiter.hpp"
+#include "untrusted_text.hpp"
 
 #include "file_protocol.hpp"
+#include "file_store.hpp"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <fstream>
-#include <mutex>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -51,6 +59,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using file_proto::status;
+using file_store::incoming_file;
 using portico::endpoint;
 using portico::io_context;
 using portico::packet_stream;
@@ -62,13 +71,16 @@ struct server_state {
     tcp_acceptor& acceptor;
     fs::path dir;
     unsigned session_limit;
+    std::uint64_t max_size;
+    std::chrono::seconds request_timeout;
+    std::chrono::seconds stall_timeout;
     std::atomic<unsigned> finished{0};
-    // Names being received, in lower case (Windows names ignore case): two
-    // uploads of one name at once would write the same NAME.part.
-    std::mutex mutex{};
-    std::set<std::string> receiving{};
+    std::atomic<unsigned> dropped{0}; // closed by a deadline
+    example::log_limiter log{50, std::chrono::seconds(10)};
 };
 
+// ASCII lower case: enough for the device names below, which are ASCII
+// (the superscript digits have no case).
 std::string lower(std::string_view s)
 {
     std::string out(s);
@@ -76,17 +88,6 @@ std::string lower(std::string_view s)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     }
     return out;
-}
-
-// Bytes from the network, shown with control characters as '?' and cut at
-// 100: a name must not drive the terminal or flood the log.
-std::string printable(std::string_view s)
-{
-    std::string out(s.substr(0, 100));
-    for (char& c : out) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
-    }
-    return s.size() > 100 ? out + "..." : out;
 }
 
 // snippet-begin: names
@@ -106,107 +107,31 @@ const char* unsafe_name(std::string_view name)
     }
     // Windows drops them, so "a." would be stored as "a".
     if (name.back() == '.' || name.back() == ' ') return "the name ends with a dot or a space";
-    // Devices in every directory, with any extension: "con.txt" is the console.
-    static constexpr std::array<std::string_view, 22> devices{
-        "con",  "prn",  "aux",  "nul",  "com1", "com2", "com3", "com4", "com5", "com6", "com7",
-        "com8", "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9"};
-    const std::string stem = lower(name.substr(0, name.find('.')));
+    // Devices in every directory, with any extension and spaces before it:
+    // "con.txt" and "nul .txt" are devices. COM and LPT with a superscript
+    // digit (UTF-8) are devices too, and CONIN$/CONOUT$ the console.
+    static constexpr std::array<std::string_view, 32> devices{
+        "con",  "prn",  "aux",         "nul",         "conin$",      "conout$",     "com0",        "com1",
+        "com2", "com3", "com4",        "com5",        "com6",        "com7",        "com8",        "com9",
+        "lpt0", "lpt1", "lpt2",        "lpt3",        "lpt4",        "lpt5",        "lpt6",        "lpt7",
+        "lpt8", "lpt9", "com\xc2\xb9", "com\xc2\xb2", "com\xc2\xb3", "lpt\xc2\xb9", "lpt\xc2\xb2", "lpt\xc2\xb3"};
+    std::string stem = lower(name.substr(0, name.find('.')));
+    while (!stem.empty() && stem.back() == ' ') stem.pop_back();
     if (std::find(devices.begin(), devices.end(), stem) != devices.end()) return "the name is a Windows device name";
     if (lower(name).ends_with(".part")) return "names ending in .part are reserved for uploads in progress";
     return nullptr;
 }
 // snippet-end: names
 
-// Holds a name in server_state::receiving for the duration of one upload.
-class name_claim {
-public:
-    name_claim(server_state& state, std::string_view name) : state_(state), key_(lower(name))
-    {
-        std::lock_guard lock(state_.mutex);
-        claimed_ = state_.receiving.insert(key_).second;
-    }
-    name_claim(const name_claim&) = delete;
-    name_claim& operator=(const name_claim&) = delete;
-    ~name_claim()
-    {
-        if (!claimed_) return;
-        std::lock_guard lock(state_.mutex);
-        state_.receiving.erase(key_);
-    }
-    explicit operator bool() const noexcept { return claimed_; }
-
-private:
-    server_state& state_;
-    std::string key_;
-    bool claimed_ = false;
-};
-
-// The text of the error the C runtime just reported (errno is per thread).
-std::string system_message(const char* what)
-{
-    const int error = errno;
-    return std::string(what) + ": " + (error != 0 ? std::generic_category().message(error) : "I/O error");
-}
-
-// snippet-begin: partial_file
-// The file being received: NAME.part until commit() renames it to NAME.
-// However the upload ends before that, the destructor deletes NAME.part.
-class partial_file {
-public:
-    explicit partial_file(fs::path target) : target_(std::move(target)), part_(target_)
-    {
-        part_ += ".part";
-        out_.open(part_, std::ios::binary | std::ios::trunc);
-    }
-    partial_file(const partial_file&) = delete;
-    partial_file& operator=(const partial_file&) = delete;
-    ~partial_file()
-    {
-        if (committed_) return;
-        out_.close();
-        std::error_code ignored;
-        fs::remove(part_, ignored);
-    }
-
-    [[nodiscard]] bool is_open() const { return out_.is_open(); }
-
-    bool write(std::span<const std::byte> bytes)
-    {
-        out_.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        return static_cast<bool>(out_);
-    }
-
-    // Closes NAME.part (a failed flush is a failed upload) and renames it to
-    // NAME, replacing an older NAME in one step. Returns why it failed, or
-    // nothing.
-    std::string commit()
-    {
-        out_.close();
-        if (!out_) return system_message("cannot write the file");
-        std::error_code ec;
-        fs::rename(part_, target_, ec);
-        if (ec) return "cannot rename the file: " + ec.message();
-        committed_ = true;
-        return {};
-    }
-
-private:
-    fs::path target_;
-    fs::path part_;
-    std::ofstream out_;
-    bool committed_ = false;
-};
-// snippet-end: partial_file
-
 double mib_per_second(std::uint64_t bytes, double seconds)
 {
     return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0.0;
 }
 
-task<std::error_code> reply(packet_stream<tcp_socket>& ps, status code, std::uint64_t received, std::uint32_t crc,
+task<std::error_code> reply(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes, std::uint32_t crc,
                             std::string_view message)
 {
-    const auto fixed = file_proto::result_prefix(code, received, crc);
+    const auto fixed = file_proto::result_prefix(code, bytes, crc);
     auto [ec] = co_await ps.write_packet(file_proto::result, fixed, message);
     co_return ec;
 }
@@ -224,10 +149,10 @@ task<> discard_until_closed(packet_stream<tcp_socket>& ps)
 // it still sends. Closing at once, with its data arriving, would reset the
 // connection and could destroy the result before the client reads it: as the
 // notes say, let the client be the one that disconnects.
-task<> reply_and_close(packet_stream<tcp_socket>& ps, status code, std::uint64_t received, std::uint32_t crc,
+task<> reply_and_close(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes, std::uint32_t crc,
                        std::string_view message)
 {
-    if (auto ec = co_await reply(ps, code, received, crc, message); ec) co_return;
+    if (auto ec = co_await reply(ps, code, bytes, crc, message); ec) co_return;
     (void)ps.next_layer().shutdown_send();
     (void)co_await portico::with_timeout(ps.next_layer().context(), 5s, discard_until_closed(ps));
 }
@@ -247,22 +172,32 @@ std::string describe(std::error_code ec)
 
 // snippet-begin: content
 // The content of one upload, from the packet after `ready` to the result.
-// `file` is NAME.part, which its owner deletes unless commit() succeeded.
-task<upload_end> receive_content(packet_stream<tcp_socket>& ps, partial_file& file, const std::string& peer,
-                                 const std::string& name, std::uint64_t size)
+// `file` holds NAME.part, which it deletes unless commit() succeeded.
+task<upload_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& file, const std::string& peer,
+                                 const std::string& name, std::uint64_t size, server_state& state)
 {
     const auto start = std::chrono::steady_clock::now();
     file_proto::crc32 crc;
     std::uint64_t received = 0;
+    // Every way out but `stored` comes here first: NAME.part goes and both
+    // names are free again before the client hears the result.
     auto failed = [&](const std::string& why) {
+        file.discard();
+        if (!state.log.allow()) return;
         std::printf("%s: upload of %s failed after %llu of %llu bytes: %s\n", peer.c_str(), name.c_str(),
                     static_cast<unsigned long long>(received), static_cast<unsigned long long>(size), why.c_str());
     };
     for (;;) {
         auto [ec, pkt] = co_await ps.read_packet();
         if (ec) {
-            // Reset, closed early, timed out, Ctrl+C.
-            failed(ec == portico::errc::eof ? "the client closed the connection early (end of stream)" : ec.message());
+            // Reset, closed early, stalled (the stream's idle timeout), Ctrl+C.
+            if (ec == portico::errc::idle_timeout) {
+                ++state.dropped;
+                failed("stalled: no data for " + std::to_string(state.stall_timeout.count()) + " s");
+            } else {
+                failed(ec == portico::errc::eof ? "the client closed the connection early (end of stream)"
+                                                : ec.message());
+            }
             // A client that only closed its sending side can still hear why.
             if (ec == portico::errc::eof || ec == portico::errc::packet_truncated) {
                 (void)co_await reply(ps, status::size_mismatch, received, crc.value(),
@@ -277,11 +212,10 @@ task<upload_end> receive_content(packet_stream<tcp_socket>& ps, partial_file& fi
                 co_return upload_end{false, "protocol error: more data than announced"};
             }
             // Written straight from the receive buffer: no copy.
-            if (!file.write(pkt.body)) {
-                const std::string why = system_message("cannot write the file");
-                failed(why);
-                co_await reply_and_close(ps, status::storage_error, received, crc.value(), why);
-                co_return upload_end{false, why};
+            if (auto error = file.write(pkt.body)) {
+                failed(error.message);
+                co_await reply_and_close(ps, status::storage_error, received, crc.value(), error.message);
+                co_return upload_end{false, error.message};
             }
             crc.update(pkt.body);
             received += pkt.body.size();
@@ -293,10 +227,13 @@ task<upload_end> receive_content(packet_stream<tcp_socket>& ps, partial_file& fi
             co_return upload_end{false, "protocol error: expected data or end"};
         }
         // The end packet: the connection is in step for another upload,
-        // whatever the verdict.
+        // whatever the verdict. The verdict is on what the disk holds: what
+        // was received must match the sender's CRC-32, and so must the file
+        // read back, before it replaces NAME.
         const auto theirs = static_cast<std::uint32_t>(file_proto::get_le(pkt.body));
         status verdict = status::stored;
         std::string why;
+        file_store::stored_content stored;
         if (received != size) {
             verdict = status::size_mismatch;
             why = "the content ended before the announced size";
@@ -305,24 +242,45 @@ task<upload_end> receive_content(packet_stream<tcp_socket>& ps, partial_file& fi
             char text[96];
             std::snprintf(text, sizeof text, "crc32 %08x received, the sender computed %08x", crc.value(), theirs);
             why = text;
-        } else if (why = file.commit(); !why.empty()) {
+        } else if (stored = file.read_back(); stored.error) {
             verdict = status::storage_error;
+            why = stored.error.message;
+        } else if (stored.size != size || stored.crc != theirs) {
+            verdict = status::storage_error;
+            char text[128];
+            std::snprintf(text, sizeof text, "the stored file is not what was received: %llu bytes, crc32 %08x",
+                          static_cast<unsigned long long>(stored.size), stored.crc);
+            why = text;
+        } else if (auto error = file.commit()) {
+            verdict = status::storage_error;
+            why = error.message;
         }
         if (verdict != status::stored) {
             failed(why);
             co_return upload_end{false, describe(co_await reply(ps, verdict, received, crc.value(), why))};
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        std::printf("%s: stored %s: %llu bytes in %.2f s (%.1f MiB/s), crc32 %08x matched\n", peer.c_str(),
-                    name.c_str(), static_cast<unsigned long long>(received), seconds, mib_per_second(received, seconds),
-                    crc.value());
-        co_return upload_end{true, describe(co_await reply(ps, status::stored, received, crc.value(), "stored"))};
+        if (state.log.allow()) {
+            std::printf("%s: stored %s: %llu bytes in %.2f s (%.1f MiB/s), crc32 %08x matched, read back\n",
+                        peer.c_str(), name.c_str(), static_cast<unsigned long long>(stored.size), seconds,
+                        mib_per_second(stored.size, seconds), stored.crc);
+        }
+        co_return upload_end{true, describe(co_await reply(ps, status::stored, stored.size, stored.crc, "stored"))};
     }
 }
 // snippet-end: content
 
-// One upload, from its header packet: checks the name, claims it, creates
-// NAME.part, says ready, and receives the content.
+// Refuses an upload before its content: says why, and keeps the connection
+// for another upload.
+task<upload_end> refuse(packet_stream<tcp_socket>& ps, const std::string& peer, const std::string& shown, status code,
+                        const std::string& why, server_state& state)
+{
+    if (state.log.allow()) std::printf("%s: refused \"%s\": %s\n", peer.c_str(), shown.c_str(), why.c_str());
+    co_return upload_end{false, describe(co_await reply(ps, code, 0, 0, why))};
+}
+
+// One upload, from its header packet: checks the name and the size, claims
+// the file, says ready, and receives the content.
 task<upload_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const std::byte> header_body,
                                 const std::string& peer, server_state& state)
 {
@@ -333,7 +291,7 @@ task<upload_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const s
     }
     // Copies: the header's bytes are valid only until the next read_packet.
     const std::string name(header->name);
-    const std::string shown = printable(name);
+    const std::string shown = example::escaped(name); // printed: it came from the network
     const std::uint64_t size = header->size;
 
     const char* refusal = unsafe_name(name);
@@ -346,41 +304,54 @@ task<upload_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const s
             refusal = "the name is not valid UTF-8";
         }
     }
-    if (refusal != nullptr) {
-        std::printf("%s: refused \"%s\": %s\n", peer.c_str(), shown.c_str(), refusal);
-        co_return upload_end{false, describe(co_await reply(ps, status::bad_name, 0, 0, refusal))};
+    if (refusal != nullptr) co_return co_await refuse(ps, peer, shown, status::bad_name, refusal, state);
+    if (size > state.max_size) {
+        const std::string why = "the file is too large: " + std::to_string(size) +
+                                " bytes, this server accepts at most " + std::to_string(state.max_size);
+        co_return co_await refuse(ps, peer, shown, status::too_large, why, state);
     }
-    name_claim claim(state, name);
-    if (!claim) {
-        std::printf("%s: refused \"%s\": an upload of that name is in progress\n", peer.c_str(), shown.c_str());
-        co_return upload_end{false,
-                             describe(co_await reply(ps, status::busy, 0, 0, "an upload of that name is in progress"))};
-    }
-    partial_file file(target);
-    if (!file.is_open()) {
-        const std::string why = system_message("cannot create the file");
-        std::printf("%s: refused \"%s\": %s\n", peer.c_str(), shown.c_str(), why.c_str());
-        co_return upload_end{false, describe(co_await reply(ps, status::storage_error, 0, 0, why))};
+    // The file system decides whether another upload (or program) holds
+    // this file, whatever the spelling of its name (file_store.hpp).
+    incoming_file file(target);
+    if (auto error = file.claim()) {
+        file.discard(); // free whatever it did claim before the client can retry
+        co_return co_await refuse(ps, peer, shown, error.busy ? status::busy : status::storage_error, error.message,
+                                  state);
     }
     if (auto [ec] = co_await ps.write_packet(file_proto::ready); ec) co_return upload_end{false, describe(ec)};
-    std::printf("%s: receiving %s, %llu bytes\n", peer.c_str(), shown.c_str(), static_cast<unsigned long long>(size));
-    co_return co_await receive_content(ps, file, peer, shown, size);
+    if (state.log.allow()) {
+        std::printf("%s: receiving %s, %llu bytes\n", peer.c_str(), shown.c_str(),
+                    static_cast<unsigned long long>(size));
+    }
+    co_return co_await receive_content(ps, file, peer, shown, size, state);
 }
 
+// snippet-begin: session
 task<> session(tcp_socket s, endpoint peer, server_state& state)
 {
     packet_stream<tcp_socket> ps{std::move(s), portico::packet_stream_options{
                                                    // Several 60 KiB data packets per receive.
                                                    .receive_buffer = 256 * 1024,
+                                                   // A packet must arrive whole within 30 s.
                                                    .packet_timeout = 30s,
-                                                   .idle_timeout = 2min,
+                                                   // No silence longer than --stall-timeout.
+                                                   .idle_timeout = state.stall_timeout,
                                                }};
+    io_context& ctx = ps.next_layer().context();
     const std::string who = peer.to_string();
     unsigned stored = 0;
     std::string reason;
     while (reason.empty()) {
-        auto [ec, pkt] = co_await ps.read_packet();
-        if (ec) {
+        // A request must arrive within --request-timeout of connecting or of
+        // the last result: a connection that asks for nothing is closed.
+        auto [ec, pkt] = co_await portico::with_timeout(ctx, state.request_timeout, ps.read_packet());
+        if (ec == portico::errc::timed_out) {
+            ++state.dropped;
+            reason = "sent no request within " + std::to_string(state.request_timeout.count()) + " s";
+        } else if (ec == portico::errc::idle_timeout) {
+            ++state.dropped;
+            reason = "silent for " + std::to_string(state.stall_timeout.count()) + " s";
+        } else if (ec) {
             reason = describe(ec);
         } else if (pkt.type != file_proto::file_header) {
             co_await reply_and_close(ps, status::protocol_error, 0, 0, "expected a file header");
@@ -391,9 +362,10 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
             reason = end.closed;
         }
     }
-    std::printf("%s: closed, %u stored (%s)\n", who.c_str(), stored, reason.c_str());
+    if (state.log.allow()) std::printf("%s: closed, %u stored (%s)\n", who.c_str(), stored, reason.c_str());
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
+// snippet-end: session
 
 task<> serve(io_context& ctx, server_state& state)
 {
@@ -403,7 +375,7 @@ task<> serve(io_context& ctx, server_state& state)
         endpoint peer;
         auto [ec, s] = co_await state.acceptor.accept(peer);
         if (ec) break; // closed: Ctrl+C or the session limit
-        std::printf("%s: connected\n", peer.to_string().c_str());
+        if (state.log.allow()) std::printf("%s: connected\n", peer.to_string().c_str());
         sessions.spawn(session(std::move(s), peer, state));
     }
     // On Ctrl+C, stop what the sessions wait for: each read_packet ends with
@@ -412,15 +384,20 @@ task<> serve(io_context& ctx, server_state& state)
     co_await sessions.join();
 }
 
-constexpr const char* usage = "usage: file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] "
-                              "[--sessions N]\n"
-                              "  --host      address to listen on (default 0.0.0.0: every interface)\n"
-                              "  --port      port to listen on (default 25000; 0 lets the system choose)\n"
-                              "  --dir       where uploads are stored (default: the current directory)\n"
-                              "  --threads   pool threads (default 2)\n"
-                              "  --sessions  exit after this many clients have come and gone (default 0: never)\n"
-                              "Receives files from file_client: NAME.part while it arrives, renamed to NAME\n"
-                              "once its size and CRC-32 match. Ctrl+C ends every session and exits.\n";
+constexpr const char* usage =
+    "usage: file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] [--sessions N]\n"
+    "                   [--max-size BYTES] [--request-timeout SECONDS] [--stall-timeout SECONDS]\n"
+    "  --host             address to listen on (default 0.0.0.0: every interface)\n"
+    "  --port             port to listen on (default 25000; 0 lets the system choose)\n"
+    "  --dir              where uploads are stored (default: the current directory)\n"
+    "  --threads          pool threads (default 2)\n"
+    "  --sessions         exit after this many clients have come and gone (default 0: never)\n"
+    "  --max-size         the largest file accepted (default 4294967296: 4 GiB)\n"
+    "  --request-timeout  a file header must arrive within this after connecting or after the\n"
+    "                     previous upload's result (default 10)\n"
+    "  --stall-timeout    during an upload, the longest the client may send nothing (default 30)\n"
+    "Receives files from file_client: NAME.part while it arrives, read back and renamed to NAME\n"
+    "once its size and CRC-32 match. Ctrl+C ends every session and exits.\n";
 
 } // namespace
 
@@ -447,6 +424,13 @@ int main(int argc, char** argv)
     const auto port = static_cast<unsigned short>(std::atoi(example::option(argc, argv, "--port", "25000")));
     const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
     const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
+    const std::uint64_t max_size = std::strtoull(example::option(argc, argv, "--max-size", "4294967296"), nullptr, 10);
+    const std::chrono::seconds request_timeout(std::atoi(example::option(argc, argv, "--request-timeout", "10")));
+    const std::chrono::seconds stall_timeout(std::atoi(example::option(argc, argv, "--stall-timeout", "30")));
+    if (request_timeout.count() < 1 || stall_timeout.count() < 1) {
+        std::fprintf(stderr, "file_server: --request-timeout and --stall-timeout want at least 1 second\n");
+        return 2;
+    }
     const fs::path dir = example::option(argc, argv, "--dir", ".");
     if (std::error_code ec; !fs::is_directory(dir, ec)) {
         std::fprintf(stderr, "file_server: --dir %s is not a directory\n", dir.string().c_str());
@@ -463,12 +447,14 @@ int main(int argc, char** argv)
 
     // stop() may be called from any thread, the console handler's included.
     example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
-    server_state state{acceptor, dir, limit};
+    server_state state{acceptor, dir, limit, max_size, request_timeout, stall_timeout};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
         portico::sync_wait(serve(ctx, state));
         ctx.stop();
     }
+    state.log.flush();
+    if (state.dropped != 0) std::printf("%u connections closed by a deadline\n", state.dropped.load());
     std::printf("served %u sessions\n", state.finished.load());
     return 0;
 }

@@ -18,6 +18,7 @@
 #include <portico/portico.hpp>
 
 #include "example_support.hpp"
+#include "untrusted_text.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -62,8 +63,8 @@ task<> chat_line(packet_stream<tcp_socket>& ps, std::string line, totals& t)
     auto [ec, pkt] = co_await ps.read_packet();
     if (ec) co_return fail(t, "receive", ec);
     const std::string_view text(reinterpret_cast<const char*>(pkt.body.data()), pkt.body.size());
-    std::printf("from server [type %u]: %.*s\n", static_cast<unsigned>(pkt.type), static_cast<int>(text.size()),
-                text.data());
+    // What a server sends is printed escaped: it must not drive the terminal.
+    std::printf("from server [type %u]: %s\n", static_cast<unsigned>(pkt.type), example::escaped(text).c_str());
     if (pkt.type != chat || text != line) ++t.failures;
     ++t.packets;
 }

@@ -16,11 +16,15 @@
 //
 // A listener's first line is "listening on HOST:PORT". Broadcasts stop at
 // the first router, and every host on the segment has to look at them: use
-// them for discovery, not for traffic.
+// them for discovery, not for traffic. Anyone on the network can send the
+// listener a datagram: it prints names escaped, and at most 50 "heard"
+// lines per 10 s.
 
 #include <portico/portico.hpp>
 
 #include "example_support.hpp"
+#include "log_limiter.hpp"
+#include "untrusted_text.hpp"
 
 #include <array>
 #include <chrono>
@@ -41,8 +45,9 @@ using portico::task;
 using portico::udp_socket;
 
 // snippet-begin: listen
-// Every announcement is one datagram; recv_from says who sent it.
-task<int> hear_announcements(udp_socket& s, unsigned count)
+// Every announcement is one datagram; recv_from says who sent it. Its bytes
+// are anyone's: printed escaped, and within the log's budget.
+task<int> hear_announcements(udp_socket& s, unsigned count, example::log_limiter& log)
 {
     std::array<char, 512> name;
     for (unsigned heard = 0; count == 0 || heard < count;) {
@@ -53,7 +58,10 @@ task<int> hear_announcements(udp_socket& s, unsigned count)
             std::printf("stopped: %s\n", ec.message().c_str());
             co_return ec == portico::errc::operation_aborted ? 0 : 1;
         }
-        std::printf("heard '%.*s' from %s\n", static_cast<int>(n), name.data(), from.to_string().c_str());
+        if (log.allow()) {
+            const std::string shown = example::escaped({name.data(), n});
+            std::printf("heard '%s' from %s\n", shown.c_str(), from.to_string().c_str());
+        }
         ++heard;
     }
     co_return 0;
@@ -119,6 +127,8 @@ int main(int argc, char** argv)
     io_context ctx;
     udp_socket s(ctx);
     const auto count = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--count", listener ? "0" : "3")));
+    // What the listener prints for others' datagrams: at most 50 lines per 10 s.
+    example::log_limiter log(50, std::chrono::seconds(10));
     endpoint to;
     if (listener) {
         // Several listeners on one machine may share the port.
@@ -146,14 +156,15 @@ int main(int argc, char** argv)
             }
             to = where;
         }
-        auto run = listener ? [](io_context& c, udp_socket& sock, unsigned n) -> task<int> {
+        auto run = listener ? [](io_context& c, udp_socket& sock, unsigned n, example::log_limiter& l) -> task<int> {
             co_await c.schedule();
-            co_return co_await hear_announcements(sock, n);
-        }(ctx, s, count)
+            co_return co_await hear_announcements(sock, n, l);
+        }(ctx, s, count, log)
             : announce(ctx, s, example::option(argc, argv, "--name", "portico"), to, count, interval);
         run.set_stop_token(interrupted.get_token());
         status = portico::sync_wait(std::move(run));
         ctx.stop();
     }
+    log.flush();
     return status;
 }
