@@ -25,6 +25,7 @@
 #include "example_support.hpp"
 
 #include "chat_protocol.hpp"
+#include "log_limiter.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -146,6 +147,8 @@ struct server_state {
     std::chrono::seconds join_timeout;
     std::atomic<unsigned> finished{0};
     std::atomic<unsigned> cut_off{0}; // for not reading
+    // The lines clients cause: a flood of connections must not flood the log.
+    example::log_limiter log{50, std::chrono::seconds(10)};
 };
 
 // Why a join is refused, or nothing if the nickname is acceptable.
@@ -184,8 +187,9 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
             // Told why, then closed: the write waits until the reason is out.
             auto [refused_ec] = co_await m->stream.write_packet(chat::refused, why);
             (void)refused_ec;
-            std::printf("%s: join refused (%.*s)\n", peer.to_string().c_str(), static_cast<int>(why.size()),
-                        why.data());
+            if (state.log.allow())
+                std::printf("%s: join refused (%.*s)\n", peer.to_string().c_str(), static_cast<int>(why.size()),
+                            why.data());
             ec = make_error_code(portico::errc::invalid_argument);
         }
     }
@@ -193,7 +197,7 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
         m->nickname = chat::text(hello);
         const std::size_t others = r.enter(m); // and the others hear "joined"
         auto [welcome_ec] = co_await m->stream.write_packet(chat::welcome, std::to_string(others));
-        std::printf("%s joined from %s\n", m->nickname.c_str(), peer.to_string().c_str());
+        if (state.log.allow()) std::printf("%s joined from %s\n", m->nickname.c_str(), peer.to_string().c_str());
         for (ec = welcome_ec; !ec;) {
             auto [read_ec, pkt] = co_await m->stream.read_packet();
             ec = read_ec;
@@ -210,8 +214,9 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
         r.leave(*m); // and the others hear "left"
     }
     // The nickname was checked before it was stored: it prints as it is.
-    std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
-                ec == portico::errc::eof ? "closed" : ec.message().c_str());
+    if (state.log.allow())
+        std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
+                    ec == portico::errc::eof ? "closed" : ec.message().c_str());
     if (ec == portico::errc::send_queue_full) ++state.cut_off;
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
@@ -225,7 +230,7 @@ task<> serve(io_context& ctx, server_state& state)
         endpoint peer;
         auto [ec, s] = co_await state.acceptor.accept(peer);
         if (ec) break; // closed: Ctrl+C or the session limit
-        std::printf("%s: connected\n", peer.to_string().c_str());
+        if (state.log.allow()) std::printf("%s: connected\n", peer.to_string().c_str());
         sessions.spawn(session(std::move(s), peer, state));
     }
     if (ctx.get_stop_token().stop_requested()) {
@@ -274,6 +279,7 @@ int main(int argc, char** argv)
         portico::sync_wait(serve(ctx, state));
         ctx.stop();
     }
+    state.log.flush();
     std::printf("served %u sessions\n", state.finished.load());
     if (state.cut_off != 0) std::printf("%u of them cut off for not reading\n", state.cut_off.load());
     return 0;
