@@ -20,6 +20,7 @@
 #include <portico/stop_token.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -134,15 +135,16 @@ public:
             auto [ec, next] = detail::next_packet(c.options.format, c.ring);
             if (ec) {
                 // A hostile or broken header: this stream is done, and its
-                // writers and later calls learn why.
-                c.close(ec);
+                // writers and later calls learn why (close_with may still
+                // send a last word).
+                c.kick(ec);
                 co_return io_result<packet>{c.reason(), {}};
             }
             if (next) {
                 c.pending = detail::packet_size(c.options.format, *next);
                 c.deadlines.packet_complete();
                 if (c.rate.enabled() && !c.rate.admit(core_type::clock::now())) {
-                    c.close(make_error_code(errc::rate_limited));
+                    c.kick(make_error_code(errc::rate_limited));
                     co_return io_result<packet>{c.reason(), {}};
                 }
                 co_return io_result<packet>{{}, *next};
@@ -150,7 +152,7 @@ public:
             if constexpr (writable_stream<Stream>) c.flush_before_wait();
             std::array<mutable_buffer, 2> regions;
             auto read = read_some(c.stream, c.ring.prepare(regions));
-            read.set_stop_token(c.abort_token());
+            read.set_stop_token(c.read_abort_token());
             c.deadlines.wait_begins(c.ring.size() != 0);
             auto [read_ec, n] = co_await std::move(read);
             c.deadlines.wait_ends(n != 0);
@@ -272,6 +274,51 @@ public:
         if (auto ec = detail::shared_packet_mismatch(core_->options.format, packet)) return ec;
         shared_packet reference = packet;
         return core_->queue_shared(reference);
+    }
+
+    /// Stops the stream and sends `last` as its final packet, waiting at most
+    /// `timeout` for it to be handed to the kernel, then closes the stream:
+    /// for a server that tells a client why it is cut off ("kicked:
+    /// flooding"). Meant for after a limit on what the peer sends tripped: a
+    /// stream stopped by rate_limited, packet_too_large, packet_malformed,
+    /// timed_out or idle_timeout keeps its write side for this one packet,
+    /// whatever the watermarks (the write in flight when the limit tripped
+    /// is left to finish, so that the last word follows whole packets;
+    /// writers waiting on it wait until it does or the stream is closed). A
+    /// send queue cut off by the disconnect policy has closed the stream (a
+    /// peer that does not read cannot be told): this yields the close reason.
+    /// On a stream still open it stops it first, with operation_aborted.
+    /// Either way, packets queued and not yet being written are dropped, so
+    /// `last` goes out right after the bytes already in flight; to send
+    /// everything queued first, await a write_packet() and then call this.
+    /// For a burst above the watermark, see send_queue_limits::grace_bytes.
+    ///
+    /// Yields io_result<void>: no error once `last` was handed to the kernel;
+    /// timed_out if it was not within `timeout` (a peer that stopped
+    /// reading); invalid_argument or packet_too_large if `last` does not
+    /// suit this stream's format (nothing sent); the close reason if the
+    /// stream was closed by close() or broke first (nothing sent). The close
+    /// reason reported to everyone else stays the first one (the limit's).
+    /// Any thread; once per stream.
+    [[nodiscard]] task<io_result<void>> close_with(shared_packet last, std::chrono::milliseconds timeout)
+        requires writable_stream<Stream> && timed_stream<Stream>
+    {
+        using core_type = detail::stream_core<Stream>;
+        if (core_ == nullptr) co_return io_result<void>{make_error_code(errc::bad_state)};
+        core_type& c = *core_;
+        c.kick(make_error_code(errc::operation_aborted));
+        if (auto mismatch = detail::shared_packet_mismatch(c.options.format, last)) {
+            c.close(mismatch);
+            co_return io_result<void>{mismatch};
+        }
+        c.arm_last_word(core_type::clock::now() + timeout);
+        auto [ec] = co_await write_shared_op<Stream>(core_, std::move(last), detail::last_word_tag{});
+        c.disarm_last_word();
+        // NOTE: a deadline that passed closed the stream, which aborted the
+        // write: that is a timeout, whatever error the write then reported.
+        if (ec && c.last_word_expired()) ec = make_error_code(errc::timed_out);
+        c.close(make_error_code(errc::operation_aborted));
+        co_return io_result<void>{ec};
     }
 
     /// Stops the stream: pending and later reads and writes fail with

@@ -4,6 +4,7 @@
 
 #include <portico/config.hpp>
 
+#include <chrono>
 #include <cstddef>
 
 PORTICO_NAMESPACE_BEGIN
@@ -37,6 +38,20 @@ struct send_queue_limits {
     std::size_t low_watermark = 256 * 1024;
     /// What happens to a packet that does not fit.
     overflow_policy policy = overflow_policy::suspend;
+    /// A grace for bursts: for up to grace_period after the queue first went
+    /// over the high watermark, packets are still admitted while the queue
+    /// stays within grace_bytes above it; the policy applies only to a
+    /// packet that would go beyond that, or that arrives once the period has
+    /// passed with the queue still over the watermark. Draining to the high
+    /// watermark ends the grace (the next burst gets a new one). So a
+    /// legitimate client that falls behind for a moment keeps its
+    /// connection, while one that stopped reading is still cut off, and
+    /// memory stays bounded by high_watermark + grace_bytes. The period is
+    /// checked when a packet is queued (no timer). Both zero (the default):
+    /// no grace.
+    std::size_t grace_bytes = 0;
+    /// See grace_bytes.
+    std::chrono::milliseconds grace_period{0};
 };
 
 PORTICO_NAMESPACE_END

@@ -97,6 +97,14 @@ public:
         this->node_.size = packet_.bytes().size();
     }
 
+    /// Made by packet_stream::close_with(): as above, for the stream's last
+    /// word (admitted after a limit stopped the stream).
+    write_shared_op(detail::stream_core<Stream>* core, shared_packet packet, detail::last_word_tag) noexcept
+        : write_shared_op(core, std::move(packet))
+    {
+        this->node_.last_word = true;
+    }
+
 private:
     std::span<const const_buffer> body_buffers() noexcept
     {

@@ -23,6 +23,10 @@ namespace detail {
 /// The largest header a packet_format can describe (4-byte size, 4-byte type).
 inline constexpr std::size_t max_header_size = 8;
 
+/// Selects the constructor of a write awaiter that carries a stream's last
+/// word (packet_stream::close_with).
+struct last_word_tag {};
+
 /// One packet handed to write_packet: it lives in the writer's awaiter, so
 /// queuing it allocates nothing. `link`, `sent`, `gathered` and `place`
 /// belong to the queue (guarded by its owner's lock); `handshake` decides
@@ -51,6 +55,9 @@ struct send_node {
     bool gathered = false;
     where place = where::none;
     owner kind = owner::writer;
+    /// The last packet of a stream stopped by a limit (close_with): admitted
+    /// after the stop, whatever the watermarks.
+    bool last_word = false;
     std::error_code result;
     std::coroutine_handle<> waiter;
     /// idle while the writer is in await_suspend, running once it suspended,

@@ -92,11 +92,12 @@ public:
 
     /// Admits `n` (size set, not in any list). A packet that arrives while
     /// others are held back queues behind them, so admission keeps arrival
-    /// order.
-    admission admit(send_node& n) noexcept
+    /// order. With `grace`, the queue may go up to limits().grace_bytes over
+    /// the high watermark (the owner decides whether the grace is open).
+    admission admit(send_node& n, bool grace = false) noexcept
     {
         assert(n.place == send_node::where::none);
-        if (blocked_.empty() && fits(n.size)) {
+        if (blocked_.empty() && fits(n.size, grace)) {
             enqueue(n);
             return admission::queued;
         }
@@ -112,10 +113,10 @@ public:
     /// up to kept_blocks of them). Refused like admit() when it does not fit
     /// under the high watermark, and also while writers are held back: a
     /// copy cannot wait behind them, and may not overtake them.
-    admission append_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
-                          std::size_t size) noexcept
+    admission append_copy(std::span<const std::byte> header, std::span<const const_buffer> body, std::size_t size,
+                          bool grace = false) noexcept
     {
-        if (!blocked_.empty() || !fits(size)) return admission::refused;
+        if (!blocked_.empty() || !fits(size, grace)) return admission::refused;
         // Every block needed is in hand before any byte is copied: running
         // out of memory halfway would leave half a packet queued.
         outbox_block* tail = tail_block();
@@ -178,10 +179,10 @@ public:
     /// at the tail of the queue: its bytes are not copied. Refused like
     /// append_copy(); out_of_memory if a new chunk could not be allocated.
     /// On refusal `packet` is left untouched.
-    admission append_shared(shared_packet& packet) noexcept
+    admission append_shared(shared_packet& packet, bool grace = false) noexcept
     {
         const std::size_t size = packet.bytes().size();
-        if (!blocked_.empty() || !fits(size + shared_entry_charge)) return admission::refused;
+        if (!blocked_.empty() || !fits(size + shared_entry_charge, grace)) return admission::refused;
         shared_chunk* chunk = tail_chunk();
         if (chunk == nullptr || chunk->full()) {
             chunk = take_chunk();
@@ -251,6 +252,21 @@ public:
         if (charged_bytes() <= limits_.low_watermark) admit_blocked();
     }
 
+    /// Queues `n` whatever the watermarks: the last packet of a stream that
+    /// has stopped (everything unsent was dropped before).
+    void force(send_node& n) noexcept
+    {
+        assert(n.place == send_node::where::none);
+        enqueue(n);
+    }
+
+    /// True if a packet charged `charge` bytes would be admitted now without
+    /// a grace.
+    [[nodiscard]] bool fits_now(std::size_t charge) const noexcept { return blocked_.empty() && fits(charge, false); }
+
+    /// True while the queue is above its high watermark (in a grace).
+    [[nodiscard]] bool over_watermark() const noexcept { return charged_bytes() > limits_.high_watermark; }
+
     /// Takes `n` out of the queue if no byte of it is in a write yet (it may
     /// be held back or queued). Returns false if it is already being written,
     /// or is not in the queue at all.
@@ -305,9 +321,10 @@ private:
     using block_list = intrusive_queue<outbox_block, &outbox_block::next_free>;
     using chunk_list = intrusive_queue<shared_chunk, &shared_chunk::next_free>;
 
-    [[nodiscard]] bool fits(std::size_t charge) const noexcept
+    [[nodiscard]] bool fits(std::size_t charge, bool grace = false) const noexcept
     {
-        return charged_bytes() == 0 || charged_bytes() + charge <= limits_.high_watermark;
+        const std::size_t ceiling = limits_.high_watermark + (grace ? limits_.grace_bytes : 0);
+        return charged_bytes() == 0 || charged_bytes() + charge <= ceiling;
     }
 
     void enqueue(send_node& n) noexcept

@@ -88,22 +88,51 @@ public:
 
     /// Stops the stream with `why` (the first reason wins): writers not yet
     /// being written fail now, the write in flight and any pending read are
-    /// asked to stop. Later operations fail with the reason.
+    /// asked to stop. Later operations fail with the reason. After kick(),
+    /// it stops what kick() left running.
     void close(std::error_code why) noexcept
+    {
+        resume_list failed;
+        bool abort = false;
+        {
+            std::lock_guard lock(mutex_);
+            if (!reason_) {
+                reason_ = why;
+                closed_.store(true, std::memory_order_release);
+                queue_.fail_unsent(why, failed);
+            }
+            abort = !std::exchange(aborted_, true);
+        }
+        if (abort) {
+            abort_.request_stop();
+            read_abort_.request_stop();
+        }
+        failed.resume_all();
+    }
+
+    /// Stops the stream for a limit on what the peer sends (rate, size,
+    /// format, deadlines): as close(), but the write in flight is left to
+    /// finish, so that a last word (a writer's node marked last_word) may
+    /// follow whole packets. The stream is closed for good by close() (the
+    /// packet_stream's destructor calls it). A send queue over its limit
+    /// closes instead: its write is stalled, and a last word could not pass.
+    void kick(std::error_code why) noexcept
     {
         resume_list failed;
         {
             std::lock_guard lock(mutex_);
             if (reason_) return;
             reason_ = why;
+            kicked_ = true;
             closed_.store(true, std::memory_order_release);
             queue_.fail_unsent(why, failed);
         }
-        abort_.request_stop();
+        read_abort_.request_stop();
         failed.resume_all();
     }
 
-    [[nodiscard]] portico::stop_token abort_token() const noexcept { return abort_.get_token(); }
+    /// What a read observes: close() and kick() stop it.
+    [[nodiscard]] portico::stop_token read_abort_token() const noexcept { return read_abort_.get_token(); }
 
     /// Starts a write of `n` (its size, header and body set) for the writer
     /// suspended in await_suspend. Returns false if the writer must not
@@ -122,11 +151,18 @@ public:
         std::error_code refused;
         {
             std::lock_guard lock(mutex_);
-            if (reason_) {
+            send_queue::admission admitted = send_queue::admission::refused;
+            if (!reason_) {
+                admitted = queue_.admit(n, grace_open(n.size));
+            } else if (n.last_word && kicked_ && !aborted_) {
+                // Only a last word gets past a stop, and only a limit's.
+                queue_.force(n);
+                admitted = send_queue::admission::queued;
+            } else {
                 n.result = reason_;
                 return false;
             }
-            switch (queue_.admit(n)) {
+            switch (admitted) {
             case send_queue::admission::queued:
                 wake = flush_.write_queued();
                 // The driver holds the core while it runs.
@@ -161,14 +197,15 @@ public:
     std::error_code queue_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
                                std::size_t size) noexcept
     {
-        return queue_owned([&]() noexcept { return queue_.append_copy(header, body, size); });
+        return queue_owned(size, [&](bool grace) noexcept { return queue_.append_copy(header, body, size, grace); });
     }
 
     /// Queues a reference to `packet` (checked against the format), as
     /// queue_copy() queues a copy. On refusal `packet` is untouched.
     std::error_code queue_shared(shared_packet& packet) noexcept
     {
-        return queue_owned([&]() noexcept { return queue_.append_shared(packet); });
+        return queue_owned(packet.bytes().size() + send_queue::shared_entry_charge,
+                           [&](bool grace) noexcept { return queue_.append_shared(packet, grace); });
     }
 
     /// Before a read waits for the peer: copies whose flush is still
@@ -235,6 +272,21 @@ public:
         std::move(w).start(abort_.get_token(), &stream_core::watchdog_ended, this);
     }
 
+    /// Starts the last word's deadline (close_with): at `deadline` the
+    /// stream is closed, which fails a last word still waiting. Holds a
+    /// reference on the core until the timer ends.
+    void arm_last_word(typename clock::time_point deadline)
+        requires timed_stream<Stream>
+    {
+        detached t = run_last_word_timer(deadline);
+        add_ref();
+        std::move(t).start(last_word_stop_.get_token(), &stream_core::watchdog_ended, this);
+    }
+    /// Ends the last word's timer early (the word went out, or failed).
+    void disarm_last_word() noexcept { last_word_stop_.request_stop(); }
+    /// True if the last word's deadline passed before it went out.
+    [[nodiscard]] bool last_word_expired() const noexcept { return last_word_expired_.load(std::memory_order_relaxed); }
+
     Stream stream;
     const packet_stream_options options;
     // Read side: used by one read_packet() at a time, never by the driver.
@@ -248,17 +300,18 @@ private:
     ~stream_core() = default;
 
     /// The common half of queue_copy() and queue_shared(): `append` puts the
-    /// packet into the queue under the lock; then the driver is owed a wake
-    /// and the kicker deferred, as flush_state's table says.
+    /// packet (charged `charge` bytes) into the queue under the lock; then
+    /// the driver is owed a wake and the kicker deferred, as flush_state's
+    /// table says.
     template <class Append>
-    std::error_code queue_owned(Append append) noexcept
+    std::error_code queue_owned(std::size_t charge, Append append) noexcept
     {
         bool schedule_kick = false;
         std::error_code refused;
         {
             std::lock_guard lock(mutex_);
             if (reason_) return reason_;
-            switch (append()) {
+            switch (append(grace_open(charge))) {
             case send_queue::admission::queued: {
                 const flush_state::copy_wake wake = flush_.copy_queued();
                 // The driver holds the core while it runs; a kick holds it
@@ -279,6 +332,29 @@ private:
         }
         if (schedule_kick) kick_later();
         return {};
+    }
+
+    /// Whether a packet charged `charge` bytes that does not fit under the
+    /// high watermark may still go in, within the grace (mutex_ held). The
+    /// grace starts when the first packet goes over and ends when the driver
+    /// drains the queue back to the watermark.
+    [[nodiscard]] bool grace_open(std::size_t charge) noexcept
+    {
+        const send_queue_limits& l = options.send;
+        if (l.grace_bytes == 0 || l.grace_period.count() <= 0 || queue_.fits_now(charge)) return false;
+        const auto now = clock::now();
+        if (!over_since_) over_since_ = now;
+        return now - *over_since_ < l.grace_period;
+    }
+
+    /// The last word's deadline: closes the stream (which aborts the write in
+    /// flight) unless disarm_last_word() ends the sleep first.
+    detached run_last_word_timer(typename clock::time_point deadline)
+    {
+        auto [ec] = co_await stream.context().sleep_until(deadline);
+        if (ec) co_return;
+        last_word_expired_.store(true, std::memory_order_relaxed);
+        close(make_error_code(errc::timed_out));
     }
 
     /// Runs the kicker after the current completion handler returns, where
@@ -369,7 +445,7 @@ private:
         for (;;) {
             const auto verdict = deadlines.check(clock::now());
             if (verdict.expired) {
-                close(verdict.expired);
+                kick(verdict.expired);
                 co_return;
             }
             auto [ec] = co_await stream.context().sleep_until(verdict.next);
@@ -405,6 +481,7 @@ private:
             {
                 std::lock_guard lock(mutex_);
                 queue_.consume(n, done);
+                if (over_since_ && !queue_.over_watermark()) over_since_.reset(); // the grace ends
                 if (ec) {
                     // The connection is broken (or was closed): every packet
                     // still queued fails with the first reason.
@@ -413,9 +490,13 @@ private:
                         closed_.store(true, std::memory_order_release);
                     }
                     queue_.fail_all(reason_, done);
+                    aborted_ = true;
                 }
             }
-            if (ec) abort_.request_stop(); // a pending read learns it too
+            if (ec) {
+                abort_.request_stop();
+                read_abort_.request_stop(); // a pending read learns it too
+            }
             // NOTE: a resumed writer may destroy the packet_stream; this
             // driver holds its own reference, so the core stays.
             done.resume_all();
@@ -428,9 +509,19 @@ private:
     // Who wakes the driver and the kicker, and when (guarded by mutex_).
     flush_state flush_;
     std::error_code reason_;
+    // Stopped by a limit: the write side stays for a last word (mutex_).
+    bool kicked_ = false;
+    // The transport's operations were asked to stop: close(), or a write
+    // failed (mutex_).
+    bool aborted_ = false;
+    // When the queue went over its high watermark, while in a grace (mutex_).
+    std::optional<typename clock::time_point> over_since_;
     std::atomic<bool> closed_{false};
     std::uint64_t write_calls_ = 0;
     portico::stop_source abort_;
+    portico::stop_source read_abort_;
+    portico::stop_source last_word_stop_;
+    std::atomic<bool> last_word_expired_{false};
     write_coroutine driver_;
     write_coroutine kicker_;
 };

@@ -80,6 +80,7 @@ protected:
         node_.header = other.node_.header;
         node_.header_size = other.node_.header_size;
         node_.size = other.node_.size;
+        node_.last_word = other.node_.last_word;
     }
     /// Destroyed while waiting (its coroutine's frame was destroyed without
     /// being resumed): a packet not yet being written is taken out of the
