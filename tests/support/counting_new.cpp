@@ -1,16 +1,29 @@
-// The global operator new and delete, counting allocations (see
-// heap_counter.hpp). Plain malloc underneath; aligned forms over
-// _aligned_malloc on Windows, aligned_alloc elsewhere.
+// The global operator new and delete, counting allocations and live bytes
+// (see heap_counter.hpp). Plain malloc underneath, with the requested size
+// kept in a prefix so that an unsized delete can subtract it; aligned forms
+// over _aligned_malloc on Windows, aligned_alloc elsewhere.
 #include "support/heap_counter.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <new>
+
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 
 namespace {
 
 std::atomic<std::uint64_t> allocations{0};
 std::atomic<std::size_t> largest{0};
+std::atomic<std::size_t> live{0};
+
+// NOTE: the prefix keeps the alignment malloc gives (that of max_align_t);
+// an aligned allocation uses a prefix of its own alignment.
+constexpr std::size_t prefix = alignof(std::max_align_t);
+static_assert(prefix >= sizeof(std::size_t));
 
 void note_size(std::size_t size) noexcept
 {
@@ -19,40 +32,62 @@ void note_size(std::size_t size) noexcept
     }
 }
 
+void* record(void* block, std::size_t room, std::size_t size) noexcept
+{
+    auto* user = static_cast<std::byte*>(block) + room;
+    ::new (user - sizeof(std::size_t)) std::size_t(size);
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    live.fetch_add(size, std::memory_order_relaxed);
+    note_size(size);
+    return user;
+}
+
+std::byte* forget(void* p, std::size_t room) noexcept
+{
+    auto* user = static_cast<std::byte*>(p);
+    live.fetch_sub(*reinterpret_cast<std::size_t*>(user - sizeof(std::size_t)), std::memory_order_relaxed);
+    return user - room;
+}
+
 void* allocate(std::size_t size)
 {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    note_size(size);
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    if (void* p = std::malloc(prefix + size)) return record(p, prefix, size);
     throw std::bad_alloc();
+}
+
+void release(void* p) noexcept
+{
+    if (p != nullptr) std::free(forget(p, prefix));
 }
 
 void* allocate_aligned(std::size_t size, std::align_val_t alignment)
 {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    note_size(size);
-    const auto a = static_cast<std::size_t>(alignment);
+    const std::size_t room = (std::max)(prefix, static_cast<std::size_t>(alignment));
+    const std::size_t a = static_cast<std::size_t>(alignment);
 #if defined(_WIN32)
-    void* p = ::_aligned_malloc(size == 0 ? 1 : size, a);
+    void* p = ::_aligned_malloc(room + size, a);
 #else
-    void* p = std::aligned_alloc(a, (size + a - 1) / a * a);
+    void* p = std::aligned_alloc(a, (room + size + a - 1) / a * a);
 #endif
     if (p == nullptr) throw std::bad_alloc();
-    return p;
+    return record(p, room, size);
 }
 
-void release_aligned(void* p) noexcept
+void release_aligned(void* p, std::align_val_t alignment) noexcept
 {
+    if (p == nullptr) return;
+    void* block = forget(p, (std::max)(prefix, static_cast<std::size_t>(alignment)));
 #if defined(_WIN32)
-    ::_aligned_free(p);
+    ::_aligned_free(block);
 #else
-    std::free(p);
+    std::free(block);
 #endif
 }
 
 } // namespace
 
 std::uint64_t portico::test::heap_allocations() noexcept { return allocations.load(std::memory_order_relaxed); }
+std::size_t portico::test::live_heap_bytes() noexcept { return live.load(std::memory_order_relaxed); }
 std::size_t portico::test::largest_allocation() noexcept { return largest.load(std::memory_order_relaxed); }
 void portico::test::reset_largest_allocation() noexcept { largest.store(0, std::memory_order_relaxed); }
 
@@ -70,13 +105,13 @@ void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept { ret
 void* operator new(std::size_t size, std::align_val_t alignment) { return allocate_aligned(size, alignment); }
 void* operator new[](std::size_t size, std::align_val_t alignment) { return allocate_aligned(size, alignment); }
 
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release_aligned(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release_aligned(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { release_aligned(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { release_aligned(p); }
+void operator delete(void* p) noexcept { release(p); }
+void operator delete[](void* p) noexcept { release(p); }
+void operator delete(void* p, std::size_t) noexcept { release(p); }
+void operator delete[](void* p, std::size_t) noexcept { release(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
+void operator delete(void* p, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete[](void* p, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete(void* p, std::size_t, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete[](void* p, std::size_t, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
