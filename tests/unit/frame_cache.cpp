@@ -74,6 +74,9 @@ TEST_CASE("frames that ended are kept up to the limit per size, and trimming giv
 #else
     // AddressSanitizer: no cache, every frame goes back to the heap.
     CHECK(portico::frame_cache_bytes() == 0);
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    CHECK(portico::test::live_heap_bytes() == live);
+#endif
 #endif
 }
 
