@@ -14,6 +14,7 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
+#include <portico/frame_cache.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>

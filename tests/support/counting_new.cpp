@@ -1,12 +1,18 @@
 // The global operator new and delete, counting allocations and live bytes
-// (see heap_counter.hpp). Plain malloc underneath; aligned forms over
-// _aligned_malloc on Windows, aligned_alloc elsewhere.
+// (see heap_counter.hpp). Plain malloc underneath, with the requested size
+// kept in a prefix so that an unsized delete can subtract it; aligned forms
+// over _aligned_malloc on Windows, aligned_alloc elsewhere.
 #include "support/heap_counter.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
-#include <cstring>
 #include <new>
+
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 
 namespace {
 
@@ -14,10 +20,10 @@ std::atomic<std::uint64_t> allocations{0};
 std::atomic<std::size_t> largest{0};
 std::atomic<std::size_t> live{0};
 
-// Every block starts with a header that records its size, so that a free
-// knows how many live bytes it returns; aligned blocks keep the size just
-// before the pointer handed out.
-constexpr std::size_t header = 16;
+// NOTE: the prefix keeps the alignment malloc gives (that of max_align_t);
+// an aligned allocation uses a prefix of its own alignment.
+constexpr std::size_t prefix = alignof(std::max_align_t);
+static_assert(prefix >= sizeof(std::size_t));
 
 void note_size(std::size_t size) noexcept
 {
@@ -26,64 +32,64 @@ void note_size(std::size_t size) noexcept
     }
 }
 
+void* record(void* block, std::size_t room, std::size_t size) noexcept
+{
+    auto* user = static_cast<std::byte*>(block) + room;
+    ::new (user - sizeof(std::size_t)) std::size_t(size);
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    live.fetch_add(size, std::memory_order_relaxed);
+    note_size(size);
+    return user;
+}
+
+std::byte* forget(void* p, std::size_t room) noexcept
+{
+    auto* user = static_cast<std::byte*>(p);
+    live.fetch_sub(*reinterpret_cast<std::size_t*>(user - sizeof(std::size_t)), std::memory_order_relaxed);
+    return user - room;
+}
+
 void* allocate(std::size_t size)
 {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    note_size(size);
-    auto* base = static_cast<unsigned char*>(std::malloc(header + size));
-    if (base == nullptr) throw std::bad_alloc();
-    std::memcpy(base, &size, sizeof size);
-    live.fetch_add(size, std::memory_order_relaxed);
-    return base + header;
+    if (void* p = std::malloc(prefix + size)) return record(p, prefix, size);
+    throw std::bad_alloc();
 }
 
 void release(void* p) noexcept
 {
-    if (p == nullptr) return;
-    auto* base = static_cast<unsigned char*>(p) - header;
-    std::size_t size = 0;
-    std::memcpy(&size, base, sizeof size);
-    live.fetch_sub(size, std::memory_order_relaxed);
-    std::free(base);
+    if (p != nullptr) std::free(forget(p, prefix));
 }
 
 void* allocate_aligned(std::size_t size, std::align_val_t alignment)
 {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    note_size(size);
-    const auto a = static_cast<std::size_t>(alignment) < header ? header : static_cast<std::size_t>(alignment);
+    const std::size_t room = (std::max)(prefix, static_cast<std::size_t>(alignment));
+    const std::size_t a = static_cast<std::size_t>(alignment);
 #if defined(_WIN32)
-    auto* base = static_cast<unsigned char*>(::_aligned_malloc(a + size, a));
+    void* p = ::_aligned_malloc(room + size, a);
 #else
-    auto* base = static_cast<unsigned char*>(std::aligned_alloc(a, (a + size + a - 1) / a * a));
+    void* p = std::aligned_alloc(a, (room + size + a - 1) / a * a);
 #endif
-    if (base == nullptr) throw std::bad_alloc();
-    std::memcpy(base + a - sizeof size, &size, sizeof size);
-    live.fetch_add(size, std::memory_order_relaxed);
-    return base + a;
+    if (p == nullptr) throw std::bad_alloc();
+    return record(p, room, size);
 }
 
 void release_aligned(void* p, std::align_val_t alignment) noexcept
 {
     if (p == nullptr) return;
-    const auto a = static_cast<std::size_t>(alignment) < header ? header : static_cast<std::size_t>(alignment);
-    auto* base = static_cast<unsigned char*>(p) - a;
-    std::size_t size = 0;
-    std::memcpy(&size, base + a - sizeof size, sizeof size);
-    live.fetch_sub(size, std::memory_order_relaxed);
+    void* block = forget(p, (std::max)(prefix, static_cast<std::size_t>(alignment)));
 #if defined(_WIN32)
-    ::_aligned_free(base);
+    ::_aligned_free(block);
 #else
-    std::free(base);
+    std::free(block);
 #endif
 }
 
 } // namespace
 
 std::uint64_t portico::test::heap_allocations() noexcept { return allocations.load(std::memory_order_relaxed); }
+std::size_t portico::test::live_heap_bytes() noexcept { return live.load(std::memory_order_relaxed); }
 std::size_t portico::test::largest_allocation() noexcept { return largest.load(std::memory_order_relaxed); }
 void portico::test::reset_largest_allocation() noexcept { largest.store(0, std::memory_order_relaxed); }
-std::size_t portico::test::live_heap_bytes() noexcept { return live.load(std::memory_order_relaxed); }
 
 void* operator new(std::size_t size) { return allocate(size); }
 void* operator new[](std::size_t size) { return allocate(size); }
@@ -105,7 +111,7 @@ void operator delete(void* p, std::size_t) noexcept { release(p); }
 void operator delete[](void* p, std::size_t) noexcept { release(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { release(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t a) noexcept { release_aligned(p, a); }
-void operator delete[](void* p, std::align_val_t a) noexcept { release_aligned(p, a); }
-void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { release_aligned(p, a); }
-void operator delete[](void* p, std::size_t, std::align_val_t a) noexcept { release_aligned(p, a); }
+void operator delete(void* p, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete[](void* p, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete(void* p, std::size_t, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }
+void operator delete[](void* p, std::size_t, std::align_val_t alignment) noexcept { release_aligned(p, alignment); }

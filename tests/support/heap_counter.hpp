@@ -1,6 +1,7 @@
 // Counts heap allocations: the test program that links support/counting_new.cpp
 // replaces the global operator new, so every allocation the process makes
-// through it (portico's, the standard library's, the test's) is counted.
+// through it (portico's, the standard library's, the test's) is counted, and
+// so are the bytes still allocated.
 #pragma once
 
 #include <cstddef>
@@ -11,8 +12,9 @@ namespace portico::test {
 /// operator new calls (every form) made so far by any thread.
 std::uint64_t heap_allocations() noexcept;
 
-/// Bytes allocated through operator new and not yet freed, by any thread
-/// (the sizes asked for; the allocator's own overhead is not counted).
+/// Bytes requested from operator new (every form) and not yet deleted, by
+/// any thread: the live heap of C++ allocations. What the C runtime and the
+/// system allocate directly (Winsock's, Wine's) is not in it.
 std::size_t live_heap_bytes() noexcept;
 
 /// The largest single allocation since the last reset_largest_allocation().

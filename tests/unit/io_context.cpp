@@ -9,9 +9,11 @@
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
+#include "support/heap_counter.hpp"
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include "support/latch.hpp"
 #include <memory>
 #include <string_view>
@@ -161,6 +163,24 @@ TEST_CASE("run() returns at once when stopped with nothing outstanding", "[io_co
     ctx.run(); // and again: stopping is idempotent
     CHECK(ctx.stopped());
     CHECK(ctx.outstanding_work() == 0);
+}
+
+TEST_CASE("run() called again and again takes over the counters of the last one: the context does not grow",
+          "[io_context]")
+{
+    io_context ctx({1});
+    for (int i = 0; i < 10; ++i) ctx.post([] {});
+    ctx.stop();
+    ctx.run();
+    const auto first = ctx.statistics();
+    const std::size_t live = portico::test::live_heap_bytes();
+    for (int i = 0; i < 100; ++i) ctx.run();
+    CHECK(portico::test::live_heap_bytes() == live);
+    // The first run's counts are kept, and every later run's added: each
+    // posts one wake-up as it leaves.
+    const auto later = ctx.statistics();
+    CHECK(later.completions >= first.completions);
+    CHECK(later.posts == first.posts + 100);
 }
 
 PORTICO_CO_TEST_CASE("a post the port refuses is retried, never lost", "[io_context]")

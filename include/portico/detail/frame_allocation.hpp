@@ -49,8 +49,9 @@ namespace detail {
 /// write_all() per message takes their frames from here once the first
 /// messages have made enough of them, never from the heap. Blocks are grouped
 /// by size in 64-byte steps up to 4 KiB (larger frames always use the heap);
-/// each size keeps at most 256 KiB of free blocks, the rest go back to the
-/// heap. Kept blocks live until the process exits.
+/// each size keeps at most limit_per_class() bytes of free blocks (256 KiB
+/// unless set), the rest go back to the heap. Kept blocks live until the
+/// process exits or trim_to() frees them.
 ///
 /// One free list per size, shared by all threads behind a tiny spin lock.
 /// Per-thread lists were tried first and lose: a frame made on the thread
@@ -63,7 +64,8 @@ class frame_cache {
 public:
     static constexpr std::size_t granule = 64;
     static constexpr std::size_t classes = 64; // up to 4 KiB
-    static constexpr std::size_t bytes_per_class = 256 * 1024;
+    /// The limit per size class until set_limit_per_class() changes it.
+    static constexpr std::size_t default_bytes_per_class = 256 * 1024;
 
     /// A block of at least `size` bytes from the cache, or nullptr.
     static void* take(std::size_t size) noexcept
@@ -90,9 +92,11 @@ public:
         const std::size_t c = class_of(size);
         if (c >= classes) return false;
         auto& list = lists()[c];
-        const std::size_t cap = bytes_per_class / ((c + 1) * granule);
         bool kept = false;
         list.lock();
+        // NOTE: read under the lock, so a give() that follows a trim_to()'s
+        // pass over this list sees its new limit.
+        const std::size_t cap = limit().load(std::memory_order_relaxed) / ((c + 1) * granule);
         const unsigned count = list.count.load(std::memory_order_relaxed);
         if (count < cap) {
             list.head = ::new (p) node{list.head};
@@ -108,6 +112,59 @@ public:
     static std::size_t rounded(std::size_t size) noexcept
     {
         return class_of(size) < classes ? (class_of(size) + 1) * granule : size;
+    }
+
+    /// Bytes of the blocks kept now (a snapshot; lists may change meanwhile).
+    static std::size_t cached_bytes() noexcept
+    {
+        std::size_t bytes = 0;
+        for (std::size_t c = 0; c < classes; ++c) {
+            bytes += lists()[c].count.load(std::memory_order_relaxed) * (c + 1) * granule;
+        }
+        return bytes;
+    }
+
+    /// The most bytes of free blocks one size class keeps.
+    static std::size_t limit_per_class() noexcept { return limit().load(std::memory_order_relaxed); }
+
+    /// Sets limit_per_class() and frees, at once, what each list holds
+    /// beyond it. Returns the bytes freed.
+    static std::size_t set_limit_per_class(std::size_t bytes) noexcept
+    {
+        limit().store(bytes, std::memory_order_relaxed);
+        return trim_to(bytes);
+    }
+
+    /// Frees the blocks each list holds beyond `bytes` of them (0: all),
+    /// leaving the limit as it is. Returns the bytes freed.
+    static std::size_t trim_to(std::size_t bytes) noexcept
+    {
+        std::size_t freed = 0;
+        for (std::size_t c = 0; c < classes; ++c) {
+            const std::size_t block = (c + 1) * granule;
+            const std::size_t keep = bytes / block;
+            auto& list = lists()[c];
+            node* excess = nullptr;
+            list.lock();
+            unsigned count = list.count.load(std::memory_order_relaxed);
+            while (count > keep) {
+                node* b = list.head;
+                list.head = b->next;
+                b->next = excess;
+                excess = b;
+                --count;
+            }
+            list.count.store(count, std::memory_order_relaxed);
+            list.unlock();
+            // Freed outside the lock: takers and givers need not wait for the heap.
+            while (excess != nullptr) {
+                node* next = excess->next;
+                ::operator delete(excess);
+                freed += block;
+                excess = next;
+            }
+        }
+        return freed;
     }
 
 private:
@@ -146,6 +203,12 @@ private:
     {
         static std::array<free_list, classes> all;
         return all;
+    }
+
+    static std::atomic<std::size_t>& limit() noexcept
+    {
+        static std::atomic<std::size_t> bytes{default_bytes_per_class};
+        return bytes;
     }
 
     static std::size_t class_of(std::size_t size) noexcept { return (size - 1) / granule; }

@@ -3,10 +3,12 @@
 
 #include <portico/config.hpp>
 
+#include <algorithm>
 #include <cassert>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -29,9 +31,18 @@ struct timer_node {
 
 /// Min-heap on (deadline, sequence). Not thread safe: the owner locks.
 /// Pushing allocates only when the vector grows, so a steady number of
-/// pending timers costs no allocation per timer.
+/// pending timers costs no allocation per timer. Removing gives room back
+/// once the heap has shrunk to a quarter of it (above kept_capacity), so a
+/// storm of timers does not leave its peak behind.
 class timer_heap {
 public:
+    /// Entries (8 bytes each) the heap may keep without trimming: a count
+    /// of pending timers that stays under it never reallocates.
+    static constexpr std::size_t kept_capacity = 1024;
+
+    /// Entries allocated now.
+    [[nodiscard]] std::size_t capacity() const noexcept { return nodes_.capacity(); }
+
     [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
     [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
     [[nodiscard]] timer_node* top() const noexcept { return nodes_.empty() ? nullptr : nodes_.front(); }
@@ -75,10 +86,27 @@ public:
             nodes_.pop_back();
         }
         n->heap_index = timer_node::not_in_heap;
+        if (nodes_.size() <= nodes_.capacity() / 4 && nodes_.capacity() > kept_capacity) trim();
         return true;
     }
 
 private:
+    /// Reallocates to twice the size (at least kept_capacity): room stays
+    /// under 4x the pending timers (or kept_capacity), and it takes the
+    /// count doubling or halving again to reallocate again. Keeps the
+    /// larger vector if the smaller cannot be had.
+    void trim() noexcept
+    {
+        try {
+            std::vector<timer_node*> smaller;
+            smaller.reserve((std::max)(kept_capacity, 2 * nodes_.size()));
+            smaller.assign(nodes_.begin(), nodes_.end());
+            nodes_.swap(smaller);
+        } catch (const std::bad_alloc&) {
+            // NOTE: nothing lost: the heap is unchanged, only larger than it needs.
+        }
+    }
+
     static bool less(const timer_node* a, const timer_node* b) noexcept
     {
         if (a->deadline != b->deadline) return a->deadline < b->deadline;

@@ -2,6 +2,7 @@
 
 #include "support/catch.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <random>
@@ -78,4 +79,48 @@ TEST_CASE("timer_heap matches a reference model under random push and erase", "[
         heap.pop();
     }
     CHECK(heap.empty());
+}
+
+TEST_CASE("timer_heap: a storm of timers does not leave its peak behind", "[timer_heap]")
+{
+    std::vector<timer_node> nodes(20'000);
+    std::mt19937 random(9);
+    timer_heap heap;
+    for (auto& n : nodes) {
+        n.deadline = clock_type::time_point{} + std::chrono::microseconds(random() % 1'000'000);
+        heap.push(&n);
+    }
+    CHECK(heap.capacity() >= nodes.size());
+    // Cancelled in random order down to 100 pending.
+    std::vector<timer_node*> order;
+    for (auto& n : nodes) order.push_back(&n);
+    std::shuffle(order.begin(), order.end(), random);
+    std::size_t erased = 0;
+    for (std::size_t i = 0; i + 100 < order.size(); ++i) erased += heap.erase(order[i]) ? 1 : 0;
+    CHECK(erased == nodes.size() - 100);
+    CHECK(heap.size() == 100);
+    CHECK(heap.capacity() <= timer_heap::kept_capacity);
+    // What is left still pops in deadline order.
+    auto last = clock_type::time_point::min();
+    std::size_t out_of_order = 0;
+    while (!heap.empty()) {
+        const timer_node* n = heap.pop();
+        out_of_order += n->deadline < last ? 1 : 0;
+        last = n->deadline;
+    }
+    CHECK(out_of_order == 0);
+}
+
+TEST_CASE("timer_heap: a count of timers that stays under kept_capacity never reallocates", "[timer_heap]")
+{
+    std::vector<timer_node> nodes(timer_heap::kept_capacity);
+    timer_heap heap;
+    for (auto& n : nodes) heap.push(&n);
+    const std::size_t capacity = heap.capacity();
+    for (int round = 0; round < 3; ++round) {
+        while (!heap.empty()) heap.pop();
+        CHECK(heap.capacity() == capacity);
+        for (auto& n : nodes) heap.push(&n);
+        CHECK(heap.capacity() == capacity);
+    }
 }

@@ -2,12 +2,15 @@
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
+#include "support/heap_counter.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <span>
 #include <vector>
 
 using portico::byte_order;
@@ -194,4 +197,63 @@ TEST_CASE("a hostile size is refused as soon as the header is complete, before a
         }
         CHECK(ring.capacity() == 32); // nothing was allocated for it
     }
+}
+
+TEST_CASE("a ring grown for a large packet holds only its initial storage again once the packet is consumed",
+          "[receive_ring]")
+{
+    const packet_format f;
+    std::vector<std::byte> stream;
+    std::vector<sent_packet> sent;
+    for (std::size_t size : {std::size_t{10}, std::size_t{3000}}) {
+        sent_packet p{static_cast<std::uint32_t>(size), std::vector<std::byte>(size)};
+        for (std::size_t b = 0; b < size; ++b) p.body[b] = static_cast<std::byte>(b * 7 + size);
+        std::byte header[8];
+        auto [ec, n] = portico::encode_header(f, p.type, size, header);
+        REQUIRE_FALSE(ec);
+        stream.insert(stream.end(), header, header + n);
+        stream.insert(stream.end(), p.body.begin(), p.body.end());
+        sent.push_back(std::move(p));
+    }
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    const std::size_t live_before = portico::test::live_heap_bytes();
+#endif
+    receive_ring ring(256);
+    CHECK(ring.storage_bytes() == 2 * 256);
+    std::size_t fed = 0;
+    const auto feed = [&] {
+        std::array<portico::mutable_buffer, 2> regions;
+        const std::size_t put = portico::test::copy_into(ring.prepare(regions), std::span(stream).subspan(fed));
+        ring.commit(put);
+        fed += put;
+    };
+    // The small packet and the start of the large one.
+    feed();
+    auto [small_ec, small] = portico::detail::next_packet(f, ring);
+    REQUIRE(small);
+    CHECK(std::vector<std::byte>(small->body.begin(), small->body.end()) == sent[0].body);
+    ring.consume(portico::detail::packet_size(f, *small));
+    // The large packet's header grows the ring, beside its initial storage,
+    // keeping the bytes already received.
+    auto [partial_ec, partial] = portico::detail::next_packet(f, ring);
+    CHECK_FALSE(partial);
+    CHECK(ring.capacity() == 3004);
+    CHECK(ring.storage_bytes() == 2 * 256 + 2 * 3004);
+    while (fed < stream.size()) feed();
+    auto [large_ec, large] = portico::detail::next_packet(f, ring);
+    REQUIRE(large);
+    CHECK(std::vector<std::byte>(large->body.begin(), large->body.end()) == sent[1].body);
+    // Consumed, the ring is empty: back on its initial storage, the grown
+    // one freed.
+    ring.consume(portico::detail::packet_size(f, *large));
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    const std::size_t live_after = portico::test::live_heap_bytes();
+#endif
+    CHECK(ring.size() == 0);
+    CHECK(ring.capacity() == 256);
+    CHECK(ring.initial_capacity() == 256);
+    CHECK(ring.storage_bytes() == 2 * 256);
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    CHECK(live_after - live_before == 2 * 256);
+#endif
 }

@@ -69,10 +69,15 @@ inline bool providers_have_ifs_handles()
 #pragma warning(disable : 4324) // padded to a cache line on purpose (alignas)
 #endif
 /// One pool thread's counters. Only that thread writes them (plain
-/// load + store, no locked instruction); statistics() reads them all.
+/// load + store, no locked instruction); statistics() reads them all. A
+/// block outlives its run() call with its counts, and the next run() takes
+/// it over: a context holds as many blocks as threads were ever in run() at
+/// once.
 struct alignas(64) stat_block {
     std::array<std::atomic<std::uint64_t>, static_cast<unsigned>(counter::count_)> values{};
     std::atomic<std::uint64_t> max_batch{0};
+    /// A thread is in run() with it (guarded by the scheduler's blocks_mutex_).
+    bool in_use = false;
 };
 #if defined(_MSC_VER)
 #pragma warning(pop)
@@ -157,18 +162,18 @@ public:
     /// has been called and no work is outstanding.
     void run()
     {
-        stat_block* stats = nullptr;
-        {
-            std::lock_guard lock(blocks_mutex_);
-            stats = &blocks_.emplace_front();
-        }
+        stat_block* stats = take_stat_block();
         thread_state self{this, stats, current_thread_state};
         // Room for the usual handful, so deferring does not allocate.
         self.deferred.reserve(16);
         current_thread_state = &self;
         struct restore {
             thread_state& self;
-            ~restore() { current_thread_state = self.outer; }
+            ~restore()
+            {
+                current_thread_state = self.outer;
+                self.owner->return_stat_block(*self.stats);
+            }
         } restore_on_exit{self};
 
         auto entries = std::make_unique<OVERLAPPED_ENTRY[]>(batch_size_);
@@ -348,6 +353,23 @@ private:
                                     "CreateIoCompletionPort");
         }
         return port;
+    }
+
+    /// A block of counters for a thread entering run(): one a thread that
+    /// left run() gave back, else a new one.
+    stat_block* take_stat_block()
+    {
+        std::lock_guard lock(blocks_mutex_);
+        auto free = std::find_if(blocks_.begin(), blocks_.end(), [](const stat_block& b) { return !b.in_use; });
+        stat_block& b = free != blocks_.end() ? *free : blocks_.emplace_front();
+        b.in_use = true;
+        return &b;
+    }
+
+    void return_stat_block(stat_block& b) noexcept
+    {
+        std::lock_guard lock(blocks_mutex_);
+        b.in_use = false;
     }
 
     static void bump(stat_block& b, counter c, std::uint64_t n) noexcept

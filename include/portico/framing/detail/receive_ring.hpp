@@ -31,17 +31,30 @@ namespace detail {
 /// view's size.
 ///
 /// Storage is twice the capacity (ring + mirror), allocated by the
-/// constructor and by grow(), never otherwise.
+/// constructor and by grow(), never otherwise. The initial storage is kept
+/// for the ring's whole life; grown storage is freed as soon as the ring
+/// holds no unread byte, and the ring is back on its initial storage (so a
+/// stream that once received a large packet does not keep its room while
+/// it idles; docs/design/memory.md).
 /// Thread safety: none; one reader at a time.
 class receive_ring {
 public:
     /// A ring of `capacity` bytes (at least 1).
     explicit receive_ring(std::size_t capacity)
-        : capacity_(capacity == 0 ? 1 : capacity), storage_(std::make_unique<std::byte[]>(2 * capacity_))
+        : initial_capacity_(capacity == 0 ? 1 : capacity), capacity_(initial_capacity_),
+          initial_storage_(std::make_unique<std::byte[]>(2 * initial_capacity_)), storage_(initial_storage_.get())
     {}
 
-    /// Bytes the ring can hold.
+    /// Bytes the ring can hold now.
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    /// Bytes the ring holds when not grown: the constructor's capacity.
+    [[nodiscard]] std::size_t initial_capacity() const noexcept { return initial_capacity_; }
+    /// Bytes of storage the ring owns: the initial ring and mirror, plus
+    /// the grown ones while a large packet needs them.
+    [[nodiscard]] std::size_t storage_bytes() const noexcept
+    {
+        return 2 * initial_capacity_ + (grown_storage_ != nullptr ? 2 * capacity_ : 0);
+    }
     /// Unread bytes.
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     /// Bytes that can still be received.
@@ -57,10 +70,10 @@ public:
         std::size_t left = free_space();
         if (left != 0) {
             const std::size_t first = (std::min)(left, capacity_ - tail);
-            out[count++] = mutable_buffer(storage_.get() + tail, first);
+            out[count++] = mutable_buffer(storage_ + tail, first);
             left -= first;
         }
-        if (left != 0) out[count++] = mutable_buffer(storage_.get(), left);
+        if (left != 0) out[count++] = mutable_buffer(storage_, left);
         return std::span(out.data(), count);
     }
 
@@ -82,10 +95,10 @@ public:
         if (n > to_end) {
             // NOTE: the mirror zone starts right after the ring, so copying
             // the wrapped bytes there extends the run that starts at head_.
-            std::memcpy(storage_.get() + capacity_, storage_.get(), n - to_end);
+            std::memcpy(storage_ + capacity_, storage_, n - to_end);
             ++copies_;
         }
-        return std::span<const std::byte>(storage_.get() + head_, n);
+        return std::span<const std::byte>(storage_ + head_, n);
     }
 
     /// Copies the first dst.size() unread bytes (<= size()) into `dst`,
@@ -94,17 +107,29 @@ public:
     {
         assert(dst.size() <= size_);
         const std::size_t first = (std::min)(dst.size(), capacity_ - head_);
-        std::memcpy(dst.data(), storage_.get() + head_, first);
-        std::memcpy(dst.data() + first, storage_.get(), dst.size() - first);
+        std::memcpy(dst.data(), storage_ + head_, first);
+        std::memcpy(dst.data() + first, storage_, dst.size() - first);
     }
 
-    /// Drops the first `n` unread bytes (n <= size()).
+    /// Drops the first `n` unread bytes (n <= size()). Once none is left,
+    /// a grown ring frees its grown storage and goes back to its initial
+    /// storage and capacity (no allocation).
     void consume(std::size_t n) noexcept
     {
         assert(n <= size_);
         head_ = (head_ + n) % capacity_;
         size_ -= n;
-        if (size_ == 0) head_ = 0; // the next read gets one contiguous region
+        if (size_ != 0) return;
+        head_ = 0; // the next read gets one contiguous region
+        if (grown_storage_ != nullptr) {
+            // NOTE: the only moment the grown storage can go without a copy.
+            // A stream whose large packets arrive one at a time, each after
+            // the ring emptied, allocates per large packet: a receive_buffer
+            // that fits them avoids it.
+            storage_ = initial_storage_.get();
+            capacity_ = initial_capacity_;
+            grown_storage_.reset();
+        }
     }
 
     /// Makes the ring hold at least `capacity` bytes, keeping the unread
@@ -116,7 +141,8 @@ public:
         auto bigger = std::make_unique<std::byte[]>(2 * capacity);
         const std::span<const std::byte> unread = peek(size_);
         std::memcpy(bigger.get(), unread.data(), unread.size());
-        storage_ = std::move(bigger);
+        grown_storage_ = std::move(bigger);
+        storage_ = grown_storage_.get();
         capacity_ = capacity;
         head_ = 0;
     }
@@ -126,8 +152,13 @@ public:
     [[nodiscard]] std::uint64_t wrap_copies() const noexcept { return copies_; }
 
 private:
+    std::size_t initial_capacity_;
     std::size_t capacity_;
-    std::unique_ptr<std::byte[]> storage_;
+    std::unique_ptr<std::byte[]> initial_storage_;
+    // Larger storage while a packet needs it; freed when the ring empties.
+    std::unique_ptr<std::byte[]> grown_storage_;
+    // The storage in use: one of the two above.
+    std::byte* storage_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     std::uint64_t copies_ = 0;
