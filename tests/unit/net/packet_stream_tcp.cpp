@@ -1,6 +1,7 @@
 // packet_stream over a real tcp_socket (the mock-stream tests are in
 // unit/framing/packet_stream.cpp and packet_stream_write.cpp).
 #include <portico/framing/packet_stream.hpp>
+#include <portico/framing/shared_packet.hpp>
 #include <portico/net/tcp_socket.hpp>
 
 #include <portico/coro/task.hpp>
@@ -20,6 +21,8 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -639,4 +642,59 @@ PORTICO_IO_TEST_CASE("after stop(), a stream's idle timeout still trips during t
     auto [ec, p] = co_await ps.read_packet();
     CHECK(ec == errc::idle_timeout);
     CHECK(ps.is_closed());
+}
+
+PORTICO_IO_TEST_CASE("a flooder over tcp is told why with close_with, reads the notice, then the end of the stream",
+                     "[packet_stream_tcp][last_word]")
+{
+    auto [client, server] = co_await portico::test::connected_pair(ctx);
+    packet_stream<tcp_socket> flooder(std::move(client));
+    packet_stream<tcp_socket> ps(std::move(server), {.max_packets_per_second = 20});
+    for (std::uint32_t i = 0; i < 100; ++i) REQUIRE_FALSE(flooder.queue_packet(1, std::string_view("spam")));
+    std::error_code read_ec;
+    for (;;) {
+        auto [ec, p] = co_await ps.read_packet();
+        if (ec) {
+            read_ec = ec;
+            break;
+        }
+    }
+    CHECK(read_ec == errc::rate_limited);
+    auto [made_ec, notice] = portico::shared_packet::make(packet_format{}, 99, std::string_view("kicked: flooding"));
+    REQUIRE_FALSE(made_ec);
+    auto [said] = co_await ps.close_with(notice, 2s);
+    CHECK_FALSE(said);
+    CHECK(ps.close_reason() == errc::rate_limited);
+    auto [ec, last] = co_await flooder.read_packet();
+    REQUIRE_FALSE(ec);
+    CHECK(last.type == 99);
+    CHECK(std::string_view(reinterpret_cast<const char*>(last.body.data()), last.body.size()) == "kicked: flooding");
+    auto [end, none] = co_await flooder.read_packet();
+    CHECK(end == errc::eof);
+}
+
+PORTICO_IO_TEST_CASE("queue_packet(shared) over tcp: one packet made, queued to 20 streams, read whole by each",
+                     "[packet_stream_tcp][shared]")
+{
+    constexpr int members = 20, lines = 50;
+    std::vector<packet_stream<tcp_socket>> senders, readers;
+    for (int i = 0; i < members; ++i) {
+        auto [client, server] = co_await portico::test::connected_pair(ctx);
+        senders.emplace_back(std::move(server));
+        readers.emplace_back(std::move(client));
+    }
+    co_await ctx.schedule(); // on a pool thread: the flush is deferred to the end of this turn
+    for (std::uint32_t line = 0; line < lines; ++line) {
+        auto [ec, p] = portico::shared_packet::make(packet_format{}, line, std::string(100 + line, 'a'));
+        REQUIRE_FALSE(ec);
+        for (auto& s : senders) REQUIRE_FALSE(s.queue_packet(p));
+    }
+    for (auto& r : readers) {
+        for (std::uint32_t line = 0; line < lines; ++line) {
+            auto [ec, p] = co_await r.read_packet();
+            REQUIRE_FALSE(ec);
+            CHECK(p.type == line);
+            CHECK(p.body.size() == 100 + line);
+        }
+    }
 }
