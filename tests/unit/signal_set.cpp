@@ -3,6 +3,7 @@
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
 #include <portico/deadline.hpp>
+#include <portico/detail/win/windows.hpp>
 #include <portico/stop_token.hpp>
 #include <portico/thread_pool.hpp>
 
@@ -11,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <initializer_list>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -56,6 +58,38 @@ raised raise_signal(signal_event event, std::chrono::milliseconds grace = 10s)
     return r;
 }
 
+/// Raises `event` after `limit` unless dismissed first (by its end): a
+/// bound that turns a hang into a failed check.
+class raise_after {
+public:
+    raise_after(signal_event event, std::chrono::milliseconds limit)
+        : dismissed_(::CreateEventW(nullptr, TRUE, FALSE, nullptr)), thread_([this, event, limit] {
+              if (::WaitForSingleObject(dismissed_, static_cast<DWORD>(limit.count())) == WAIT_TIMEOUT) {
+                  (void)registry::instance().dispatch(event, 0ms);
+              }
+          })
+    {}
+    raise_after(const raise_after&) = delete;
+    raise_after& operator=(const raise_after&) = delete;
+    ~raise_after()
+    {
+        ::SetEvent(dismissed_);
+        thread_.join();
+        ::CloseHandle(dismissed_);
+    }
+
+private:
+    HANDLE dismissed_;
+    std::thread thread_;
+};
+
+/// The next event of `signals`, or timed_out after 10 s: a test whose event
+/// never comes fails instead of hanging.
+task<io_result<signal_event>> next_event(io_context& ctx, signal_set& signals)
+{
+    co_return co_await portico::with_timeout(ctx, 10s, signals.wait());
+}
+
 /// What a wait yielded, and where the coroutine was when it resumed.
 struct woken {
     io_result<signal_event> result;
@@ -65,7 +99,7 @@ struct woken {
 
 task<woken> wait_for(io_context& ctx, signal_set& signals)
 {
-    auto result = co_await signals.wait();
+    auto result = co_await next_event(ctx, signals);
     co_return woken{result, std::this_thread::get_id(), ctx.running_in_this_thread()};
 }
 
@@ -90,7 +124,7 @@ PORTICO_CO_TEST_CASE("an event raised while nobody waits is remembered for the n
 {
     signal_set signals(ctx, {signal_event::interrupt, signal_event::quit});
     CHECK(raise_signal(signal_event::quit).handled);
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::quit);
 }
@@ -101,9 +135,9 @@ PORTICO_CO_TEST_CASE("remembered events are all delivered, one per wait, interru
     CHECK(raise_signal(signal_event::quit).handled);
     CHECK(raise_signal(signal_event::interrupt).handled);
     CHECK(raise_signal(signal_event::interrupt).handled);
-    auto [ec1, first] = co_await signals.wait();
-    auto [ec2, second] = co_await signals.wait();
-    auto [ec3, third] = co_await signals.wait();
+    auto [ec1, first] = co_await next_event(ctx, signals);
+    auto [ec2, second] = co_await next_event(ctx, signals);
+    auto [ec3, third] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec1);
     CHECK_FALSE(ec2);
     CHECK_FALSE(ec3);
@@ -129,8 +163,8 @@ PORTICO_CO_TEST_CASE("every set that selects an event gets it", "[signal_set]")
     CHECK_FALSE(got_b.result.error());
     // Neither waiting: both remember it.
     CHECK(raise_signal(signal_event::interrupt).handled);
-    auto [ec_a, event_a] = co_await a.wait();
-    auto [ec_b, event_b] = co_await b.wait();
+    auto [ec_a, event_a] = co_await next_event(ctx, a);
+    auto [ec_b, event_b] = co_await next_event(ctx, b);
     CHECK_FALSE(ec_a);
     CHECK_FALSE(ec_b);
     CHECK(event_a == signal_event::interrupt);
@@ -148,7 +182,7 @@ PORTICO_CO_TEST_CASE("an event a set does not select is not delivered to it", "[
     CHECK(ec == errc::timed_out);
     // Not remembered either: the next wait gets the next selected event.
     CHECK(raise_signal(signal_event::interrupt).handled);
-    auto [ec2, event] = co_await signals.wait();
+    auto [ec2, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec2);
     CHECK(event == signal_event::interrupt);
 }
@@ -167,7 +201,7 @@ PORTICO_CO_TEST_CASE("add and remove change the selection; remove forgets rememb
     CHECK_FALSE(signals.contains(signal_event::interrupt));
     CHECK_FALSE(raise_signal(signal_event::interrupt).handled);
     // The interrupt remembered before remove() is gone; quit is still there.
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::quit);
     auto [late, none] = co_await portico::with_timeout(ctx, 30ms, signals.wait());
@@ -190,7 +224,7 @@ PORTICO_CO_TEST_CASE("a stop request cancels a pending wait; a later event goes 
     CHECK(got.on_pool);
     // The cancelled wait took nothing: the next event goes to the next wait.
     CHECK(raise_signal(signal_event::interrupt).handled);
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::interrupt);
 }
@@ -206,7 +240,7 @@ PORTICO_CO_TEST_CASE("a wait whose stop was requested before it began ends at on
     auto got = co_await std::move(stopped);
     CHECK(got.result.error() == errc::operation_aborted);
     // The remembered event is still there.
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::interrupt);
 }
@@ -225,7 +259,7 @@ PORTICO_CO_TEST_CASE("cancel() aborts the pending waits only", "[signal_set]")
     // Later waits work, and an event remembered before cancel() survives it.
     CHECK(raise_signal(signal_event::interrupt).handled);
     signals.cancel();
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::interrupt);
 }
@@ -255,7 +289,7 @@ PORTICO_CO_TEST_CASE("a set destroyed with no wait pending unregisters; other se
     CHECK_FALSE(raise_signal(signal_event::interrupt).handled);
     // ... and the surviving set still gets quit.
     CHECK(raise_signal(signal_event::quit).handled);
-    auto [ec, event] = co_await kept.wait();
+    auto [ec, event] = co_await next_event(ctx, kept);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::quit);
 }
@@ -269,7 +303,7 @@ PORTICO_CO_TEST_CASE("a moved-from set waits with bad_state; the moved-to set ca
     CHECK_FALSE(first.contains(signal_event::interrupt));
     CHECK(second.contains(signal_event::interrupt));
     CHECK(raise_signal(signal_event::interrupt).handled);
-    auto [ec, event] = co_await second.wait();
+    auto [ec, event] = co_await next_event(ctx, second);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::interrupt);
     // Move assignment ends the target's own selection.
@@ -294,6 +328,9 @@ PORTICO_CO_TEST_CASE("stopping the context aborts pending and later waits; event
             out = co_await s.wait();
         }(signals, seen);
         waiting.handle().resume();
+        // If stop() did not end the wait, an interrupt does after 10 s, and
+        // the check below fails instead of the drain hanging.
+        const raise_after bound(signal_event::interrupt, 10s);
         inner.stop();
         pool.join();
     }
@@ -303,7 +340,7 @@ PORTICO_CO_TEST_CASE("stopping the context aborts pending and later waits; event
     // Still selected: the process is not ended by it ...
     CHECK(raise_signal(signal_event::interrupt).handled);
     // ... but nothing can wait for it on a stopped context.
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK(ec == errc::operation_aborted);
 }
 
@@ -318,7 +355,7 @@ PORTICO_CO_TEST_CASE("after hangup, the handler holds the process until the set 
         r.held = std::chrono::steady_clock::now() - start;
         returned = true;
     });
-    auto [ec, event] = co_await signals->wait();
+    auto [ec, event] = co_await next_event(ctx, *signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::hangup);
     // The set selecting hangup exists: the handler cannot have returned
@@ -333,14 +370,18 @@ PORTICO_CO_TEST_CASE("after hangup, the handler holds the process until the set 
 PORTICO_CO_TEST_CASE("after terminate, removing the event lets the handler go", "[signal_set]")
 {
     signal_set signals(ctx, {signal_event::terminate, signal_event::interrupt});
+    std::atomic<bool> returned{false};
     raised r;
     std::thread system([&] {
         const auto start = std::chrono::steady_clock::now();
         r.handled = registry::instance().dispatch(signal_event::terminate, 10s);
         r.held = std::chrono::steady_clock::now() - start;
+        returned = true;
     });
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
+    CHECK_FALSE(ec);
     CHECK(event == signal_event::terminate);
+    CHECK_FALSE(returned);
     signals.remove(signal_event::terminate);
     system.join();
     CHECK(r.handled);
@@ -355,7 +396,7 @@ PORTICO_CO_TEST_CASE("the handler's hold after hangup is bounded", "[signal_set]
     CHECK(r.handled);
     CHECK(r.held >= 100ms);
     CHECK(r.held < 5s);
-    auto [ec, event] = co_await signals.wait();
+    auto [ec, event] = co_await next_event(ctx, signals);
     CHECK_FALSE(ec);
     CHECK(event == signal_event::hangup);
 }
