@@ -33,8 +33,9 @@ enum class signal_event : unsigned char {
     /// Manager); SIGHUP, the terminal went away.
     hangup,
     /// The user is logging off or the system is shutting down; SIGTERM.
-    /// Windows sends it to services and to console programs that have not
-    /// loaded user32.dll; other programs are simply ended.
+    /// Windows sends it to services and to console programs that have
+    /// loaded neither user32.dll nor gdi32.dll; other programs are simply
+    /// ended.
     terminate,
 };
 

@@ -173,12 +173,12 @@ private:
 ///
 /// hangup and terminate are different: Windows ends the process soon after
 /// delivering them, whatever it answers (a few seconds after a console
-/// close). portico holds the process for as long as at least one set that
-/// selects the event exists, at most 20 seconds: keep the set alive until
-/// the shutdown is done (declare it right after the io_context in main), and
-/// once the last one is destroyed Windows ends the process, so code after
-/// that point may not run. A program that returns from main meanwhile exits
-/// normally. See docs/design/shutdown.md.
+/// close). portico holds the process for as long as at least one set still
+/// selects the event (until destroyed, or until remove()), at most 20
+/// seconds: keep the set alive until the shutdown is done (declare it right
+/// after the io_context in main). Once the last one lets go, Windows ends
+/// the process, so code after that point may not run. A program that
+/// returns from main meanwhile exits normally. See docs/design/shutdown.md.
 ///
 /// The context. A pending wait counts as the context's outstanding work. Its
 /// stop() ends pending waits with operation_aborted, and every later

@@ -39,10 +39,11 @@ inline std::optional<signal_event> to_signal_event(DWORD type) noexcept
 /// declines it, and Windows' default handling (ending the process) applies,
 /// as if it were not there.
 ///
-/// Why never removed: Windows runs the handlers with its console lock held,
-/// and SetConsoleCtrlHandler takes the same lock, so removing the handler
-/// while an event is being handled (the handler waits for the program after
-/// hangup and terminate) would wait as long as the handler does.
+/// Why never removed: Wine runs the handlers with its console lock held, and
+/// SetConsoleCtrlHandler takes the same lock (nothing documents that Windows
+/// does otherwise), so removing the handler while an event is being handled
+/// (the handler waits for the program after hangup and terminate) would wait
+/// as long as the handler does.
 ///
 /// Thread safety: every member may be called from any thread.
 class signal_registry {
