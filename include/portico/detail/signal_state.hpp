@@ -113,16 +113,16 @@ public:
     /// later wait too. Remembered events are kept.
     void abort_waiters(bool close) noexcept
     {
-        waiter_list aborted;
-        {
-            std::lock_guard lock(mutex_);
-            if (close) closed_ = true;
-            aborted = std::move(waiters_);
+        // NOTE: finished under the lock, not moved to a local list first: a
+        // canceller's unlink() asks contains(), which only sees whether the
+        // node is linked in *a* list, so a waiter in a local list would look
+        // queued and be unlinked (and finished) twice.
+        std::lock_guard lock(mutex_);
+        if (close) closed_ = true;
+        while (signal_waiter* w = waiters_.pop_front()) {
+            w->error = make_error_code(errc::operation_aborted);
+            finish(*w);
         }
-        aborted.drain([this](signal_waiter& w) {
-            w.error = make_error_code(errc::operation_aborted);
-            finish(w);
-        });
     }
 
     /// wait() on a coroutine: takes a remembered event or the closed state's
