@@ -246,6 +246,15 @@ task<> serve(io_context& ctx, server_state& state)
     co_await sessions.join();
 }
 
+// Ctrl+C, Ctrl+Break or closing the console window stops the context (the
+// wait resumes on a pool thread). If the server stops for another reason
+// (the session limit), stop() ends the wait with operation_aborted instead.
+task<> stop_on_signal(io_context& ctx, portico::signal_set& signals)
+{
+    auto [ec, event] = co_await signals.wait();
+    if (!ec) ctx.stop();
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -270,8 +279,9 @@ int main(int argc, char** argv)
     }
     std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
 
-    // stop() may be called from any thread, the console handler's included.
-    example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
+    using portico::signal_event;
+    portico::signal_set signals(ctx, {signal_event::interrupt, signal_event::quit, signal_event::hangup});
+    ctx.spawn(stop_on_signal(ctx, signals));
     room chat_room;
     server_state state{acceptor, chat_room, limit, std::chrono::seconds(join_timeout)};
     {

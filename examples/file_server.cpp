@@ -384,6 +384,15 @@ task<> serve(io_context& ctx, server_state& state)
     co_await sessions.join();
 }
 
+// Ctrl+C, Ctrl+Break or closing the console window stops the context (the
+// wait resumes on a pool thread). If the server stops for another reason
+// (the session limit), stop() ends the wait with operation_aborted instead.
+task<> stop_on_signal(io_context& ctx, portico::signal_set& signals)
+{
+    auto [ec, event] = co_await signals.wait();
+    if (!ec) ctx.stop();
+}
+
 constexpr const char* usage =
     "usage: file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] [--sessions N]\n"
     "                   [--max-size BYTES] [--request-timeout SECONDS] [--stall-timeout SECONDS]\n"
@@ -445,8 +454,9 @@ int main(int argc, char** argv)
     }
     std::printf("listening on %s\n", acceptor.local_endpoint().value().to_string().c_str());
 
-    // stop() may be called from any thread, the console handler's included.
-    example::ctrl_c_handler stop_on_ctrl_c([&ctx] { ctx.stop(); });
+    using portico::signal_event;
+    portico::signal_set signals(ctx, {signal_event::interrupt, signal_event::quit, signal_event::hangup});
+    ctx.spawn(stop_on_signal(ctx, signals));
     server_state state{acceptor, dir, limit, max_size, request_timeout, stall_timeout};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);

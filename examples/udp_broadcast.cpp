@@ -95,9 +95,14 @@ task<portico::io_result<endpoint>> destination(io_context& ctx, std::string host
 }
 // snippet-end: resolve
 
-// Ctrl+C: the pending receive (or sleep) is cancelled through its stop
-// token, from the console handler's thread.
-portico::stop_source interrupted;
+// Ctrl+C, Ctrl+Break or closing the console window: the pending receive
+// (or sleep) is cancelled through its stop token. If the program ends for
+// another reason, the context's stop() ends the wait instead.
+task<> cancel_on_signal(portico::signal_set& signals, portico::stop_source& interrupted)
+{
+    auto [ec, event] = co_await signals.wait();
+    if (!ec) interrupted.request_stop();
+}
 
 bool has_word(int argc, char** argv, std::string_view word)
 {
@@ -143,7 +148,10 @@ int main(int argc, char** argv)
     const std::chrono::milliseconds interval(std::atoi(example::option(argc, argv, "--interval-ms", "500")));
 
     int status = 0;
-    example::ctrl_c_handler stop_on_ctrl_c([] { interrupted.request_stop(); });
+    using portico::signal_event;
+    portico::signal_set signals(ctx, {signal_event::interrupt, signal_event::quit, signal_event::hangup});
+    portico::stop_source interrupted;
+    ctx.spawn(cancel_on_signal(signals, interrupted));
     {
         portico::thread_pool pool(ctx, 1);
         if (!listener) {

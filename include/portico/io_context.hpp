@@ -177,12 +177,12 @@ private:
 /// Lifetime: run() keeps serving until stop() is called *and* every
 /// outstanding operation has completed (the drain). stop() requests the
 /// context's stop token, so spawned coroutines (which observe it) see their
-/// operations cancelled and unwind, and acceptors close. Everything else
-/// keeps working during the drain, timers included: a shutdown that tells
-/// every client goodbye can bound its wait with with_timeout, and
-/// packet_stream's timeouts still trip (docs/design/shutdown.md). A stopped
-/// context cannot be restarted. Destroy the context only after every run()
-/// has returned.
+/// operations cancelled and unwind, acceptors close, and signal_set waits
+/// end. Everything else keeps working during the drain, timers included: a
+/// shutdown that tells every client goodbye can bound its wait with
+/// with_timeout, and packet_stream's timeouts still trip
+/// (docs/design/shutdown.md). A stopped context cannot be restarted. Destroy
+/// the context only after every run() has returned.
 ///
 /// Thread safety: all members may be called from any thread, unless noted.
 class io_context {
@@ -230,9 +230,9 @@ public:
     void run() { scheduler_.run(); }
 
     /// Begins shutdown: requests the context's stop token (what observes it
-    /// is cancelled: spawned work, acceptors), and run() returns once the
-    /// outstanding count drains to zero. Timers and sockets not tied to the
-    /// token keep working meanwhile. Idempotent; callable from any thread,
+    /// is cancelled: spawned work, acceptors, signal_set waits), and run()
+    /// returns once the outstanding count drains to zero. Timers and sockets
+    /// not tied to the token keep working meanwhile. Idempotent; callable from any thread,
     /// including a pool thread.
     void stop() noexcept
     {

@@ -26,6 +26,7 @@
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>
+#include <portico/signal_event.hpp>
 
 #if !PORTICO_BACKEND_NONE
 #include <portico/io_context.hpp>
@@ -33,6 +34,7 @@
 #include <portico/net/tcp_acceptor.hpp>
 #include <portico/net/tcp_socket.hpp>
 #include <portico/net/udp_socket.hpp>
+#include <portico/signal_set.hpp>
 #include <portico/thread_pool.hpp>
 #include <portico/deadline.hpp>
 #endif

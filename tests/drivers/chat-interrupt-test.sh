@@ -51,6 +51,8 @@ wait_exit() {
 }
 
 # wine-run.sh execs Wine: the PID is the Windows process, so the signal reaches it.
+# Created before the server starts, so the poll below never reads a missing file.
+: >"$work/server.out"
 bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" --port 0 >"$work/server.out" 2>&1 </dev/null &
 server_pid=$!
 pids+=("$server_pid")

@@ -15,6 +15,7 @@
 #include <portico/detail/win/name_lookup.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
+#include <portico/detail/win/signal_registry.hpp>
 #include <portico/detail/win/socket.hpp>
 #include <portico/detail/win/socket_ops.hpp>
 #include <portico/detail/win/timer_service.hpp>
@@ -64,6 +65,13 @@ using accept_pool = impl::accept_pool;
 using accept_awaiter = impl::accept_awaiter;
 /// One asynchronous host/service lookup (resolver).
 using name_lookup = impl::name_lookup;
+
+// --- process signals ---
+/// The process-wide list of signal_sets and the system hook that feeds it
+/// (Windows: the console control handler): add/change/remove a
+/// signal_listener, and dispatch(event, grace), what the hook calls (and
+/// how tests raise an event).
+using signal_registry = impl::signal_registry;
 
 } // namespace detail::backend
 
