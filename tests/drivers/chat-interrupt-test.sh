@@ -50,9 +50,9 @@ wait_exit() {
   printf -v "$__out" '%s' "$code"
 }
 
-# wine-run.sh execs Wine: the PID is the Windows process, so the signal reaches it.
 # Created before the server starts, so the poll below never reads a missing file.
 : >"$work/server.out"
+# wine-run.sh execs Wine: the PID is the Windows process, so the signal reaches it.
 bash "$here/../../scripts/wine-run.sh" "$prefix" "$server" --port 0 >"$work/server.out" 2>&1 </dev/null &
 server_pid=$!
 pids+=("$server_pid")
