@@ -293,6 +293,10 @@ public:
     /// everything queued first, await a write_packet() and then call this.
     /// For a burst above the watermark, see send_queue_limits::grace_bytes.
     ///
+    /// Once `last` is out, a stream that can (tcp_socket::shutdown_send)
+    /// sends the end of the stream too, so the peer reads the last word and
+    /// then eof without waiting for this packet_stream to be destroyed.
+    ///
     /// Yields io_result<void>: no error once `last` was handed to the kernel;
     /// timed_out if it was not within `timeout` (a peer that stopped
     /// reading); invalid_argument or packet_too_large if `last` does not
@@ -317,6 +321,12 @@ public:
         // NOTE: a deadline that passed closed the stream, which aborted the
         // write: that is a timeout, whatever error the write then reported.
         if (ec && c.last_word_expired()) ec = make_error_code(errc::timed_out);
+        if constexpr (requires(Stream& s) { s.shutdown_send(); }) {
+            // The peer reads the last word, then the end of the stream, now
+            // rather than when this stream is destroyed. Nothing else writes:
+            // the queue ended with the last word.
+            if (!ec) (void)c.stream.shutdown_send();
+        }
         c.close(make_error_code(errc::operation_aborted));
         co_return io_result<void>{ec};
     }
