@@ -1,8 +1,9 @@
 // A native stand-in for the benchmark servers, so that the load client can be
-// tested on Linux: the echo, packet and sink modes and the stdin control of
-// bench/PROTOCOL.md, on one level-triggered epoll loop.
-//   test_server --mode echo|packet|sink [--port N] [--corrupt]
-// --corrupt flips a byte in every 100th reply, which the client must notice.
+// tested on Linux: the echo, packet, sink and fanout modes and the stdin
+// control of bench/PROTOCOL.md, on one level-triggered epoll loop.
+//   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt]
+// --corrupt flips a byte in every 100th reply (fanout: delivery), which the
+// client must notice.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,11 +27,11 @@
 
 namespace {
 
-enum class server_mode { echo, packet, sink };
+enum class server_mode { echo, packet, sink, fanout };
 
 // One receive call reads at most this much, like the real servers' 64 KiB buffer.
 constexpr std::size_t receive_size = 64 * 1024;
-// packet keeps a partial packet (< 64 KiB) in front of the next receive.
+// packet and fanout keep a partial packet (< 64 KiB) in front of the next receive.
 constexpr std::size_t packet_buffer_size = 2 * receive_size;
 constexpr std::size_t header_size = 4;
 constexpr std::uint64_t corrupt_every = 100;
@@ -44,6 +45,9 @@ struct peer {
     std::size_t filled = 0;    // bytes received into buffer
     std::size_t reply_end = 0; // buffer[0, reply_end) goes back; 0: nothing to send
     std::size_t replied = 0;   // of which this much is sent
+    // fanout: packets delivered to this peer, of which outbox_sent bytes are sent.
+    std::vector<std::uint8_t> outbox;
+    std::size_t outbox_sent = 0;
 };
 
 class server {
@@ -134,7 +138,8 @@ private:
             if (peers_.size() <= static_cast<std::size_t>(fd)) peers_.resize(fd + 1);
             peers_[fd] = std::make_unique<peer>();
             peers_[fd]->fd = fd;
-            peers_[fd]->buffer.resize(mode_ == server_mode::packet ? packet_buffer_size : receive_size);
+            peers_[fd]->buffer.resize(mode_ == server_mode::packet || mode_ == server_mode::fanout ? packet_buffer_size
+                                                                                                   : receive_size);
             add(fd, EPOLLIN);
             ++accepted_;
             ++open_;
@@ -143,6 +148,12 @@ private:
 
     void serve(peer& p)
     {
+        if (mode_ == server_mode::fanout) {
+            // Sends what is delivered to it, and receives at any time.
+            if (!flush(p)) return;
+            fan_out(p);
+            return;
+        }
         if (p.reply_end > 0)
             reply(p);
         else
@@ -202,6 +213,61 @@ private:
         watch(p, EPOLLIN);
     }
 
+    // fanout: receives, and delivers every whole packet to every other peer.
+    void fan_out(peer& p)
+    {
+        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
+        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            drop(p);
+            return;
+        }
+        p.filled += static_cast<std::size_t>(n);
+        std::size_t end = 0;
+        while (p.filled - end >= header_size) {
+            const std::size_t size = p.buffer[end] | (p.buffer[end + 1] << 8);
+            if (size < header_size) {
+                drop(p);
+                return;
+            }
+            if (p.filled - end < size) break;
+            for (auto& other : peers_) {
+                if (!other || other.get() == &p) continue;
+                other->outbox.insert(other->outbox.end(), p.buffer.begin() + end, p.buffer.begin() + end + size);
+                if (corrupt_ && ++replies_ % corrupt_every == 0) other->outbox.back() ^= 0x01;
+            }
+            end += size;
+        }
+        std::memmove(p.buffer.data(), p.buffer.data() + end, p.filled - end);
+        p.filled -= end;
+        // NOTE: flushing may drop a peer, which resets its slot: by index, not by reference.
+        for (std::size_t fd = 0; fd < peers_.size(); ++fd) {
+            if (peers_[fd] && peers_[fd].get() != &p) flush(*peers_[fd]);
+        }
+    }
+
+    // fanout: sends what the peer's outbox holds; false if the peer was dropped.
+    bool flush(peer& p)
+    {
+        while (p.outbox_sent < p.outbox.size()) {
+            const auto n = ::send(p.fd, p.outbox.data() + p.outbox_sent, p.outbox.size() - p.outbox_sent, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                watch(p, EPOLLIN | EPOLLOUT);
+                return true;
+            }
+            if (n < 0) {
+                drop(p);
+                return false;
+            }
+            p.outbox_sent += static_cast<std::size_t>(n);
+        }
+        p.outbox.clear();
+        p.outbox_sent = 0;
+        watch(p, EPOLLIN);
+        return true;
+    }
+
     void watch(peer& p, std::uint32_t events)
     {
         if (p.interest == events) return;
@@ -239,7 +305,7 @@ private:
 
     void print_stats() const
     {
-        constexpr const char* names[] = {"echo", "packet", "sink"};
+        constexpr const char* names[] = {"echo", "packet", "sink", "fanout"};
         std::printf("{\"impl\":\"test\",\"mode\":\"%s\",\"accepted\":%llu,\"open\":%llu}\n",
                     names[static_cast<int>(mode_)], static_cast<unsigned long long>(accepted_),
                     static_cast<unsigned long long>(open_));
@@ -260,7 +326,7 @@ private:
 
 [[noreturn]] void usage(const char* problem)
 {
-    std::fprintf(stderr, "test_server: %s\nusage: test_server --mode echo|packet|sink [--port N] [--corrupt]\n",
+    std::fprintf(stderr, "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt]\n",
                  problem);
     std::exit(2);
 }
@@ -289,6 +355,8 @@ int main(int argc, char** argv)
                 mode = server_mode::packet;
             else if (value == "sink")
                 mode = server_mode::sink;
+            else if (value == "fanout")
+                mode = server_mode::fanout;
             else
                 usage("unknown mode");
         } else if (arg == "--port") {
