@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -36,9 +37,13 @@ public:
     {
         connect_all();
         join();
+        // The runner times its own window from here.
+        std::fprintf(stderr, "joined: %zu receivers\n", open_count() - (sender().fd >= 0 ? 1 : 0));
+        std::fflush(stderr);
         start_clock();
         run_until(measure_end_);
         measured_s_ = opts_.duration_s;
+        drain();
     }
 
 private:
@@ -107,6 +112,17 @@ private:
             slowest_ = std::min(slowest_, receivers_[i].next);
         }
         send_due();
+    }
+
+    // Sends nothing more and waits until every receiver has every packet: a
+    // server that is still broadcasting this run's packets would send them to
+    // the receivers of the next run.
+    void drain()
+    {
+        draining_ = true;
+        send_until(packets_sent() * stream_.packet_size()); // the rest of the packet begun
+        const auto deadline = clock_type::now() + response_timeout;
+        while (sender().fd >= 0 && slowest_ < packets_sent() && clock_type::now() < deadline) poll(deadline);
     }
 
     void on_connected(connection&) override {}
@@ -219,8 +235,13 @@ private:
         send_due();
     }
 
-    // Sends every packet the window allows.
-    void send_due() { send_until((slowest_ + opts_.depth) * stream_.packet_size()); }
+    // Sends every packet the window allows (once draining, only the rest of
+    // the packet begun).
+    void send_due()
+    {
+        const std::uint64_t packets = draining_ ? packets_sent() : slowest_ + opts_.depth;
+        send_until(packets * stream_.packet_size());
+    }
 
     // Sends the sender's stream up to byte `due`, batched into as few send
     // calls as the kernel allows.
@@ -257,6 +278,7 @@ private:
     const framed_stream stream_;
     std::vector<receiver> receivers_; // by connection id
     bool windowed_ = false;           // join() is over
+    bool draining_ = false;           // the measured window is over
     std::uint64_t slowest_ = 0;       // the lowest `next` of the open receivers, once windowed_
     std::vector<std::uint32_t> at_next_;
     std::vector<time_point> send_times_;

@@ -55,7 +55,8 @@ modes:
                       as fast as they can and each checks that it gets every
                       packet, in order, from the first that reached it (the
                       sender sends one at a time until each receiver has had
-                      one, before the warm-up); messages: deliveries;
+                      one, before the warm-up, then prints "joined: N
+                      receivers" to stderr); messages: deliveries;
                       rtt: one way, from the send of a packet to the receive
                       of its last byte at a receiver
 
