@@ -11,6 +11,10 @@ namespace portico::test {
 /// operator new calls (every form) made so far by any thread.
 std::uint64_t heap_allocations() noexcept;
 
+/// Bytes allocated through operator new and not yet freed, by any thread
+/// (the sizes asked for; the allocator's own overhead is not counted).
+std::size_t live_heap_bytes() noexcept;
+
 /// The largest single allocation since the last reset_largest_allocation().
 std::size_t largest_allocation() noexcept;
 void reset_largest_allocation() noexcept;

@@ -41,7 +41,8 @@ PORTICO_NAMESPACE_BEGIN
 /// coroutine writes the queue, gathering every pending packet (up to 64
 /// buffers) into each write, so packets never interleave and a burst of
 /// packets costs one write. queue_packet() copies instead and returns at
-/// once, for answering many packets with one write. See
+/// once, for answering many packets with one write; queue_packet() of a
+/// shared_packet queues a reference, for broadcast. See
 /// docs/design/framing.md.
 ///
 /// packet_stream is a handle (movable) to a reference-counted state; it must
@@ -245,6 +246,34 @@ public:
         return core_->queue_copy(std::span<const std::byte>(header.data(), header_size), body, header_size + body_size);
     }
 
+    /// Queues a packet encoded once by shared_packet::make and returns at
+    /// once, for broadcast: no copy, no coroutine and no allocation per
+    /// stream (the queue keeps a reference in a chunk it reuses), so one
+    /// make() and a queue_packet() per recipient is the cheapest fan-out.
+    /// The bytes leave in order with this stream's other packets, gathered
+    /// with them, as queue_packet(type, body...) copies do.
+    ///
+    /// Against the watermarks a shared packet counts its bytes plus a fixed
+    /// charge for its queue entry and its block (a few dozen bytes; see
+    /// queued_bytes()), so a recipient that stopped reading pins at most
+    /// about the high watermark of memory however small the packets are.
+    ///
+    /// Errors (the packet is not queued and `packet` keeps its reference):
+    /// invalid_argument if it is empty or its header layout is not this
+    /// stream's; packet_too_large over this stream's maximum; send_queue_full
+    /// over the high watermark or while writers wait for room, whatever the
+    /// policy (the disconnect policy also closes the stream); the close
+    /// reason once the stream stopped; not_enough_memory. Safe from any
+    /// number of threads.
+    std::error_code queue_packet(const shared_packet& packet) noexcept
+        requires writable_stream<Stream>
+    {
+        if (core_ == nullptr) return make_error_code(errc::bad_state);
+        if (auto ec = detail::shared_packet_mismatch(core_->options.format, packet)) return ec;
+        shared_packet reference = packet;
+        return core_->queue_shared(reference);
+    }
+
     /// Stops the stream: pending and later reads and writes fail with
     /// operation_aborted (writers whose packet is partly written wait for
     /// that write to be cancelled). The stream itself is closed when the
@@ -266,9 +295,12 @@ public:
         return core_ == nullptr || !core_->closed() ? std::error_code{} : core_->reason();
     }
 
-    /// Bytes of packets accepted by write_packet or queue_packet and not yet
-    /// taken by the kernel (a block of copies counts whole until it is sent
-    /// whole); never above the high watermark (or one packet larger than it).
+    /// Bytes counted against the send queue's watermarks: packets accepted
+    /// by write_packet or queue_packet and not yet taken by the kernel (a
+    /// block of copies, or a chunk of shared packets, counts whole until it
+    /// is sent whole), plus a fixed charge for each shared packet queued
+    /// (its entry and its block's header); never above the high watermark
+    /// (or one packet larger than it).
     [[nodiscard]] std::size_t queued_bytes() const noexcept { return core_->queued_bytes(); }
     /// The most queued_bytes() has been.
     [[nodiscard]] std::size_t peak_queued_bytes() const noexcept { return core_->peak_queued_bytes(); }

@@ -13,21 +13,36 @@
 #include <cstring>
 #include <new>
 #include <span>
+#include <system_error>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
 /// An encoded packet (header and body in one block) shared by reference
 /// count: make() allocates and copies the body once, then every
-/// packet_stream::write_packet(shared) sends those same bytes, so a broadcast
-/// to N sessions costs no copy per session. The bytes are immutable; the
+/// packet_stream::queue_packet(shared) or write_packet(shared) sends those
+/// same bytes, so a broadcast to N sessions costs no copy per session. The bytes are immutable; the
 /// block is freed when the last shared_packet and the last write using it
 /// are gone.
 ///
 /// Thread safety: copies may be used and destroyed concurrently on any
 /// threads (the count is atomic); one object is not assigned concurrently.
 class shared_packet {
+    struct block {
+        std::atomic<std::size_t> refs;
+        std::size_t size;
+        packet_format format;
+        std::uint32_t type;
+
+        std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+    };
+
 public:
+    /// Heap bytes a packet's block takes beside its encoded bytes (the
+    /// reference count, size, format and type). packet_stream's send queue
+    /// counts it against its watermark for each queued shared packet.
+    static constexpr std::size_t overhead = sizeof(block);
+
     /// An empty packet (no block); writing it is invalid_argument.
     shared_packet() noexcept = default;
 
@@ -94,15 +109,6 @@ public:
     }
 
 private:
-    struct block {
-        std::atomic<std::size_t> refs;
-        std::size_t size;
-        packet_format format;
-        std::uint32_t type;
-
-        std::byte* bytes() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
-    };
-
     explicit shared_packet(block* b) noexcept : block_(b) {}
 
     template <class Sequence>
@@ -138,5 +144,24 @@ private:
 
     block* block_ = nullptr;
 };
+
+namespace detail {
+
+/// Why `packet` cannot go out on a stream of `format`: invalid_argument if
+/// it is empty or its header layout differs, packet_too_large if it exceeds
+/// the format's largest packet; no error if it can.
+[[nodiscard]] inline std::error_code shared_packet_mismatch(const packet_format& format,
+                                                            const shared_packet& packet) noexcept
+{
+    const packet_format theirs = packet.format();
+    if (!packet || theirs.size_bytes != format.size_bytes || theirs.type_bytes != format.type_bytes ||
+        theirs.order != format.order || theirs.size_includes_header != format.size_includes_header) {
+        return make_error_code(errc::invalid_argument);
+    }
+    if (packet.bytes().size() > format.largest_packet()) return make_error_code(errc::packet_too_large);
+    return {};
+}
+
+} // namespace detail
 
 PORTICO_NAMESPACE_END

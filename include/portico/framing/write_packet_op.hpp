@@ -93,14 +93,7 @@ public:
         : base(core), packet_(std::move(packet))
     {
         if (this->setup_error_) return;
-        const packet_format& mine = core->options.format;
-        const packet_format theirs = packet_.format();
-        if (!packet_ || theirs.size_bytes != mine.size_bytes || theirs.type_bytes != mine.type_bytes ||
-            theirs.order != mine.order || theirs.size_includes_header != mine.size_includes_header) {
-            this->setup_error_ = make_error_code(errc::invalid_argument);
-        } else if (packet_.bytes().size() > mine.largest_packet()) {
-            this->setup_error_ = make_error_code(errc::packet_too_large);
-        }
+        this->setup_error_ = detail::shared_packet_mismatch(core->options.format, packet_);
         this->node_.size = packet_.bytes().size();
     }
 

@@ -1,18 +1,20 @@
-// portico: send_node — one packet in packet_stream's send queue, the block
-// that holds copied packets, and the list of writers to resume once the
-// stream's lock is released.
+// portico: send_node — one packet in packet_stream's send queue, the blocks
+// that hold copied and shared packets, and the list of writers to resume once
+// the stream's lock is released.
 #pragma once
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
 #include <portico/detail/resume_handshake.hpp>
+#include <portico/framing/shared_packet.hpp>
 
 #include <array>
 #include <coroutine>
 #include <cstddef>
 #include <span>
 #include <system_error>
+#include <utility>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -28,6 +30,10 @@ inline constexpr std::size_t max_header_size = 8;
 /// it is still in await_suspend, or whoever finishes it (resume_list).
 struct send_node {
     enum class where : unsigned char { none, queued, blocked };
+    /// Who owns the node: a writer's awaiter, or the queue itself (an
+    /// outbox_block of copies or a shared_chunk of shared packets, with no
+    /// writer to finish).
+    enum class owner : unsigned char { writer, copies, shared };
 
     /// Its place in the send queue's list of queued or held-back packets.
     list_hook<send_node> link;
@@ -44,8 +50,7 @@ struct send_node {
     /// withdrawn any more.
     bool gathered = false;
     where place = where::none;
-    /// An outbox_block: the queue's own, with no writer to finish.
-    bool owned = false;
+    owner kind = owner::writer;
     std::error_code result;
     std::coroutine_handle<> waiter;
     /// idle while the writer is in await_suspend, running once it suspended,
@@ -63,7 +68,7 @@ struct outbox_block : send_node {
 
     outbox_block() noexcept
     {
-        owned = true;
+        kind = owner::copies;
         body = std::span<const const_buffer>(&filled, 1);
     }
     outbox_block(const outbox_block&) = delete;
@@ -76,6 +81,49 @@ struct outbox_block : send_node {
     /// Its place in the queue's list of blocks kept for reuse.
     outbox_block* next_free = nullptr;
     std::array<std::byte, capacity> storage;
+};
+
+/// Shared packets queued by packet_stream::queue_packet(shared_packet): a
+/// node the queue owns that holds a reference on each packet and lists their
+/// bytes as its body, one buffer each, so a broadcast costs each recipient
+/// an entry here and no copy. Entries are added at the queue's tail while
+/// there is room, as copies fill an outbox_block.
+struct shared_chunk : send_node {
+    static constexpr std::size_t capacity = 16;
+
+    shared_chunk() noexcept { kind = owner::shared; }
+    shared_chunk(const shared_chunk&) = delete;
+    shared_chunk& operator=(const shared_chunk&) = delete;
+
+    [[nodiscard]] bool full() const noexcept { return count == capacity; }
+
+    /// Appends `p` (its bytes become the last body buffer).
+    void push(shared_packet&& p) noexcept
+    {
+        const std::span<const std::byte> bytes = p.bytes();
+        parts[count] = const_buffer(bytes.data(), bytes.size());
+        packets[count] = std::move(p);
+        ++count;
+        size += bytes.size();
+        body = std::span<const const_buffer>(parts.data(), count);
+    }
+
+    /// Drops every reference (the last one frees its packet) and empties
+    /// the chunk for reuse.
+    void clear() noexcept
+    {
+        for (std::size_t i = 0; i != count; ++i) packets[i] = shared_packet();
+        count = 0;
+        size = sent = 0;
+        gathered = false;
+        body = {};
+    }
+
+    std::size_t count = 0;
+    /// Its place in the queue's list of chunks kept for reuse.
+    shared_chunk* next_free = nullptr;
+    std::array<const_buffer, capacity> parts{};
+    std::array<shared_packet, capacity> packets{};
 };
 
 /// Finished nodes whose writers are suspended, to be resumed once the lock

@@ -65,13 +65,14 @@ public:
     {
         for (send_node* n = queued_.front(); n != nullptr && blocks_queued_ != 0;) {
             send_node* next = n->link.next;
-            if (n->owned) {
-                delete static_cast<outbox_block*>(n);
+            if (n->kind != send_node::owner::writer) {
+                destroy(*n);
                 --blocks_queued_;
             }
             n = next;
         }
         free_blocks_.drain([](outbox_block& b) noexcept { delete &b; });
+        free_chunks_.drain([](shared_chunk& c) noexcept { delete &c; });
     }
 
     /// The limits given at construction.
@@ -79,7 +80,10 @@ public:
 
     /// Bytes of admitted packets not yet taken by the kernel.
     [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
-    /// The most queued_bytes() has ever been.
+    /// What the watermarks are compared with: queued_bytes() plus
+    /// shared_entry_charge for each queued shared packet.
+    [[nodiscard]] std::size_t charged_bytes() const noexcept { return queued_bytes_ + entry_bytes_; }
+    /// The most charged_bytes() has ever been.
     [[nodiscard]] std::size_t peak_queued_bytes() const noexcept { return peak_bytes_; }
     /// Packets held back by the suspend policy.
     [[nodiscard]] std::size_t blocked_packets() const noexcept { return blocked_count_; }
@@ -149,13 +153,51 @@ public:
         copy(header.data(), header.size());
         for (const const_buffer& part : body) copy(static_cast<const std::byte*>(part.data()), part.size());
         assert(fresh.empty() && "every block taken was needed");
-        if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
+        if (charged_bytes() > peak_bytes_) peak_bytes_ = charged_bytes();
         return admission::queued;
     }
 
     /// Blocks kept for reuse after they were sent, so that a stream's steady
     /// traffic allocates nothing; more than this are freed.
     static constexpr std::size_t kept_blocks = 4;
+
+    /// What a queued shared packet costs beside its bytes, counted against
+    /// the watermarks: its entry in a chunk (and a share of the chunk), and
+    /// its block's own header. So a stream whose peer stopped reading pins
+    /// at most about the high watermark, however small its packets are.
+    static constexpr std::size_t shared_entry_charge =
+        sizeof(const_buffer) + sizeof(shared_packet) + shared_packet::overhead +
+        (sizeof(shared_chunk) - shared_chunk::capacity * (sizeof(const_buffer) + sizeof(shared_packet)) +
+         shared_chunk::capacity - 1) /
+            shared_chunk::capacity;
+
+    /// Chunks of shared packets kept for reuse, as kept_blocks.
+    static constexpr std::size_t kept_chunks = 2;
+
+    /// Queues a reference to `packet` (already checked against the format)
+    /// at the tail of the queue: its bytes are not copied. Refused like
+    /// append_copy(); out_of_memory if a new chunk could not be allocated.
+    /// On refusal `packet` is left untouched.
+    admission append_shared(shared_packet& packet) noexcept
+    {
+        const std::size_t size = packet.bytes().size();
+        if (!blocked_.empty() || !fits(size + shared_entry_charge)) return admission::refused;
+        shared_chunk* chunk = tail_chunk();
+        if (chunk == nullptr || chunk->full()) {
+            chunk = take_chunk();
+            if (chunk == nullptr) return admission::out_of_memory;
+            enqueue(*chunk);
+            ++blocks_queued_;
+        }
+        // NOTE: the chunk may be part of the write in flight; that write
+        // holds a copy of the buffers gathered before, and this one lands
+        // after them.
+        chunk->push(std::move(packet));
+        queued_bytes_ += size;
+        entry_bytes_ += shared_entry_charge;
+        if (charged_bytes() > peak_bytes_) peak_bytes_ = charged_bytes();
+        return admission::queued;
+    }
 
     /// Lists the unsent bytes of queued packets, from the front, as at most
     /// out.size() buffers; marks those packets gathered. Yields the count.
@@ -198,8 +240,7 @@ public:
             n.sent += take;
             bytes -= take;
             if (n.sent != n.size) break;
-            queued_.remove(n);
-            queued_bytes_ -= n.size;
+            unqueue(n);
             finish(n, {}, done);
         }
         // A short write leaves the front packet gathered and partly sent; the
@@ -207,7 +248,7 @@ public:
         send_node* n = queued_.front();
         if (n != nullptr && n->sent != 0) n = n->link.next;
         for (; n != nullptr && n->gathered; n = n->link.next) n->gathered = false;
-        if (queued_bytes_ <= limits_.low_watermark) admit_blocked();
+        if (charged_bytes() <= limits_.low_watermark) admit_blocked();
     }
 
     /// Takes `n` out of the queue if no byte of it is in a write yet (it may
@@ -222,10 +263,9 @@ public:
             return true;
         }
         if (n.place != send_node::where::queued || n.gathered) return false;
-        queued_.remove(n);
-        queued_bytes_ -= n.size;
+        unqueue(n);
         n.place = send_node::where::none;
-        if (queued_bytes_ <= limits_.low_watermark) admit_blocked();
+        if (charged_bytes() <= limits_.low_watermark) admit_blocked();
         return true;
     }
 
@@ -235,6 +275,7 @@ public:
     {
         for (node_list* l : {&queued_, &blocked_}) l->drain([&](send_node& n) noexcept { finish(n, ec, done); });
         queued_bytes_ = 0;
+        entry_bytes_ = 0;
         blocked_count_ = 0;
     }
 
@@ -246,8 +287,11 @@ public:
             for (send_node* n = l->front(); n != nullptr;) {
                 send_node* next = n->link.next;
                 if (!n->gathered) {
-                    l->remove(*n);
-                    if (l == &queued_) queued_bytes_ -= n->size;
+                    if (l == &queued_) {
+                        unqueue(*n);
+                    } else {
+                        l->remove(*n);
+                    }
                     finish(*n, ec, done);
                 }
                 n = next;
@@ -259,10 +303,11 @@ public:
 private:
     using node_list = intrusive_list<send_node, &send_node::link>;
     using block_list = intrusive_queue<outbox_block, &outbox_block::next_free>;
+    using chunk_list = intrusive_queue<shared_chunk, &shared_chunk::next_free>;
 
-    [[nodiscard]] bool fits(std::size_t size) const noexcept
+    [[nodiscard]] bool fits(std::size_t charge) const noexcept
     {
-        return queued_bytes_ == 0 || queued_bytes_ + size <= limits_.high_watermark;
+        return charged_bytes() == 0 || charged_bytes() + charge <= limits_.high_watermark;
     }
 
     void enqueue(send_node& n) noexcept
@@ -270,19 +315,45 @@ private:
         queued_.push_back(n);
         n.place = send_node::where::queued;
         queued_bytes_ += n.size;
-        if (queued_bytes_ > peak_bytes_) peak_bytes_ = queued_bytes_;
+        if (charged_bytes() > peak_bytes_) peak_bytes_ = charged_bytes();
     }
 
-    /// A writer's node goes to `done`; a block of copies goes back to the
-    /// free list (its bytes were sent, or are dropped with the stream).
+    /// Takes `n` out of the queued list and out of the accounting.
+    void unqueue(send_node& n) noexcept
+    {
+        queued_.remove(n);
+        queued_bytes_ -= n.size;
+        if (n.kind == send_node::owner::shared) {
+            entry_bytes_ -= static_cast<shared_chunk&>(n).count * shared_entry_charge;
+        }
+    }
+
+    /// A writer's node goes to `done`; a block of copies or a chunk of
+    /// shared packets goes back to its free list (its bytes were sent, or
+    /// are dropped with the stream).
     void finish(send_node& n, std::error_code ec, resume_list& done) noexcept
     {
-        if (n.owned) {
+        switch (n.kind) {
+        case send_node::owner::writer: done.finish(n, ec); return;
+        case send_node::owner::copies:
             n.place = send_node::where::none;
             --blocks_queued_;
             recycle(static_cast<outbox_block&>(n));
+            return;
+        case send_node::owner::shared:
+            n.place = send_node::where::none;
+            --blocks_queued_;
+            recycle(static_cast<shared_chunk&>(n));
+            return;
+        }
+    }
+
+    static void destroy(send_node& n) noexcept
+    {
+        if (n.kind == send_node::owner::copies) {
+            delete static_cast<outbox_block*>(&n);
         } else {
-            done.finish(n, ec);
+            delete static_cast<shared_chunk*>(&n);
         }
     }
 
@@ -290,7 +361,34 @@ private:
     [[nodiscard]] outbox_block* tail_block() const noexcept
     {
         send_node* t = queued_.back();
-        return t != nullptr && t->owned ? static_cast<outbox_block*>(t) : nullptr;
+        return t != nullptr && t->kind == send_node::owner::copies ? static_cast<outbox_block*>(t) : nullptr;
+    }
+
+    /// The chunk at the queue's tail, if the tail is one.
+    [[nodiscard]] shared_chunk* tail_chunk() const noexcept
+    {
+        send_node* t = queued_.back();
+        return t != nullptr && t->kind == send_node::owner::shared ? static_cast<shared_chunk*>(t) : nullptr;
+    }
+
+    [[nodiscard]] shared_chunk* take_chunk() noexcept
+    {
+        if (!free_chunks_.empty()) {
+            --free_chunk_count_;
+            return free_chunks_.pop_front();
+        }
+        return new (std::nothrow) shared_chunk;
+    }
+
+    void recycle(shared_chunk& c) noexcept
+    {
+        c.clear();
+        if (free_chunk_count_ == kept_chunks) {
+            delete &c;
+            return;
+        }
+        free_chunks_.push_front(c);
+        ++free_chunk_count_;
     }
 
     [[nodiscard]] outbox_block* take_block() noexcept
@@ -329,10 +427,15 @@ private:
     node_list queued_;
     node_list blocked_;
     std::size_t queued_bytes_ = 0;
+    // shared_entry_charge per shared packet queued.
+    std::size_t entry_bytes_ = 0;
     std::size_t peak_bytes_ = 0;
     std::size_t blocked_count_ = 0;
     block_list free_blocks_;
     std::size_t free_count_ = 0;
+    chunk_list free_chunks_;
+    std::size_t free_chunk_count_ = 0;
+    // Blocks of copies and chunks of shared packets in the queue.
     std::size_t blocks_queued_ = 0;
 };
 

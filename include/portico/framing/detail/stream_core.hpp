@@ -16,6 +16,7 @@
 #include <portico/framing/detail/write_coroutine.hpp>
 #include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
+#include <portico/framing/shared_packet.hpp>
 #include <portico/framing/stream_concepts.hpp>
 #include <portico/stop_token.hpp>
 
@@ -160,32 +161,14 @@ public:
     std::error_code queue_copy(std::span<const std::byte> header, std::span<const const_buffer> body,
                                std::size_t size) noexcept
     {
-        bool schedule_kick = false;
-        std::error_code refused;
-        {
-            std::lock_guard lock(mutex_);
-            if (reason_) return reason_;
-            switch (queue_.append_copy(header, body, size)) {
-            case send_queue::admission::queued: {
-                const flush_state::copy_wake wake = flush_.copy_queued();
-                // The driver holds the core while it runs; a kick holds it
-                // too, as a reader may wake the driver first and let it park.
-                if (wake.driver) add_ref();
-                if (wake.kick) add_ref();
-                schedule_kick = wake.kick;
-                break;
-            }
-            case send_queue::admission::out_of_memory: return make_error_code(std::errc::not_enough_memory);
-            case send_queue::admission::blocked:
-            case send_queue::admission::refused: refused = make_error_code(errc::send_queue_full); break;
-            }
-        }
-        if (refused) {
-            if (options.send.policy == overflow_policy::disconnect) close(refused);
-            return refused;
-        }
-        if (schedule_kick) kick_later();
-        return {};
+        return queue_owned([&]() noexcept { return queue_.append_copy(header, body, size); });
+    }
+
+    /// Queues a reference to `packet` (checked against the format), as
+    /// queue_copy() queues a copy. On refusal `packet` is untouched.
+    std::error_code queue_shared(shared_packet& packet) noexcept
+    {
+        return queue_owned([&]() noexcept { return queue_.append_shared(packet); });
     }
 
     /// Before a read waits for the peer: copies whose flush is still
@@ -226,7 +209,7 @@ public:
     [[nodiscard]] std::size_t queued_bytes() const noexcept
     {
         std::lock_guard lock(mutex_);
-        return queue_.queued_bytes();
+        return queue_.charged_bytes();
     }
     [[nodiscard]] std::size_t peak_queued_bytes() const noexcept
     {
@@ -263,6 +246,40 @@ public:
 
 private:
     ~stream_core() = default;
+
+    /// The common half of queue_copy() and queue_shared(): `append` puts the
+    /// packet into the queue under the lock; then the driver is owed a wake
+    /// and the kicker deferred, as flush_state's table says.
+    template <class Append>
+    std::error_code queue_owned(Append append) noexcept
+    {
+        bool schedule_kick = false;
+        std::error_code refused;
+        {
+            std::lock_guard lock(mutex_);
+            if (reason_) return reason_;
+            switch (append()) {
+            case send_queue::admission::queued: {
+                const flush_state::copy_wake wake = flush_.copy_queued();
+                // The driver holds the core while it runs; a kick holds it
+                // too, as a reader may wake the driver first and let it park.
+                if (wake.driver) add_ref();
+                if (wake.kick) add_ref();
+                schedule_kick = wake.kick;
+                break;
+            }
+            case send_queue::admission::out_of_memory: return make_error_code(std::errc::not_enough_memory);
+            case send_queue::admission::blocked:
+            case send_queue::admission::refused: refused = make_error_code(errc::send_queue_full); break;
+            }
+        }
+        if (refused) {
+            if (options.send.policy == overflow_policy::disconnect) close(refused);
+            return refused;
+        }
+        if (schedule_kick) kick_later();
+        return {};
+    }
 
     /// Runs the kicker after the current completion handler returns, where
     /// the stream's context can defer (io_context::defer); at once otherwise.
