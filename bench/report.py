@@ -193,7 +193,7 @@ def summary_lines(scenarios: list[dict]) -> str:
             f"- Plain echo against the raw IOCP floor (portico / floor): {floor_ratios}.")
 
 
-def environment_table(env: dict) -> str:
+def environment_table(env: dict, scenarios: list[dict]) -> str:
     rows = ["| | |", "|---|---|"]
     for key, label in (("date", "run"), ("cpu", "CPU"), ("cpus", "CPUs"), ("kernel", "Linux"), ("wine", "Wine"),
                        ("compiler", "compiler"), ("asio", "Asio")):
@@ -201,6 +201,16 @@ def environment_table(env: dict) -> str:
     rows.append(f"| cores | servers and wineserver on CPU {env['server_core']}, load client on CPU {env['client_core']} |")
     rows.append(f"| trials | {env['rounds']} rounds per scenario, {env['seconds']} s measured after "
                 f"{env['warmup']} s warm-up |")
+    # Scenarios measured later (run.py --merge), on the same machine.
+    later: dict[str, list[str]] = {}
+    for s in scenarios:
+        e = s.get("environment")
+        if e and e["date"] != env["date"]:
+            note = (f"{e['date']}, {e['rounds']} rounds, {e['seconds']} s after {e['warmup']} s warm-up, "
+                    f"{e['wine']}, {e['compiler']}")
+            later.setdefault(note, []).append(s["name"])
+    for note, names in later.items():
+        rows.append(f"| run later | {', '.join(names)}: {note} |")
     return "\n".join(rows)
 
 
@@ -245,7 +255,7 @@ def main() -> int:
     charts(scenarios, args.docs / "images")
     page = (ROOT / "bench/benchmarks.md.in").read_text()
     for marker, text in {
-        "@ENVIRONMENT@": environment_table(results["environment"]),
+        "@ENVIRONMENT@": environment_table(results["environment"], scenarios),
         "@SUMMARY@": summary_lines(scenarios) + fanout_summary(scenarios),
         "@FANOUT@": fanout_table(scenarios),
         "@FANOUT_COUNTED@": fanout_counted_table(scenarios),

@@ -352,6 +352,18 @@ def environment(args, cores) -> dict:
     }
 
 
+def merged(earlier: dict, now: dict) -> dict:
+    """The earlier results with this run's scenarios in place of theirs (in
+    SCENARIOS order), each marked with the environment it was run in."""
+    for s in now["scenarios"]:
+        s["environment"] = now["environment"]
+    by_name = {s["name"]: s for s in earlier["scenarios"]}
+    by_name.update({s["name"]: s for s in now["scenarios"]})
+    order = [sc.name for sc in SCENARIOS]
+    scenarios = sorted(by_name.values(), key=lambda s: order.index(s["name"]) if s["name"] in order else len(order))
+    return {"environment": earlier["environment"], "scenarios": scenarios}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build/mingw-bench")
@@ -363,6 +375,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other scenarios of an existing --results file; these replace theirs and "
+                         "carry the environment of this run")
     args = ap.parse_args()
 
     exes = {impl: args.build_dir / "bench/servers" / f"bench_{impl}.exe" for impl in IMPLS}
@@ -384,6 +399,8 @@ def main() -> int:
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
         subprocess.run(["bash", str(ROOT / "tests/drivers/wine-server.sh"), "stop", str(prefix)])
+    if args.merge and args.results.exists():
+        results = merged(json.loads(args.results.read_text()), results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
     log(f"wrote {args.results}")

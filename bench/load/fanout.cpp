@@ -49,6 +49,10 @@ public:
 private:
     static constexpr std::size_t max_batch = 256 * 1024;
     static constexpr auto join_interval = std::chrono::milliseconds(1);
+    // While no receiver has had a packet, the server delivers to no one (or
+    // to sessions still on their way): a packet per this long at most, so
+    // it is not buried under packets for an empty room.
+    static constexpr auto join_pace = std::chrono::milliseconds(20);
 
     struct receiver {
         bool based = false;
@@ -76,9 +80,11 @@ private:
     void join()
     {
         const auto deadline = clock_type::now() + response_timeout;
+        auto last_send = time_point{};
         for (;;) {
             if (sender().fd < 0) return;
             bool waiting = false;
+            bool any_based = false;
             bool settled = true;
             for (std::size_t i = 0; i < receivers_.size(); ++i) {
                 if (connections_[i].fd < 0) continue;
@@ -87,6 +93,7 @@ private:
                     waiting = true;
                     settled = settled && r.head_bytes == 0;
                 } else {
+                    any_based = true;
                     settled = settled && r.next == packets_sent();
                 }
             }
@@ -100,8 +107,11 @@ private:
                 }
                 break;
             }
-            if (settled && sender().sent == packets_sent() * stream_.packet_size())
+            if (settled && (any_based || now - last_send >= join_pace) &&
+                sender().sent == packets_sent() * stream_.packet_size()) {
+                last_send = now;
                 send_until((packets_sent() + 1) * stream_.packet_size());
+            }
             poll(std::min(now + join_interval, deadline));
         }
         windowed_ = true;
@@ -251,7 +261,8 @@ private:
         if (c.fd < 0 || c.sent >= due) return;
         const std::size_t packet_size = stream_.packet_size();
         const auto now = clock_type::now();
-        if (c.deadline == time_point::max()) c.deadline = now + response_timeout;
+        // join() has a deadline of its own.
+        if (windowed_ && c.deadline == time_point::max()) c.deadline = now + response_timeout;
         while (c.sent < due) {
             const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(due - c.sent, tx_.size()));
             std::size_t filled = 0;
