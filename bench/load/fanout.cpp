@@ -157,10 +157,30 @@ private:
 
     void on_failure(connection& c) override
     {
-        if (is_sender(c) || !windowed_ || !receivers_[c.id].based) return;
+        if (is_sender(c)) {
+            describe_slowest();
+            return;
+        }
+        if (!windowed_ || !receivers_[c.id].based) return;
         // The window no longer waits for it.
         --at(receivers_[c.id].next);
         if (receivers_[c.id].next == slowest_) advance_slowest();
+    }
+
+    // Where the window stands, for a sender that failed (a delivery that
+    // timed out names the receiver it waited for).
+    void describe_slowest()
+    {
+        if (!windowed_) return;
+        for (std::size_t i = 0; i < receivers_.size(); ++i) {
+            if (connections_[i].fd < 0 || receivers_[i].next != slowest_) continue;
+            const std::uint64_t partial = connections_[i].received % stream_.packet_size();
+            std::fprintf(stderr,
+                         "load_client: the slowest receiver, connection %zu, waits for packet %" PRIu64 " (%" PRIu64
+                         " sent) and has %" PRIu64 " bytes of it\n",
+                         i, slowest_, packets_sent(), partial);
+            return;
+        }
     }
 
     void receive_packets(connection& c, receiver& r)
