@@ -196,6 +196,7 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     result = json.loads(out)
     if result["errors"]:
         log(f"    {server.impl}: {result['errors']} client errors: {err.strip()[-300:]}")
+        result["stderr"] = err[-2000:]
     window_messages = result["msgs_per_s"] * (t2 - t1)
     per = (lambda n: n / window_messages) if window_messages > 0 else (lambda n: float("nan"))
     dequeues = delta(after, before, "dequeue_calls")

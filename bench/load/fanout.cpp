@@ -75,8 +75,11 @@ private:
     // A receiver's server session may join the room after its connect has
     // completed here, so it may miss the first packets. Packets go out one
     // at a time, each once every receiver that has had one has it all, until
-    // every open receiver has had one; then every receiver is at most one
-    // packet behind, and the window starts.
+    // every open receiver has had one and has every packet since: then the
+    // window starts with all of them level.
+    // NOTE: level, not merely joined: a receiver whose first packet is still
+    // on its way while the others take the next ones can start far behind
+    // them, beyond the window's count per packet.
     void join()
     {
         const auto deadline = clock_type::now() + response_timeout;
@@ -97,13 +100,18 @@ private:
                     settled = settled && r.next == packets_sent();
                 }
             }
-            if (!waiting) break;
+            if (!waiting && settled) break;
             const auto now = clock_type::now();
             if (now >= deadline) {
+                const auto limit = static_cast<long long>(response_timeout.count());
                 for (std::size_t i = 0; i < receivers_.size(); ++i) {
-                    if (connections_[i].fd >= 0 && !receivers_[i].based)
-                        fail(connections_[i], failure::network, "no packet reached it in %lld s",
-                             static_cast<long long>(response_timeout.count()));
+                    if (connections_[i].fd < 0) continue;
+                    const receiver& r = receivers_[i];
+                    if (!r.based)
+                        fail(connections_[i], failure::network, "no packet reached it in %lld s", limit);
+                    else if (r.next != packets_sent())
+                        fail(connections_[i], failure::network, "packet %" PRIu64 " did not reach it in %lld s", r.next,
+                             limit);
                 }
                 break;
             }
@@ -171,16 +179,19 @@ private:
     // timed out names the receiver it waited for).
     void describe_slowest()
     {
+        std::fprintf(stderr, "load_client: the sender failed %s; %" PRIu64 " packets sent (%" PRIu64 " bytes)\n",
+                     windowed_ ? "in the window" : "while joining", packets_sent(), sender().sent);
         if (!windowed_) return;
         for (std::size_t i = 0; i < receivers_.size(); ++i) {
             if (connections_[i].fd < 0 || receivers_[i].next != slowest_) continue;
             const std::uint64_t partial = connections_[i].received % stream_.packet_size();
             std::fprintf(stderr,
-                         "load_client: the slowest receiver, connection %zu, waits for packet %" PRIu64 " (%" PRIu64
-                         " sent) and has %" PRIu64 " bytes of it\n",
-                         i, slowest_, packets_sent(), partial);
+                         "load_client: the slowest receiver, connection %zu, waits for packet %" PRIu64
+                         " and has %" PRIu64 " bytes of it\n",
+                         i, slowest_, partial);
             return;
         }
+        std::fprintf(stderr, "load_client: every receiver has every packet sent\n");
     }
 
     void receive_packets(connection& c, receiver& r)

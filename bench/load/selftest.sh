@@ -170,6 +170,9 @@ stop_server
 start_server packet --corrupt
 run errors pipeline-corrupt --mode pipeline --connections 2
 stop_server
+start_server fanout --straggler
+run clean fanout-straggler --mode fanout --connections 5 --depth 4 --size 64
+stop_server
 start_server fanout --corrupt
 run errors fanout-corrupt --mode fanout --connections 4
 refused_port=$port

@@ -1,9 +1,12 @@
 // A native stand-in for the benchmark servers, so that the load client can be
 // tested on Linux: the echo, packet, sink and fanout modes and the stdin
 // control of bench/PROTOCOL.md, on one level-triggered epoll loop.
-//   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt]
+//   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler]
 // --corrupt flips a byte in every 100th reply (fanout: delivery), which the
-// client must notice.
+// client must notice. --straggler (fanout) holds back the deliveries to the
+// first peer that gets one until 40 are waiting, then sends them one packet
+// per turn of its loop: a receiver whose first packet arrives far behind the
+// others, which the client must wait for.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,6 +38,7 @@ constexpr std::size_t receive_size = 64 * 1024;
 constexpr std::size_t packet_buffer_size = 2 * receive_size;
 constexpr std::size_t header_size = 4;
 constexpr std::uint64_t corrupt_every = 100;
+constexpr std::uint64_t straggler_backlog = 40;
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -52,7 +56,8 @@ struct peer {
 
 class server {
 public:
-    server(server_mode mode, std::uint16_t port, bool corrupt) : mode_(mode), corrupt_(corrupt)
+    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler)
+        : mode_(mode), corrupt_(corrupt), straggler_(straggler)
     {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd_ < 0) throw_errno("epoll_create1");
@@ -236,6 +241,8 @@ private:
                 if (!other || other.get() == &p) continue;
                 other->outbox.insert(other->outbox.end(), p.buffer.begin() + end, p.buffer.begin() + end + size);
                 if (corrupt_ && ++replies_ % corrupt_every == 0) other->outbox.back() ^= 0x01;
+                if (straggler_ && straggler_fd_ == -1) straggler_fd_ = other->fd;
+                if (other->fd == straggler_fd_) ++held_;
             }
             end += size;
         }
@@ -250,8 +257,19 @@ private:
     // fanout: sends what the peer's outbox holds; false if the peer was dropped.
     bool flush(peer& p)
     {
+        const bool straggling = p.fd == straggler_fd_;
+        if (straggling && held_ < straggler_backlog) return true;
         while (p.outbox_sent < p.outbox.size()) {
-            const auto n = ::send(p.fd, p.outbox.data() + p.outbox_sent, p.outbox.size() - p.outbox_sent, MSG_NOSIGNAL);
+            std::size_t end = p.outbox.size();
+            if (straggling) {
+                // One packet per turn of the loop: its first packets arrive
+                // well before the last of its backlog.
+                if (p.outbox_sent >= straggler_packet_end_)
+                    straggler_packet_end_ =
+                        p.outbox_sent + (p.outbox[p.outbox_sent] | (p.outbox[p.outbox_sent + 1] << 8));
+                end = straggler_packet_end_;
+            }
+            const auto n = ::send(p.fd, p.outbox.data() + p.outbox_sent, end - p.outbox_sent, MSG_NOSIGNAL);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 watch(p, EPOLLIN | EPOLLOUT);
                 return true;
@@ -261,9 +279,16 @@ private:
                 return false;
             }
             p.outbox_sent += static_cast<std::size_t>(n);
+            if (straggling && p.outbox_sent < p.outbox.size()) {
+                watch(p, EPOLLIN | EPOLLOUT); // level-triggered: the next turn sends more
+                return true;
+            }
         }
         p.outbox.clear();
         p.outbox_sent = 0;
+        straggler_packet_end_ = 0;
+        // Once its backlog is out, it is served like the others.
+        if (straggling) straggler_fd_ = -2;
         watch(p, EPOLLIN);
         return true;
     }
@@ -314,6 +339,10 @@ private:
 
     server_mode mode_;
     bool corrupt_;
+    bool straggler_;
+    int straggler_fd_ = -1;
+    std::uint64_t held_ = 0; // deliveries to the straggler
+    std::size_t straggler_packet_end_ = 0;
     int epoll_fd_ = -1;
     int listener_ = -1;
     std::uint16_t port_ = 0;
@@ -326,8 +355,10 @@ private:
 
 [[noreturn]] void usage(const char* problem)
 {
-    std::fprintf(stderr, "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt]\n",
-                 problem);
+    std::fprintf(
+        stderr,
+        "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler]\n",
+        problem);
     std::exit(2);
 }
 
@@ -339,10 +370,15 @@ int main(int argc, char** argv)
     bool have_mode = false;
     std::uint16_t port = 0;
     bool corrupt = false;
+    bool straggler = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--corrupt") {
             corrupt = true;
+            continue;
+        }
+        if (arg == "--straggler") {
+            straggler = true;
             continue;
         }
         if (i + 1 == argc) usage("a value is missing");
@@ -368,7 +404,7 @@ int main(int argc, char** argv)
     }
     if (!have_mode) usage("--mode is required");
     try {
-        server(mode, port, corrupt).run();
+        server(mode, port, corrupt, straggler).run();
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "test_server: %s\n", e.what());
