@@ -109,6 +109,53 @@ def idle_table(scenarios: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def fanout_table(scenarios: list[dict]) -> str:
+    rows = ["| scenario | portico | Asio | portico / Asio [95% CI] | | portico p50 / p99 / p99.9 | "
+            "Asio p50 / p99 / p99.9 |",
+            "|---|--:|--:|--:|---|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "fanout":
+            continue
+        i = s["impls"]
+        times = [f"{num(i[x]['p50_us'])} / {num(i[x]['p99_us'])} / {num(i[x]['p999_us'])}" for x in ("portico", "asio")]
+        rows.append(f"| {s['title']} | {num(i['portico']['msgs_per_s'])} | {num(i['asio']['msgs_per_s'])} "
+                    f"| {ratio_cell(s.get('ratio_asio'))} | {verdict(s.get('ratio_asio'))} | {times[0]} | {times[1]} |")
+    return "\n".join(rows)
+
+
+def per_send(entry: dict) -> float | None:
+    """Deliveries per WSASend: how many packets a write gathers."""
+    sends = entry["calls_per_msg"].get("WSASend", 0.0)
+    return 1 / sends if sends > 0 else None
+
+
+def fanout_counted_table(scenarios: list[dict]) -> str:
+    rows = ["| scenario | deliveries per WSASend | Win32 calls per delivery | heap allocations per delivery "
+            "| heap allocations per packet sent |",
+            "|---|--:|--:|--:|--:|"]
+    both = ("portico", "asio")
+    for s in scenarios:
+        if s["kind"] != "fanout":
+            continue
+        i = s["impls"]
+        gathered = " / ".join(num(per_send(i[x]), 1) for x in both)
+        calls = " / ".join(small(i[x]["win32_per_msg"]) for x in both)
+        allocs = " / ".join(small(i[x]["allocs_per_msg"]) for x in both)
+        sent = " / ".join(small(i[x]["allocs_per_broadcast"]) for x in both)
+        rows.append(f"| {s['title']} | {gathered} | {calls} | {allocs} | {sent} |")
+    return "\n".join(rows)
+
+
+def fanout_summary(scenarios: list[dict]) -> str:
+    fan = [s for s in scenarios if s["kind"] == "fanout" and s.get("ratio_asio")]
+    if not fan:
+        return ""
+    ratios = ", ".join(f"{s['name']} {s['ratio_asio']['median']:.2f}" for s in fan)
+    allocs = ", ".join(f"{small(s['impls']['portico']['allocs_per_msg'])}" for s in fan)
+    return (f"\n- Fan-out, deliveries per second (portico / Asio): {ratios}; portico's heap allocations "
+            f"per delivery: {allocs}.")
+
+
 def calls_table(scenarios: list[dict], name: str) -> str:
     s = next((s for s in scenarios if s["name"] == name), None)
     if s is None:
@@ -146,7 +193,7 @@ def summary_lines(scenarios: list[dict]) -> str:
             f"- Plain echo against the raw IOCP floor (portico / floor): {floor_ratios}.")
 
 
-def environment_table(env: dict) -> str:
+def environment_table(env: dict, scenarios: list[dict]) -> str:
     rows = ["| | |", "|---|---|"]
     for key, label in (("date", "run"), ("cpu", "CPU"), ("cpus", "CPUs"), ("kernel", "Linux"), ("wine", "Wine"),
                        ("compiler", "compiler"), ("asio", "Asio")):
@@ -154,6 +201,16 @@ def environment_table(env: dict) -> str:
     rows.append(f"| cores | servers and wineserver on CPU {env['server_core']}, load client on CPU {env['client_core']} |")
     rows.append(f"| trials | {env['rounds']} rounds per scenario, {env['seconds']} s measured after "
                 f"{env['warmup']} s warm-up |")
+    # Scenarios measured later (run.py --merge), on the same machine.
+    later: dict[str, list[str]] = {}
+    for s in scenarios:
+        e = s.get("environment")
+        if e and e["date"] != env["date"]:
+            note = (f"{e['date']}, {e['rounds']} rounds, {e['seconds']} s after {e['warmup']} s warm-up, "
+                    f"{e['wine']}, {e['compiler']}")
+            later.setdefault(note, []).append(s["name"])
+    for note, names in later.items():
+        rows.append(f"| run later | {', '.join(names)}: {note} |")
     return "\n".join(rows)
 
 
@@ -198,8 +255,10 @@ def main() -> int:
     charts(scenarios, args.docs / "images")
     page = (ROOT / "bench/benchmarks.md.in").read_text()
     for marker, text in {
-        "@ENVIRONMENT@": environment_table(results["environment"]),
-        "@SUMMARY@": summary_lines(scenarios),
+        "@ENVIRONMENT@": environment_table(results["environment"], scenarios),
+        "@SUMMARY@": summary_lines(scenarios) + fanout_summary(scenarios),
+        "@FANOUT@": fanout_table(scenarios),
+        "@FANOUT_COUNTED@": fanout_counted_table(scenarios),
         "@THROUGHPUT@": throughput_table(scenarios),
         "@LATENCY@": latency_table(scenarios),
         "@COUNTED@": counted_table(scenarios),

@@ -16,6 +16,9 @@ Beside the timings, counted metrics from each server's stats line: Win32
 calls, completions per dequeue and heap allocations per message, measured
 inside the trial's steady window, and heap bytes per idle connection.
 
+The fan-out scenarios (one sender, many receivers) run portico and Asio only:
+the floor has no fan-out. Their messages are deliveries, their times one way.
+
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
                  [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
@@ -48,10 +51,25 @@ NOT_SYSTEM_CALLS = frozenset({"WSAGetLastError", "WSASetLastError", "htons", "nt
 class Scenario:
     name: str
     title: str
-    server_mode: str  # echo | packet | sink
+    server_mode: str  # echo | packet | sink | fanout
     client: tuple[str, ...]  # load_client arguments besides host, port, timing
-    kind: str = "throughput"  # throughput | idle
+    kind: str = "throughput"  # throughput | idle | fanout
     unit: str = "msgs/s"
+    impls: tuple[str, ...] = IMPLS
+    # False: run only when named in --only (the smoke run's small cases).
+    default: bool = True
+
+    def connections(self) -> int:
+        return int(self.client[self.client.index("--connections") + 1])
+
+
+def fanout(receivers: int, size: int, default: bool = True) -> Scenario:
+    size_name = "1k" if size == 1024 else str(size)
+    size_title = "1 KiB" if size == 1024 else f"{size} B"
+    return Scenario(f"fanout-{receivers}x{size_name}", f"fan-out, 1 sender to {receivers:,} receivers, {size_title}",
+                    "fanout", ("--mode", "fanout", "--connections", str(receivers), "--depth", "16", "--size", str(size)),
+                    kind="fanout", unit="deliveries/s", impls=("portico", "asio"), default=default)
+
 
 
 SCENARIOS = (
@@ -83,6 +101,11 @@ SCENARIOS = (
              ("--mode", "burst", "--connections", "1000"), unit="connections/s"),
     Scenario("idle-1000", "1,000 idle connections", "echo",
              ("--mode", "idle", "--connections", "1000"), kind="idle", unit="bytes/connection"),
+    fanout(100, 64),
+    fanout(100, 1024),
+    fanout(1000, 64),
+    fanout(1000, 1024),
+    fanout(10, 64, default=False),
 )
 
 
@@ -146,6 +169,20 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     steal0 = steal_jiffies()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if scenario.kind == "fanout":
+        # Its warm-up starts once every receiver has joined; connecting them is not measured.
+        said = ""
+        line = proc.stderr.readline()
+        while line and not line.startswith("joined:"):
+            said += line
+            line = proc.stderr.readline()
+        if not line:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"load client ended before its receivers joined: {said.strip()[-500:]}")
+        if said:
+            log(f"    {server.impl}: {said.strip()[-300:]}")
+        start = time.monotonic()
     # The window: a little after warm-up ends until a little before the run does.
     margin = min(0.2, args.seconds / 10)
     time.sleep(max(0.0, start + args.warmup + margin - time.monotonic()))
@@ -159,9 +196,13 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     result = json.loads(out)
     if result["errors"]:
         log(f"    {server.impl}: {result['errors']} client errors: {err.strip()[-300:]}")
+        result["stderr"] = err[-2000:]
     window_messages = result["msgs_per_s"] * (t2 - t1)
     per = (lambda n: n / window_messages) if window_messages > 0 else (lambda n: float("nan"))
     dequeues = delta(after, before, "dequeue_calls")
+    if scenario.kind == "fanout":
+        # Each packet the sender sends is delivered once to every receiver.
+        result["allocs_per_broadcast"] = per(delta(after, before, "allocs")) * scenario.connections()
     result.update(
         impl=server.impl,
         win32_per_msg=per(system_calls(after) - system_calls(before)),
@@ -193,7 +234,7 @@ def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core:
     # communicate() closes the client's stdin: its cue to ping once more and end.
     out, err = proc.communicate(timeout=120)
     result = json.loads(out)
-    connections = int(scenario.client[scenario.client.index("--connections") + 1])
+    connections = scenario.connections()
     result.update(impl=server.impl,
                   bytes_per_connection=delta(during, before, "live_bytes") / connections,
                   allocs_per_connection=delta(during, before, "allocs") / connections,
@@ -237,9 +278,13 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
                 for k, v in t["calls_per_msg"].items():
                     calls.setdefault(k, []).append(v)
             entry["calls_per_msg"] = {k: statistics.median(v + [0.0] * (len(ts) - len(v))) for k, v in calls.items()}
+            if scenario.kind == "fanout":
+                entry["allocs_per_broadcast"] = median_of(ts, "allocs_per_broadcast")
         s["impls"][impl] = entry
     key = "bytes_per_connection" if scenario.kind == "idle" else "msgs_per_s"
     for other in ("asio", "raw"):
+        if not trials.get(other):
+            continue
         # Round by round: trials[i] of both were run back to back.
         pairs = [(p[key], o[key]) for p, o in zip(trials["portico"], pairs_for(trials, other)) if o is not None]
         ratios = [p / o for p, o in pairs if o > 0]
@@ -256,14 +301,14 @@ def pairs_for(trials: dict[str, list[dict]], other: str) -> list[dict | None]:
 
 
 def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
-    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0]) for impl in IMPLS}
-    trials: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
+    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0]) for impl in scenario.impls}
+    trials: dict[str, list[dict]] = {impl: [] for impl in scenario.impls}
     rounds = args.idle_rounds if scenario.kind == "idle" else args.rounds
     trial = run_idle_trial if scenario.kind == "idle" else run_trial
     try:
         for r in range(rounds):
             order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
-            if r % 2 == 0 or scenario.kind == "idle":
+            if "raw" in scenario.impls and (r % 2 == 0 or scenario.kind == "idle"):
                 order.append("raw")
             for impl in order:
                 t = trial(scenario, servers[impl], client, args, cores[1])
@@ -308,6 +353,18 @@ def environment(args, cores) -> dict:
     }
 
 
+def merged(earlier: dict, now: dict) -> dict:
+    """The earlier results with this run's scenarios in place of theirs (in
+    SCENARIOS order), each marked with the environment it was run in."""
+    for s in now["scenarios"]:
+        s["environment"] = now["environment"]
+    by_name = {s["name"]: s for s in earlier["scenarios"]}
+    by_name.update({s["name"]: s for s in now["scenarios"]})
+    order = [sc.name for sc in SCENARIOS]
+    scenarios = sorted(by_name.values(), key=lambda s: order.index(s["name"]) if s["name"] in order else len(order))
+    return {"environment": earlier["environment"], "scenarios": scenarios}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", type=Path, default=ROOT / "build/mingw-bench")
@@ -319,6 +376,9 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other scenarios of an existing --results file; these replace theirs and "
+                         "carry the environment of this run")
     args = ap.parse_args()
 
     exes = {impl: args.build_dir / "bench/servers" / f"bench_{impl}.exe" for impl in IMPLS}
@@ -330,7 +390,7 @@ def main() -> int:
     cores = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
     prefix = args.build_dir / "wineprefix"
     wanted = set(filter(None, args.only.split(",")))
-    scenarios = [s for s in SCENARIOS if not wanted or s.name in wanted]
+    scenarios = [s for s in SCENARIOS if s.name in wanted or (not wanted and s.default)]
 
     subprocess.run(pinned(cores[0], ["bash", str(ROOT / "tests/drivers/wine-server.sh"), "start", str(prefix)]), check=True)
     results = {"environment": environment(args, cores), "scenarios": []}
@@ -340,6 +400,8 @@ def main() -> int:
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
         subprocess.run(["bash", str(ROOT / "tests/drivers/wine-server.sh"), "stop", str(prefix)])
+    if args.merge and args.results.exists():
+        results = merged(json.loads(args.results.read_text()), results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
     log(f"wrote {args.results}")

@@ -34,10 +34,11 @@ if [[ ${1:-} == --smoke ]]; then
   for impl in portico asio raw; do bash bench/servers/selftest.sh "$impl" build/mingw-bench; done
   out=build/bench-smoke
   /usr/bin/python3 bench/run.py --rounds 2 --idle-rounds 1 --seconds 0.3 --warmup 0.1 \
-    --only pingpong-1x64,packets-1x16,churn,idle-1000 --results "$out/latest.json"
+    --only pingpong-1x64,packets-1x16,churn,idle-1000,fanout-10x64 --results "$out/latest.json"
   mkdir -p "$out/docs"
   /usr/bin/python3 bench/report.py --results "$out/latest.json" --docs "$out/docs"
   grep -q "ping-pong, 1 connection, 64 B" "$out/docs/benchmarks.md"
+  grep -q "fan-out, 1 sender to 10 receivers, 64 B" "$out/docs/benchmarks.md"
   exit 0
 fi
 /usr/bin/python3 bench/run.py "$@"

@@ -47,14 +47,28 @@ modes:
   idle      [echo]    connects, pings each connection, prints "idle: N
                       connected" to stderr, stays silent for --duration seconds
                       (or until stdin ends, --hold-stdin), pings each again
+  fanout    [fanout]  --connections receivers, then one sender that sends
+                      pipeline's packets (--size >= 8: the body starts with
+                      the sequence number); the server delivers each to every
+                      other connection. The sender keeps at most --depth
+                      packets ahead of the slowest receiver; receivers read
+                      as fast as they can and each checks that it gets every
+                      packet, in order, from the first that reached it (the
+                      sender sends one at a time until each receiver has had
+                      one, before the warm-up, then prints "joined: N
+                      receivers" to stderr); messages: deliveries;
+                      rtt: one way, from the send of a packet to the receive
+                      of its last byte at a receiver
 
 options:
   --host H          server address (default 127.0.0.1)
   --port P          server port (required)
   --mode M          one of the modes above (required)
-  --connections N   connections, or churn's concurrent loops (default 1)
+  --connections N   connections, churn's concurrent loops, or fanout's receivers
+                    (default 1)
   --size B          message, packet body or chunk bytes (default 64; bulk 65536)
-  --depth D         pipeline: packets in flight per connection (default 16)
+  --depth D         pipeline: packets in flight per connection; fanout: packets
+                    the sender may be ahead of the slowest receiver (default 16)
   --direction D     bulk: oneway or both (default oneway)
   --duration S      measured seconds (default 3); idle: the silent time
   --warmup S        seconds from the start to the measured window, not counted
@@ -63,19 +77,21 @@ options:
   --hold-stdin      idle: stay silent until stdin ends, not --duration seconds
 
 output, one line on stdout:
-  {"mode", "connections", "size", "depth" (pipeline, else null), "direction"
+  {"mode", "connections", "size", "depth" (pipeline and fanout, else null), "direction"
    (bulk, else null), "duration_s", "messages", "msgs_per_s", "bytes_per_s",
    "rtt_us": {"p50", "p99", "p999", "max"} or null, "errors"}
   messages: round trips, packets, chunks (bulk oneway: taken by the kernel;
-  both: echoed), cycles, connections echoed (burst) or pings answered (idle),
-  completed in the measured window (idle: all); bytes_per_s: their bytes, a
+  both: echoed), cycles, connections echoed (burst), pings answered (idle)
+  or packets delivered to receivers (fanout), completed in the measured
+  window (idle: all); bytes_per_s: their bytes, a
   round trip's once, a packet's with its header. duration_s: the measured
   window; burst: the sum of the counted bursts' times (so msgs_per_s is
   connections per second of burst); idle: the silent time. rtt_us:
   microseconds, within 1%.
 
-errors: connects refused or failed, resets, closes by the server, a connect or
-  an echo not done in 10 s, and bytes back that differ from those sent. Each
+errors: connects refused or failed, resets, closes by the server, a connect, an
+  echo or a delivery (fanout: to the slowest receiver) not done in 10 s, and
+  bytes back that differ from those sent. Each
   closes its connection, which is not replaced (churn starts its next cycle);
   the first 10 are described on stderr.
 
@@ -116,6 +132,7 @@ load::test_mode parse_mode(std::string_view text)
     if (text == "churn") return test_mode::churn;
     if (text == "burst") return test_mode::burst;
     if (text == "idle") return test_mode::idle;
+    if (text == "fanout") return test_mode::fanout;
     usage_error("unknown mode: %.*s", static_cast<int>(text.size()), text.data());
 }
 
@@ -128,6 +145,7 @@ const char* mode_name(load::test_mode mode)
     case load::test_mode::churn: return "churn";
     case load::test_mode::burst: return "burst";
     case load::test_mode::idle: return "idle";
+    case load::test_mode::fanout: return "fanout";
     }
     return "?";
 }
@@ -186,10 +204,12 @@ load::options parse_options(int argc, char** argv)
     if (!have_mode) usage_error("--mode is required");
     if (!have_size && opts.mode == load::test_mode::bulk) opts.size = 65536;
     if (opts.connections < 1 || opts.connections > 1'000'000) usage_error("--connections: 1 to 1000000");
-    if (opts.mode == load::test_mode::pipeline) {
+    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout) {
         // The size field counts the 4-byte header and has 16 bits.
-        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline");
+        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline and fanout");
         if (opts.depth < 1 || opts.depth > 65536) usage_error("--depth: 1 to 65536");
+        // A receiver learns where its stream starts from the sequence number.
+        if (opts.mode == load::test_mode::fanout && opts.size < 8) usage_error("--size: at least 8 for fanout");
     } else if (opts.size < 1 || opts.size > (64u << 20)) {
         usage_error("--size: 1 to 67108864");
     }
@@ -234,7 +254,7 @@ void print_json(const load::options& opts, const load::session& result)
     const auto per_second = [&](double n) { return seconds > 0 ? n / seconds : 0.0; };
     std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"size\":%zu,", mode_name(opts.mode), opts.connections,
                 opts.size);
-    if (opts.mode == load::test_mode::pipeline)
+    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout)
         std::printf("\"depth\":%zu,", opts.depth);
     else
         std::printf("\"depth\":null,");
@@ -267,7 +287,7 @@ int main(int argc, char** argv)
 {
     const load::options opts = parse_options(argc, argv);
     try {
-        raise_descriptor_limit(opts.connections);
+        raise_descriptor_limit(opts.connections + 1); // fanout's sender
         const auto test = load::make_session(opts, resolve(opts));
         test->run();
         print_json(opts, *test);

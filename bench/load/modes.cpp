@@ -1,10 +1,15 @@
 #include "modes.hpp"
 
+#include "fanout.hpp"
+#include "framed_stream.hpp"
+
 #include <algorithm>
-#include <array>
 #include <cinttypes>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 namespace load {
 namespace {
@@ -103,25 +108,17 @@ private:
 };
 
 // pipeline: framed packets (the "packet" server mode), --depth of them in
-// flight per connection, each timed from its send. Packet k of a connection is
-// a header (u16 size of the whole packet, u16 type = k mod 2^16, both
-// little-endian) and a body of --size bytes: k as u64 little-endian (as much of
-// it as fits), then the pattern from byte_pattern::start_of(connection, k). So
-// the bytes at any offset of a connection's stream can be made again: they are
-// generated to be sent and again to check the echo, and a partial send or
-// receive needs no buffer of its own.
+// flight per connection, each timed from its send; the bytes of a connection's
+// stream are framed_stream's.
 class pipeline_test final : public session {
 public:
     pipeline_test(const options& opts, const endpoint& server)
-        : session(opts, server), packet_size_(header_size + opts.size),
-          head_size_(header_size + std::min<std::size_t>(opts.size, sizeof(std::uint64_t))),
-          send_times_(opts.connections * opts.depth), tx_(max_batch)
+        : session(opts, server), stream_(pattern_, opts.size), send_times_(opts.connections * opts.depth),
+          tx_(max_batch)
     {}
 
 private:
-    static constexpr std::size_t header_size = 4;
     static constexpr std::size_t max_batch = 256 * 1024;
-    using packet_head = std::array<std::uint8_t, header_size + sizeof(std::uint64_t)>;
 
     void on_connected(connection& c) override { send_due(c); }
 
@@ -135,13 +132,14 @@ private:
     // into as few send calls as the kernel allows.
     void send_due(connection& c)
     {
-        const std::uint64_t due = (c.received / packet_size_ + opts_.depth) * packet_size_;
+        const std::size_t packet_size = stream_.packet_size();
+        const std::uint64_t due = (c.received / packet_size + opts_.depth) * packet_size;
         if (c.sent >= due) return;
         const auto now = clock_type::now();
         while (c.sent < due) {
             const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(due - c.sent, tx_.size()));
             std::size_t filled = 0;
-            visit(c, c.sent, length, [&](const std::uint8_t* bytes, std::size_t n) {
+            stream_.visit(c.id, c.sent, length, [&](const std::uint8_t* bytes, std::size_t n) {
                 std::memcpy(tx_.data() + filled, bytes, n);
                 filled += n;
                 return true;
@@ -149,7 +147,7 @@ private:
             // NOTE: a packet is timed from the batch its first byte is in; if
             // the kernel does not take that byte, the next batch starts with
             // it and times it again.
-            for (auto k = (c.sent + packet_size_ - 1) / packet_size_; k * packet_size_ < c.sent + length; ++k)
+            for (auto k = (c.sent + packet_size - 1) / packet_size; k * packet_size < c.sent + length; ++k)
                 send_time(c, k) = now;
             const auto n = send_some(c, tx_.data(), length);
             if (n < 0) return;
@@ -162,6 +160,7 @@ private:
     // false if the connection failed.
     bool receive_packets(connection& c)
     {
+        const std::size_t packet_size = stream_.packet_size();
         for (;;) {
             const auto n = receive(c);
             if (n <= 0) return n == 0;
@@ -172,10 +171,10 @@ private:
             }
             if (!check(c, length)) return false;
             const auto now = clock_type::now();
-            const auto first = c.received / packet_size_;
+            const auto first = c.received / packet_size;
             c.received += length;
             if (measuring(now)) {
-                for (auto k = first; k < c.received / packet_size_; ++k) record(now - send_time(c, k), packet_size_);
+                for (auto k = first; k < c.received / packet_size; ++k) record(now - send_time(c, k), packet_size);
             }
             if (length < rx_.size()) return true;
         }
@@ -184,65 +183,12 @@ private:
     // Compares rx_[0, length) with the stream from c.received on.
     bool check(connection& c, std::size_t length)
     {
-        std::size_t checked = 0;
-        visit(c, c.received, length, [&](const std::uint8_t* expected, std::size_t n) {
-            const auto* got = rx_.data() + checked;
-            if (std::memcmp(got, expected, n) != 0) {
-                checked += static_cast<std::size_t>(std::mismatch(got, got + n, expected).first - got);
-                return false;
-            }
-            checked += n;
-            return true;
-        });
-        if (checked == length) return true;
-        const std::uint64_t offset = c.received + checked;
-        fail(c, failure::data, "packet %" PRIu64 ": its %s differs from what was sent", offset / packet_size_,
-             field_at(offset % packet_size_));
+        const std::size_t same = stream_.matching(c.id, c.received, rx_.data(), length);
+        if (same == length) return true;
+        const std::uint64_t offset = c.received + same;
+        fail(c, failure::data, "packet %" PRIu64 ": its %s differs from what was sent", offset / stream_.packet_size(),
+             stream_.field_at(offset % stream_.packet_size()));
         return false;
-    }
-
-    const char* field_at(std::size_t in_packet) const noexcept
-    {
-        if (in_packet < 2) return "size";
-        if (in_packet < header_size) return "type";
-        if (in_packet < head_size_) return "sequence number";
-        return "body";
-    }
-
-    // Calls emit(bytes, n) for consecutive pieces of the stream [offset,
-    // offset + length) of c, while emit returns true.
-    template <class Emit>
-    void visit(const connection& c, std::uint64_t offset, std::size_t length, Emit emit) const
-    {
-        while (length > 0) {
-            const std::uint64_t k = offset / packet_size_;
-            const std::size_t in_packet = offset % packet_size_;
-            std::size_t n = 0;
-            bool more = false;
-            if (in_packet < head_size_) {
-                const packet_head head = head_of(k);
-                n = std::min(length, head_size_ - in_packet);
-                more = emit(head.data() + in_packet, n);
-            } else {
-                n = std::min(length, packet_size_ - in_packet);
-                more = emit(pattern_.at(byte_pattern::start_of(c.id, k)) + (in_packet - head_size_), n);
-            }
-            if (!more) return;
-            offset += n;
-            length -= n;
-        }
-    }
-
-    packet_head head_of(std::uint64_t k) const noexcept
-    {
-        packet_head head{};
-        head[0] = static_cast<std::uint8_t>(packet_size_);
-        head[1] = static_cast<std::uint8_t>(packet_size_ >> 8);
-        head[2] = static_cast<std::uint8_t>(k);
-        head[3] = static_cast<std::uint8_t>(k >> 8);
-        for (std::size_t i = 0; i < sizeof(std::uint64_t); ++i)
-            head[header_size + i] = static_cast<std::uint8_t>(k >> (8 * i));
-        return head;
     }
 
     // Packet k shares its slot with k + depth, which is not sent before k is back.
@@ -251,8 +197,7 @@ private:
         return send_times_[c.id * opts_.depth + k % opts_.depth];
     }
 
-    const std::size_t packet_size_;
-    const std::size_t head_size_; // header and sequence number
+    const framed_stream stream_;
     std::vector<time_point> send_times_;
     std::vector<std::uint8_t> tx_;
 };
@@ -495,6 +440,7 @@ std::unique_ptr<session> make_session(const options& opts, const endpoint& serve
     case test_mode::churn: return std::make_unique<churn_test>(opts, server);
     case test_mode::burst: return std::make_unique<burst_test>(opts, server);
     case test_mode::idle: return std::make_unique<idle_test>(opts, server);
+    case test_mode::fanout: return make_fanout_session(opts, server);
     }
     return nullptr;
 }

@@ -7,7 +7,7 @@
 
 namespace load {
 
-enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle };
+enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle, fanout };
 
 enum class bulk_direction { oneway, both };
 

@@ -69,7 +69,7 @@ fields = ["mode", "connections", "size", "depth", "direction", "duration_s", "me
 assert list(r) == fields, f"fields {list(r)}"
 for key in ("connections", "size", "messages", "errors"):
     assert isinstance(r[key], int), f"{key} is not an integer"
-assert (r["depth"] is None) == (r["mode"] != "pipeline"), "depth"
+assert (r["depth"] is None) == (r["mode"] not in ("pipeline", "fanout")), "depth"
 assert (r["direction"] is None) == (r["mode"] != "bulk"), "direction"
 if expect == "clean":
     assert status == 0, f"exit status {status}"
@@ -116,10 +116,18 @@ start_server packet
 run clean pipeline --mode pipeline --connections 4 --depth 16 --size 64
 run clean pipeline-empty --mode pipeline --connections 2 --depth 4 --size 0
 run clean pipeline-largest --mode pipeline --connections 1 --depth 3 --size 65531
+# A server that sends the sender's packets back to it, not to the others.
+run errors fanout-echoed --mode fanout --connections 2
 stop_server
 
 start_server sink
 run clean bulk-oneway --mode bulk --direction oneway --connections 2
+stop_server
+
+start_server fanout
+run clean fanout --mode fanout --connections 10 --depth 16 --size 64
+run clean fanout-lockstep --mode fanout --connections 50 --depth 1 --size 8
+run clean fanout-largest --mode fanout --connections 3 --depth 2 --size 65531
 stop_server
 
 # Idle, held by stdin as the runner does it: the server must count the
@@ -161,6 +169,12 @@ run errors bulk-both-corrupt --mode bulk --direction both
 stop_server
 start_server packet --corrupt
 run errors pipeline-corrupt --mode pipeline --connections 2
+stop_server
+start_server fanout --straggler
+run clean fanout-straggler --mode fanout --connections 5 --depth 4 --size 64
+stop_server
+start_server fanout --corrupt
+run errors fanout-corrupt --mode fanout --connections 4
 refused_port=$port
 stop_server
 
@@ -168,6 +182,7 @@ stop_server
 port=$refused_port
 run errors pingpong-refused --mode pingpong --connections 3
 run errors burst-refused --mode burst --connections 10
+run errors fanout-refused --mode fanout --connections 3
 
 if ((failures > 0)); then
   echo "selftest: $failures failed"

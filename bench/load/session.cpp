@@ -26,8 +26,10 @@ std::uint64_t tag_of(const connection& c) noexcept { return (std::uint64_t{c.gen
 
 } // namespace
 
-session::session(const options& opts, const endpoint& server)
-    : opts_(opts), pattern_(opts.seed, opts.size), connections_(opts.connections), rx_(receive_buffer_size),
+session::session(const options& opts, const endpoint& server) : session(opts, server, opts.connections) {}
+
+session::session(const options& opts, const endpoint& server, std::size_t connection_count)
+    : opts_(opts), pattern_(opts.seed, opts.size), connections_(connection_count), rx_(receive_buffer_size),
       server_(server)
 {
     for (std::size_t i = 0; i < connections_.size(); ++i) connections_[i].id = static_cast<std::uint32_t>(i);
@@ -263,7 +265,7 @@ void session::expire(time_point now)
 {
     for (auto& c : connections_) {
         if (c.fd < 0 || now < c.deadline) continue;
-        fail(c, failure::network, "%s timed out after %lld s", c.connecting ? "connect" : "echo",
+        fail(c, failure::network, "%s timed out after %lld s", c.connecting ? "connect" : awaited_,
              static_cast<long long>(response_timeout.count()));
     }
 }

@@ -53,6 +53,7 @@ enum class failure { network, data };
 
 class session {
 public:
+    // One connection per --connections.
     session(const options& opts, const endpoint& server);
     virtual ~session();
     session(const session&) = delete;
@@ -71,6 +72,9 @@ public:
     const latency_histogram& rtt() const noexcept { return rtt_; }
 
 protected:
+    // `connection_count` connections instead of one per --connections.
+    session(const options& opts, const endpoint& server, std::size_t connection_count);
+
     // The connect that open() started has completed.
     virtual void on_connected(connection& c) = 0;
     // An edge-triggered event on a connected socket: the handler must read (or
@@ -136,6 +140,8 @@ protected:
     double measured_s_ = 0;
     std::uint64_t messages_ = 0;
     std::uint64_t bytes_ = 0;
+    // What a connection past its deadline was waiting for, in the report.
+    const char* awaited_ = "echo";
 
 private:
     void dispatch(const epoll_event& event);

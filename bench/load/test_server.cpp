@@ -1,8 +1,12 @@
 // A native stand-in for the benchmark servers, so that the load client can be
-// tested on Linux: the echo, packet and sink modes and the stdin control of
-// bench/PROTOCOL.md, on one level-triggered epoll loop.
-//   test_server --mode echo|packet|sink [--port N] [--corrupt]
-// --corrupt flips a byte in every 100th reply, which the client must notice.
+// tested on Linux: the echo, packet, sink and fanout modes and the stdin
+// control of bench/PROTOCOL.md, on one level-triggered epoll loop.
+//   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler]
+// --corrupt flips a byte in every 100th reply (fanout: delivery), which the
+// client must notice. --straggler (fanout) holds back the deliveries to the
+// first peer that gets one until 40 are waiting, then sends them one packet
+// per turn of its loop: a receiver whose first packet arrives far behind the
+// others, which the client must wait for.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,14 +30,15 @@
 
 namespace {
 
-enum class server_mode { echo, packet, sink };
+enum class server_mode { echo, packet, sink, fanout };
 
 // One receive call reads at most this much, like the real servers' 64 KiB buffer.
 constexpr std::size_t receive_size = 64 * 1024;
-// packet keeps a partial packet (< 64 KiB) in front of the next receive.
+// packet and fanout keep a partial packet (< 64 KiB) in front of the next receive.
 constexpr std::size_t packet_buffer_size = 2 * receive_size;
 constexpr std::size_t header_size = 4;
 constexpr std::uint64_t corrupt_every = 100;
+constexpr std::uint64_t straggler_backlog = 40;
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -44,11 +49,15 @@ struct peer {
     std::size_t filled = 0;    // bytes received into buffer
     std::size_t reply_end = 0; // buffer[0, reply_end) goes back; 0: nothing to send
     std::size_t replied = 0;   // of which this much is sent
+    // fanout: packets delivered to this peer, of which outbox_sent bytes are sent.
+    std::vector<std::uint8_t> outbox;
+    std::size_t outbox_sent = 0;
 };
 
 class server {
 public:
-    server(server_mode mode, std::uint16_t port, bool corrupt) : mode_(mode), corrupt_(corrupt)
+    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler)
+        : mode_(mode), corrupt_(corrupt), straggler_(straggler)
     {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd_ < 0) throw_errno("epoll_create1");
@@ -134,7 +143,8 @@ private:
             if (peers_.size() <= static_cast<std::size_t>(fd)) peers_.resize(fd + 1);
             peers_[fd] = std::make_unique<peer>();
             peers_[fd]->fd = fd;
-            peers_[fd]->buffer.resize(mode_ == server_mode::packet ? packet_buffer_size : receive_size);
+            peers_[fd]->buffer.resize(mode_ == server_mode::packet || mode_ == server_mode::fanout ? packet_buffer_size
+                                                                                                   : receive_size);
             add(fd, EPOLLIN);
             ++accepted_;
             ++open_;
@@ -143,6 +153,12 @@ private:
 
     void serve(peer& p)
     {
+        if (mode_ == server_mode::fanout) {
+            // Sends what is delivered to it, and receives at any time.
+            if (!flush(p)) return;
+            fan_out(p);
+            return;
+        }
         if (p.reply_end > 0)
             reply(p);
         else
@@ -202,6 +218,81 @@ private:
         watch(p, EPOLLIN);
     }
 
+    // fanout: receives, and delivers every whole packet to every other peer.
+    void fan_out(peer& p)
+    {
+        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
+        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            drop(p);
+            return;
+        }
+        p.filled += static_cast<std::size_t>(n);
+        std::size_t end = 0;
+        while (p.filled - end >= header_size) {
+            const std::size_t size = p.buffer[end] | (p.buffer[end + 1] << 8);
+            if (size < header_size) {
+                drop(p);
+                return;
+            }
+            if (p.filled - end < size) break;
+            for (auto& other : peers_) {
+                if (!other || other.get() == &p) continue;
+                other->outbox.insert(other->outbox.end(), p.buffer.begin() + end, p.buffer.begin() + end + size);
+                if (corrupt_ && ++replies_ % corrupt_every == 0) other->outbox.back() ^= 0x01;
+                if (straggler_ && straggler_fd_ == -1) straggler_fd_ = other->fd;
+                if (other->fd == straggler_fd_) ++held_;
+            }
+            end += size;
+        }
+        std::memmove(p.buffer.data(), p.buffer.data() + end, p.filled - end);
+        p.filled -= end;
+        // NOTE: flushing may drop a peer, which resets its slot: by index, not by reference.
+        for (std::size_t fd = 0; fd < peers_.size(); ++fd) {
+            if (peers_[fd] && peers_[fd].get() != &p) flush(*peers_[fd]);
+        }
+    }
+
+    // fanout: sends what the peer's outbox holds; false if the peer was dropped.
+    bool flush(peer& p)
+    {
+        const bool straggling = p.fd == straggler_fd_;
+        if (straggling && held_ < straggler_backlog) return true;
+        while (p.outbox_sent < p.outbox.size()) {
+            std::size_t end = p.outbox.size();
+            if (straggling) {
+                // One packet per turn of the loop: its first packets arrive
+                // well before the last of its backlog.
+                if (p.outbox_sent >= straggler_packet_end_)
+                    straggler_packet_end_ =
+                        p.outbox_sent + (p.outbox[p.outbox_sent] | (p.outbox[p.outbox_sent + 1] << 8));
+                end = straggler_packet_end_;
+            }
+            const auto n = ::send(p.fd, p.outbox.data() + p.outbox_sent, end - p.outbox_sent, MSG_NOSIGNAL);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                watch(p, EPOLLIN | EPOLLOUT);
+                return true;
+            }
+            if (n < 0) {
+                drop(p);
+                return false;
+            }
+            p.outbox_sent += static_cast<std::size_t>(n);
+            if (straggling && p.outbox_sent < p.outbox.size()) {
+                watch(p, EPOLLIN | EPOLLOUT); // level-triggered: the next turn sends more
+                return true;
+            }
+        }
+        p.outbox.clear();
+        p.outbox_sent = 0;
+        straggler_packet_end_ = 0;
+        // Once its backlog is out, it is served like the others.
+        if (straggling) straggler_fd_ = -2;
+        watch(p, EPOLLIN);
+        return true;
+    }
+
     void watch(peer& p, std::uint32_t events)
     {
         if (p.interest == events) return;
@@ -239,7 +330,7 @@ private:
 
     void print_stats() const
     {
-        constexpr const char* names[] = {"echo", "packet", "sink"};
+        constexpr const char* names[] = {"echo", "packet", "sink", "fanout"};
         std::printf("{\"impl\":\"test\",\"mode\":\"%s\",\"accepted\":%llu,\"open\":%llu}\n",
                     names[static_cast<int>(mode_)], static_cast<unsigned long long>(accepted_),
                     static_cast<unsigned long long>(open_));
@@ -248,6 +339,10 @@ private:
 
     server_mode mode_;
     bool corrupt_;
+    bool straggler_;
+    int straggler_fd_ = -1;
+    std::uint64_t held_ = 0; // deliveries to the straggler
+    std::size_t straggler_packet_end_ = 0;
     int epoll_fd_ = -1;
     int listener_ = -1;
     std::uint16_t port_ = 0;
@@ -260,8 +355,10 @@ private:
 
 [[noreturn]] void usage(const char* problem)
 {
-    std::fprintf(stderr, "test_server: %s\nusage: test_server --mode echo|packet|sink [--port N] [--corrupt]\n",
-                 problem);
+    std::fprintf(
+        stderr,
+        "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler]\n",
+        problem);
     std::exit(2);
 }
 
@@ -273,10 +370,15 @@ int main(int argc, char** argv)
     bool have_mode = false;
     std::uint16_t port = 0;
     bool corrupt = false;
+    bool straggler = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--corrupt") {
             corrupt = true;
+            continue;
+        }
+        if (arg == "--straggler") {
+            straggler = true;
             continue;
         }
         if (i + 1 == argc) usage("a value is missing");
@@ -289,6 +391,8 @@ int main(int argc, char** argv)
                 mode = server_mode::packet;
             else if (value == "sink")
                 mode = server_mode::sink;
+            else if (value == "fanout")
+                mode = server_mode::fanout;
             else
                 usage("unknown mode");
         } else if (arg == "--port") {
@@ -300,7 +404,7 @@ int main(int argc, char** argv)
     }
     if (!have_mode) usage("--mode is required");
     try {
-        server(mode, port, corrupt).run();
+        server(mode, port, corrupt, straggler).run();
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "test_server: %s\n", e.what());

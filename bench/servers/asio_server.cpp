@@ -1,7 +1,7 @@
-// The standalone Asio benchmark server (bench/PROTOCOL.md): echo, packet and sink
-// written the way an Asio user writes them with C++20 coroutines — one io_context,
-// one coroutine per connection, as_tuple completions so errors are values on the hot
-// path, and nothing tuned beyond that.
+// The standalone Asio benchmark server (bench/PROTOCOL.md): echo, packet, sink and
+// fan-out written the way an Asio user writes them with C++20 coroutines — one
+// io_context, one coroutine per connection, as_tuple completions so errors are values
+// on the hot path, and nothing tuned beyond that.
 
 #include "harness.hpp"
 
@@ -11,14 +11,19 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 #include <exception>
+#include <memory>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -84,22 +89,148 @@ asio::awaitable<void> sink(tcp::socket socket, std::vector<std::byte> buffer)
     }
 }
 
-asio::awaitable<void> serve(tcp::socket socket, bench::mode mode, bench::counters& counters)
+// fanout: each member has a queue of shared, immutable messages (encoded once) and at
+// most one async_write in flight, which takes everything queued (up to 64 messages) in
+// one gathered write; its completion starts the next. This is the write chain of
+// Asio's chat server example, with a plain completion handler: the C++20 example's
+// writer coroutine parked on a timer costs a posted wake-up (PostQueuedCompletionStatus
+// and a dequeue) per delivery to an idle member, and measured slower here.
+using message = std::shared_ptr<const std::vector<std::byte>>;
+
+class member : public std::enable_shared_from_this<member> {
+public:
+    explicit member(tcp::socket socket) : socket_(std::move(socket)) { buffers_.reserve(max_gather); }
+
+    void deliver(const message& m)
+    {
+        queue_.push_back(m);
+        if (!writing_) write();
+    }
+
+    void stop()
+    {
+        asio::error_code ignored;
+        socket_.close(ignored);
+    }
+
+    tcp::socket& socket() { return socket_; }
+
+private:
+    static constexpr std::size_t max_gather = 64;
+
+    void write()
+    {
+        writing_ = true;
+        const std::size_t n = std::min(queue_.size(), max_gather);
+        buffers_.clear();
+        for (std::size_t i = 0; i < n; ++i) buffers_.push_back(asio::buffer(*queue_[i]));
+        asio::async_write(socket_, buffers_, [self = shared_from_this(), n](asio::error_code error, std::size_t) {
+            self->writing_ = false;
+            if (error) {
+                self->stop();
+                return;
+            }
+            self->queue_.erase(self->queue_.begin(), self->queue_.begin() + static_cast<std::ptrdiff_t>(n));
+            if (!self->queue_.empty()) self->write();
+        });
+    }
+
+    tcp::socket socket_;
+    std::deque<message> queue_;
+    std::vector<asio::const_buffer> buffers_; // the gathered write's, reused
+    bool writing_ = false;
+};
+
+// Every member runs on the room's executor, so the room and the members' queues need
+// no lock: the io_context itself with one thread, a strand over it with more.
+class room {
+public:
+    explicit room(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+    const asio::any_io_executor& executor() const { return executor_; }
+
+    void enter(const std::shared_ptr<member>& m) { members_.push_back(m); }
+    void leave(const member& m)
+    {
+        std::erase_if(members_, [&m](const auto& other) { return other.get() == &m; });
+    }
+
+    void broadcast(const member& from, const message& m)
+    {
+        for (const auto& other : members_) {
+            if (other.get() != &from) other->deliver(m);
+        }
+    }
+
+private:
+    asio::any_io_executor executor_;
+    std::vector<std::shared_ptr<member>> members_;
+};
+
+// Reads what has arrived and broadcasts every whole packet in it, as portico's
+// read_packet() does from its receive ring: one receive for a burst of packets.
+// NOTE: reading the header and then the body, as `packet` does, takes two receives
+// per packet, and their completions queue behind the completions of the previous
+// packet's writes, so no write ever finds a second message to gather: that way
+// measured 7 to 12 times slower than this one (docs/benchmarks.md).
+asio::awaitable<void> fanout(tcp::socket socket, room& r)
+{
+    const auto self = std::make_shared<member>(std::move(socket));
+    r.enter(self);
+    // Room for a 64 KiB receive behind an incomplete packet (less than 64 KiB).
+    std::vector<std::uint8_t> buffer(2 * bench::receive_buffer_size);
+    std::size_t filled = 0;
+    for (bool open = true; open;) {
+        const auto room_left = asio::buffer(buffer.data() + filled, buffer.size() - filled);
+        const auto [error, n] = co_await self->socket().async_read_some(room_left, use_nothrow);
+        if (error) break;
+        filled += n;
+        std::size_t used = 0;
+        while (filled - used >= bench::packet_header_size) {
+            // Little-endian u16 size of the whole packet, header included.
+            const std::size_t size = buffer[used] | (static_cast<std::size_t>(buffer[used + 1]) << 8);
+            if (size < bench::packet_header_size) {
+                open = false;
+                break;
+            }
+            if (filled - used < size) break;
+            // Encoded once: one copy, into the message every member shares.
+            auto m = std::make_shared<std::vector<std::byte>>(size);
+            std::memcpy(m->data(), buffer.data() + used, size);
+            r.broadcast(*self, std::move(m));
+            used += size;
+        }
+        std::memmove(buffer.data(), buffer.data() + used, filled - used);
+        filled -= used;
+    }
+    r.leave(*self);
+    self->stop();
+}
+
+asio::awaitable<void> serve(tcp::socket socket, bench::mode mode, bench::counters& counters, room& r)
 {
     const open_connection guard(counters);
+    if (mode == bench::mode::fanout) {
+        co_await fanout(std::move(socket), r);
+        co_return;
+    }
     // The connection's one 64 KiB buffer, allocated once per connection.
     std::vector<std::byte> buffer(bench::receive_buffer_size);
     switch (mode) {
     case bench::mode::echo: co_await echo(std::move(socket), std::move(buffer)); break;
     case bench::mode::packet: co_await packet(std::move(socket), std::move(buffer)); break;
     case bench::mode::sink: co_await sink(std::move(socket), std::move(buffer)); break;
+    case bench::mode::fanout: break;
     }
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, bench::counters& counters)
+asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, bench::counters& counters, room& r)
 {
+    // A fan-out member's socket and coroutine run on the room's executor, so that its
+    // write completions run there too.
+    const asio::any_io_executor sessions = mode == bench::mode::fanout ? r.executor() : acceptor.get_executor();
     for (;;) {
-        auto [error, socket] = co_await acceptor.async_accept(use_nothrow);
+        auto [error, socket] = co_await acceptor.async_accept(sessions, use_nothrow);
         if (error == asio::error::operation_aborted) co_return;
         // NOTE: a client that gave up before we accepted it is not a reason to stop
         // listening; anything else (out of sockets, say) is, and is worth saying.
@@ -111,7 +242,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, benc
         counters.accepted.fetch_add(1, std::memory_order_relaxed);
         asio::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        asio::co_spawn(acceptor.get_executor(), serve(std::move(socket), mode, counters), asio::detached);
+        asio::co_spawn(sessions, serve(std::move(socket), mode, counters, r), asio::detached);
     }
 }
 
@@ -128,7 +259,10 @@ int main(int argc, char** argv)
         asio::io_context ctx(static_cast<int>(opts.threads));
         tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::address_v4::loopback(), opts.port));
         bench::print_listening(acceptor.local_endpoint().port());
-        asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts.mode, counters), asio::detached);
+        // Declared after the io_context, so its members' sockets go first.
+        room fanout_room(opts.threads == 1 ? asio::any_io_executor(ctx.get_executor())
+                                           : asio::any_io_executor(asio::make_strand(ctx)));
+        asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts.mode, counters, fanout_room), asio::detached);
 
         std::vector<std::thread> threads;
         for (unsigned i = 0; i < opts.threads; ++i) threads.emplace_back([&ctx] { ctx.run(); });

@@ -461,7 +461,7 @@ void use_binary_stdout() { _setmode(_fileno(stdout), _O_BINARY); }
 [[noreturn]] void usage(const char* program, const char* problem)
 {
     if (problem != nullptr) std::fprintf(stderr, "%s: %s\n", program, problem);
-    std::fprintf(stderr, "usage: %s --mode echo|packet|sink [--port N] [--threads N]\n", program);
+    std::fprintf(stderr, "usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n", program);
     std::exit(2);
 }
 
@@ -482,6 +482,7 @@ template <typename Number>
     case mode::echo: return "echo";
     case mode::packet: return "packet";
     case mode::sink: return "sink";
+    case mode::fanout: return "fanout";
     }
     return "unknown";
 }
@@ -597,7 +598,7 @@ options parse_options(int argc, char** argv)
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s --mode echo|packet|sink [--port N] [--threads N]\n", program);
+            std::printf("usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n", program);
             std::exit(0);
         }
         if (i + 1 == argc) usage(program, "missing value");
@@ -610,8 +611,10 @@ options parse_options(int argc, char** argv)
                 result.mode = mode::packet;
             } else if (name == "sink") {
                 result.mode = mode::sink;
+            } else if (name == "fanout") {
+                result.mode = mode::fanout;
             } else {
-                usage(program, "--mode takes echo, packet or sink");
+                usage(program, "--mode takes echo, packet, sink or fanout");
             }
         } else if (flag == "--port") {
             if (!parse_number<std::uint16_t>(value, 0, 65535, result.port)) usage(program, "--port takes 0..65535");

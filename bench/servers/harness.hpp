@@ -10,7 +10,7 @@
 
 namespace bench {
 
-enum class mode { echo, packet, sink };
+enum class mode { echo, packet, sink, fanout };
 
 struct options {
     bench::mode mode = mode::echo;
@@ -18,7 +18,7 @@ struct options {
     unsigned threads = 1;
 };
 
-// Parses --mode echo|packet|sink, --port N, --threads N (N >= 1); prints usage to stderr and
+// Parses --mode echo|packet|sink|fanout, --port N, --threads N (N >= 1); prints usage to stderr and
 // exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 

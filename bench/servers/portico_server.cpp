@@ -1,6 +1,6 @@
-// The portico benchmark server (bench/PROTOCOL.md): echo, packet echo and
-// sink, written the way the examples teach, so what is measured is what a
-// user of the library gets.
+// The portico benchmark server (bench/PROTOCOL.md): echo, packet echo, sink
+// and fan-out, written the way the examples teach, so what is measured is
+// what a user of the library gets.
 
 #include "harness.hpp"
 
@@ -9,11 +9,17 @@
 #include <array>
 #include <cstdio>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 namespace {
 
 using portico::buffer;
 using portico::io_context;
+using portico::packet_stream;
+using portico::shared_packet;
 using portico::task;
 using portico::tcp_socket;
 
@@ -65,7 +71,71 @@ task<> packet_echo(tcp_socket s)
     }
 }
 
-task<> session(tcp_socket s, bench::mode mode, bench::counters& counters)
+// The fan-out room: every connection's stream. Broadcasts read the member
+// list without holding the lock while they queue: the list is replaced, not
+// changed, when a member enters or leaves (rare), so a broadcast takes the
+// current list with one reference count and allocates nothing.
+class room {
+public:
+    using member = std::shared_ptr<packet_stream<tcp_socket>>;
+
+    void enter(const member& m)
+    {
+        const std::lock_guard lock(mutex_);
+        auto next = std::make_shared<std::vector<member>>(*members_);
+        next->push_back(m);
+        members_ = std::move(next);
+    }
+
+    void leave(const packet_stream<tcp_socket>& m)
+    {
+        const std::lock_guard lock(mutex_);
+        auto next = std::make_shared<std::vector<member>>(*members_);
+        std::erase_if(*next, [&m](const member& other) { return other.get() == &m; });
+        members_ = std::move(next);
+    }
+
+    // Encodes the packet once and queues the same bytes on every other
+    // member's stream, without waiting for any of them.
+    void broadcast(const packet_stream<tcp_socket>& from, const portico::packet& pkt)
+    {
+        auto [ec, shared] = shared_packet::make(from.format(), pkt.type, pkt.body);
+        if (ec) return;
+        std::shared_ptr<const std::vector<member>> everyone;
+        {
+            const std::lock_guard lock(mutex_);
+            everyone = members_;
+        }
+        for (const member& m : *everyone) {
+            // A member whose queue is full is closed by its policy; its own
+            // session then leaves the room.
+            if (m.get() != &from) (void)m->queue_packet(shared);
+        }
+    }
+
+private:
+    std::mutex mutex_;
+    std::shared_ptr<const std::vector<member>> members_ = std::make_shared<const std::vector<member>>();
+};
+
+task<> fanout(tcp_socket s, room& r)
+{
+    auto self = std::make_shared<packet_stream<tcp_socket>>(
+        std::move(s), portico::packet_stream_options{
+                          .receive_buffer = bench::receive_buffer_size,
+                          // A receiver that stops reading is cut off, not waited for.
+                          .send = {.policy = portico::overflow_policy::disconnect},
+                      });
+    r.enter(self);
+    for (;;) {
+        auto [ec, pkt] = co_await self->read_packet();
+        if (ec) break;
+        r.broadcast(*self, pkt);
+    }
+    r.leave(*self);
+}
+
+task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& r)
 {
     open_connection counted(counters);
     (void)s.set_no_delay(true);
@@ -73,17 +143,19 @@ task<> session(tcp_socket s, bench::mode mode, bench::counters& counters)
     case bench::mode::echo: co_await echo(std::move(s)); break;
     case bench::mode::packet: co_await packet_echo(std::move(s)); break;
     case bench::mode::sink: co_await sink(std::move(s)); break;
+    case bench::mode::fanout: co_await fanout(std::move(s), r); break;
     }
 }
 
 task<> serve(io_context& ctx, portico::tcp_acceptor& acceptor, bench::mode mode, bench::counters& counters)
 {
     co_await ctx.schedule();
+    room r;
     portico::task_group sessions;
     for (;;) {
         auto [ec, s] = co_await acceptor.accept();
         if (ec) break; // the context was stopped: "quit"
-        sessions.spawn(session(std::move(s), mode, counters));
+        sessions.spawn(session(std::move(s), mode, counters, r));
     }
     // Each session's pending receive ends with operation_aborted.
     sessions.request_stop();

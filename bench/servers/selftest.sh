@@ -274,10 +274,139 @@ def shutdown_under_load():
     idle.close()
 
 
+class Peer:
+    """A fan-out connection, read without blocking into its own buffer."""
+
+    def __init__(self, server):
+        self.socket = server.connect()
+        self.socket.setblocking(False)
+        self.data = bytearray()
+
+    def pump(self):
+        try:
+            while chunk := self.socket.recv(1 << 20):
+                self.data += chunk
+        except BlockingIOError:
+            pass
+
+
+def pump_until(peers, done, what, timeout=30):
+    deadline = time.time() + timeout
+    while not done():
+        check(time.time() < deadline, f"fanout: timed out waiting for {what}")
+        select.select([p.socket for p in peers], [], [], 0.02)
+        for p in peers:
+            p.pump()
+
+
+def fanout_test(threads):
+    server = Server("fanout", threads)
+    receivers = [Peer(server) for _ in range(20)]
+    sender = Peer(server)
+    everyone = receivers + [sender]
+    sent = []  # every packet the sender sent, in order
+
+    def send(p, data):
+        p.socket.setblocking(True)
+        p.socket.sendall(data)
+        p.socket.setblocking(False)
+
+    def numbered(seq, body=b""):
+        return packet(seq & 0xFFFF, struct.pack("<Q", seq) + body)
+
+    # A session may join the room after its connect completed here: numbered
+    # packets go out one at a time until every receiver has had one. From its
+    # first on, a receiver must get every packet, in order.
+    while not all(len(r.data) >= len(numbered(0)) for r in receivers):
+        sent.append(numbered(len(sent)))
+        send(sender, sent[-1])
+        select.select([r.socket for r in receivers], [], [], 0.02)
+        for r in receivers:
+            r.pump()
+        check(len(sent) < 1000, "fanout: a receiver got no packet")
+    first = [struct.unpack_from("<Q", r.data, 4)[0] for r in receivers]
+
+    def expected(i):
+        return b"".join(sent[first[i]:])
+
+    def all_delivered():
+        return all(len(r.data) >= len(expected(i)) for i, r in enumerate(receivers))
+
+    # Steady traffic, counted: one broadcast at a time, each delivered to all.
+    pump_until(everyone, all_delivered, "the join packets")
+    before = server.stats()
+    broadcasts = 500
+    for _ in range(broadcasts):
+        sent.append(numbered(len(sent), bytes(56)))
+        send(sender, sent[-1])
+        pump_until(everyone, all_delivered, "a broadcast")
+    after = server.stats()
+    print(f"fanout --threads {threads}: per broadcast to 20:", per_message(before, after, broadcasts))
+    if impl == "portico":
+        # Encoded once (one allocation), then queued to each receiver without one.
+        allocations = after["allocs"] - before["allocs"]
+        check(allocations <= broadcasts + 10, f"fanout: {allocations} allocations for {broadcasts} broadcasts")
+
+    # Many packets, of every size, sent in random chunks: under 1 MiB in all,
+    # so no server has cause to cut off a receiver that reads slowly.
+    sizes = [rng.choice([0, 1, 8, 500, 4000]) for _ in range(300)] + [65535 - 12] * 3
+    rng.shuffle(sizes)
+    burst = [numbered(len(sent) + k, os.urandom(n)) for k, n in enumerate(sizes)]
+    sent.extend(burst)
+    sender.socket.setblocking(True)
+    writer = send_in_chunks(sender.socket, b"".join(burst), 100_000)
+    # The sender is blocking for its writer thread: only the receivers are read.
+    pump_until(receivers, all_delivered, "the burst")
+    writer.join()
+    sender.socket.setblocking(False)
+    for i, r in enumerate(receivers):
+        check(bytes(r.data) == expected(i), f"fanout: receiver {i} got other bytes than the sender sent")
+    sender.pump()
+    check(not sender.data, "fanout: the sender was sent its own packets")
+
+    # A receiver's packet goes to every other connection, the sender included.
+    for r in everyone:
+        r.data.clear()
+    word = packet(9, b"from a receiver")
+    send(receivers[0], word)
+    pump_until(everyone, lambda: all(len(p.data) >= len(word) for p in everyone[1:]), "a receiver's packet")
+    receivers[0].pump()
+    check(not receivers[0].data, "fanout: a receiver was sent its own packet")
+    check(all(bytes(p.data) == word for p in everyone[1:]), "fanout: a receiver's packet differs")
+
+    # A bad header closes that connection only; one that leaves is no longer
+    # sent to; the others carry on.
+    for r in everyone:
+        r.data.clear()
+    receivers[1].socket.setblocking(True)
+    receivers[1].socket.sendall(struct.pack("<HH", 3, 0))
+    expect_eof(receivers[1].socket)
+    receivers[1].socket.close()
+    receivers[2].socket.close()
+    server.wait_open(len(everyone) - 2)
+    rest = [p for p in everyone if p not in receivers[1:3]]
+    last = packet(10, b"still here")
+    send(sender, last)
+    pump_until(rest, lambda: all(len(p.data) >= len(last) for p in rest if p is not sender), "the last packet")
+    check(all(bytes(p.data) == last for p in rest if p is not sender), "fanout: the last packet differs")
+    for p in rest:
+        p.socket.close()
+    server.wait_open(0)
+    server.quit()
+
+
 echo_test(1)
 echo_test(4)
 packet_test()
 sink_test()
+if impl == "raw":
+    # The floor has no fan-out; it says so.
+    refused = subprocess.run(["timeout", "120", "bash", os.path.join(root, "scripts/wine-run.sh"), prefix, exe,
+                              "--mode", "fanout"], capture_output=True, text=True)
+    check(refused.returncode == 2 and "not implemented" in refused.stderr, f"raw --mode fanout: {refused}")
+else:
+    fanout_test(1)
+    fanout_test(4)
 shutdown_under_load()
 print("selftest: all passed")
 EOF
