@@ -14,6 +14,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -329,4 +330,42 @@ PORTICO_IO_TEST_CASE("destroying a task suspended in accept(): no crash, no leak
         co_await ctx.schedule(); // lets the posted packet arrive
     }
     CHECK(resumed == 0);
+}
+
+PORTICO_IO_TEST_CASE(
+    "close() on one thread racing stop requests on another: every pending accept resumes once, aborted",
+    "[tcp_acceptor][race]")
+{
+    // close() takes the waiters out of the pool while cancellers on another
+    // thread try to unlink the same waiters: each must be finished by exactly
+    // one of them, and the pool's list must not keep a stale waiter.
+    constexpr int rounds = 100, waiters = 16;
+    for (int round = 0; round < rounds; ++round) {
+        tcp_acceptor acceptor = listening(ctx);
+        std::array<int, waiters> resumed{};
+        std::array<std::error_code, waiters> results;
+        portico::task_group group;
+        for (int i = 0; i < waiters; ++i) {
+            // Started at once, until it waits in accept().
+            group.spawn([](tcp_acceptor& a, int& count, std::error_code& out) -> task<> {
+                auto [ec, s] = co_await a.accept();
+                out = ec;
+                ++count;
+            }(acceptor, resumed[i], results[i]));
+        }
+        std::atomic<bool> go{false};
+        std::thread closer([&] {
+            while (!go.load(std::memory_order_acquire)) {
+            }
+            acceptor.close();
+        });
+        go.store(true, std::memory_order_release);
+        group.request_stop();
+        closer.join();
+        co_await group.join();
+        for (int i = 0; i < waiters; ++i) {
+            CHECK(resumed[i] == 1);
+            CHECK(results[i] == errc::operation_aborted);
+        }
+    }
 }

@@ -62,6 +62,10 @@ struct accept_waiter : overlapped_op {
     explicit accept_waiter(complete_fn fn) noexcept : overlapped_op(fn) {}
 
     list_hook<accept_waiter> hook;
+    /// Its place in a list of waiters taken out of the pool to be finished
+    /// outside the lock (a second link: once out of the waiter list, unlink()
+    /// must not find it there).
+    accept_waiter* finish_next = nullptr;
     socket_handle socket;
     std::optional<endpoint> remote;
     std::error_code error;
@@ -135,7 +139,7 @@ public:
         socket_handle listener;
         slot_queue unclaimed;
         slot_queue idle;
-        waiter_list waiters;
+        finish_list waiters;
         {
             std::lock_guard lock(mutex_);
             if (closed_) return;
@@ -143,7 +147,7 @@ public:
             listener = std::move(listener_);
             unclaimed = std::move(ready_);
             idle = std::move(idle_);
-            waiters = std::move(waiters_);
+            take_waiters(waiters);
         }
         // Outside the lock: nobody uses the handle once closed_ is set.
         listener.close();
@@ -246,6 +250,16 @@ public:
 private:
     using slot_queue = intrusive_queue<accept_slot, &accept_slot::next>;
     using waiter_list = intrusive_list<accept_waiter, &accept_waiter::hook>;
+    using finish_list = intrusive_queue<accept_waiter, &accept_waiter::finish_next>;
+
+    /// Moves every waiter to `out` (mutex_ held), unlinking each.
+    // RACE: moving the list whole would leave each waiter's links set, and a
+    // canceller on another thread would find it "contained" and unlink it
+    // from the emptied list while `out` is being drained here.
+    void take_waiters(finish_list& out) noexcept
+    {
+        waiters_.drain([&out](accept_waiter& w) noexcept { out.push_back(w); });
+    }
 
     struct slot_storage {
         accept_slot slot{&accept_pool::on_slot_complete};
@@ -320,7 +334,7 @@ private:
         auto& slot = static_cast<accept_slot&>(*op);
         accept_pool& self = *slot.pool;
         accept_waiter* served = nullptr;
-        waiter_list failed;
+        finish_list failed;
         std::error_code failure;
         {
             std::lock_guard lock(self.mutex_);
@@ -344,7 +358,7 @@ private:
                     failure = self.post_locked(slot);
                     // Nothing is posted any more: fail the waiters rather
                     // than leave them waiting for ever.
-                    if (failure && self.posted_ == 0) failed = std::move(self.waiters_);
+                    if (failure && self.posted_ == 0) self.take_waiters(failed);
                 } else if (accept_waiter* w = self.waiters_.pop_front()) {
                     served = w;
                     self.hand_over(slot, *served);
