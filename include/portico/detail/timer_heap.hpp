@@ -32,7 +32,7 @@ struct timer_node {
 /// Min-heap on (deadline, sequence). Not thread safe: the owner locks.
 /// Pushing allocates only when the vector grows, so a steady number of
 /// pending timers costs no allocation per timer. Removing gives room back
-/// once the heap has shrunk to a quarter of it (above kept_capacity), so a
+/// once the heap has shrunk to a quarter of it (above 2 × kept_capacity), so a
 /// storm of timers does not leave its peak behind.
 class timer_heap {
 public:
@@ -86,7 +86,10 @@ public:
             nodes_.pop_back();
         }
         n->heap_index = timer_node::not_in_heap;
-        if (nodes_.size() <= nodes_.capacity() / 4 && nodes_.capacity() > kept_capacity) trim();
+        // NOTE: above twice kept_capacity, not kept_capacity: a vector that
+        // grew to hold kept_capacity entries may hold a little more (the
+        // Microsoft STL grows by half), and that room must not be trimmed.
+        if (nodes_.size() <= nodes_.capacity() / 4 && nodes_.capacity() > 2 * kept_capacity) trim();
         return true;
     }
 

@@ -99,7 +99,7 @@ TEST_CASE("timer_heap: a storm of timers does not leave its peak behind", "[time
     for (std::size_t i = 0; i + 100 < order.size(); ++i) erased += heap.erase(order[i]) ? 1 : 0;
     CHECK(erased == nodes.size() - 100);
     CHECK(heap.size() == 100);
-    CHECK(heap.capacity() <= timer_heap::kept_capacity);
+    CHECK(heap.capacity() <= 2 * timer_heap::kept_capacity);
     // What is left still pops in deadline order.
     auto last = clock_type::time_point::min();
     std::size_t out_of_order = 0;
