@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -120,9 +121,9 @@ def pinned(core: int | None, argv: list[str]) -> list[str]:
 class Server:
     """One benchmark server under Wine, controlled through its stdin."""
 
-    def __init__(self, impl: str, mode: str, exe: Path, prefix: Path, core: int | None):
+    def __init__(self, impl: str, mode: str, exe: Path, prefix: Path, core: int | None, extra: tuple[str, ...] = ()):
         self.impl = impl
-        argv = pinned(core, ["bash", str(ROOT / "scripts/wine-run.sh"), str(prefix), str(exe), "--mode", mode])
+        argv = pinned(core, ["bash", str(ROOT / "scripts/wine-run.sh"), str(prefix), str(exe), "--mode", mode, *extra])
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         first = self.proc.stdout.readline().strip()
         if not first.startswith("listening on "):
@@ -301,7 +302,9 @@ def pairs_for(trials: dict[str, list[dict]], other: str) -> list[dict | None]:
 
 
 def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
-    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0]) for impl in scenario.impls}
+    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
+                            tuple(shlex.split(args.portico_args)) if impl == "portico" else ())
+               for impl in scenario.impls}
     trials: dict[str, list[dict]] = {impl: [] for impl in scenario.impls}
     rounds = args.idle_rounds if scenario.kind == "idle" else args.rounds
     trial = run_idle_trial if scenario.kind == "idle" else run_trial
@@ -350,6 +353,7 @@ def environment(args, cores) -> dict:
         "asio": "1.22 (Debian libasio-dev)",
         "server_core": cores[0], "client_core": cores[1],
         "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
+        "portico_args": args.portico_args,
     }
 
 
@@ -375,6 +379,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per trial, not measured")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--portico-args", default="",
+                    help="extra flags for the portico server: its scheduling knobs, e.g. '--inline-budget 16' "
+                         "(bench_portico --help); the default is the library's defaults")
     ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other scenarios of an existing --results file; these replace theirs and "

@@ -252,6 +252,7 @@ int main(int argc, char** argv)
 {
     bench::start_counting();
     const bench::options opts = bench::parse_options(argc, argv);
+    bench::refuse_scheduling_knobs(opts, "asio");
     // Declared before the io_context: the connection coroutines it destroys at shutdown
     // still update these.
     bench::counters counters;

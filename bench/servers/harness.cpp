@@ -598,7 +598,9 @@ options parse_options(int argc, char** argv)
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n", program);
+            std::printf("usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n"
+                        "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]  (portico)\n",
+                        program);
             std::exit(0);
         }
         if (i + 1 == argc) usage(program, "missing value");
@@ -620,11 +622,36 @@ options parse_options(int argc, char** argv)
             if (!parse_number<std::uint16_t>(value, 0, 65535, result.port)) usage(program, "--port takes 0..65535");
         } else if (flag == "--threads") {
             if (!parse_number<unsigned>(value, 1, 1024, result.threads)) usage(program, "--threads takes 1..1024");
+        } else if (flag == "--inline-budget") {
+            unsigned n = 0;
+            if (!parse_number<unsigned>(value, 0, 1u << 20, n)) usage(program, "--inline-budget takes 0..1048576");
+            result.inline_budget = n;
+        } else if (flag == "--batch") {
+            unsigned n = 0;
+            if (!parse_number<unsigned>(value, 1, 4096, n)) usage(program, "--batch takes 1..4096");
+            result.batch_size = n;
+        } else if (flag == "--port-check") {
+            unsigned n = 0;
+            if (!parse_number<unsigned>(value, 1, 1u << 20, n)) usage(program, "--port-check takes 1..1048576");
+            result.port_check_interval = n;
+        } else if (flag == "--skip-on-success") {
+            unsigned n = 0;
+            if (!parse_number<unsigned>(value, 0, 1, n)) usage(program, "--skip-on-success takes 0 or 1");
+            result.skip_on_success = n == 1;
         } else {
             usage(program, "unknown option");
         }
     }
     return result;
+}
+
+void refuse_scheduling_knobs(const options& opts, const char* impl)
+{
+    if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval) {
+        std::fprintf(stderr, "bench_%s: --inline-budget, --port-check, --batch and --skip-on-success are portico's\n",
+                     impl);
+        std::exit(2);
+    }
 }
 
 void start_counting()

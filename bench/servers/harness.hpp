@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace bench {
 
@@ -16,11 +17,21 @@ struct options {
     bench::mode mode = mode::echo;
     std::uint16_t port = 0;
     unsigned threads = 1;
+    // Scheduling knobs, for the servers that have them (portico's io_context::options); unset
+    // means the library's default. A server without the knob refuses the flag.
+    std::optional<unsigned> inline_budget;
+    std::optional<unsigned> batch_size;
+    std::optional<bool> skip_on_success;
+    std::optional<unsigned> port_check_interval;
 };
 
-// Parses --mode echo|packet|sink|fanout, --port N, --threads N (N >= 1); prints usage to stderr and
+// Parses --mode echo|packet|sink|fanout, --port N, --threads N (N >= 1), and the scheduling knobs
+// --inline-budget N, --batch N (N >= 1), --skip-on-success 0|1, --port-check N (N >= 1); prints usage to stderr and
 // exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
+
+// For a server without scheduling knobs: exits with status 2, saying so, if any was given.
+void refuse_scheduling_knobs(const options& opts, const char* impl);
 
 // Call as the first statement of main, before any socket exists: patches this program's
 // import table so every call into ws2_32, mswsock and the kernel32 completion-port functions

@@ -169,7 +169,12 @@ int main(int argc, char** argv)
     bench::start_counting();
     const bench::options opts = bench::parse_options(argc, argv);
 
-    io_context ctx;
+    io_context::options knobs;
+    if (opts.inline_budget) knobs.inline_budget = *opts.inline_budget;
+    if (opts.batch_size) knobs.batch_size = *opts.batch_size;
+    if (opts.skip_on_success) knobs.skip_completion_on_success = *opts.skip_on_success;
+    if (opts.port_check_interval) knobs.port_check_interval = *opts.port_check_interval;
+    io_context ctx(knobs);
     portico::tcp_acceptor acceptor(ctx);
     if (auto [ec] = acceptor.listen(portico::endpoint{portico::address_v4::loopback(), opts.port}); ec) {
         std::fprintf(stderr, "bench_portico: cannot listen: %s\n", ec.message().c_str());

@@ -474,6 +474,7 @@ int main(int argc, char** argv)
 {
     bench::start_counting();
     const bench::options opts = bench::parse_options(argc, argv);
+    bench::refuse_scheduling_knobs(opts, "raw");
     // NOTE: a fan-out needs a receive and sends in flight at once on every connection,
     // a different machine from this server's one operation at a time: the floor
     // covers the modes without shared state.

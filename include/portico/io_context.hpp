@@ -197,21 +197,35 @@ public:
         unsigned concurrency_hint = 0;
         /// Completion packets one dequeue call may return (default 64).
         unsigned batch_size = 64;
-        /// When a socket call succeeds at once, resume the coroutine inline
-        /// instead of waiting for its completion packet (only where every
-        /// provider has IFS handles; a fairness budget bounds the streak).
-        /// Results are the same either way; off costs a packet per call.
+        /// When a socket call succeeds at once, skip its completion packet
+        /// and continue the coroutine on the same thread (only where every
+        /// provider has IFS handles): inline within the turn's budget,
+        /// otherwise from the thread's ready queue (inline_budget). Results
+        /// are the same either way; off costs a packet per call.
         bool skip_completion_on_success = true;
-        /// Socket calls one pool thread may resume inline in a row (with
-        /// skip_completion_on_success) before the next goes through the
-        /// port, so a connection whose data is always ready cannot keep the
-        /// thread from the others; the count restarts at every dequeue.
-        /// Lower shortens the wait of the others with many busy
-        /// connections and costs a post per streak (round trips per
-        /// second); 0 resumes nothing inline, each immediate success being
-        /// posted (skip_completion_on_success = false does the same
-        /// without the posts). See docs/platform-notes.md.
-        unsigned inline_budget = 16;
+        /// Immediate successes a chain may resume inline in its turn. A turn
+        /// begins when a pool thread resumes a coroutine for a completion
+        /// (or a ready operation, or a deferred resumption); past the budget
+        /// the operation waits in the thread's ready queue, behind the
+        /// completions the thread already dequeued, and runs in order
+        /// without a system call. So a connection whose data is always
+        /// ready is served one turn at a time, like the others. The default
+        /// 1 lets a handler's reply go out inline (read, write, then the
+        /// next read waits its turn); 0 queues every immediate success
+        /// (fairest, one more pass per message); a large budget lets a
+        /// connection run ahead of the others (fewer passes, more jitter).
+        /// See docs/design/operations.md.
+        unsigned inline_budget = 1;
+        /// With operations ready and the completion port found empty, a
+        /// pool thread serves this many of them (turns) before it looks at
+        /// the port again (each look is a system call). 1 looks before every
+        /// pass of the ready queue: a packet that arrives meanwhile never
+        /// waits behind a second turn of a busy connection, at a dequeue call
+        /// per turn when one connection is busy alone. The default 16 saves
+        /// those calls; a packet arriving at such a quiet moment waits at
+        /// most 16 turns. Under load the port is rarely empty, and the thread
+        /// looks before every pass. See docs/design/operations.md.
+        unsigned port_check_interval = 16;
     };
 
     /// Creates the completion port and starts Winsock on first use.
@@ -219,7 +233,8 @@ public:
     io_context() : io_context(options{}) {}
     /// As io_context(), with the given options.
     explicit io_context(options opts)
-        : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success, opts.inline_budget})
+        : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success, opts.inline_budget,
+                      opts.port_check_interval})
     {}
 
     io_context(const io_context&) = delete;

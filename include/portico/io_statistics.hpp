@@ -26,8 +26,13 @@ struct io_statistics {
     std::uint64_t posts = 0;
     /// Posts the port refused; their work went to the fallback queue.
     std::uint64_t post_failures = 0;
-    /// Operations that completed synchronously and resumed inline.
+    /// Operations that completed synchronously and resumed inline, within
+    /// their turn's budget (io_context::options::inline_budget).
     std::uint64_t inline_completions = 0;
+    /// Operations that completed synchronously past their turn's budget and
+    /// waited in their pool thread's ready queue behind the completions
+    /// already dequeued (no system call).
+    std::uint64_t ready_queued = 0;
     /// Timers started: sleeps that reached the timer service (not those whose
     /// deadline had passed or whose stop was already requested).
     std::uint64_t timers_started = 0;
@@ -74,6 +79,7 @@ enum class counter : unsigned {
     posts,
     post_failures,
     inline_completions,
+    ready_queued,
     timers_started,
     timers_fired,
     timers_cancelled,
@@ -89,11 +95,11 @@ enum class counter : unsigned {
 /// The io_statistics field each counter is reported in, by counter index
 /// (max_batch and outstanding are kept apart: they are not sums).
 inline constexpr std::uint64_t io_statistics::* counter_fields[] = {
-    &io_statistics::dequeue_calls,    &io_statistics::completions,        &io_statistics::posts,
-    &io_statistics::post_failures,    &io_statistics::inline_completions, &io_statistics::timers_started,
-    &io_statistics::timers_fired,     &io_statistics::timers_cancelled,   &io_statistics::recv_calls,
-    &io_statistics::send_calls,       &io_statistics::accept_calls,       &io_statistics::connect_calls,
-    &io_statistics::disconnect_calls, &io_statistics::cancel_calls,
+    &io_statistics::dequeue_calls,  &io_statistics::completions,        &io_statistics::posts,
+    &io_statistics::post_failures,  &io_statistics::inline_completions, &io_statistics::ready_queued,
+    &io_statistics::timers_started, &io_statistics::timers_fired,       &io_statistics::timers_cancelled,
+    &io_statistics::recv_calls,     &io_statistics::send_calls,         &io_statistics::accept_calls,
+    &io_statistics::connect_calls,  &io_statistics::disconnect_calls,   &io_statistics::cancel_calls,
 };
 static_assert(std::size(counter_fields) == static_cast<std::size_t>(counter::count_), "one field per counter");
 

@@ -127,7 +127,7 @@ task<> idle_client(io_context& ctx, endpoint server, std::size_t first_size, cou
     (void)slept;
 }
 
-/// Live heap bytes while `n` connections idle after a first packet of
+/// Live heap bytes outside the frame cache while `n` connections idle after a first packet of
 /// `first_size` bytes each way (both sides still open, the servers waiting
 /// in read_packet, the clients in a sleep).
 task<std::size_t> live_while_idle(io_context& ctx, tcp_acceptor& acceptor, unsigned n, std::size_t first_size)
@@ -139,7 +139,10 @@ task<std::size_t> live_while_idle(io_context& ctx, tcp_acceptor& acceptor, unsig
     sessions.spawn(accept_sessions(acceptor, n, sessions, c));
     for (unsigned i = 0; i < n; ++i) clients.spawn(idle_client(ctx, server, first_size, c));
     co_await until(ctx, [&] { return c.echoed == 2 * n && c.answered == n; });
-    const std::size_t live = portico::test::live_heap_bytes();
+    // NOTE: without the frame cache, which holds the frames of the most
+    // coroutines that were ever alive at once (bounded, and tested above):
+    // the order the pool serves them in decides that peak, not the rings.
+    const std::size_t live = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
     CHECK(c.answered == n);
     clients.request_stop();
     co_await clients.join();

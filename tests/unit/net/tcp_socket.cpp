@@ -9,6 +9,7 @@
 #include "support/heap_counter.hpp"
 #include "support/loopback.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -263,14 +264,16 @@ struct ready_reads {
     unsigned reads = 0;               // one-byte reads in the loop
     unsigned done_when_other_ran = 0; // reads completed when the queued task ran
     std::uint64_t inline_completions = 0;
+    std::uint64_t ready_queued = 0;
     std::uint64_t posts = 0;
 };
 
-ready_reads read_ready_bytes(unsigned budget, unsigned reads)
+ready_reads read_ready_bytes(unsigned budget, unsigned reads, unsigned port_check_interval = 1)
 {
     ready_reads result{.reads = reads, .done_when_other_ran = reads + 1};
     io_context::options options;
     options.inline_budget = budget;
+    options.port_check_interval = port_check_interval;
     portico::test::run_co_test(
         1,
         [&result](io_context& c, unsigned) -> task<> {
@@ -284,19 +287,20 @@ ready_reads read_ready_bytes(unsigned budget, unsigned reads)
             auto [first_ec, first] = co_await server.read_all(buffer(&got, 1));
             REQUIRE_FALSE(first_ec);
 
-            // NOTE: the queued task runs before the loop ends (the budget sends
-            // a read through the port, behind it, within budget + 1 reads), so
-            // `done` outlives it.
+            // NOTE: the queued task runs before the loop ends (the first read
+            // past the budget waits behind it), so `done` outlives it.
             std::atomic<unsigned> done{0};
             c.post([&result, &done] { result.done_when_other_ran = done.load(); });
             const auto stats_before = c.statistics();
             for (unsigned i = 0; i < result.reads; ++i) {
                 auto [ec, n] = co_await server.read_some(buffer(&got, 1));
                 REQUIRE_FALSE(ec);
+                REQUIRE(n == 1);
                 done.fetch_add(1);
             }
             const auto stats_after = c.statistics();
             result.inline_completions = stats_after.inline_completions - stats_before.inline_completions;
+            result.ready_queued = stats_after.ready_queued - stats_before.ready_queued;
             result.posts = stats_after.posts - stats_before.posts;
         },
         options);
@@ -305,22 +309,44 @@ ready_reads read_ready_bytes(unsigned budget, unsigned reads)
 
 } // namespace
 
-TEST_CASE("the inline budget lets a queued task run while a connection's data is always ready", "[tcp_socket]")
+TEST_CASE("a connection whose data is always ready lets a queued task run after one turn", "[tcp_socket]")
 {
-    // Every read succeeds at once and is resumed inline, up to the budget;
-    // the next goes through the port, behind the queued task.
-    for (const unsigned budget : {16u, 4u, 1u}) {
+    // Every read succeeds at once: `budget` of them resume inline, the next
+    // waits in the thread's ready queue, behind the task the port holds.
+    for (const unsigned budget : {1u, 4u, 16u}) {
         DYNAMIC_SECTION("budget " << budget)
         {
             const ready_reads r = read_ready_bytes(budget, 200);
             INFO("other task ran after " << r.done_when_other_ran << " reads; " << r.inline_completions
-                                         << " inline completions, " << r.posts << " posts");
-            CHECK(r.done_when_other_ran <= budget + 1);
-            // Runs of `budget` inline completions, each ended by one post.
-            const std::uint64_t runs = r.reads / (budget + 1);
-            CHECK(r.inline_completions >= runs * budget);
-            CHECK(r.inline_completions <= runs * budget + budget);
-            CHECK(r.posts >= runs);
+                                         << " inline completions, " << r.ready_queued << " ready-queued, " << r.posts
+                                         << " posts");
+            // (The reads before the loop may have used part of its turn.)
+            CHECK(r.done_when_other_ran <= budget);
+            // Turns of one queued completion and `budget` inline ones.
+            const std::uint64_t turns = r.reads / (budget + 1);
+            CHECK(r.inline_completions >= turns * budget);
+            CHECK(r.inline_completions <= turns * budget + budget);
+            CHECK(r.ready_queued >= turns);
+            CHECK(r.inline_completions + r.ready_queued == r.reads);
+            // The queue is the thread's own: no system call hands them on.
+            CHECK(r.posts == 0);
+        }
+    }
+}
+
+TEST_CASE("a thread that found the port empty looks again within port_check_interval turns", "[tcp_socket]")
+{
+    // The reader is alone when its first read is queued: the port is found
+    // empty, and the thread serves up to `interval` ready operations (turns
+    // of the reader) before it looks again.
+    for (const unsigned interval : {4u, 16u}) {
+        DYNAMIC_SECTION("interval " << interval)
+        {
+            constexpr unsigned budget = 1;
+            const ready_reads r = read_ready_bytes(budget, 200, interval);
+            INFO("other task ran after " << r.done_when_other_ran << " reads, " << r.ready_queued << " ready-queued");
+            CHECK(r.done_when_other_ran <= (interval + 1) * (budget + 1));
+            CHECK(r.posts == 0);
         }
     }
 }
@@ -329,6 +355,86 @@ TEST_CASE("an inline budget of 0 resumes no socket call inline", "[tcp_socket]")
 {
     const ready_reads r = read_ready_bytes(0, 50);
     CHECK(r.inline_completions == 0);
-    CHECK(r.posts >= r.reads); // each immediate success went through the port
-    CHECK(r.done_when_other_ran <= 1);
+    CHECK(r.ready_queued == r.reads); // each immediate success waited its turn
+    CHECK(r.posts == 0);
+    CHECK(r.done_when_other_ran == 0);
+}
+
+namespace {
+
+// Reads `count` bytes that wait in `s` one at a time and logs `who` for each.
+task<> log_reads(tcp_socket& s, unsigned count, char who, std::string& log)
+{
+    char got = 0;
+    for (unsigned i = 0; i < count; ++i) {
+        auto [ec, n] = co_await s.read_some(buffer(&got, 1));
+        REQUIRE_FALSE(ec);
+        REQUIRE(n == 1);
+        log += who;
+    }
+}
+
+// The longest run of one letter in `log`.
+std::size_t longest_run(const std::string& log)
+{
+    std::size_t longest = 0;
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < log.size(); ++i) {
+        run = i > 0 && log[i] == log[i - 1] ? run + 1 : 1;
+        longest = (std::max)(longest, run);
+    }
+    return longest;
+}
+
+} // namespace
+
+TEST_CASE("two connections with data waiting are served in turns, not in runs", "[tcp_socket]")
+{
+    // One pool thread, two connections whose bytes all wait in their sockets:
+    // every read succeeds at once. Each turn is one read that waited plus
+    // `budget` inline ones; then the other connection's turn comes.
+    for (const unsigned budget : {0u, 1u, 4u}) {
+        DYNAMIC_SECTION("budget " << budget)
+        {
+            constexpr unsigned reads = 100;
+            std::string log;
+            io_context::options options;
+            options.inline_budget = budget;
+            portico::test::run_co_test(
+                1,
+                [&log](io_context& c, unsigned) -> task<> {
+                    auto [client_a, server_a] = co_await connected_pair(c);
+                    auto [client_b, server_b] = co_await connected_pair(c);
+                    const std::vector<char> sent(reads + 1, 'r');
+                    char got = 0;
+                    for (auto* pair : {&client_a, &client_b}) {
+                        auto [write_ec, written] = co_await pair->write_all(buffer(sent));
+                        REQUIRE_FALSE(write_ec);
+                    }
+                    for (auto* server : {&server_a, &server_b}) {
+                        auto [first_ec, first] = co_await server->read_all(buffer(&got, 1));
+                        REQUIRE_FALSE(first_ec);
+                    }
+                    co_await portico::when_all(log_reads(server_a, reads, 'a', log),
+                                               log_reads(server_b, reads, 'b', log));
+                },
+                options);
+            INFO(log);
+            REQUIRE(log.size() == 2 * reads);
+            // Until one of them has read everything, neither runs ahead by
+            // more than its turn. (Started by when_all within one turn, the
+            // two share their first: it may give one of them more.)
+            const std::size_t second_turn = log.find_first_not_of(log[0]);
+            const std::size_t both = (std::min)(log.find_last_of('a'), log.find_last_of('b'));
+            REQUIRE(second_turn < both);
+            CHECK(second_turn <= 2 * (budget + 1));
+            CHECK(longest_run(log.substr(second_turn, both + 1 - second_turn)) <= budget + 1);
+            if (budget == 0)
+                CHECK(log.substr(0, 2 * reads) == [] {
+                    std::string alternating;
+                    for (unsigned i = 0; i < reads; ++i) alternating += "ab";
+                    return alternating;
+                }());
+        }
+    }
 }

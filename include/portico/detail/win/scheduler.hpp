@@ -85,14 +85,28 @@ struct alignas(64) stat_block {
 
 class scheduler;
 
-/// What a thread inside scheduler::run() knows about itself.
+/// Operations linked through overlapped_op::next_posted: the fallback queue
+/// of refused posts and each pool thread's ready queue.
+using op_queue = intrusive_queue<overlapped_op, &overlapped_op::next_posted>;
+
+/// What a thread inside scheduler::run() knows about itself. Only that
+/// thread touches it.
 struct thread_state {
     scheduler* owner;
     stat_block* stats;
-    thread_state* outer;        // the run() this one is nested in, if any
-    unsigned inline_streak = 0; // operations completed inline since the last dequeue
+    thread_state* outer; // the run() this one is nested in, if any
+    // Immediate successes resumed inline by the chain now running (the
+    // completion, ready operation or deferred coroutine this thread resumed
+    // last): the turn's budget (scheduler::immediate_success).
+    unsigned turn_streak = 0;
+    // Operations that succeeded at once past their turn's budget: they run,
+    // in order, after the packets of the next dequeue.
+    op_queue ready{};
+    // Ready operations left to serve without looking at the port, which was
+    // empty at the last look (scheduler::options::port_check_interval).
+    unsigned quiet_turns = 0;
     // Coroutines to resume once the completion being handled returns
-    // (scheduler::defer); only this thread touches it.
+    // (scheduler::defer).
     std::vector<std::coroutine_handle<>> deferred{};
 };
 
@@ -112,13 +126,16 @@ public:
         unsigned batch_size = 64;
         /// Resume inline when a socket call succeeds at once (where safe).
         bool skip_completion_on_success = true;
-        /// Immediate successes one thread resumes inline in a row.
-        unsigned inline_budget = 16;
+        /// Immediate successes one chain resumes inline in its turn.
+        unsigned inline_budget = 1;
+        /// Ready turns between two looks at a port found empty (>= 1).
+        unsigned port_check_interval = 16;
     };
 
     explicit scheduler(options opts)
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
           skip_completion_on_success_(opts.skip_completion_on_success), inline_budget_(opts.inline_budget),
+          port_check_interval_((std::max)(1u, opts.port_check_interval)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
@@ -127,7 +144,6 @@ public:
 
     [[nodiscard]] HANDLE port() const noexcept { return port_.get(); }
     [[nodiscard]] bool skip_completion_on_success() const noexcept { return skip_completion_on_success_; }
-    [[nodiscard]] unsigned inline_budget() const noexcept { return inline_budget_; }
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
     /// Associates a handle (socket, file) with the port: its overlapped I/O
@@ -183,26 +199,78 @@ public:
             if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
 
             ULONG count = 0;
-            const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, INFINITE, FALSE);
-            bump(*stats, counter::dequeue_calls, 1);
-            self.inline_streak = 0;
-            if (!ok) {
-                // WAIT_TIMEOUT cannot happen with INFINITE; a closed port can
-                // only mean a bug, and spinning on it would hide the bug.
-                if (::GetLastError() == ERROR_ABANDONED_WAIT_0) break;
-                continue;
+            if (self.ready.empty() || self.quiet_turns == 0) {
+                // NOTE: with operations ready, only look at the port: nothing
+                // may wait for new packets while they could run.
+                const DWORD wait = self.ready.empty() ? INFINITE : 0;
+                const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, wait, FALSE);
+                bump(*stats, counter::dequeue_calls, 1);
+                if (!ok) {
+                    // WAIT_TIMEOUT only comes with a zero wait: the port is
+                    // empty, serve the ready operations. A closed port can
+                    // only mean a bug, and spinning on it would hide the bug.
+                    const DWORD error = ::GetLastError();
+                    if (error == ERROR_ABANDONED_WAIT_0) break;
+                    count = 0;
+                    if (error != WAIT_TIMEOUT) continue;
+                }
+                // Found empty, the port is looked at again only after
+                // port_check_interval ready turns: a lone busy connection
+                // would otherwise pay a dequeue call per turn for nobody.
+                self.quiet_turns = count == 0 ? port_check_interval_ : 0;
             }
             bump(*stats, counter::completions, count);
             if (count > stats->max_batch.load(std::memory_order_relaxed)) {
                 stats->max_batch.store(count, std::memory_order_relaxed);
             }
+            // NOTE: what became ready before this dequeue runs after the
+            // packets it returned, which were waiting already; what becomes
+            // ready from here on waits for the next dequeue. So a connection
+            // whose data is always ready takes one turn per pass, behind the
+            // others (docs/design/operations.md).
+            op_queue pass = std::move(self.ready);
             for (ULONG i = 0; i < count; ++i) {
+                self.turn_streak = 0;
                 dispatch(entries[i]);
                 run_deferred(self);
             }
+            serve_ready(self, pass);
         }
         // Let the next thread see the drained state too.
         wake_one();
+    }
+
+    /// An operation of this scheduler's succeeded at once and will get no
+    /// completion packet. Returns true, counting an inline completion, if
+    /// the caller may resume its coroutine inline: the chain running on this
+    /// thread has not used up its turn's inline_budget. Otherwise the
+    /// caller hands the op to queue_ready().
+    [[nodiscard]] bool take_inline_turn() noexcept
+    {
+        thread_state* self = state_of_this_thread();
+        unsigned& streak = self != nullptr ? self->turn_streak : off_pool_streak();
+        if (++streak > inline_budget_) return false;
+        count(counter::inline_completions);
+        return true;
+    }
+
+    /// Completes `op`, which succeeded at once past its turn (its byte count
+    /// in InternalHigh, its work still counted), once and later: on a pool
+    /// thread of this scheduler from the thread's ready queue, after the
+    /// completions the thread already dequeued (no system call); on any
+    /// other thread through the port. The caller must have published its
+    /// handshake first and touch nothing afterwards.
+    void queue_ready(overlapped_op* op) noexcept
+    {
+        thread_state* self = state_of_this_thread();
+        if (self == nullptr) {
+            // Off the pool a streak has no turn to end it: the post does.
+            off_pool_streak() = 0;
+            post_started(op);
+            return;
+        }
+        count(counter::ready_queued);
+        self->ready.push_back(*op);
     }
 
     /// Queues `h` to be resumed on the calling thread once the completion it
@@ -403,7 +471,7 @@ private:
     /// Completes, on this pool thread, every op whose post the port refused.
     void drain_fallback() noexcept
     {
-        fallback_queue list;
+        op_queue list;
         {
             std::lock_guard lock(fallback_mutex_);
             list = std::move(fallback_);
@@ -419,12 +487,45 @@ private:
     }
 
     /// Resumes what the completion just handled deferred, in order; a resumed
-    /// coroutine may defer more, which runs in the same pass.
+    /// coroutine may defer more, which runs in the same pass. Each is a
+    /// chain of its own, with its own turn.
     static void run_deferred(thread_state& self) noexcept
     {
         // NOTE: by index: a resumed coroutine may append (and reallocate).
-        for (std::size_t i = 0; i < self.deferred.size(); ++i) self.deferred[i].resume();
+        for (std::size_t i = 0; i < self.deferred.size(); ++i) {
+            self.turn_streak = 0;
+            self.deferred[i].resume();
+        }
         self.deferred.clear();
+    }
+
+    /// Runs, in order, the ready operations of one pass, each as a turn of
+    /// its own.
+    void serve_ready(thread_state& self, op_queue& pass) noexcept
+    {
+        while (overlapped_op* op = pass.pop_front()) {
+            self.turn_streak = 0;
+            if (self.quiet_turns > 0) --self.quiet_turns;
+            // NOTE: complete() may resume a coroutine that destroys op.
+            op->complete(op, 0, static_cast<std::uint32_t>(op->InternalHigh));
+            work_finished();
+            run_deferred(self);
+        }
+    }
+
+    static unsigned& off_pool_streak() noexcept
+    {
+        static thread_local unsigned streak = 0;
+        return streak;
+    }
+
+    /// This scheduler's state on the calling thread, if it is inside run().
+    thread_state* state_of_this_thread() const noexcept
+    {
+        for (thread_state* t = current_thread_state; t != nullptr; t = t->outer) {
+            if (t->owner == this) return t;
+        }
+        return nullptr;
     }
 
     /// Timer-thread hook: hands the fallback queue back to the port. Returns
@@ -459,13 +560,13 @@ private:
     const unsigned batch_size_;
     const bool skip_completion_on_success_;
     const unsigned inline_budget_;
+    const unsigned port_check_interval_;
     std::atomic<bool> stopped_{false};
     std::atomic<std::int64_t> outstanding_{0};
     std::atomic<unsigned> inject_failures_{0};
 
-    using fallback_queue = intrusive_queue<overlapped_op, &overlapped_op::next_posted>;
     std::mutex fallback_mutex_;
-    fallback_queue fallback_;
+    op_queue fallback_;
     std::atomic<std::size_t> fallback_size_{0};
 
     mutable std::mutex blocks_mutex_;

@@ -103,20 +103,18 @@ public:
         if (result == 0 && socket_.skips_on_success) {
             // No packet will come: the result is ours now.
             bytes_ = bytes;
-            // The budget (io_context::options::inline_budget) bounds the
-            // streak: a connection whose data is always ready cannot keep
-            // the thread from the others. (See docs/design/operations.md.)
-            if (++inline_streak() <= sched.inline_budget()) {
-                sched.count(counter::inline_completions);
+            InternalHigh = bytes;
+            // The turn's budget (io_context::options::inline_budget): a
+            // connection whose data is always ready waits behind the others
+            // rather than keep the thread. (See docs/design/operations.md.)
+            if (sched.take_inline_turn()) {
                 sched.work_finished();
                 return false;
             }
-            // Over budget: go through the port like everyone else.
-            inline_streak() = 0;
-            // NOTE: suspend() before the post: nobody else knows the op yet,
-            // and once posted the packet may resume us on another thread.
+            // NOTE: suspend() before handing the op on: nobody else knows it
+            // yet, and once posted the packet may resume us on another thread.
             (void)handshake_.suspend();
-            sched.post_started(this);
+            sched.queue_ready(this);
             return true;
         }
         if constexpr (Derived::message_size_is_a_warning) {
@@ -175,13 +173,6 @@ private:
             }
         }
     };
-
-    static unsigned& inline_streak() noexcept
-    {
-        auto* t = current_thread_state;
-        static thread_local unsigned off_pool = 0;
-        return t != nullptr ? t->inline_streak : off_pool;
-    }
 
     static void on_complete(overlapped_op* base, std::uintptr_t status, std::uint32_t bytes) noexcept
     {
