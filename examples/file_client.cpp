@@ -147,6 +147,17 @@ double mib_per_second(std::uint64_t bytes, double seconds)
     return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0.0;
 }
 
+// Connects `s` to the server, saying why not if it cannot.
+task<portico::io_result<portico::endpoint>> connect(tcp_socket& s, const settings& cfg)
+{
+    auto result = co_await s.connect(cfg.host, cfg.port);
+    if (result.error()) {
+        std::printf("file_client: cannot connect to %s port %s: %s\n", cfg.host.c_str(), cfg.port.c_str(),
+                    result.error().message().c_str());
+    }
+    co_return result;
+}
+
 task<int> upload(io_context& ctx, settings cfg)
 {
     co_await ctx.schedule();
@@ -165,12 +176,8 @@ task<int> upload(io_context& ctx, settings cfg)
     }
 
     tcp_socket s(ctx);
-    auto [connect_ec, server] = co_await s.connect(cfg.host, cfg.port);
-    if (connect_ec) {
-        std::printf("file_client: cannot connect to %s port %s: %s\n", cfg.host.c_str(), cfg.port.c_str(),
-                    connect_ec.message().c_str());
-        co_return 1;
-    }
+    auto [connect_ec, server] = co_await connect(s, cfg);
+    if (connect_ec) co_return 1;
     packet_stream<tcp_socket> ps(std::move(s));
     std::printf("uploading %s as %s, %llu bytes, to %s\n", cfg.file.c_str(), cfg.name.c_str(),
                 static_cast<unsigned long long>(size), server.to_string().c_str());
@@ -339,12 +346,8 @@ task<int> download(io_context& ctx, settings cfg)
     part += ".part";
 
     tcp_socket s(ctx);
-    auto [connect_ec, server] = co_await s.connect(cfg.host, cfg.port);
-    if (connect_ec) {
-        std::printf("file_client: cannot connect to %s port %s: %s\n", cfg.host.c_str(), cfg.port.c_str(),
-                    connect_ec.message().c_str());
-        co_return 1;
-    }
+    auto [connect_ec, server] = co_await connect(s, cfg);
+    if (connect_ec) co_return 1;
     const portico::packet_format format; // the default, as the server's stream
     std::array<std::byte, 4> header{};
     (void)portico::encode_header(format, file_proto::get, cfg.name.size(), header);

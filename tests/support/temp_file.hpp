@@ -1,7 +1,7 @@
-// Test files in the system's temporary directory, deleted afterwards, and a
-// named pipe whose reads stay pending until the test writes: the one kind of
-// file a test can keep an operation pending on (a disk file's reads finish at
-// once).
+// Test files in the system's temporary directory, deleted afterwards, the
+// content the file tests write, and a named pipe whose reads stay pending
+// until the test writes: the one kind of file a test can keep an operation
+// pending on (a disk file's reads finish at once).
 #pragma once
 
 #include <portico/detail/win/windows.hpp>
@@ -13,8 +13,22 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 namespace portico::test {
+
+/// Byte `i` of the file tests' content: position-dependent and not periodic
+/// in any buffer size (nor in 4 GiB), so a byte read from the wrong offset
+/// shows.
+inline char content_byte(std::uint64_t i) { return static_cast<char>((i * 7 + (i >> 12) * 13 + (i >> 32)) & 0xFF); }
+
+/// Bytes `from` to `from + n` of the content.
+inline std::vector<char> content(std::uint64_t from, std::size_t n)
+{
+    std::vector<char> out(n);
+    for (std::size_t i = 0; i < n; ++i) out[i] = content_byte(from + i);
+    return out;
+}
 
 /// A unique path in the temporary directory; the file there, if any, is
 /// deleted when this goes.

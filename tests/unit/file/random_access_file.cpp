@@ -21,19 +21,19 @@ using portico::file_creation;
 using portico::file_share;
 using portico::random_access_file;
 using portico::task;
+using portico::test::content;
+using portico::test::content_byte;
 using portico::test::temp_file;
 
 namespace {
 
-// Byte i of the test content: position-dependent and not periodic in any
-// buffer size, so a byte read from the wrong offset shows.
-char content_byte(std::uint64_t i) { return static_cast<char>((i * 7 + (i >> 12) * 13 + (i >> 32)) & 0xFF); }
-
-std::vector<char> content(std::uint64_t from, std::size_t n)
+// A new, empty file at `path`, open for reading and writing.
+random_access_file created(portico::io_context& ctx, const temp_file& path)
 {
-    std::vector<char> out(n);
-    for (std::size_t i = 0; i < n; ++i) out[i] = content_byte(from + i);
-    return out;
+    random_access_file f(ctx);
+    auto [ec] = f.open(path.path(), file_access::read_write, file_creation::create_new);
+    REQUIRE_FALSE(ec);
+    return f;
 }
 
 } // namespace
@@ -109,8 +109,7 @@ PORTICO_IO_TEST_CASE("open: each creation disposition, and the errors it reports
 PORTICO_IO_TEST_CASE("writes and reads at offsets round-trip; size and resize", "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
 
     // Out of order: the second half first, then the first.
     const auto data = content(0, 300'000);
@@ -144,8 +143,7 @@ PORTICO_IO_TEST_CASE("reads at and past the end are eof; one that crosses it is 
                      "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
     const auto data = content(0, 100);
     REQUIRE_FALSE((co_await f.write_all_at(0, buffer(data))).error());
 
@@ -228,8 +226,7 @@ PORTICO_IO_TEST_CASE("read_all_at and write_all_at cover every buffer of a seque
                      "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
 
     const auto data = content(7, 3000);
     std::array<portico::const_buffer, 4> pieces{buffer(data.data(), 1000), buffer(data.data() + 1000, 0),
@@ -262,8 +259,7 @@ PORTICO_IO_TEST_CASE("read_all_at and write_all_at cover every buffer of a seque
 PORTICO_IO_TEST_CASE("many coroutines write and read one file at once, each at its own offset", "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
     constexpr std::size_t writers = 64;
     constexpr std::size_t piece = 16 * 1024;
     int failures = 0;
@@ -288,8 +284,7 @@ PORTICO_IO_TEST_CASE("many coroutines write and read one file at once, each at i
 PORTICO_IO_TEST_CASE("steady-state file reads and writes make no heap allocation", "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
     std::array<char, 512> out{};
     std::array<char, 512> in{};
     int failures = 0;
@@ -312,8 +307,7 @@ PORTICO_IO_TEST_CASE("steady-state file reads and writes make no heap allocation
 PORTICO_IO_TEST_CASE("a file's operations are plain awaitables: when_all takes them directly", "[random_access_file]")
 {
     temp_file path;
-    random_access_file f(ctx);
-    REQUIRE_FALSE(f.open(path.path(), file_access::read_write, file_creation::create_new).error());
+    random_access_file f = created(ctx, path);
     const std::string a = "first", b = "second";
     auto [wa, wb] = co_await portico::when_all(f.write_some_at(0, buffer(a)), f.write_some_at(a.size(), buffer(b)));
     CHECK_FALSE(wa.error());

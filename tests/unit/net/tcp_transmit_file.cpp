@@ -32,18 +32,10 @@ using portico::random_access_file;
 using portico::task;
 using portico::tcp_socket;
 using portico::test::connected_pair;
+using portico::test::content;
 using portico::test::temp_file;
 
 namespace {
-
-char content_byte(std::uint64_t i) { return static_cast<char>((i * 7 + (i >> 12) * 13 + (i >> 32)) & 0xFF); }
-
-std::vector<char> content(std::uint64_t from, std::size_t n)
-{
-    std::vector<char> out(n);
-    for (std::size_t i = 0; i < n; ++i) out[i] = content_byte(from + i);
-    return out;
-}
 
 // A file holding content(0, size), open for reading.
 task<random_access_file> file_of(io_context& ctx, const temp_file& path, std::size_t size)
