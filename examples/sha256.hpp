@@ -8,7 +8,11 @@
 // The Windows SDK, included the way portico includes it.
 #include <portico/detail/win/windows.hpp>
 
+// A C header; Wine's copy (which the MSVC-ABI build uses) does not say so
+// itself, as the Windows SDK's does, so it is said here.
+extern "C" {
 #include <bcrypt.h>
+}
 
 #include <array>
 #include <cstddef>
@@ -78,7 +82,9 @@ private:
 
     static void check(NTSTATUS status, const char* what)
     {
-        if (!BCRYPT_SUCCESS(status)) {
+        // What the SDK's BCRYPT_SUCCESS says (Wine's headers lack the macro):
+        // an NTSTATUS below 0 is an error.
+        if (status < 0) {
             throw std::system_error(static_cast<int>(status), std::system_category(), what);
         }
     }

@@ -54,8 +54,8 @@ struct io_statistics {
     std::uint64_t file_read_calls = 0;
     /// WriteFile calls (random_access_file writes).
     std::uint64_t file_write_calls = 0;
-    /// TransmitFile calls (tcp_socket::transmit_file makes one per 1 GiB of
-    /// file, at least one).
+    /// TransmitFile calls (tcp_socket::transmit_file makes one per GiB of
+    /// file begun; none when there is nothing to send).
     std::uint64_t transmit_file_calls = 0;
     /// Operations started and not yet completed, at the time of the snapshot.
     std::int64_t outstanding = 0;
