@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -174,15 +175,24 @@ private:
             receive(p);
     }
 
-    void receive(peer& p)
+    // Receives after what the peer's buffer holds: the byte count, 0 if
+    // nothing is waiting, or -1 if the peer closed or failed (it is dropped).
+    std::ptrdiff_t receive_into(peer& p)
     {
         const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
         const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
         if (n <= 0) {
             drop(p);
-            return;
+            return -1;
         }
+        return n;
+    }
+
+    void receive(peer& p)
+    {
+        const auto n = receive_into(p);
+        if (n <= 0) return;
         if (mode_ == server_mode::sink) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = p.filled;
@@ -230,13 +240,8 @@ private:
     // download: every whole "GET " received queues the file on the peer's outbox.
     void take_requests(peer& p)
     {
-        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
-        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (n <= 0) {
-            drop(p);
-            return;
-        }
+        const auto n = receive_into(p);
+        if (n <= 0) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = 0;
         for (; p.filled - end >= 4; end += 4) {
@@ -255,13 +260,8 @@ private:
     // fanout: receives, and delivers every whole packet to every other peer.
     void fan_out(peer& p)
     {
-        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
-        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (n <= 0) {
-            drop(p);
-            return;
-        }
+        const auto n = receive_into(p);
+        if (n <= 0) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = 0;
         while (p.filled - end >= header_size) {
