@@ -7,7 +7,7 @@
 
 namespace load {
 
-enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle, fanout };
+enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle, fanout, download };
 
 enum class bulk_direction { oneway, both };
 
@@ -23,6 +23,8 @@ struct options {
     double warmup_s = 1.0;
     std::uint64_t seed = 1;
     bool hold_stdin = false;
+    // Not a test: write the file the download mode expects (--size bytes) here, and exit.
+    std::string write_file;
 };
 
 } // namespace load
