@@ -54,9 +54,11 @@ using timer_op = impl::timer_op;
 using socket_handle = impl::socket_handle;
 /// What an operation needs of its socket (socket_handle::ref()).
 using socket_ref = impl::socket_ref;
-/// A stream receive, send and connect; a datagram send and receive. Each is
+/// A stream receive, wait (a zero-byte receive), send and connect; a
+/// datagram send and receive. Each is
 /// an awaiter base with `error_`, `bytes_` and (but connect) `requested_`.
 using stream_recv_op = impl::stream_recv_op;
+using stream_wait_op = impl::stream_wait_op;
 using stream_send_op = impl::stream_send_op;
 using stream_connect_op = impl::stream_connect_op;
 using datagram_send_op = impl::datagram_send_op;

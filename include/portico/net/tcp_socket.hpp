@@ -55,6 +55,22 @@ public:
     }
 };
 
+/// Awaiter of tcp_socket::wait_readable(): a receive of zero bytes, which
+/// completes once the peer sent something (or closed, or reset) and
+/// consumes nothing. Yields io_result<void>: success when a read would not
+/// wait (bytes are there, or the peer's end of stream, which the next read
+/// reports as eof); connection_reset, operation_aborted (cancelled, closed,
+/// stop requested)... Never allocates. See read_some_op for what every
+/// socket awaiter shares.
+class [[nodiscard]] wait_readable_op : public detail::backend::stream_wait_op {
+public:
+    /// Made by tcp_socket::wait_readable().
+    explicit wait_readable_op(const detail::backend::socket_ref& socket) noexcept : stream_wait_op(socket) {}
+
+    /// The io_result<void> described above.
+    io_result<void> await_resume() const noexcept { return {error_}; }
+};
+
 /// Awaiter of tcp_socket::write_some(): one send gathering up to 64 buffers.
 /// Yields io_result<size_t>: the bytes the system took (possibly fewer than
 /// offered); a zero-length write completes at once. Never allocates. See
@@ -177,6 +193,15 @@ public:
     {
         return read_some_op{ref(), buffers};
     }
+
+    /// Waits, holding no buffer, until a read would not wait: until the peer
+    /// sent bytes, ended its stream or reset the connection. Nothing is
+    /// consumed. For many mostly idle connections: wait here, then take a
+    /// buffer (from a pool) and read_some() what arrived, so an idle
+    /// connection holds no receive buffer (one more system call per
+    /// wake-up). Windows: a zero-byte WSARecv. See wait_readable_op for the
+    /// result.
+    [[nodiscard]] wait_readable_op wait_readable() noexcept { return wait_readable_op{ref()}; }
 
     /// Sends from a buffer sequence (gather, up to 64 buffers). See
     /// write_some_op for the result.
