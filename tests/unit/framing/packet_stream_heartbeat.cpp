@@ -1,0 +1,666 @@
+// packet_stream's heartbeat over the mock stream, on the manual clock
+// (issue 14): zombies are dropped with heartbeat_timeout, talkers are never
+// pinged, answering peers stay, two heartbeats against each other settle on
+// one pinger, the heartbeat beside idle_timeout, order with queued writes,
+// pong_only, pings left to the caller, and the hostile inputs (pongs nobody
+// asked for, ping floods, bodies). Over real sockets, with 1 and 4 threads:
+// unit/net/heartbeat_tcp.cpp.
+#include <portico/framing/packet_stream.hpp>
+
+#include <portico/coro/sync_wait.hpp>
+#include <portico/coro/task_group.hpp>
+
+#include "support/catch.hpp"
+#include "support/framing.hpp"
+#include "support/heap_counter.hpp"
+#include "support/manual_clock.hpp"
+#include "support/mock_stream.hpp"
+#include "support/written_packets.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using namespace std::chrono_literals;
+using portico::errc;
+using portico::packet_format;
+using portico::packet_stream;
+using portico::packet_stream_options;
+using portico::proof_of_life;
+using portico::sync_wait;
+using portico::task;
+using portico::task_group;
+using portico::test::manual_clock;
+using portico::test::mock_stream;
+
+namespace {
+
+constexpr std::uint32_t chat = 1, ping = 90, pong = 91;
+
+packet_stream_options with_heartbeat(proof_of_life proof = proof_of_life::any_packet, bool answer = true)
+{
+    return {.heartbeat = {.interval = 1s,
+                          .timeout = 3s,
+                          .ping_type = ping,
+                          .pong_type = pong,
+                          .answer_pings = answer,
+                          .proof = proof}};
+}
+
+std::vector<std::byte> encode(std::uint32_t type, std::size_t body = 0)
+{
+    std::vector<std::byte> out(4 + body, std::byte{0x61});
+    REQUIRE_FALSE(portico::encode_header(packet_format{}, type, body, out).error());
+    return out;
+}
+
+std::vector<std::byte> repeated(std::uint32_t type, std::size_t count)
+{
+    std::vector<std::byte> out;
+    for (std::size_t i = 0; i < count; ++i) {
+        const auto p = encode(type);
+        out.insert(out.end(), p.begin(), p.end());
+    }
+    return out;
+}
+
+std::vector<portico::test::decoded_packet> written(const mock_stream& s)
+{
+    return portico::test::decode_all(packet_format{}, s.written());
+}
+
+std::size_t count(const mock_stream& s, std::uint32_t type)
+{
+    std::size_t n = 0;
+    for (const auto& p : written(s)) n += p.type == type;
+    return n;
+}
+
+/// What read_packet() returned: the types of the packets, then the error.
+struct reading {
+    std::vector<std::uint32_t> types;
+    std::optional<std::error_code> end;
+    std::optional<manual_clock::time_point> ended_at;
+};
+
+task<> read_all(packet_stream<mock_stream>& ps, reading& r)
+{
+    for (;;) {
+        auto [ec, p] = co_await ps.read_packet();
+        if (ec) {
+            r.end = ec;
+            r.ended_at = manual_clock::now();
+            co_return;
+        }
+        r.types.push_back(p.type);
+    }
+}
+
+/// A peer that answers pings: a pong for each ping written since the last
+/// call (`seen` counts the packets already looked at).
+void answer_pings(mock_stream& s, std::size_t& seen)
+{
+    const auto packets = written(s);
+    for (; seen < packets.size(); ++seen) {
+        if (packets[seen].type == ping) s.push(encode(pong));
+    }
+}
+
+} // namespace
+
+TEST_CASE("heartbeat: a peer that stops answering but keeps its connection open is dropped with heartbeat_timeout "
+          "within the timeout plus one interval",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    auto& timers = stream.context();
+    packet_stream<mock_stream> ps(stream, with_heartbeat());
+    reading r;
+    const auto start = manual_clock::now();
+    std::optional<std::error_code> said;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        stream.push(encode(chat, 5)); // its last word; then it stays silent
+        timers.advance_by_steps(5s, 100ms);
+        REQUIRE(r.end.has_value());
+        // The limit keeps the write side for a last word, as the others do.
+        auto [notice_ec, notice] =
+            portico::shared_packet::make(packet_format{}, 99, std::string_view("are you there?"));
+        REQUIRE_FALSE(notice_ec);
+        auto [ec] = co_await ps.close_with(notice, 1s);
+        said = ec;
+        co_await group.join();
+    }());
+    CHECK(r.types == std::vector<std::uint32_t>{chat});
+    CHECK(*r.end == errc::heartbeat_timeout);
+    CHECK(*r.end == std::errc::timed_out);
+    CHECK(ps.close_reason() == errc::heartbeat_timeout);
+    REQUIRE(r.ended_at.has_value());
+    CHECK(*r.ended_at - start >= 3s);
+    CHECK(*r.ended_at - start <= 4s);
+    // Asked once per silent interval until then: at 1 s and at 2 s.
+    CHECK(count(stream, ping) == 2);
+    REQUIRE(said.has_value());
+    CHECK_FALSE(*said);
+    CHECK(written(stream).back().type == 99);
+    CHECK(timers.pending() == 0); // the watchdog ended with the stream
+    timers.run_deferred();
+}
+
+TEST_CASE("heartbeat: a peer that keeps sending is never pinged, even by a stream that sends nothing",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    auto& timers = stream.context();
+    packet_stream<mock_stream> ps(stream, with_heartbeat());
+    reading r;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        for (int i = 0; i < 40; ++i) {
+            stream.push(encode(chat, 3));
+            timers.advance_by_steps(900ms, 100ms); // under the interval apart
+        }
+        CHECK_FALSE(r.end.has_value());
+        ps.close();
+        co_await group.join();
+    }());
+    CHECK(r.types.size() == 40);
+    CHECK(count(stream, ping) == 0);
+    CHECK(stream.writes() == 0);
+    timers.run_deferred();
+}
+
+TEST_CASE("heartbeat: a peer that only answers pings stays, and read_packet never returns a pong",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    auto& timers = stream.context();
+    packet_stream<mock_stream> ps(stream, with_heartbeat());
+    reading r;
+    std::size_t seen = 0;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        for (int step = 0; step < 300; ++step) { // 30 s
+            timers.advance(100ms);
+            answer_pings(stream, seen);
+        }
+        CHECK_FALSE(r.end.has_value());
+        ps.close();
+        co_await group.join();
+    }());
+    CHECK(r.types.empty());
+    CHECK(*r.end == errc::operation_aborted);
+    // Asked about once per interval (each pong restarts the interval).
+    CHECK(count(stream, ping) >= 28);
+    CHECK(count(stream, ping) <= 30);
+    timers.run_deferred();
+}
+
+namespace {
+
+/// Two mock streams joined back to back: what one side writes, the other
+/// reads (moved across by pump()).
+struct pipe_pair {
+    mock_stream a, b;
+    std::size_t a_moved = 0, b_moved = 0;
+
+    pipe_pair()
+    {
+        a.hold_reads();
+        b.hold_reads();
+    }
+
+    /// Moves everything written so far across, until nothing more comes
+    /// (a pong written in answer is moved too), running deferred flushes.
+    void pump()
+    {
+        for (bool moved = true; moved;) {
+            moved = move(a, a_moved, b) | move(b, b_moved, a);
+            moved |= (a.context().run_deferred() + b.context().run_deferred()) != 0;
+        }
+    }
+
+private:
+    static bool move(mock_stream& from, std::size_t& done, mock_stream& to)
+    {
+        const auto bytes = from.written();
+        if (bytes.size() == done) return false;
+        to.push(std::span(bytes).subspan(done));
+        done = bytes.size();
+        return true;
+    }
+};
+
+} // namespace
+
+TEST_CASE("heartbeat on both sides: both stay up, and once one side pings the other only answers",
+          "[packet_stream_heartbeat]")
+{
+    pipe_pair pipe;
+    auto& timers = pipe.a.context(); // the manual clock is one for all
+    packet_stream<mock_stream> a(pipe.a, with_heartbeat());
+    packet_stream<mock_stream> b(pipe.b, with_heartbeat());
+    reading ra, rb;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(a, ra));
+        timers.advance(500ms); // b starts reading half an interval later
+        group.spawn(read_all(b, rb));
+        for (int step = 0; step < 600; ++step) { // 60 s
+            pipe.a.context().advance(100ms);
+            pipe.b.context().advance(0ms);
+            pipe.pump();
+        }
+        CHECK_FALSE(ra.end.has_value());
+        CHECK_FALSE(rb.end.has_value());
+        a.close();
+        b.close();
+        co_await group.join();
+    }());
+    CHECK(ra.types.empty());
+    CHECK(rb.types.empty());
+    // a asks once per interval; b hears it before its own ping is due, and a
+    // ping heard holds its own off: b answers and never asks.
+    CHECK(count(pipe.a, ping) >= 58);
+    CHECK(count(pipe.a, ping) <= 60);
+    CHECK(count(pipe.b, ping) == 0);
+    CHECK(count(pipe.b, pong) == count(pipe.a, ping));
+    pipe.a.context().run_deferred();
+    pipe.b.context().run_deferred();
+}
+
+TEST_CASE("heartbeat with idle_timeout: pongs are no activity, silence is still the heartbeat's, talkers stay",
+          "[packet_stream_heartbeat]")
+{
+    auto options = with_heartbeat();
+    options.idle_timeout = 5s;
+    SECTION("a peer that only answers pings is alive but idle: idle_timeout at 5 s")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, options);
+        reading r;
+        std::size_t seen = 0;
+        const auto start = manual_clock::now();
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 0; step < 100 && !r.end; ++step) {
+                timers.advance(100ms);
+                answer_pings(stream, seen);
+            }
+            ps.close(); // a no-op once a limit closed it: the first reason stays
+            co_await group.join();
+        }());
+        REQUIRE(r.end.has_value());
+        CHECK(*r.end == errc::idle_timeout);
+        CHECK(*r.ended_at - start == 5s);
+        CHECK(count(stream, ping) >= 4); // it answered every one
+        timers.run_deferred();
+    }
+    SECTION("a peer that went silent: heartbeat_timeout at 3 s, before the idle timeout")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, options);
+        reading r;
+        const auto start = manual_clock::now();
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            timers.advance_by_steps(6s, 100ms);
+            ps.close(); // a no-op once a limit closed it: the first reason stays
+            co_await group.join();
+        }());
+        REQUIRE(r.end.has_value());
+        CHECK(*r.end == errc::heartbeat_timeout);
+        CHECK(*r.ended_at - start == 3s);
+        timers.run_deferred();
+    }
+    SECTION("a peer that talks every 2 s and answers pings: neither trips in 30 s")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, options);
+        reading r;
+        std::size_t seen = 0;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 1; step <= 300; ++step) {
+                timers.advance(100ms);
+                answer_pings(stream, seen);
+                if (step % 20 == 0) stream.push(encode(chat, 1));
+            }
+            CHECK_FALSE(r.end.has_value());
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types.size() == 15);
+        timers.run_deferred();
+    }
+}
+
+TEST_CASE("heartbeat: a ping from the peer while writes are queued is answered after them; our own ping too",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    stream.hold_writes();
+    stream.write_limit(1000); // the first packet takes three writes
+    auto& timers = stream.context();
+    packet_stream<mock_stream> ps(stream, with_heartbeat());
+    reading r;
+    const std::string big(2500, 'b');
+    std::optional<std::error_code> big_ec;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        group.spawn(
+            [](packet_stream<mock_stream>& s, const std::string& body, std::optional<std::error_code>& out) -> task<> {
+                auto [ec] = co_await s.write_packet(chat, body);
+                out = ec;
+            }(ps, big, big_ec));
+        REQUIRE(stream.write_held());
+        REQUIRE_FALSE(ps.queue_packet(2, std::string_view("queued copy")));
+        stream.push(encode(ping));              // answered behind what is queued
+        timers.advance_by_steps(1500ms, 100ms); // our own ping falls due meanwhile
+        stream.release_writes();
+        stream.context().run_deferred();
+        CHECK(big_ec.has_value());
+        ps.close();
+        co_await group.join();
+    }());
+    REQUIRE(big_ec.has_value());
+    CHECK_FALSE(*big_ec);
+    const auto packets = written(stream);
+    REQUIRE(packets.size() == 4);
+    CHECK(packets[0].type == chat);
+    CHECK(packets[0].body.size() == 2500);
+    CHECK(packets[1].type == 2);
+    CHECK(packets[2].type == pong);
+    CHECK(packets[3].type == ping);
+    CHECK(r.types.empty());
+    timers.run_deferred();
+}
+
+TEST_CASE("heartbeat pong_only: other packets are no answer, a ping goes out every interval, pongs keep it up",
+          "[packet_stream_heartbeat]")
+{
+    SECTION("chat flows every 200 ms but no pong comes: heartbeat_timeout at 3 s")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
+        reading r;
+        const auto start = manual_clock::now();
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 0; step < 50 && !r.end; ++step) {
+                stream.push(encode(chat, 2));
+                timers.advance(200ms);
+            }
+            ps.close(); // a no-op once a limit closed it: the first reason stays
+            co_await group.join();
+        }());
+        REQUIRE(r.end.has_value());
+        CHECK(*r.end == errc::heartbeat_timeout);
+        CHECK(*r.ended_at - start <= 4s);
+        CHECK(*r.ended_at - start >= 3s);
+        CHECK(r.types.size() >= 14);
+        CHECK(count(stream, ping) == 2); // every interval although packets flowed
+        timers.run_deferred();
+    }
+    SECTION("chat flows and every ping is answered: up for 30 s")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
+        reading r;
+        std::size_t seen = 0;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 0; step < 150; ++step) {
+                stream.push(encode(chat, 2));
+                timers.advance(200ms);
+                answer_pings(stream, seen);
+            }
+            CHECK_FALSE(r.end.has_value());
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types.size() == 150);
+        CHECK(count(stream, ping) == 30);
+        timers.run_deferred();
+    }
+}
+
+TEST_CASE("heartbeat with answer_pings off: read_packet returns pings for the caller to answer",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::any_packet, false));
+    reading r;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        stream.push(encode(ping));
+        stream.push(encode(pong)); // pongs are still the stream's
+        stream.push(encode(ping, 8));
+        ps.close();
+        co_await group.join();
+    }());
+    CHECK(r.types == std::vector<std::uint32_t>{ping, ping});
+    CHECK(count(stream, pong) == 0);
+    stream.context().run_deferred();
+}
+
+TEST_CASE("heartbeat, hostile input: a pong nobody asked for is consumed; with pong_only it proves nothing",
+          "[packet_stream_heartbeat]")
+{
+    SECTION("any_packet: taken in, never returned, and (as any packet) a sign of life")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat());
+        reading r;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int i = 0; i < 20; ++i) {
+                stream.push(encode(pong));
+                timers.advance_by_steps(500ms, 100ms);
+            }
+            CHECK_FALSE(r.end.has_value());
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types.empty());
+        CHECK(count(stream, ping) == 0);
+        timers.run_deferred();
+    }
+    SECTION("pong_only: pongs sent before any ping do not count, the peer is dropped at the timeout")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
+        reading r;
+        const auto start = manual_clock::now();
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 0; step < 9; ++step) { // a pong every 100 ms before the first ping
+                stream.push(encode(pong));
+                timers.advance(100ms);
+            }
+            timers.advance_by_steps(4s, 100ms);
+            ps.close(); // a no-op once a limit closed it: the first reason stays
+            co_await group.join();
+        }());
+        REQUIRE(r.end.has_value());
+        CHECK(*r.end == errc::heartbeat_timeout);
+        CHECK(*r.ended_at - start == 3s);
+        CHECK(r.types.empty());
+        timers.run_deferred();
+    }
+}
+
+TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per half interval, and trips a rate limit",
+          "[packet_stream_heartbeat]")
+{
+    SECTION("1,000 pings at once, then 10 every 100 ms for 2 s: 1 pong, then one per 500 ms")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat());
+        reading r;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            stream.push(repeated(ping, 1000));
+            CHECK(count(stream, pong) == 1);
+            for (int step = 1; step <= 20; ++step) {
+                timers.advance(100ms);
+                stream.push(repeated(ping, 10));
+            }
+            CHECK_FALSE(r.end.has_value());
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types.empty());          // not one of the 1,200 pings returned
+        CHECK(count(stream, pong) == 5); // at 0, 0.5, 1, 1.5 and 2 s
+        CHECK(count(stream, ping) == 0); // the flood is a sign of life too
+        timers.run_deferred();
+    }
+    SECTION("with max_packets_per_second, pings count: the flooder is cut off with rate_limited")
+    {
+        mock_stream stream;
+        auto options = with_heartbeat();
+        options.max_packets_per_second = 100;
+        stream.push(repeated(ping, 1000));
+        packet_stream<mock_stream> ps(stream, options);
+        reading r;
+        sync_wait(read_all(ps, r));
+        CHECK(*r.end == errc::rate_limited);
+        CHECK(count(stream, pong) <= 1);
+        stream.context().run_deferred();
+    }
+}
+
+TEST_CASE("heartbeat, hostile input: pings and pongs with bodies are taken as without; the answer has no body",
+          "[packet_stream_heartbeat]")
+{
+    SECTION("a ping with a 100-byte body: answered with a header-only pong, not returned")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        packet_stream<mock_stream> ps(stream, with_heartbeat());
+        reading r;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            stream.push(encode(ping, 100));
+            stream.push(encode(chat, 1));
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types == std::vector<std::uint32_t>{chat});
+        const auto packets = written(stream);
+        REQUIRE(packets.size() == 1);
+        CHECK(packets[0].type == pong);
+        CHECK(packets[0].body.empty());
+        stream.context().run_deferred();
+    }
+    SECTION("pong_only: a pong with a body answers the ping")
+    {
+        mock_stream stream;
+        stream.hold_reads();
+        auto& timers = stream.context();
+        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
+        reading r;
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            for (int step = 1; step <= 100; ++step) { // 10 s
+                const std::size_t pings = count(stream, ping);
+                timers.advance(100ms);
+                if (count(stream, ping) != pings) stream.push(encode(pong, 16));
+            }
+            CHECK_FALSE(r.end.has_value());
+            ps.close();
+            co_await group.join();
+        }());
+        CHECK(r.types.empty());
+        CHECK(count(stream, ping) == 10);
+        timers.run_deferred();
+    }
+}
+
+namespace {
+
+/// Heap allocations so far, where this build can count them (see
+/// packet_stream_write.cpp).
+std::optional<std::uint64_t> allocations_now()
+{
+#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    return portico::test::heap_allocations();
+#else
+    return std::nullopt;
+#endif
+}
+
+} // namespace
+
+TEST_CASE("heartbeat: 100 intervals of pings allocate nothing (the ping is the stream's own node, reused)",
+          "[packet_stream_heartbeat]")
+{
+    mock_stream stream;
+    stream.hold_reads();
+    stream.reserve_written(4 * 200);
+    auto& timers = stream.context();
+    auto options = with_heartbeat();
+    options.heartbeat.timeout = 1000s; // a patient stream: it only asks
+    packet_stream<mock_stream> ps(stream, options);
+    reading r;
+    std::optional<std::uint64_t> before, after;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        timers.advance_by_steps(10s, 1s); // warm up: the timers' and the queue's storage
+        before = allocations_now();
+        timers.advance_by_steps(100s, 1s);
+        after = allocations_now();
+        ps.close();
+        co_await group.join();
+    }());
+    CHECK(count(stream, ping) == 110);
+    CHECK(stream.writes() == 110);
+    if (before && after) {
+        CHECK(*after - *before == 0);
+    } else {
+        WARN("allocations are not counted in this build (ASan or TSan)");
+    }
+    timers.run_deferred();
+}
