@@ -60,8 +60,9 @@ enum class errc {
     idle_timeout,
     /// The peer gave no sign of life (a packet, or the pong it was asked for)
     /// within the heartbeat's timeout: presumed gone without a FIN or a reset
-    /// (a zombie session). Compares equal to std::errc::timed_out, as a
-    /// failed TCP keep-alive does.
+    /// (a zombie session). Compares equal to std::errc::timed_out, POSIX's
+    /// "connection timed out" (what Linux reports for a failed TCP
+    /// keep-alive); idle_timeout does not, as an idle peer may be alive.
     heartbeat_timeout,
     /// The system ran out of a resource (memory, buffers, handles).
     no_resources,
