@@ -56,8 +56,10 @@ struct heartbeat_options {
     /// The packet type of a pong (the answer).
     std::uint32_t pong_type = 0;
     /// True: the stream answers the peer's pings itself, and read_packet()
-    /// never returns them; at most one pong goes out per half interval,
-    /// however fast pings arrive. False: read_packet() returns pings to the
+    /// never returns them; at most one pong goes out per 100 ms (or per half
+    /// interval, if shorter), however fast pings arrive: a peer pinging at
+    /// most every 100 ms has each ping answered, whatever its own interval.
+    /// False: read_packet() returns pings to the
     /// caller, who answers them (with a packet of pong_type) or not. Pongs
     /// are never returned either way.
     bool answer_pings = true;

@@ -107,7 +107,7 @@ public:
     /// Reads the next packet. Its body stays valid until the next
     /// read_packet(). With a heartbeat, pings and pongs are consumed here
     /// and never returned (a ping is answered with a pong, at most one per
-    /// half interval), except pings when options().heartbeat.answer_pings is
+    /// 100 ms), except pings when options().heartbeat.answer_pings is
     /// false, which are returned for the caller to answer; a ping or pong
     /// with a body is taken as one without (the body is dropped). Errors:
     ///   eof               the stream ended cleanly between packets;

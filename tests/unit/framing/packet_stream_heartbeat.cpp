@@ -526,10 +526,10 @@ TEST_CASE("heartbeat, hostile input: a pong nobody asked for is consumed; with p
     }
 }
 
-TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per half interval, and trips a rate limit",
+TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per 100 ms, and trips a rate limit",
           "[packet_stream_heartbeat]")
 {
-    SECTION("1,000 pings at once, then 10 every 100 ms for 2 s: 1 pong, then one per 500 ms")
+    SECTION("1,000 pings at once, then 10 every 20 ms for 2 s: 1 pong, then one per 100 ms")
     {
         mock_stream stream;
         stream.hold_reads();
@@ -541,17 +541,17 @@ TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per half
             group.spawn(read_all(ps, r));
             stream.push(repeated(ping, 1000));
             CHECK(count(stream, pong) == 1);
-            for (int step = 1; step <= 20; ++step) {
-                timers.advance(100ms);
+            for (int step = 1; step <= 100; ++step) {
+                timers.advance(20ms);
                 stream.push(repeated(ping, 10));
             }
             CHECK_FALSE(r.end.has_value());
             ps.close();
             co_await group.join();
         }());
-        CHECK(r.types.empty());          // not one of the 1,200 pings returned
-        CHECK(count(stream, pong) == 5); // at 0, 0.5, 1, 1.5 and 2 s
-        CHECK(count(stream, ping) == 0); // the flood is a sign of life too
+        CHECK(r.types.empty());           // not one of the 2,000 pings returned
+        CHECK(count(stream, pong) == 21); // at 0 s, then every 100 ms to 2 s
+        CHECK(count(stream, ping) == 0);  // the flood is a sign of life too
         timers.run_deferred();
     }
     SECTION("with max_packets_per_second, pings count: the flooder is cut off with rate_limited")
@@ -567,6 +567,35 @@ TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per half
         CHECK(count(stream, pong) <= 1);
         stream.context().run_deferred();
     }
+}
+
+TEST_CASE("heartbeat: a peer pinging more often than our own interval has every ping answered",
+          "[packet_stream_heartbeat]")
+{
+    // Ours: 10 s. The peer's (a server that chose 1 s, with a 3 s timeout):
+    // it must hear a pong to each ping, whatever we chose.
+    mock_stream stream;
+    stream.hold_reads();
+    auto& timers = stream.context();
+    auto options = with_heartbeat();
+    options.heartbeat.interval = 10s;
+    options.heartbeat.timeout = 30s;
+    packet_stream<mock_stream> ps(stream, options);
+    reading r;
+    sync_wait([&]() -> task<> {
+        task_group group;
+        group.spawn(read_all(ps, r));
+        for (int second = 1; second <= 20; ++second) {
+            timers.advance_by_steps(1s, 100ms);
+            stream.push(encode(ping));
+        }
+        CHECK_FALSE(r.end.has_value());
+        ps.close();
+        co_await group.join();
+    }());
+    CHECK(count(stream, pong) == 20);
+    CHECK(count(stream, ping) == 0); // it hears the peer every second
+    timers.run_deferred();
 }
 
 TEST_CASE("heartbeat, hostile input: pings and pongs with bodies are taken as without; the answer has no body",

@@ -53,8 +53,18 @@ public:
     explicit heartbeat_monitor(const heartbeat_options& o) noexcept
         : enabled_(o.enabled()), answer_(o.answer_pings), pong_only_(o.proof == proof_of_life::pong_only),
           ping_type_(o.ping_type), pong_type_(o.pong_type), interval_(std::chrono::duration_cast<duration>(o.interval)),
-          timeout_(std::chrono::duration_cast<duration>(o.timeout))
+          timeout_(std::chrono::duration_cast<duration>(o.timeout)), pong_gap_(shortest_pong_gap(interval_))
     {}
+
+    /// The least time between two pongs: 100 ms, or half the interval if
+    /// that is shorter. Not the peer's interval (unknown, and its own to
+    /// choose): a peer that pings every 100 ms or slower has every ping
+    /// answered, a flood gets at most ten pongs a second.
+    [[nodiscard]] static constexpr duration shortest_pong_gap(duration interval) noexcept
+    {
+        const auto cap = std::chrono::duration_cast<duration>(std::chrono::milliseconds(100));
+        return interval / 2 < cap ? interval / 2 : cap;
+    }
 
     heartbeat_monitor(const heartbeat_monitor&) = delete;
     heartbeat_monitor& operator=(const heartbeat_monitor&) = delete;
@@ -143,14 +153,14 @@ public:
     }
 
     /// Reader: a ping arrived (with answers_pings()). True if a pong is to
-    /// be queued: at most one per half interval, however fast pings come;
-    /// the pings in between are answered by that pong.
+    /// be queued: at most one per shortest_pong_gap(), however fast pings
+    /// come; the pings in between are answered by that pong.
     [[nodiscard]] bool ping_received() noexcept
     {
         // The time of the read that brought it: one clock read per read.
         const std::int64_t arrived = last_receive_.load(std::memory_order_relaxed);
         last_ping_received_.store(arrived, std::memory_order_release);
-        if (last_pong_ != never && arrived - last_pong_ < (interval_ / 2).count()) return false;
+        if (last_pong_ != never && arrived - last_pong_ < pong_gap_.count()) return false;
         last_pong_ = arrived;
         return true;
     }
@@ -189,6 +199,7 @@ private:
     const std::uint32_t pong_type_;
     const duration interval_;
     const duration timeout_;
+    const duration pong_gap_;
     // The watchdog's (start_ is set before it runs).
     std::int64_t start_ = never;
     std::int64_t last_ping_sent_ = never;

@@ -272,7 +272,8 @@ public:
     /// Reader: a whole packet of `type` came in (and passed the rate limit).
     /// True if it is the heartbeat's and read_packet() must not return it: a
     /// pong, or a ping the stream answers itself (queuing a pong unless one
-    /// went out less than half an interval ago). The pong's write is
+    /// went out less than heartbeat_monitor::shortest_pong_gap() ago). The
+    /// pong's write is
     /// deferred as queue_packet's copies are, so it leaves with the reader's
     /// other answers.
     bool consume_heartbeat(std::uint32_t type) noexcept
