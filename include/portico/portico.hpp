@@ -15,6 +15,7 @@
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
 #include <portico/frame_cache.hpp>
+#include <portico/framing/heartbeat_options.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>
