@@ -10,9 +10,9 @@
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task_group.hpp>
 
+#include "support/allocation_count.hpp"
 #include "support/catch.hpp"
 #include "support/framing.hpp"
-#include "support/heap_counter.hpp"
 #include "support/manual_clock.hpp"
 #include "support/mock_stream.hpp"
 #include "support/written_packets.hpp"
@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -35,6 +36,7 @@ using portico::proof_of_life;
 using portico::sync_wait;
 using portico::task;
 using portico::task_group;
+using portico::test::allocations_now;
 using portico::test::manual_clock;
 using portico::test::mock_stream;
 
@@ -101,15 +103,66 @@ task<> read_all(packet_stream<mock_stream>& ps, reading& r)
     }
 }
 
-/// A peer that answers pings: a pong for each ping written since the last
-/// call (`seen` counts the packets already looked at).
-void answer_pings(mock_stream& s, std::size_t& seen)
+mock_stream held_reads()
 {
-    const auto packets = written(s);
-    for (; seen < packets.size(); ++seen) {
-        if (packets[seen].type == ping) s.push(encode(pong));
-    }
+    mock_stream s;
+    s.hold_reads();
+    return s;
 }
+
+/// One stream under test: a mock stream whose reads wait for the test's
+/// pushes, a packet_stream on it, and what its reader saw.
+struct session {
+    mock_stream stream = held_reads();
+    packet_stream<mock_stream> ps;
+    reading r;
+    manual_clock::time_point start = manual_clock::now();
+
+    explicit session(const packet_stream_options& options) : ps(stream, options) {}
+
+    portico::test::manual_timers& timers() { return stream.context(); }
+
+    /// Runs `script` (a plain callable, or one returning a task) while
+    /// read_all() reads; then closes the stream (a no-op once a limit closed
+    /// it: the first reason stays, and a test waiting for one that never
+    /// comes fails rather than hangs) and runs the deferred flushes.
+    template <class Script>
+    void run(Script script)
+    {
+        sync_wait([&]() -> task<> {
+            task_group group;
+            group.spawn(read_all(ps, r));
+            if constexpr (std::is_void_v<std::invoke_result_t<Script&>>) {
+                script();
+            } else {
+                co_await script();
+            }
+            ps.close();
+            co_await group.join();
+        }());
+        timers().run_deferred();
+    }
+
+    /// How long after the start the reader ended.
+    [[nodiscard]] manual_clock::duration lasted() const
+    {
+        REQUIRE(r.ended_at.has_value());
+        return *r.ended_at - start;
+    }
+
+    /// A peer that answers pings: a pong for each ping written since the
+    /// last call.
+    void answer_pings()
+    {
+        const auto packets = written(stream);
+        for (; answered_ < packets.size(); ++answered_) {
+            if (packets[answered_].type == ping) stream.push(encode(pong));
+        }
+    }
+
+private:
+    std::size_t answered_ = 0;
+};
 
 } // namespace
 
@@ -117,94 +170,65 @@ TEST_CASE("heartbeat: a peer that stops answering but keeps its connection open 
           "within the timeout plus one interval",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    auto& timers = stream.context();
-    packet_stream<mock_stream> ps(stream, with_heartbeat());
-    reading r;
-    const auto start = manual_clock::now();
+    session s(with_heartbeat());
     std::optional<std::error_code> said;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
-        stream.push(encode(chat, 5)); // its last word; then it stays silent
-        timers.advance_by_steps(5s, 100ms);
-        REQUIRE(r.end.has_value());
+    s.run([&]() -> task<> {
+        s.stream.push(encode(chat, 5)); // its last word; then it stays silent
+        s.timers().advance_by_steps(5s, 100ms);
+        REQUIRE(s.r.end.has_value());
         // The limit keeps the write side for a last word, as the others do.
         auto [notice_ec, notice] =
             portico::shared_packet::make(packet_format{}, 99, std::string_view("are you there?"));
         REQUIRE_FALSE(notice_ec);
-        auto [ec] = co_await ps.close_with(notice, 1s);
+        auto [ec] = co_await s.ps.close_with(notice, 1s);
         said = ec;
-        co_await group.join();
-    }());
-    CHECK(r.types == std::vector<std::uint32_t>{chat});
-    CHECK(*r.end == errc::heartbeat_timeout);
-    CHECK(*r.end == std::errc::timed_out);
-    CHECK(ps.close_reason() == errc::heartbeat_timeout);
-    REQUIRE(r.ended_at.has_value());
-    CHECK(*r.ended_at - start >= 3s);
-    CHECK(*r.ended_at - start <= 4s);
+    });
+    CHECK(s.r.types == std::vector<std::uint32_t>{chat});
+    CHECK(*s.r.end == errc::heartbeat_timeout);
+    CHECK(*s.r.end == std::errc::timed_out);
+    CHECK(s.ps.close_reason() == errc::heartbeat_timeout);
+    CHECK(s.lasted() >= 3s);
+    CHECK(s.lasted() <= 4s);
     // Asked once per silent interval until then: at 1 s and at 2 s.
-    CHECK(count(stream, ping) == 2);
+    CHECK(count(s.stream, ping) == 2);
     REQUIRE(said.has_value());
     CHECK_FALSE(*said);
-    CHECK(written(stream).back().type == 99);
-    CHECK(timers.pending() == 0); // the watchdog ended with the stream
-    timers.run_deferred();
+    CHECK(written(s.stream).back().type == 99);
+    CHECK(s.timers().pending() == 0); // the watchdog ended with the stream
 }
 
 TEST_CASE("heartbeat: a peer that keeps sending is never pinged, even by a stream that sends nothing",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    auto& timers = stream.context();
-    packet_stream<mock_stream> ps(stream, with_heartbeat());
-    reading r;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
+    session s(with_heartbeat());
+    s.run([&] {
         for (int i = 0; i < 40; ++i) {
-            stream.push(encode(chat, 3));
-            timers.advance_by_steps(900ms, 100ms); // under the interval apart
+            s.stream.push(encode(chat, 3));
+            s.timers().advance_by_steps(900ms, 100ms); // under the interval apart
         }
-        CHECK_FALSE(r.end.has_value());
-        ps.close();
-        co_await group.join();
-    }());
-    CHECK(r.types.size() == 40);
-    CHECK(count(stream, ping) == 0);
-    CHECK(stream.writes() == 0);
-    timers.run_deferred();
+        CHECK_FALSE(s.r.end.has_value());
+    });
+    CHECK(s.r.types.size() == 40);
+    CHECK(count(s.stream, ping) == 0);
+    CHECK(s.stream.writes() == 0);
 }
 
 TEST_CASE("heartbeat: a peer that only answers pings stays, and read_packet never returns a pong",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    auto& timers = stream.context();
-    packet_stream<mock_stream> ps(stream, with_heartbeat());
-    reading r;
-    std::size_t seen = 0;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
+    session s(with_heartbeat());
+    s.run([&] {
         for (int step = 0; step < 300; ++step) { // 30 s
-            timers.advance(100ms);
-            answer_pings(stream, seen);
+            s.timers().advance(100ms);
+            s.answer_pings();
         }
-        CHECK_FALSE(r.end.has_value());
-        ps.close();
-        co_await group.join();
-    }());
-    CHECK(r.types.empty());
-    CHECK(*r.end == errc::operation_aborted);
+        CHECK_FALSE(s.r.end.has_value());
+    });
+    CHECK(s.r.types.empty());
+    CHECK(*s.r.end == errc::operation_aborted);
     // Asked about once per interval (each pong restarts the interval).
-    CHECK(count(stream, ping) >= 28);
-    CHECK(count(stream, ping) <= 30);
-    timers.run_deferred();
+    CHECK(count(s.stream, ping) >= 28);
+    CHECK(count(s.stream, ping) <= 30);
 }
 
 namespace {
@@ -212,21 +236,18 @@ namespace {
 /// Two mock streams joined back to back: what one side writes, the other
 /// reads (moved across by pump()).
 struct pipe_pair {
-    mock_stream a, b;
+    mock_stream a = held_reads(), b = held_reads();
     std::size_t a_moved = 0, b_moved = 0;
-
-    pipe_pair()
-    {
-        a.hold_reads();
-        b.hold_reads();
-    }
 
     /// Moves everything written so far across, until nothing more comes
     /// (a pong written in answer is moved too), running deferred flushes.
     void pump()
     {
         for (bool moved = true; moved;) {
-            moved = move(a, a_moved, b) | move(b, b_moved, a);
+            // Both ways every round (no short-circuit).
+            const bool a_to_b = move(a, a_moved, b);
+            const bool b_to_a = move(b, b_moved, a);
+            moved = a_to_b || b_to_a;
             moved |= (a.context().run_deferred() + b.context().run_deferred()) != 0;
         }
     }
@@ -242,42 +263,68 @@ private:
     }
 };
 
-} // namespace
+/// What two streams heartbeating each other over a pipe_pair did in 60 s.
+struct both_sides {
+    std::size_t a_pings = 0, b_pings = 0, b_pongs = 0;
+    bool up = false;
+};
 
-TEST_CASE("heartbeat on both sides: both stay up, and once one side pings the other only answers",
-          "[packet_stream_heartbeat]")
+both_sides run_both_sides(std::chrono::milliseconds b_later)
 {
     pipe_pair pipe;
     auto& timers = pipe.a.context(); // the manual clock is one for all
     packet_stream<mock_stream> a(pipe.a, with_heartbeat());
     packet_stream<mock_stream> b(pipe.b, with_heartbeat());
     reading ra, rb;
+    both_sides out;
     sync_wait([&]() -> task<> {
         task_group group;
         group.spawn(read_all(a, ra));
-        timers.advance(500ms); // b starts reading half an interval later
+        timers.advance(b_later);
         group.spawn(read_all(b, rb));
         for (int step = 0; step < 600; ++step) { // 60 s
             pipe.a.context().advance(100ms);
             pipe.b.context().advance(0ms);
             pipe.pump();
         }
-        CHECK_FALSE(ra.end.has_value());
-        CHECK_FALSE(rb.end.has_value());
+        out.up = !ra.end && !rb.end;
         a.close();
         b.close();
         co_await group.join();
     }());
     CHECK(ra.types.empty());
     CHECK(rb.types.empty());
-    // a asks once per interval; b hears it before its own ping is due, and a
-    // ping heard holds its own off: b answers and never asks.
-    CHECK(count(pipe.a, ping) >= 58);
-    CHECK(count(pipe.a, ping) <= 60);
-    CHECK(count(pipe.b, ping) == 0);
-    CHECK(count(pipe.b, pong) == count(pipe.a, ping));
+    out.a_pings = count(pipe.a, ping);
+    out.b_pings = count(pipe.b, ping);
+    out.b_pongs = count(pipe.b, pong);
     pipe.a.context().run_deferred();
     pipe.b.context().run_deferred();
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("heartbeat on both sides: both stay up, and once one side pings the other only answers",
+          "[packet_stream_heartbeat]")
+{
+    SECTION("b starts half an interval after a")
+    {
+        const both_sides r = run_both_sides(500ms);
+        CHECK(r.up);
+        // a asks once per interval; b hears it before its own ping is due,
+        // and a ping heard holds its own off: b answers and never asks.
+        CHECK(r.a_pings >= 58);
+        CHECK(r.a_pings <= 60);
+        CHECK(r.b_pings == 0);
+        CHECK(r.b_pongs == r.a_pings);
+    }
+    SECTION("both start at the same instant, with no jitter at all: in step, each pings every 1.5 intervals")
+    {
+        const both_sides r = run_both_sides(0ms);
+        CHECK(r.up);
+        CHECK(r.a_pings == 40); // at 1 s, 2.5 s, ... 59.5 s
+        CHECK(r.b_pings == 40);
+    }
 }
 
 TEST_CASE("heartbeat with idle_timeout: pongs are no activity, silence is still the heartbeat's, talkers stay",
@@ -287,115 +334,71 @@ TEST_CASE("heartbeat with idle_timeout: pongs are no activity, silence is still 
     options.idle_timeout = 5s;
     SECTION("a peer that only answers pings is alive but idle: idle_timeout at 5 s")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, options);
-        reading r;
-        std::size_t seen = 0;
-        const auto start = manual_clock::now();
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
-            for (int step = 0; step < 100 && !r.end; ++step) {
-                timers.advance(100ms);
-                answer_pings(stream, seen);
+        session s(options);
+        s.run([&] {
+            for (int step = 0; step < 100 && !s.r.end; ++step) {
+                s.timers().advance(100ms);
+                s.answer_pings();
             }
-            ps.close(); // a no-op once a limit closed it: the first reason stays
-            co_await group.join();
-        }());
-        REQUIRE(r.end.has_value());
-        CHECK(*r.end == errc::idle_timeout);
-        CHECK(*r.ended_at - start == 5s);
-        CHECK(count(stream, ping) >= 4); // it answered every one
-        timers.run_deferred();
+        });
+        CHECK(*s.r.end == errc::idle_timeout);
+        CHECK(s.lasted() == 5s);
+        CHECK(count(s.stream, ping) >= 4); // it answered every one
     }
     SECTION("a peer that went silent: heartbeat_timeout at 3 s, before the idle timeout")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, options);
-        reading r;
-        const auto start = manual_clock::now();
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
-            timers.advance_by_steps(6s, 100ms);
-            ps.close(); // a no-op once a limit closed it: the first reason stays
-            co_await group.join();
-        }());
-        REQUIRE(r.end.has_value());
-        CHECK(*r.end == errc::heartbeat_timeout);
-        CHECK(*r.ended_at - start == 3s);
-        timers.run_deferred();
+        session s(options);
+        s.run([&] { s.timers().advance_by_steps(6s, 100ms); });
+        CHECK(*s.r.end == errc::heartbeat_timeout);
+        CHECK(s.lasted() == 3s);
     }
     SECTION("a peer that talks every 2 s and answers pings: neither trips in 30 s")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, options);
-        reading r;
-        std::size_t seen = 0;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
+        session s(options);
+        s.run([&] {
             for (int step = 1; step <= 300; ++step) {
-                timers.advance(100ms);
-                answer_pings(stream, seen);
-                if (step % 20 == 0) stream.push(encode(chat, 1));
+                s.timers().advance(100ms);
+                s.answer_pings();
+                if (step % 20 == 0) s.stream.push(encode(chat, 1));
             }
-            CHECK_FALSE(r.end.has_value());
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types.size() == 15);
-        timers.run_deferred();
+            CHECK_FALSE(s.r.end.has_value());
+        });
+        CHECK(s.r.types.size() == 15);
     }
 }
 
 TEST_CASE("heartbeat: a ping from the peer while writes are queued is answered after them; our own ping too",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    stream.hold_writes();
-    stream.write_limit(1000); // the first packet takes three writes
-    auto& timers = stream.context();
-    packet_stream<mock_stream> ps(stream, with_heartbeat());
-    reading r;
+    session s(with_heartbeat());
+    s.stream.hold_writes();
+    s.stream.write_limit(1000); // the first packet takes three writes
     const std::string big(2500, 'b');
     std::optional<std::error_code> big_ec;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
-        group.spawn(
-            [](packet_stream<mock_stream>& s, const std::string& body, std::optional<std::error_code>& out) -> task<> {
-                auto [ec] = co_await s.write_packet(chat, body);
+    s.run([&]() -> task<> {
+        task_group writer;
+        writer.spawn(
+            [](packet_stream<mock_stream>& ps, const std::string& body, std::optional<std::error_code>& out) -> task<> {
+                auto [ec] = co_await ps.write_packet(chat, body);
                 out = ec;
-            }(ps, big, big_ec));
-        REQUIRE(stream.write_held());
-        REQUIRE_FALSE(ps.queue_packet(2, std::string_view("queued copy")));
-        stream.push(encode(ping));              // answered behind what is queued
-        timers.advance_by_steps(1500ms, 100ms); // our own ping falls due meanwhile
-        stream.release_writes();
-        stream.context().run_deferred();
-        CHECK(big_ec.has_value());
-        ps.close();
-        co_await group.join();
-    }());
+            }(s.ps, big, big_ec));
+        REQUIRE(s.stream.write_held());
+        REQUIRE_FALSE(s.ps.queue_packet(2, std::string_view("queued copy")));
+        s.stream.push(encode(ping));                // answered behind what is queued
+        s.timers().advance_by_steps(1500ms, 100ms); // our own ping falls due meanwhile
+        s.stream.release_writes();
+        co_await writer.join();
+    });
     REQUIRE(big_ec.has_value());
     CHECK_FALSE(*big_ec);
-    const auto packets = written(stream);
+    const auto packets = written(s.stream);
     REQUIRE(packets.size() == 4);
     CHECK(packets[0].type == chat);
     CHECK(packets[0].body.size() == 2500);
     CHECK(packets[1].type == 2);
     CHECK(packets[2].type == pong);
     CHECK(packets[3].type == ping);
-    CHECK(r.types.empty());
-    timers.run_deferred();
+    CHECK(s.r.types.empty());
 }
 
 TEST_CASE("heartbeat pong_only: other packets are no answer, a ping goes out every interval, pongs keep it up",
@@ -403,75 +406,46 @@ TEST_CASE("heartbeat pong_only: other packets are no answer, a ping goes out eve
 {
     SECTION("chat flows every 200 ms but no pong comes: heartbeat_timeout at 3 s")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
-        reading r;
-        const auto start = manual_clock::now();
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
-            for (int step = 0; step < 50 && !r.end; ++step) {
-                stream.push(encode(chat, 2));
-                timers.advance(200ms);
+        session s(with_heartbeat(proof_of_life::pong_only));
+        s.run([&] {
+            for (int step = 0; step < 50 && !s.r.end; ++step) {
+                s.stream.push(encode(chat, 2));
+                s.timers().advance(200ms);
             }
-            ps.close(); // a no-op once a limit closed it: the first reason stays
-            co_await group.join();
-        }());
-        REQUIRE(r.end.has_value());
-        CHECK(*r.end == errc::heartbeat_timeout);
-        CHECK(*r.ended_at - start <= 4s);
-        CHECK(*r.ended_at - start >= 3s);
-        CHECK(r.types.size() >= 14);
-        CHECK(count(stream, ping) == 2); // every interval although packets flowed
-        timers.run_deferred();
+        });
+        CHECK(*s.r.end == errc::heartbeat_timeout);
+        CHECK(s.lasted() <= 4s);
+        CHECK(s.lasted() >= 3s);
+        CHECK(s.r.types.size() >= 14);
+        CHECK(count(s.stream, ping) == 2); // every interval although packets flowed
     }
     SECTION("chat flows and every ping is answered: up for 30 s")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
-        reading r;
-        std::size_t seen = 0;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
+        session s(with_heartbeat(proof_of_life::pong_only));
+        s.run([&] {
             for (int step = 0; step < 150; ++step) {
-                stream.push(encode(chat, 2));
-                timers.advance(200ms);
-                answer_pings(stream, seen);
+                s.stream.push(encode(chat, 2));
+                s.timers().advance(200ms);
+                s.answer_pings();
             }
-            CHECK_FALSE(r.end.has_value());
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types.size() == 150);
-        CHECK(count(stream, ping) == 30);
-        timers.run_deferred();
+            CHECK_FALSE(s.r.end.has_value());
+        });
+        CHECK(s.r.types.size() == 150);
+        CHECK(count(s.stream, ping) == 30);
     }
 }
 
 TEST_CASE("heartbeat with answer_pings off: read_packet returns pings for the caller to answer",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::any_packet, false));
-    reading r;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
-        stream.push(encode(ping));
-        stream.push(encode(pong)); // pongs are still the stream's
-        stream.push(encode(ping, 8));
-        ps.close();
-        co_await group.join();
-    }());
-    CHECK(r.types == std::vector<std::uint32_t>{ping, ping});
-    CHECK(count(stream, pong) == 0);
-    stream.context().run_deferred();
+    session s(with_heartbeat(proof_of_life::any_packet, false));
+    s.run([&] {
+        s.stream.push(encode(ping));
+        s.stream.push(encode(pong)); // pongs are still the stream's
+        s.stream.push(encode(ping, 8));
+    });
+    CHECK(s.r.types == std::vector<std::uint32_t>{ping, ping});
+    CHECK(count(s.stream, pong) == 0);
 }
 
 TEST_CASE("heartbeat, hostile input: a pong nobody asked for is consumed; with pong_only it proves nothing",
@@ -479,50 +453,30 @@ TEST_CASE("heartbeat, hostile input: a pong nobody asked for is consumed; with p
 {
     SECTION("any_packet: taken in, never returned, and (as any packet) a sign of life")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat());
-        reading r;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
+        session s(with_heartbeat());
+        s.run([&] {
             for (int i = 0; i < 20; ++i) {
-                stream.push(encode(pong));
-                timers.advance_by_steps(500ms, 100ms);
+                s.stream.push(encode(pong));
+                s.timers().advance_by_steps(500ms, 100ms);
             }
-            CHECK_FALSE(r.end.has_value());
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types.empty());
-        CHECK(count(stream, ping) == 0);
-        timers.run_deferred();
+            CHECK_FALSE(s.r.end.has_value());
+        });
+        CHECK(s.r.types.empty());
+        CHECK(count(s.stream, ping) == 0);
     }
     SECTION("pong_only: pongs sent before any ping do not count, the peer is dropped at the timeout")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
-        reading r;
-        const auto start = manual_clock::now();
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
+        session s(with_heartbeat(proof_of_life::pong_only));
+        s.run([&] {
             for (int step = 0; step < 9; ++step) { // a pong every 100 ms before the first ping
-                stream.push(encode(pong));
-                timers.advance(100ms);
+                s.stream.push(encode(pong));
+                s.timers().advance(100ms);
             }
-            timers.advance_by_steps(4s, 100ms);
-            ps.close(); // a no-op once a limit closed it: the first reason stays
-            co_await group.join();
-        }());
-        REQUIRE(r.end.has_value());
-        CHECK(*r.end == errc::heartbeat_timeout);
-        CHECK(*r.ended_at - start == 3s);
-        CHECK(r.types.empty());
-        timers.run_deferred();
+            s.timers().advance_by_steps(4s, 100ms);
+        });
+        CHECK(*s.r.end == errc::heartbeat_timeout);
+        CHECK(s.lasted() == 3s);
+        CHECK(s.r.types.empty());
     }
 }
 
@@ -531,28 +485,19 @@ TEST_CASE("heartbeat, hostile input: a ping flood gets at most one pong per 100 
 {
     SECTION("1,000 pings at once, then 10 every 20 ms for 2 s: 1 pong, then one per 100 ms")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat());
-        reading r;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
-            stream.push(repeated(ping, 1000));
-            CHECK(count(stream, pong) == 1);
+        session s(with_heartbeat());
+        s.run([&] {
+            s.stream.push(repeated(ping, 1000));
+            CHECK(count(s.stream, pong) == 1);
             for (int step = 1; step <= 100; ++step) {
-                timers.advance(20ms);
-                stream.push(repeated(ping, 10));
+                s.timers().advance(20ms);
+                s.stream.push(repeated(ping, 10));
             }
-            CHECK_FALSE(r.end.has_value());
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types.empty());           // not one of the 2,000 pings returned
-        CHECK(count(stream, pong) == 21); // at 0 s, then every 100 ms to 2 s
-        CHECK(count(stream, ping) == 0);  // the flood is a sign of life too
-        timers.run_deferred();
+            CHECK_FALSE(s.r.end.has_value());
+        });
+        CHECK(s.r.types.empty());           // not one of the 2,000 pings returned
+        CHECK(count(s.stream, pong) == 21); // at 0 s, then every 100 ms to 2 s
+        CHECK(count(s.stream, ping) == 0);  // the flood is a sign of life too
     }
     SECTION("with max_packets_per_second, pings count: the flooder is cut off with rate_limited")
     {
@@ -574,28 +519,19 @@ TEST_CASE("heartbeat: a peer pinging more often than our own interval has every 
 {
     // Ours: 10 s. The peer's (a server that chose 1 s, with a 3 s timeout):
     // it must hear a pong to each ping, whatever we chose.
-    mock_stream stream;
-    stream.hold_reads();
-    auto& timers = stream.context();
     auto options = with_heartbeat();
     options.heartbeat.interval = 10s;
     options.heartbeat.timeout = 30s;
-    packet_stream<mock_stream> ps(stream, options);
-    reading r;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
+    session s(options);
+    s.run([&] {
         for (int second = 1; second <= 20; ++second) {
-            timers.advance_by_steps(1s, 100ms);
-            stream.push(encode(ping));
+            s.timers().advance_by_steps(1s, 100ms);
+            s.stream.push(encode(ping));
         }
-        CHECK_FALSE(r.end.has_value());
-        ps.close();
-        co_await group.join();
-    }());
-    CHECK(count(stream, pong) == 20);
-    CHECK(count(stream, ping) == 0); // it hears the peer every second
-    timers.run_deferred();
+        CHECK_FALSE(s.r.end.has_value());
+    });
+    CHECK(count(s.stream, pong) == 20);
+    CHECK(count(s.stream, ping) == 0); // it hears the peer every second
 }
 
 TEST_CASE("heartbeat, hostile input: pings and pongs with bodies are taken as without; the answer has no body",
@@ -603,93 +539,52 @@ TEST_CASE("heartbeat, hostile input: pings and pongs with bodies are taken as wi
 {
     SECTION("a ping with a 100-byte body: answered with a header-only pong, not returned")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        packet_stream<mock_stream> ps(stream, with_heartbeat());
-        reading r;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
-            stream.push(encode(ping, 100));
-            stream.push(encode(chat, 1));
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types == std::vector<std::uint32_t>{chat});
-        const auto packets = written(stream);
+        session s(with_heartbeat());
+        s.run([&] {
+            s.stream.push(encode(ping, 100));
+            s.stream.push(encode(chat, 1));
+        });
+        CHECK(s.r.types == std::vector<std::uint32_t>{chat});
+        const auto packets = written(s.stream);
         REQUIRE(packets.size() == 1);
         CHECK(packets[0].type == pong);
         CHECK(packets[0].body.empty());
-        stream.context().run_deferred();
     }
     SECTION("pong_only: a pong with a body answers the ping")
     {
-        mock_stream stream;
-        stream.hold_reads();
-        auto& timers = stream.context();
-        packet_stream<mock_stream> ps(stream, with_heartbeat(proof_of_life::pong_only));
-        reading r;
-        sync_wait([&]() -> task<> {
-            task_group group;
-            group.spawn(read_all(ps, r));
+        session s(with_heartbeat(proof_of_life::pong_only));
+        s.run([&] {
             for (int step = 1; step <= 100; ++step) { // 10 s
-                const std::size_t pings = count(stream, ping);
-                timers.advance(100ms);
-                if (count(stream, ping) != pings) stream.push(encode(pong, 16));
+                const std::size_t pings = count(s.stream, ping);
+                s.timers().advance(100ms);
+                if (count(s.stream, ping) != pings) s.stream.push(encode(pong, 16));
             }
-            CHECK_FALSE(r.end.has_value());
-            ps.close();
-            co_await group.join();
-        }());
-        CHECK(r.types.empty());
-        CHECK(count(stream, ping) == 10);
-        timers.run_deferred();
+            CHECK_FALSE(s.r.end.has_value());
+        });
+        CHECK(s.r.types.empty());
+        CHECK(count(s.stream, ping) == 10);
     }
 }
-
-namespace {
-
-/// Heap allocations so far, where this build can count them (see
-/// packet_stream_write.cpp).
-std::optional<std::uint64_t> allocations_now()
-{
-#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
-    return portico::test::heap_allocations();
-#else
-    return std::nullopt;
-#endif
-}
-
-} // namespace
 
 TEST_CASE("heartbeat: 100 intervals of pings allocate nothing (the ping is the stream's own node, reused)",
           "[packet_stream_heartbeat]")
 {
-    mock_stream stream;
-    stream.hold_reads();
-    stream.reserve_written(4 * 200);
-    auto& timers = stream.context();
     auto options = with_heartbeat();
     options.heartbeat.timeout = 1000s; // a patient stream: it only asks
-    packet_stream<mock_stream> ps(stream, options);
-    reading r;
+    session s(options);
+    s.stream.reserve_written(4 * 200);
     std::optional<std::uint64_t> before, after;
-    sync_wait([&]() -> task<> {
-        task_group group;
-        group.spawn(read_all(ps, r));
-        timers.advance_by_steps(10s, 1s); // warm up: the timers' and the queue's storage
+    s.run([&] {
+        s.timers().advance_by_steps(10s, 1s); // warm up: the timers' and the queue's storage
         before = allocations_now();
-        timers.advance_by_steps(100s, 1s);
+        s.timers().advance_by_steps(100s, 1s);
         after = allocations_now();
-        ps.close();
-        co_await group.join();
-    }());
-    CHECK(count(stream, ping) == 110);
-    CHECK(stream.writes() == 110);
+    });
+    CHECK(count(s.stream, ping) == 110);
+    CHECK(s.stream.writes() == 110);
     if (before && after) {
         CHECK(*after - *before == 0);
     } else {
         WARN("allocations are not counted in this build (ASan or TSan)");
     }
-    timers.run_deferred();
 }

@@ -5,12 +5,12 @@
 
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/detail/clock_ticks.hpp>
 #include <portico/framing/heartbeat_options.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <system_error>
 
 PORTICO_NAMESPACE_BEGIN
@@ -83,7 +83,7 @@ public:
     }
 
     /// Watchdog, once before its first check(): the heartbeat's clocks start.
-    void start(time_point now) noexcept { start_ = ticks(now); }
+    void start(time_point now) noexcept { start_ = times::of(now); }
 
     /// Watchdog: the verdict at `now`.
     [[nodiscard]] verdict check(time_point now) const noexcept
@@ -94,7 +94,7 @@ public:
         const std::int64_t waited = waited_.load(std::memory_order_acquire);
         const std::int64_t since = waiting_since_.load(std::memory_order_acquire);
         duration silent{waited};
-        if (since != never && time_of(since) < now) silent += now - time_of(since);
+        if (since != never && times::time_of(since) < now) silent += now - times::time_of(since);
         if (since != never && silent >= timeout_) return {make_error_code(errc::heartbeat_timeout), false, now};
         // Not waiting and already past the timeout: the reader was busy; the
         // verdict waits for its next wait (within an interval).
@@ -113,14 +113,14 @@ public:
     /// pong to it, however fast, finds it asked for).
     void ping_sent(time_point now) noexcept
     {
-        last_ping_sent_ = ticks(now);
+        last_ping_sent_ = times::of(now);
         outstanding_.store(true, std::memory_order_release);
     }
 
     /// Reader: a read is about to wait for the peer.
     void wait_begins(time_point now) noexcept
     {
-        if (enabled_) waiting_since_.store(ticks(now), std::memory_order_release);
+        if (enabled_) waiting_since_.store(times::of(now), std::memory_order_release);
     }
 
     /// Reader: the read returned at `now`, `received` if it brought bytes.
@@ -128,7 +128,7 @@ public:
     {
         if (!enabled_) return;
         const std::int64_t since = waiting_since_.load(std::memory_order_relaxed);
-        const std::int64_t t = ticks(now);
+        const std::int64_t t = times::of(now);
         // NOTE: cleared before waited_ grows (see check()).
         waiting_since_.store(never, std::memory_order_release);
         if (received) {
@@ -167,10 +167,8 @@ public:
 
 private:
     // Times are clock ticks; `never`: not set.
-    static constexpr std::int64_t never = (std::numeric_limits<std::int64_t>::min)();
-
-    static std::int64_t ticks(time_point t) noexcept { return static_cast<std::int64_t>(t.time_since_epoch().count()); }
-    static time_point time_of(std::int64_t t) noexcept { return time_point(duration(t)); }
+    using times = clock_ticks<Clock>;
+    static constexpr std::int64_t never = times::never;
 
     /// When the next ping is due. With any_packet, an interval after the
     /// last of: the start, anything received, our last ping. A ping from the
@@ -181,13 +179,13 @@ private:
     {
         std::int64_t base = start_;
         if (last_ping_sent_ != never && last_ping_sent_ > base) base = last_ping_sent_;
-        if (pong_only_) return time_of(base) + interval_;
+        if (pong_only_) return times::time_of(base) + interval_;
         const std::int64_t received = last_receive_.load(std::memory_order_acquire);
         if (received != never && received > base) base = received;
-        time_point due = time_of(base) + interval_;
+        time_point due = times::time_of(base) + interval_;
         const std::int64_t asked = last_ping_received_.load(std::memory_order_acquire);
-        if (answer_ && asked != never && time_of(asked) + interval_ + interval_ / 2 > due) {
-            due = time_of(asked) + interval_ + interval_ / 2;
+        if (answer_ && asked != never && times::time_of(asked) + interval_ + interval_ / 2 > due) {
+            due = times::time_of(asked) + interval_ + interval_ / 2;
         }
         return due;
     }

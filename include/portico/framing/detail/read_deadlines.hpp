@@ -4,12 +4,12 @@
 
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/detail/clock_ticks.hpp>
 #include <portico/framing/stream_concepts.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -89,7 +89,7 @@ public:
         if (!enabled_) return;
         // NOTE: the packet's clock starts at its first wait and is not reset
         // by the bytes that trickle in afterwards.
-        const auto t = ticks(now);
+        const auto t = times::of(now);
         if (inside_packet && packet_start_.load(std::memory_order_relaxed) == never) {
             packet_start_.store(t, std::memory_order_release);
         }
@@ -118,7 +118,7 @@ public:
         if (since == never) return v;
         const std::int64_t started = packet_start_.load(std::memory_order_acquire);
         if (packet_limit_.count() > 0 && started != never) {
-            const auto deadline = time_of(started) + packet_limit_;
+            const auto deadline = times::time_of(started) + packet_limit_;
             if (deadline <= now) return {make_error_code(errc::timed_out), now};
             if (deadline < v.next) v.next = deadline;
         }
@@ -126,7 +126,7 @@ public:
             // Idle counts only while a read waits: a busy reader does not
             // make its peer idle.
             const std::int64_t idle = idle_start_.load(std::memory_order_acquire);
-            const auto deadline = time_of(idle != never ? idle : since) + idle_limit_;
+            const auto deadline = times::time_of(idle != never ? idle : since) + idle_limit_;
             if (deadline <= now) return {make_error_code(errc::idle_timeout), now};
             if (deadline < v.next) v.next = deadline;
         }
@@ -135,10 +135,8 @@ public:
 
 private:
     // Times are clock ticks in atomics; `never`: not set.
-    static constexpr std::int64_t never = (std::numeric_limits<std::int64_t>::min)();
-
-    static std::int64_t ticks(time_point t) noexcept { return static_cast<std::int64_t>(t.time_since_epoch().count()); }
-    static time_point time_of(std::int64_t t) noexcept { return time_point(duration(t)); }
+    using times = clock_ticks<Clock>;
+    static constexpr std::int64_t never = times::never;
 
     const bool enabled_;
     const duration packet_limit_;
