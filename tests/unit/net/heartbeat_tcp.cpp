@@ -134,7 +134,9 @@ PORTICO_IO_TEST_CASE("heartbeat over tcp: a peer that keeps sending is never pin
                      "[heartbeat_tcp]")
 {
     auto [client, server] = co_await portico::test::connected_pair(ctx);
-    packet_stream<tcp_socket> ps(std::move(server), heartbeat(500ms, 2s));
+    // An interval far above the talker's 50 ms: a machine that stalls for
+    // most of a second must not turn into a ping.
+    packet_stream<tcp_socket> ps(std::move(server), heartbeat(1s, 3s));
     packet_stream<tcp_socket> peer(std::move(client));
     std::size_t received = 0, pings = 0, other = 0;
     std::error_code server_end, peer_end;
@@ -143,7 +145,7 @@ PORTICO_IO_TEST_CASE("heartbeat over tcp: a peer that keeps sending is never pin
         (void)ps.next_layer().shutdown_send(); // the peer's reader ends too
     };
     auto talker = [&]() -> task<> {
-        for (int i = 0; i < 40; ++i) { // 2 s: every 50 ms, a tenth of the interval
+        for (int i = 0; i < 40; ++i) { // 2 s: every 50 ms, a twentieth of the interval
             auto [ec] = co_await peer.write_packet(chat, std::string_view("still here"));
             if (ec) co_return;
             co_await ctx.sleep_for(50ms);
