@@ -19,6 +19,10 @@
 // line; the summary says how many were sent and delivered. Stalled users
 // test the server's slow-client policy: each must have been cut off by the
 // server before it heard everything. Exits non-zero on failure.
+//
+// Every connection runs the chat's heartbeat (chat_protocol.hpp): it answers
+// the server's pings, so a user who only listens is not taken for a zombie,
+// and it finds a server that vanished without a word.
 
 #include <portico/portico.hpp>
 
@@ -91,8 +95,8 @@ task<std::optional<packet_stream<tcp_socket>>> join(io_context& ctx, std::string
 task<> user(io_context& ctx, std::string host, std::string port, std::string name, script plan, totals& t)
 {
     // Silent for 20 s while lines are due means some were lost: fail and say
-    // so, rather than wait forever.
-    auto ps = co_await join(ctx, host, port, name, t, {.idle_timeout = 20s});
+    // so, rather than wait forever. The heartbeat answers the server's pings.
+    auto ps = co_await join(ctx, host, port, name, t, {.idle_timeout = 20s, .heartbeat = chat::heartbeat()});
     if (!ps) co_return;
     const std::string own_prefix = name + ": ";
     // We are in the room; the welcome counts those before us, and each later
@@ -159,7 +163,8 @@ task<> scripted(io_context& ctx, std::string host, std::string port, script plan
     std::vector<packet_stream<tcp_socket>> stalled;
     for (unsigned i = 0; i < plan.stalled; ++i) {
         // Silent for 10 s after the others finish means the server never cut it off.
-        auto ps = co_await join(ctx, host, port, "stalled" + std::to_string(i), t, {.idle_timeout = 10s});
+        auto ps = co_await join(ctx, host, port, "stalled" + std::to_string(i), t,
+                                {.idle_timeout = 10s, .heartbeat = chat::heartbeat()});
         if (!ps) co_return;
         stalled.push_back(std::move(*ps));
     }
@@ -173,7 +178,8 @@ task<> scripted(io_context& ctx, std::string host, std::string port, script plan
 
 void interactive(io_context& ctx, const std::string& host, const std::string& port, const std::string& name, totals& t)
 {
-    auto ps = portico::sync_wait(join(ctx, host, port, name, t));
+    // The heartbeat answers the server's pings while the user types nothing.
+    auto ps = portico::sync_wait(join(ctx, host, port, name, t, {.heartbeat = chat::heartbeat()}));
     if (!ps) return;
     // The room's side: printed as it arrives, on the pool.
     std::atomic<bool> leaving{false};

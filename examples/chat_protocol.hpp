@@ -3,8 +3,10 @@
 // UTF-8 text body.
 #pragma once
 
+#include <portico/framing/heartbeat_options.hpp>
 #include <portico/framing/packet.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -21,8 +23,25 @@ enum type : std::uint16_t {
     message = 13,  // server -> everyone, sender included: "nickname: text"
     shutdown = 14, // server -> everyone: the server is going down
     refused = 15,  // server -> one client: why its join or line was refused
+    ping = 16,     // either way: "are you alive?" (header only; the heartbeat)
+    pong = 17,     // either way: "yes", the answer to a ping
 };
 // snippet-end: types
+
+// snippet-begin: heartbeat
+// The heartbeat both sides run, because a connection is never to be trusted:
+// a peer that vanished without a FIN or a reset (a pulled cable, a power
+// cut, a NAT that forgot the connection) leaves a session that looks open
+// forever, a zombie. With nothing received for `interval`, the stream asks
+// "are you alive?" (a ping); with no sign of life for `timeout`, it closes
+// with heartbeat_timeout. Each side answers the other's pings by itself, and
+// while lines flow, nothing is sent for it.
+inline portico::heartbeat_options heartbeat(std::chrono::milliseconds interval = std::chrono::seconds(10),
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(30))
+{
+    return {.interval = interval, .timeout = timeout, .ping_type = ping, .pong_type = pong};
+}
+// snippet-end: heartbeat
 
 // snippet-begin: limits
 // What the server accepts: a nickname of 1 to 32 bytes and lines of up to

@@ -9,14 +9,19 @@
 // down. A connection must join within --join-timeout seconds; nicknames and
 // lines are limited (chat_protocol.hpp) and a refusal says why. Ctrl+C tells
 // everyone the server is going down, waits (at most 2 s) until that notice
-// went out, then closes every session.
+// went out, then closes every session. A heartbeat finds members who vanished
+// without a word (a pulled cable): asked "are you alive?" after --heartbeat
+// seconds of silence, dropped after --heartbeat-timeout without an answer.
 //
 //   chat_server [--port N] [--threads N] [--sessions N] [--join-timeout S]
+//               [--heartbeat S] [--heartbeat-timeout S]
 //
-//   --port          port to listen on (default 25000; 0 lets the system choose)
-//   --threads       pool threads (default 2)
-//   --sessions      exit after this many clients have come and gone (default 0: never)
-//   --join-timeout  seconds a new connection has to join (default 10)
+//   --port               port to listen on (default 25000; 0 lets the system choose)
+//   --threads            pool threads (default 2)
+//   --sessions           exit after this many clients have come and gone (default 0: never)
+//   --join-timeout       seconds a new connection has to join (default 10)
+//   --heartbeat          seconds of silence before a member is pinged (default 10; 0: no heartbeat)
+//   --heartbeat-timeout  seconds without a sign of life before it is dropped (default 30)
 //
 // The first line printed is "listening on HOST:PORT".
 
@@ -145,8 +150,10 @@ struct server_state {
     room& chat_room;
     unsigned session_limit;
     std::chrono::seconds join_timeout;
+    portico::heartbeat_options heartbeat;
     std::atomic<unsigned> finished{0};
     std::atomic<unsigned> cut_off{0}; // for not reading
+    std::atomic<unsigned> zombies{0}; // for not answering the heartbeat
     // The lines clients cause: a flood of connections must not flood the log.
     example::log_limiter log{50, std::chrono::seconds(10)};
 };
@@ -175,6 +182,8 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
                                                       .low_watermark = 64 * 1024,
                                                       .policy = portico::overflow_policy::disconnect},
                                              .packet_timeout = 10s,
+                                             // A client gone without a word is found and dropped.
+                                             .heartbeat = state.heartbeat,
                                          }),
                {}});
     room& r = state.chat_room;
@@ -218,6 +227,7 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
         std::printf("%s left (%s)\n", m->nickname.empty() ? peer.to_string().c_str() : m->nickname.c_str(),
                     ec == portico::errc::eof ? "closed" : ec.message().c_str());
     if (ec == portico::errc::send_queue_full) ++state.cut_off;
+    if (ec == portico::errc::heartbeat_timeout) ++state.zombies;
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
 // snippet-end: session
@@ -270,6 +280,12 @@ int main(int argc, char** argv)
     const auto threads = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--threads", "2")));
     const auto limit = static_cast<unsigned>(std::atoi(example::option(argc, argv, "--sessions", "0")));
     const int join_timeout = std::atoi(example::option(argc, argv, "--join-timeout", "10"));
+    const int heartbeat = std::atoi(example::option(argc, argv, "--heartbeat", "10"));
+    const int heartbeat_timeout = std::atoi(example::option(argc, argv, "--heartbeat-timeout", "30"));
+    if (heartbeat > 0 && heartbeat_timeout <= heartbeat) {
+        std::fprintf(stderr, "chat_server: --heartbeat-timeout must be longer than --heartbeat\n");
+        return 1;
+    }
 
     io_context ctx;
     tcp_acceptor acceptor(ctx);
@@ -283,7 +299,10 @@ int main(int argc, char** argv)
     portico::signal_set signals(ctx, {signal_event::interrupt, signal_event::quit, signal_event::hangup});
     ctx.spawn(stop_on_signal(ctx, signals));
     room chat_room;
-    server_state state{acceptor, chat_room, limit, std::chrono::seconds(join_timeout)};
+    server_state state{acceptor, chat_room, limit, std::chrono::seconds(join_timeout),
+                       heartbeat > 0
+                           ? chat::heartbeat(std::chrono::seconds(heartbeat), std::chrono::seconds(heartbeat_timeout))
+                           : portico::heartbeat_options{}};
     {
         portico::thread_pool pool(ctx, threads == 0 ? 1 : threads);
         portico::sync_wait(serve(ctx, state));
@@ -292,5 +311,6 @@ int main(int argc, char** argv)
     state.log.flush();
     std::printf("served %u sessions\n", state.finished.load());
     if (state.cut_off != 0) std::printf("%u of them cut off for not reading\n", state.cut_off.load());
+    if (state.zombies != 0) std::printf("%u of them dropped for not answering the heartbeat\n", state.zombies.load());
     return 0;
 }

@@ -58,6 +58,12 @@ enum class errc {
     rate_limited,
     /// The connection was idle longer than the configured idle timeout.
     idle_timeout,
+    /// The peer gave no sign of life (a packet, or the pong it was asked for)
+    /// within the heartbeat's timeout: presumed gone without a FIN or a reset
+    /// (a zombie session). Compares equal to std::errc::timed_out, POSIX's
+    /// "connection timed out" (what Linux reports for a failed TCP
+    /// keep-alive); idle_timeout does not, as an idle peer may be alive.
+    heartbeat_timeout,
     /// The system ran out of a resource (memory, buffers, handles).
     no_resources,
     /// A datagram was larger than the receive buffer: the buffer holds its
@@ -108,6 +114,7 @@ public:
         case errc::send_queue_full: return "send queue above its high watermark";
         case errc::rate_limited: return "packet rate limit exceeded";
         case errc::idle_timeout: return "connection idle for too long";
+        case errc::heartbeat_timeout: return "peer did not answer the heartbeat in time";
         case errc::no_resources: return "out of system resources";
         case errc::datagram_truncated: return "datagram larger than the receive buffer (truncated)";
         case errc::host_not_found: return "host not found";
@@ -126,7 +133,8 @@ public:
     {
         switch (static_cast<errc>(value)) {
         case errc::operation_aborted: return std::errc::operation_canceled;
-        case errc::timed_out: return std::errc::timed_out;
+        case errc::timed_out:
+        case errc::heartbeat_timeout: return std::errc::timed_out;
         case errc::connection_reset: return std::errc::connection_reset;
         case errc::connection_refused: return std::errc::connection_refused;
         case errc::connection_aborted: return std::errc::connection_aborted;

@@ -16,6 +16,7 @@
 #include <portico/error.hpp>
 #include <portico/file/file_mode.hpp>
 #include <portico/frame_cache.hpp>
+#include <portico/framing/heartbeat_options.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream.hpp>

@@ -75,9 +75,10 @@ def raw_control_bytes(output: bytes) -> list:
 
 
 class Program:
-    """A Windows program under Wine, its output going to a file."""
+    """A Windows program under Wine, its output going to a file. Its input is
+    `stdin`, or with `hold_stdin` a pipe that stays open until type()."""
 
-    def __init__(self, prefix, exe, args, cwd, stdin=b""):
+    def __init__(self, prefix, exe, args, cwd, stdin=b"", hold_stdin=False):
         self.name = os.path.basename(exe)
         self.path = os.path.join(cwd, self.name + ".out")
         self.status = None
@@ -86,8 +87,17 @@ class Program:
             f.write(stdin)
         with open(self.path, "wb") as out, open(stdin_path, "rb") as given:
             self.proc = subprocess.Popen(
-                ["bash", WINE_RUN, prefix, exe, *args], stdout=out, stderr=subprocess.STDOUT, stdin=given, cwd=cwd
+                ["bash", WINE_RUN, prefix, exe, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if hold_stdin else given,
+                cwd=cwd,
             )
+
+    def type(self, text: bytes):
+        """Writes `text` to a held input, then closes it."""
+        self.proc.stdin.write(text)
+        self.proc.stdin.close()
 
     def output(self) -> bytes:
         with open(self.path, "rb") as f:
@@ -867,6 +877,60 @@ def scenario_file_client_escape(prefix, exe, args, work):
     expected = "the server refused a.bin: " + escaped(HOSTILE_TEXT)
     check(expected.encode() in out, "no line %r" % expected)
     print("verdict: ok: file_client printed the hostile refusal escaped")
+
+
+CHAT_JOIN, CHAT_WELCOME = 1, 10
+
+
+def scenario_chat_zombie(prefix, exe, args, work):
+    """A chat member that vanished without a FIN or a reset (here: it joined,
+    then never reads or answers, its socket left open) is dropped by the
+    server's heartbeat; a real chat_client, idle in the same room for longer,
+    answers the pings and stays until it leaves."""
+    client_exe = option(args, "--client")
+    server_args = [a for i, a in enumerate(args) if a != "--client" and (i == 0 or args[i - 1] != "--client")]
+    interval = float(option(server_args, "--heartbeat"))
+    timeout = float(option(server_args, "--heartbeat-timeout"))
+    server = start_server(prefix, exe, server_args, work)
+    client = None
+    zombie = None
+    try:
+        port = server.port()
+        client = Program(prefix, client_exe, ["--port", str(port), "--name", "alice"], work, hold_stdin=True)
+        client.wait_for(rb"\* 0 others in the room")
+        alice_in = time.monotonic()
+        zombie = connect(port)
+        zombie.sendall(packet(CHAT_JOIN, b"zombie"))
+        joined = time.monotonic()
+        kind, body = read_packet(zombie)
+        check(kind == CHAT_WELCOME and body == b"1", "the zombie was welcomed with %r" % ((kind, body),))
+        # From here on it says nothing and reads nothing; its socket stays open.
+        server.wait_for(rb"zombie left \(peer did not answer the heartbeat in time\)", timeout + interval + SLACK)
+        gone_after = time.monotonic() - joined
+        check(gone_after >= timeout - EARLY, "the zombie was dropped after %.2f s, before the %g s timeout" %
+              (gone_after, timeout))
+        time.sleep(2 * interval)  # alice is watched for two more intervals
+        check(b"alice left" not in server.output(), "alice was dropped too")
+        alice_idle = time.monotonic() - alice_in
+        check(alice_idle > timeout, "alice was idle only %.2f s" % alice_idle)
+        client.wait_for(rb"\* zombie left")
+        client.type(b"EXIT\n")
+        check(client.wait() == 0, "chat_client failed")
+        check(server.wait() == 0, "the server failed")
+    finally:
+        if zombie is not None:
+            zombie.close()
+        if client is not None:
+            client.kill()
+            client.report()
+        server.kill()
+        server.report()
+    out = server.output()
+    check(b"alice left (closed)" in out, "alice did not leave on her own")
+    check(b"1 of them dropped for not answering the heartbeat" in out, "no summary of the zombie")
+    print("verdict: ok: the zombie was dropped by the heartbeat %.2f s after its last packet (timeout %g s, "
+          "interval %g s); alice, idle for %.2f s, answered the pings and stayed" %
+          (gone_after, timeout, interval, alice_idle))
 
 
 SCENARIOS = {

@@ -20,6 +20,9 @@ inline std::size_t copy_into(std::span<const mutable_buffer> regions, std::span<
     std::size_t done = 0;
     for (const auto& region : regions) {
         const std::size_t n = std::min(region.size(), src.size() - done);
+        // An empty source may have no data at all: memcpy from null is
+        // undefined even for 0 bytes.
+        if (n == 0) continue;
         std::memcpy(region.data(), src.data() + done, n);
         done += n;
     }

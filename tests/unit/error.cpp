@@ -27,6 +27,18 @@ TEST_CASE("portico errc compares equal to the matching std::errc", "[error]")
     CHECK(std::error_code(errc::eof) == errc::eof);
 }
 
+TEST_CASE("heartbeat_timeout: its own code, a timeout to std::errc as a failed TCP keep-alive is", "[error]")
+{
+    const std::error_code ec = errc::heartbeat_timeout;
+    CHECK(ec == std::errc::timed_out);
+    CHECK(ec == errc::heartbeat_timeout);
+    CHECK(ec != errc::timed_out);
+    CHECK(ec != errc::idle_timeout);
+    CHECK(ec.message() == "peer did not answer the heartbeat in time");
+    // idle_timeout stays a condition of its own: a silent peer may be alive.
+    CHECK(std::error_code(errc::idle_timeout) != std::errc::timed_out);
+}
+
 TEST_CASE("portico errors have their own category and readable messages", "[error]")
 {
     const std::error_code ec = errc::packet_too_large;

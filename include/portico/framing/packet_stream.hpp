@@ -11,6 +11,7 @@
 #include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/stream_core.hpp>
 #include <portico/framing/detail/write_packet_base.hpp>
+#include <portico/framing/heartbeat_options.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream_options.hpp>
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 
@@ -46,6 +48,10 @@ PORTICO_NAMESPACE_BEGIN
 /// shared_packet queues a reference, for broadcast. See
 /// docs/design/framing.md.
 ///
+/// With options().heartbeat set, the stream also asks a silent peer "are
+/// you alive?", answers the peer's pings, and closes with heartbeat_timeout
+/// when the peer gives no sign of life (docs/design/heartbeat.md).
+///
 /// packet_stream is a handle (movable) to a reference-counted state; it must
 /// outlive every read_packet() it started. Destroying it closes the stream:
 /// writers still queued fail with operation_aborted.
@@ -57,9 +63,13 @@ template <class Stream>
     requires readable_stream<Stream>
 class packet_stream {
 public:
-    /// Frames `stream` with the given options (their format must be valid()).
+    /// Frames `stream` with the given options (their format must be
+    /// valid()). Throws std::invalid_argument, saying why, if the heartbeat
+    /// cannot run as set (heartbeat_problem()) or is set on a stream this
+    /// type cannot write to; std::bad_alloc if the state cannot be
+    /// allocated.
     packet_stream(Stream stream, const packet_stream_options& options)
-        : core_(new detail::stream_core<Stream>(std::move(stream), options))
+        : core_(new detail::stream_core<Stream>(std::move(stream), checked(options)))
     {}
     /// Frames `stream` with `format` and default limits.
     packet_stream(Stream stream, const packet_format& format)
@@ -95,16 +105,23 @@ public:
     [[nodiscard]] const packet_stream_options& options() const noexcept { return core_->options; }
 
     /// Reads the next packet. Its body stays valid until the next
-    /// read_packet(). Errors:
+    /// read_packet(). With a heartbeat, pings and pongs are consumed here
+    /// and never returned (a ping is answered with a pong, at most one per
+    /// 100 ms), except pings when options().heartbeat.answer_pings is
+    /// false, which are returned for the caller to answer; a ping or pong
+    /// with a body is taken as one without (the body is dropped). Errors:
     ///   eof               the stream ended cleanly between packets;
     ///   packet_truncated  the stream ended inside a packet;
     ///   packet_too_large, packet_malformed  from the header, before its body
     ///                     is read or anything allocated (the stream closes);
     ///   timed_out         a packet took longer than options().packet_timeout;
-    ///   idle_timeout      the peer sent nothing for options().idle_timeout;
+    ///   idle_timeout      the peer sent nothing (but pings and pongs) for
+    ///                     options().idle_timeout;
+    ///   heartbeat_timeout the peer gave no sign of life for
+    ///                     options().heartbeat.timeout;
     ///   rate_limited      over options().max_packets_per_second;
-    ///   invalid_argument  timeouts configured on a stream without a clock
-    ///                     (not a timed_stream);
+    ///   invalid_argument  timeouts or a heartbeat configured on a stream
+    ///                     without a clock (not a timed_stream);
     ///   the close reason  after close() or a limit stopped the stream
     ///                     (operation_aborted, send_queue_full...);
     ///   anything the stream reports (connection_reset...).
@@ -120,7 +137,7 @@ public:
         if (c.closed()) co_return io_result<packet>{c.reason(), {}};
         if constexpr (timed_stream<Stream>) {
             c.start_watchdog();
-        } else if (c.deadlines.enabled()) {
+        } else if (c.watch.enabled()) {
             co_return io_result<packet>{make_error_code(errc::invalid_argument), {}};
         }
         // The previous packet's bytes are released only now: its view was
@@ -131,6 +148,10 @@ public:
         std::optional<portico::stop_callback<closer>> on_stop;
         if (auto token = co_await get_stop_token(); token.stop_possible())
             on_stop.emplace(std::move(token), closer{&c});
+        // NOTE: a wait after the first of this call follows a receive whose
+        // whole packets were all pings and pongs, consumed below; if nothing
+        // of a packet is left over either, the peer's silence goes on.
+        bool first_wait = true;
         for (;;) {
             auto [ec, next] = detail::next_packet(c.options.format, c.ring);
             if (ec) {
@@ -142,15 +163,19 @@ public:
             }
             if (next) {
                 c.pending = detail::packet_size(c.options.format, *next);
-                c.deadlines.packet_complete();
+                c.watch.deadlines.packet_complete();
                 if (c.rate.enabled() && !c.rate.admit(core_type::clock::now())) {
                     c.kick(make_error_code(errc::rate_limited));
                     co_return io_result<packet>{c.reason(), {}};
                 }
-                co_return io_result<packet>{{}, *next};
+                if (!c.watch.heartbeat.enabled() || !c.consume_heartbeat(next->type)) {
+                    co_return io_result<packet>{{}, *next};
+                }
+                c.ring.consume(std::exchange(c.pending, 0));
+                continue;
             }
             if constexpr (writable_stream<Stream>) c.flush_before_wait();
-            c.deadlines.wait_begins(c.ring.size() != 0);
+            c.watch.wait_begins(c.ring.size() != 0, !std::exchange(first_wait, false) && c.ring.size() == 0);
             [[maybe_unused]] const bool timing = c.times_wait();
             if constexpr (parkable_stream<Stream> && timed_stream<Stream>) {
                 if (timing && !c.busy() && c.ring.release()) {
@@ -161,7 +186,7 @@ public:
                     wait.set_stop_token(c.read_abort_token());
                     auto [wait_ec] = co_await std::move(wait);
                     if (wait_ec) {
-                        c.deadlines.wait_ends(false);
+                        c.watch.wait_ends(false);
                         if (c.closed()) wait_ec = c.reason();
                         co_return io_result<packet>{wait_ec, {}};
                     }
@@ -171,7 +196,7 @@ public:
             auto read = read_some(c.stream, c.ring.prepare(regions));
             read.set_stop_token(c.read_abort_token());
             auto [read_ec, n] = co_await std::move(read);
-            c.deadlines.wait_ends(n != 0);
+            c.watch.wait_ends(n != 0);
             if (timing) c.wait_ended();
             if (read_ec) {
                 if (c.closed()) read_ec = c.reason();
@@ -298,10 +323,11 @@ public:
     /// for a server that tells a client why it is cut off ("kicked:
     /// flooding"). Meant for after a limit on what the peer sends tripped: a
     /// stream stopped by rate_limited, packet_too_large, packet_malformed,
-    /// timed_out or idle_timeout keeps its write side for this one packet,
-    /// whatever the watermarks (the write in flight when the limit tripped
-    /// is left to finish, so that the last word follows whole packets;
-    /// writers waiting on it wait until it does or the stream is closed). A
+    /// timed_out, idle_timeout or heartbeat_timeout keeps its write side for
+    /// this one packet, whatever the watermarks (the write in flight when the
+    /// limit tripped is left to finish, so that the last word follows whole
+    /// packets; writers waiting on it wait until it does or the stream is
+    /// closed). A
     /// send queue cut off by the disconnect policy has closed the stream (a
     /// peer that does not read cannot be told): this yields the close reason.
     /// On a stream still open it stops it first, with operation_aborted.
@@ -390,6 +416,18 @@ public:
     [[nodiscard]] std::size_t receive_storage_bytes() const noexcept { return core_->ring.storage_bytes(); }
 
 private:
+    // The options, if this stream can run them (the constructor's check).
+    static const packet_stream_options& checked(const packet_stream_options& options)
+    {
+        if (const char* problem = heartbeat_problem(options.heartbeat, options.format)) {
+            throw std::invalid_argument(problem);
+        }
+        if (options.heartbeat.enabled() && !writable_stream<Stream>) {
+            throw std::invalid_argument("heartbeat: the stream cannot be written to (no pings, no pongs)");
+        }
+        return options;
+    }
+
     // A task of its own so that it can carry the stream's stop token.
     static task<io_result<std::size_t>> read_some(Stream& stream, std::span<mutable_buffer> regions)
     {

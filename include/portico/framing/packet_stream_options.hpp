@@ -3,6 +3,7 @@
 #pragma once
 
 #include <portico/config.hpp>
+#include <portico/framing/heartbeat_options.hpp>
 #include <portico/framing/packet_format.hpp>
 #include <portico/framing/send_queue_limits.hpp>
 
@@ -42,11 +43,17 @@ struct packet_stream_options {
     std::chrono::milliseconds packet_timeout{0};
     /// The longest the peer may send nothing while read_packet() waits.
     /// Tripping it closes the stream with idle_timeout. Zero: no limit.
+    /// With a heartbeat, pings and pongs are not activity: a peer that only
+    /// answers pings is alive but idle (an away-from-keyboard player).
     std::chrono::milliseconds idle_timeout{0};
     /// The most packets per second the peer may send, averaged, with bursts
-    /// of up to this many. Going over closes the stream with rate_limited.
-    /// Zero: no limit.
+    /// of up to this many (pings and pongs count). Going over closes the
+    /// stream with rate_limited. Zero: no limit.
     std::uint32_t max_packets_per_second = 0;
+    /// The application heartbeat that finds a peer gone without a FIN or a
+    /// reset (a zombie session): pings when the peer is silent, answers its
+    /// pings, closes with heartbeat_timeout. Off by default.
+    heartbeat_options heartbeat{};
 };
 
 PORTICO_NAMESPACE_END

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -252,6 +253,28 @@ public:
     io_result<void> set_keep_alive(bool on) noexcept
     {
         return handle_.set_option(detail::socket_option::keep_alive, on);
+    }
+    /// Turns TCP keep-alive on with its timing (SIO_KEEPALIVE_VALS): after
+    /// `idle` without traffic the system sends a probe, then one every
+    /// `interval` while none is answered, and fails the connection when
+    /// too many went unanswered (10 on Windows): pending and later reads
+    /// and writes then report an error (connection_reset on Windows). The
+    /// system's default is 2 hours of silence, then a probe a second. It
+    /// finds a peer whose machine or network is gone, never one whose
+    /// program hangs (its kernel still answers): packet_stream's heartbeat
+    /// is the application's check (docs/design/heartbeat.md says which to
+    /// use when). Under Wine the times are rounded to whole seconds
+    /// (docs/platform-notes.md). Errors: invalid_argument if either is not
+    /// between 1 ms and 2^32 - 1 ms; bad_state if not open; otherwise the
+    /// system's. Thread safety: as the other options.
+    io_result<void> set_keep_alive(std::chrono::milliseconds idle, std::chrono::milliseconds interval) noexcept
+    {
+        constexpr std::chrono::milliseconds longest{0xFFFFFFFFLL};
+        if (idle.count() < 1 || interval.count() < 1 || idle > longest || interval > longest) {
+            return {make_error_code(errc::invalid_argument)};
+        }
+        return handle_.set_keep_alive_timing(static_cast<unsigned long>(idle.count()),
+                                             static_cast<unsigned long>(interval.count()));
     }
     /// Reads SO_KEEPALIVE.
     [[nodiscard]] io_result<bool> keep_alive() const noexcept { return flag(detail::socket_option::keep_alive); }

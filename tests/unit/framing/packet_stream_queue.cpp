@@ -11,7 +11,7 @@
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
-#include "support/heap_counter.hpp"
+#include "support/allocation_count.hpp"
 #include "support/mock_stream.hpp"
 #include "support/written_packets.hpp"
 
@@ -30,6 +30,7 @@ using portico::packet_stream;
 using portico::sync_wait;
 using portico::task;
 using portico::task_group;
+using portico::test::allocations_now;
 using portico::test::mock_stream;
 
 namespace {
@@ -44,15 +45,6 @@ std::vector<std::byte> filled(std::size_t n, std::uint32_t seed)
     std::vector<std::byte> v(n);
     for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>((i * 7 + seed) & 0xFF);
     return v;
-}
-
-std::optional<std::uint64_t> allocations_now()
-{
-#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
-    return portico::test::heap_allocations();
-#else
-    return std::nullopt; // ASan and TSan builds: see packet_stream_write.cpp
-#endif
 }
 
 } // namespace

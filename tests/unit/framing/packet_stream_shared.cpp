@@ -12,7 +12,7 @@
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
-#include "support/heap_counter.hpp"
+#include "support/allocation_count.hpp"
 #include "support/mock_stream.hpp"
 #include "support/written_packets.hpp"
 
@@ -37,6 +37,8 @@ using portico::task_group;
 using portico::detail::resume_list;
 using portico::detail::send_queue;
 using portico::detail::shared_chunk;
+using portico::test::allocations_now;
+using portico::test::live_bytes_now;
 using portico::test::mock_stream;
 
 namespace {
@@ -68,27 +70,6 @@ std::vector<portico::test::decoded_packet> decode_all(const std::vector<std::byt
 std::string body_of(const portico::test::decoded_packet& p)
 {
     return {reinterpret_cast<const char*>(p.body.data()), p.body.size()};
-}
-
-// Allocations and live heap bytes so far, where this build counts them (not
-// under ASan or TSan, which bring their own operator new: see
-// packet_stream_write.cpp).
-std::optional<std::uint64_t> allocations_now()
-{
-#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
-    return portico::test::heap_allocations();
-#else
-    return std::nullopt;
-#endif
-}
-
-std::optional<std::size_t> live_bytes_now()
-{
-#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
-    return portico::test::live_heap_bytes();
-#else
-    return std::nullopt;
-#endif
 }
 
 } // namespace

@@ -11,6 +11,7 @@
 
 #include "support/catch.hpp"
 #include "support/framing.hpp"
+#include "support/allocation_count.hpp"
 #include "support/heap_counter.hpp"
 #include "support/mock_stream.hpp"
 #include "support/thread_executor.hpp"
@@ -29,6 +30,7 @@ using portico::packet_stream;
 using portico::sync_wait;
 using portico::task;
 using portico::task_group;
+using portico::test::allocations_now;
 using portico::test::bytes_of;
 using portico::test::decode_all;
 using portico::test::mock_stream;
@@ -309,24 +311,6 @@ TEST_CASE("destroying the packet_stream with writers waiting resumes them with o
     for (const auto& ec : results) CHECK(ec == errc::operation_aborted);
     CHECK(portico::debug::live_frames() == frames); // the driver's frame went with the state
 }
-
-namespace {
-
-/// Heap allocations so far, where this build can count them.
-std::optional<std::uint64_t> allocations_now()
-{
-#if PORTICO_DETAIL_FRAME_CACHE && defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
-    return portico::test::heap_allocations();
-#else
-    // Under ASan every coroutine frame goes back to the heap on purpose (so
-    // that use-after-free in frames is caught), and TSan brings its own
-    // operator new: allocations are not counted there. The native GCC build
-    // and both Windows builds count them.
-    return std::nullopt;
-#endif
-}
-
-} // namespace
 
 TEST_CASE("steady state over the mock stream: no heap allocation per packet in or out, one read per 16 packets",
           "[packet_stream_write]")

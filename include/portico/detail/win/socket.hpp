@@ -179,6 +179,21 @@ public:
         return {{}, value};
     }
 
+    /// SIO_KEEPALIVE_VALS: keep-alive on, the first probe after `idle_ms`
+    /// without traffic, then one every `interval_ms` (how many before the
+    /// connection fails is the system's: 10 on Windows). Errors: bad_state
+    /// if closed, otherwise the system's.
+    io_result<void> set_keep_alive_timing(unsigned long idle_ms, unsigned long interval_ms) const noexcept
+    {
+        if (!is_open()) return {make_error_code(errc::bad_state)};
+        tcp_keepalive values{1, idle_ms, interval_ms};
+        DWORD returned = 0;
+        if (::WSAIoctl(s_, SIO_KEEPALIVE_VALS, &values, sizeof values, nullptr, 0, &returned, nullptr, nullptr) != 0) {
+            return {last_socket_error()};
+        }
+        return {};
+    }
+
     io_result<void> set_linger(bool on, int seconds) const noexcept
     {
         const LINGER linger{static_cast<u_short>(on ? 1 : 0), static_cast<u_short>(seconds)};

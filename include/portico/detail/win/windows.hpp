@@ -30,6 +30,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <mswsock.h>
+#include <mstcpip.h>
 #include <windows.h>
 
 // portico's minimum is Windows 10 / Windows Server 2016 (docs/design/layout.md

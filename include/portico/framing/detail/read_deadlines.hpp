@@ -4,12 +4,12 @@
 
 #include <portico/config.hpp>
 #include <portico/error.hpp>
+#include <portico/framing/detail/clock_ticks.hpp>
 #include <portico/framing/stream_concepts.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -32,14 +32,17 @@ struct stream_clock<Stream> {
 
 /// The deadlines of a packet_stream's reads (see docs/design/framing.md):
 /// the reader only publishes times, in atomics (when the current wait
-/// began, when the packet in progress was first waited on, when bytes last
-/// arrived); the stream's watchdog, a detached coroutine on another thread,
-/// check()s them and sleeps until the next deadline. A few atomic stores per
-/// read instead of a timer per read.
+/// began, when the packet in progress was first waited on, when the peer's
+/// silence began); the stream's watchdog, a detached coroutine on another
+/// thread, check()s them and sleeps until the next deadline. A few atomic
+/// stores per read instead of a timer per read. The reader reads the clock
+/// once per wait and passes it to these and to the heartbeat's hooks.
 ///
 /// The packet's clock starts when a read first waits on a packet of which
 /// part has arrived and runs until the packet is whole: bytes trickling in
-/// do not extend it (slowloris). Idle time counts only while a read waits.
+/// do not extend it (slowloris). Idle time counts only while a read waits,
+/// from the start of that wait; a receive that brought only heartbeat
+/// packets (pings, pongs) does not restart it.
 /// Thread safety: the reader's calls from one read_packet() at a time;
 /// check() from any thread.
 template <class Clock>
@@ -77,26 +80,30 @@ public:
         if (enabled_) packet_start_.store(never, std::memory_order_release);
     }
 
-    /// Reader: a read is about to wait for the peer; `inside_packet` if part
-    /// of the next packet is already in.
-    void wait_begins(bool inside_packet) noexcept
+    /// Reader: a read is about to wait for the peer at `now`;
+    /// `inside_packet` if part of the next packet is already in;
+    /// `heartbeat_only` if everything received since the previous wait was
+    /// pings and pongs (the idle time then goes on from that wait's start).
+    void wait_begins(time_point now, bool inside_packet, bool heartbeat_only) noexcept
     {
         if (!enabled_) return;
         // NOTE: the packet's clock starts at its first wait and is not reset
         // by the bytes that trickle in afterwards.
-        const auto now = ticks(Clock::now());
+        const auto t = times::of(now);
         if (inside_packet && packet_start_.load(std::memory_order_relaxed) == never) {
-            packet_start_.store(now, std::memory_order_release);
+            packet_start_.store(t, std::memory_order_release);
         }
-        waiting_since_.store(now, std::memory_order_release);
+        if (!heartbeat_only || idle_start_.load(std::memory_order_relaxed) == never) {
+            idle_start_.store(t, std::memory_order_release);
+        }
+        // NOTE: published last: a watchdog that sees the wait sees its starts.
+        waiting_since_.store(t, std::memory_order_release);
     }
 
-    /// Reader: the read returned, `received` if it brought bytes.
-    void wait_ends(bool received) noexcept
+    /// Reader: the read returned.
+    void wait_ends() noexcept
     {
-        if (!enabled_) return;
-        waiting_since_.store(never, std::memory_order_release);
-        if (received) last_receive_.store(ticks(Clock::now()), std::memory_order_release);
+        if (enabled_) waiting_since_.store(never, std::memory_order_release);
     }
 
     /// Watchdog: timed_out if the waiting read's packet is past its
@@ -111,15 +118,15 @@ public:
         if (since == never) return v;
         const std::int64_t started = packet_start_.load(std::memory_order_acquire);
         if (packet_limit_.count() > 0 && started != never) {
-            const auto deadline = time_of(started) + packet_limit_;
+            const auto deadline = times::time_of(started) + packet_limit_;
             if (deadline <= now) return {make_error_code(errc::timed_out), now};
             if (deadline < v.next) v.next = deadline;
         }
         if (idle_limit_.count() > 0) {
             // Idle counts only while a read waits: a busy reader does not
             // make its peer idle.
-            const std::int64_t last = last_receive_.load(std::memory_order_acquire);
-            const auto deadline = time_of(last != never && last > since ? last : since) + idle_limit_;
+            const std::int64_t idle = idle_start_.load(std::memory_order_acquire);
+            const auto deadline = times::time_of(idle != never ? idle : since) + idle_limit_;
             if (deadline <= now) return {make_error_code(errc::idle_timeout), now};
             if (deadline < v.next) v.next = deadline;
         }
@@ -128,10 +135,8 @@ public:
 
 private:
     // Times are clock ticks in atomics; `never`: not set.
-    static constexpr std::int64_t never = (std::numeric_limits<std::int64_t>::min)();
-
-    static std::int64_t ticks(time_point t) noexcept { return static_cast<std::int64_t>(t.time_since_epoch().count()); }
-    static time_point time_of(std::int64_t t) noexcept { return time_point(duration(t)); }
+    using times = clock_ticks<Clock>;
+    static constexpr std::int64_t never = times::never;
 
     const bool enabled_;
     const duration packet_limit_;
@@ -139,7 +144,9 @@ private:
     duration step_;
     std::atomic<std::int64_t> waiting_since_{never};
     std::atomic<std::int64_t> packet_start_{never};
-    std::atomic<std::int64_t> last_receive_{never};
+    // When the current silence began: the start of a wait (or of an earlier
+    // one, across receives of heartbeat packets only).
+    std::atomic<std::int64_t> idle_start_{never};
 };
 
 } // namespace detail

@@ -34,10 +34,11 @@ struct last_word_tag {};
 /// it is still in await_suspend, or whoever finishes it (resume_list).
 struct send_node {
     enum class where : unsigned char { none, queued, blocked };
-    /// Who owns the node: a writer's awaiter, or the queue itself (an
+    /// Who owns the node: a writer's awaiter, the queue itself (an
     /// outbox_block of copies or a shared_chunk of shared packets, with no
-    /// writer to finish).
-    enum class owner : unsigned char { writer, copies, shared };
+    /// writer to finish), or the stream (its header-only heartbeat packets,
+    /// a ping and a pong, reused: finishing one only makes it free again).
+    enum class owner : unsigned char { writer, copies, shared, stream };
 
     /// Its place in the send queue's list of queued or held-back packets.
     list_hook<send_node> link;

@@ -65,7 +65,7 @@ public:
     {
         for (send_node* n = queued_.front(); n != nullptr && blocks_queued_ != 0;) {
             send_node* next = n->link.next;
-            if (n->kind != send_node::owner::writer) {
+            if (n->kind == send_node::owner::copies || n->kind == send_node::owner::shared) {
                 destroy(*n);
                 --blocks_queued_;
             }
@@ -252,6 +252,21 @@ public:
         if (charged_bytes() <= limits_.low_watermark) admit_blocked();
     }
 
+    /// Queues a node the stream owns (a heartbeat packet, size and header
+    /// set, not in the queue) at the tail if it fits now, without a grace.
+    /// False otherwise: it never waits behind held-back writers and never
+    /// brings the overflow policy on (a peer that does not read cannot
+    /// answer a ping anyway).
+    bool append_own(send_node& n) noexcept
+    {
+        assert(n.kind == send_node::owner::stream && n.place == send_node::where::none);
+        if (!fits_now(n.size)) return false;
+        n.sent = 0;
+        n.gathered = false;
+        enqueue(n);
+        return true;
+    }
+
     /// Queues `n` whatever the watermarks: the last packet of a stream that
     /// has stopped (everything unsent was dropped before).
     void force(send_node& n) noexcept
@@ -347,7 +362,7 @@ private:
 
     /// A writer's node goes to `done`; a block of copies or a chunk of
     /// shared packets goes back to its free list (its bytes were sent, or
-    /// are dropped with the stream).
+    /// are dropped with the stream); a stream's own node is free again.
     void finish(send_node& n, std::error_code ec, resume_list& done) noexcept
     {
         switch (n.kind) {
@@ -362,6 +377,7 @@ private:
             --blocks_queued_;
             recycle(static_cast<shared_chunk&>(n));
             return;
+        case send_node::owner::stream: n.place = send_node::where::none; return;
         }
     }
 

@@ -1,6 +1,7 @@
 // portico: stream_core — the state of a packet_stream, shared by its handle,
 // its write driver and its waiting writers: closing, the write side
-// (admission, the driver and the kicker) and the read side's state.
+// (admission, the driver and the kicker), the read side's state, and the
+// watchdog that keeps the deadlines and the heartbeat.
 #pragma once
 
 #include <portico/buffer.hpp>
@@ -10,11 +11,12 @@
 #include <portico/error.hpp>
 #include <portico/framing/detail/flush_state.hpp>
 #include <portico/framing/detail/rate_limit.hpp>
-#include <portico/framing/detail/read_deadlines.hpp>
 #include <portico/framing/detail/receive_ring.hpp>
 #include <portico/framing/detail/send_node.hpp>
 #include <portico/framing/detail/send_queue.hpp>
+#include <portico/framing/detail/stream_watch.hpp>
 #include <portico/framing/detail/write_coroutine.hpp>
+#include <portico/framing/packet_format.hpp>
 #include <portico/framing/packet_stream_options.hpp>
 #include <portico/framing/send_queue_limits.hpp>
 #include <portico/framing/shared_packet.hpp>
@@ -51,17 +53,23 @@ namespace detail {
 /// (run_kicker) wakes it late for copies, as flush_state's table says. One
 /// mutex guards the close reason, the send queue, the flush state and the
 /// write count; nothing is resumed while it is held, since a resumed writer
-/// may call back into the stream. The read side (ring, deadlines, rate) is
-/// used by one read_packet() at a time and by the watchdog, never by the
-/// driver.
+/// may call back into the stream. The read side (ring, deadlines, rate,
+/// heartbeat) is used by one read_packet() at a time and by the watchdog,
+/// never by the driver. The heartbeat's ping and pong are two nodes of the
+/// core's own, queued like any packet (so they never interleave with or
+/// overtake the others) and reused, so a heartbeat allocates nothing.
 template <class Stream>
 class stream_core {
 public:
     stream_core(Stream s, const packet_stream_options& o)
         : stream(std::move(s)), options(o),
-          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer),
-          deadlines(o.packet_timeout, o.idle_timeout), rate(o.max_packets_per_second), queue_(o.send)
+          ring(o.receive_buffer < o.format.header_size() ? o.format.header_size() : o.receive_buffer), watch(o),
+          rate(o.max_packets_per_second), queue_(o.send)
     {
+        if (watch.heartbeat.enabled()) {
+            prepare_heartbeat_node(ping_node_, o.heartbeat.ping_type);
+            prepare_heartbeat_node(pong_node_, o.heartbeat.pong_type);
+        }
         // A read-only stream has no writes to drive.
         if constexpr (writable_stream<Stream>) {
             driver_ = run_driver();
@@ -265,12 +273,36 @@ public:
 
     using clock = typename stream_clock<Stream>::type;
 
+    /// Reader: a whole packet of `type` came in (and passed the rate limit).
+    /// True if it is the heartbeat's and read_packet() must not return it: a
+    /// pong, or a ping the stream answers itself (queuing a pong unless one
+    /// went out less than heartbeat_monitor::shortest_pong_gap() ago). The
+    /// pong's write is
+    /// deferred as queue_packet's copies are, so it leaves with the reader's
+    /// other answers.
+    bool consume_heartbeat(std::uint32_t type) noexcept
+    {
+        auto& h = watch.heartbeat;
+        using kind = typename heartbeat_monitor<clock>::kind;
+        switch (h.classify(type)) {
+        case kind::other: return false;
+        case kind::pong: h.pong_received(); return true;
+        case kind::ping:
+            if (!h.answers_pings()) return false;
+            if (h.ping_received()) (void)queue_heartbeat(pong_node_, false);
+            return true;
+        }
+        return false;
+    }
+
     /// Starts the watchdog once, from the first read_packet(), if a timeout
-    /// is set. It holds a reference on the core until it ends.
+    /// or the heartbeat is set. It holds a reference on the core until it
+    /// ends.
     void start_watchdog()
         requires timed_stream<Stream>
     {
-        if (std::exchange(watchdog_started, true) || !deadlines.enabled()) return;
+        if (std::exchange(watchdog_started, true) || !watch.enabled()) return;
+        watch.start(clock::now());
         detached w = run_watchdog();
         add_ref();
         std::move(w).start(abort_.get_token(), &stream_core::watchdog_ended, this);
@@ -321,7 +353,7 @@ public:
     std::size_t pending = 0;
     std::uint64_t parked_waits = 0;
     bool watchdog_started = false;
-    read_deadlines<clock> deadlines;
+    stream_watch<clock> watch;
     rate_limit<clock> rate;
 
 private:
@@ -332,6 +364,47 @@ private:
     static constexpr unsigned busy_after = 2;
     unsigned quick_waits_ = 0;
     typename clock::time_point wait_began_{};
+    /// Makes `n` a header-only packet of `type`, owned by the stream.
+    void prepare_heartbeat_node(send_node& n, std::uint32_t type) noexcept
+    {
+        n.kind = send_node::owner::stream;
+        // The type was checked against the format (heartbeat_problem).
+        n.header_size = encode_header(options.format, type, 0, n.header).value_unchecked();
+        n.size = n.header_size;
+    }
+
+    /// Queues the heartbeat's ping or pong `n`, waking the driver at once
+    /// (`now`: the watchdog's ping) or late, as queue_packet() does (the
+    /// reader's pong). False if it was not queued: the stream stopped, `n`
+    /// is still queued from before (it answers for this one too), or the
+    /// queue is full (see send_queue::append_own).
+    bool queue_heartbeat(send_node& n, bool now) noexcept
+    {
+        if constexpr (writable_stream<Stream>) {
+            bool resume = false;
+            bool schedule_kick = false;
+            {
+                std::lock_guard lock(mutex_);
+                if (reason_ || n.place != send_node::where::none || !queue_.append_own(n)) return false;
+                if (now) {
+                    resume = flush_.write_queued();
+                    if (resume) add_ref();
+                } else {
+                    const flush_state::copy_wake wake = flush_.copy_queued();
+                    if (wake.driver) add_ref();
+                    if (wake.kick) add_ref();
+                    schedule_kick = wake.kick;
+                }
+            }
+            // As start_write(): the driver runs here until its write is
+            // pending or the queue is empty.
+            if (resume) driver_.resume();
+            if (schedule_kick) kick_later();
+            return true;
+        } else {
+            return false;
+        }
+    }
 
     /// The common half of queue_copy() and queue_shared(): `append` puts the
     /// packet (charged `charge` bytes) into the queue under the lock; then
@@ -471,17 +544,20 @@ private:
     };
 
     /// The watchdog: a detached coroutine (it frees its own frame) that
-    /// sleeps until the next deadline and closes the stream when the read
-    /// that is waiting has run past one. Its sleeps observe the stream's stop
-    /// token, so closing the stream ends it.
+    /// sleeps until the next deadline, closes the stream when the read that
+    /// is waiting has run past one or the heartbeat found the peer gone, and
+    /// sends the heartbeat's pings. Its sleeps observe the stream's stop
+    /// token, so closing the stream ends it. One sleep per wake, whatever
+    /// is set: no timer per ping.
     detached run_watchdog()
     {
         for (;;) {
-            const auto verdict = deadlines.check(clock::now());
+            const auto verdict = watch.check(clock::now());
             if (verdict.expired) {
                 kick(verdict.expired);
                 co_return;
             }
+            if (verdict.ping_due) (void)queue_heartbeat(ping_node_, true);
             auto [ec] = co_await stream.context().sleep_until(verdict.next);
             if (ec || closed()) co_return;
         }
@@ -574,6 +650,10 @@ private:
 
     std::atomic<std::size_t> refs_{1};
     mutable std::mutex mutex_;
+    // The heartbeat's packets, queued through queue_ (declared first, so
+    // that they outlive it).
+    send_node ping_node_;
+    send_node pong_node_;
     send_queue queue_;
     // Who wakes the driver and the kicker, and when (guarded by mutex_).
     flush_state flush_;
