@@ -100,8 +100,14 @@ struct thread_state {
     // last): the turn's budget (scheduler::immediate_success).
     unsigned turn_streak = 0;
     // Operations that succeeded at once past their turn's budget: they run,
-    // in order, after the packets of the next dequeue.
+    // in order, in the next pass.
     op_queue ready{};
+    // The pass being served: the operations that were ready when it began.
+    // They run once the port has given the packets that waited before them
+    // (every dequeue until one returns less than a full batch).
+    op_queue pass{};
+    // Packets dispatched since the pass began.
+    std::uint64_t pass_packets = 0;
     // Ready operations left to serve without looking at the port, which was
     // empty at the last look (scheduler::options::port_check_interval).
     unsigned quiet_turns = 0;
@@ -199,10 +205,11 @@ public:
             if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
 
             ULONG count = 0;
-            if (self.ready.empty() || self.quiet_turns == 0) {
+            const bool have_ready = !self.ready.empty() || !self.pass.empty();
+            if (!have_ready || self.quiet_turns == 0) {
                 // NOTE: with operations ready, only look at the port: nothing
                 // may wait for new packets while they could run.
-                const DWORD wait = self.ready.empty() ? INFINITE : 0;
+                const DWORD wait = have_ready ? 0 : INFINITE;
                 const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, wait, FALSE);
                 bump(*stats, counter::dequeue_calls, 1);
                 if (!ok) {
@@ -225,16 +232,25 @@ public:
             }
             // NOTE: what became ready before this dequeue runs after the
             // packets it returned, which were waiting already; what becomes
-            // ready from here on waits for the next dequeue. So a connection
+            // ready from here on waits for the next pass. So a connection
             // whose data is always ready takes one turn per pass, behind the
             // others (docs/design/operations.md).
-            op_queue pass = std::move(self.ready);
+            if (self.pass.empty()) {
+                self.pass = std::move(self.ready);
+                self.pass_packets = 0;
+            }
             for (ULONG i = 0; i < count; ++i) {
                 self.turn_streak = 0;
                 dispatch(entries[i]);
                 run_deferred(self);
             }
-            serve_ready(self, pass);
+            self.pass_packets += count;
+            // NOTE: a full batch means more packets may wait in the port, and
+            // they waited before this pass's operations became ready: take
+            // them first. Bounded, so that a port never empty cannot hold
+            // the pass back for ever.
+            if (count == batch_size_ && !self.pass.empty() && self.pass_packets < 16 * batch_size_) continue;
+            serve_ready(self, self.pass);
         }
         // Let the next thread see the drained state too.
         wake_one();

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -67,8 +68,10 @@ public:
           rate(o.max_packets_per_second), queue_(o.send)
     {
         if (watch.heartbeat.enabled()) {
-            prepare_heartbeat_node(ping_node_, o.heartbeat.ping_type);
-            prepare_heartbeat_node(pong_node_, o.heartbeat.pong_type);
+            // Only a stream with a heartbeat pays for its packets.
+            heartbeat_packets_ = std::make_unique<heartbeat_packets>();
+            prepare_heartbeat_node(heartbeat_packets_->ping, o.heartbeat.ping_type);
+            prepare_heartbeat_node(heartbeat_packets_->pong, o.heartbeat.pong_type);
         }
         // A read-only stream has no writes to drive.
         if constexpr (writable_stream<Stream>) {
@@ -289,7 +292,7 @@ public:
         case kind::pong: h.pong_received(); return true;
         case kind::ping:
             if (!h.answers_pings()) return false;
-            if (h.ping_received()) (void)queue_heartbeat(pong_node_, false);
+            if (h.ping_received()) (void)queue_heartbeat(heartbeat_packets_->pong, false);
             return true;
         }
         return false;
@@ -557,7 +560,7 @@ private:
                 kick(verdict.expired);
                 co_return;
             }
-            if (verdict.ping_due) (void)queue_heartbeat(ping_node_, true);
+            if (verdict.ping_due) (void)queue_heartbeat(heartbeat_packets_->ping, true);
             auto [ec] = co_await stream.context().sleep_until(verdict.next);
             if (ec || closed()) co_return;
         }
@@ -651,9 +654,12 @@ private:
     std::atomic<std::size_t> refs_{1};
     mutable std::mutex mutex_;
     // The heartbeat's packets, queued through queue_ (declared first, so
-    // that they outlive it).
-    send_node ping_node_;
-    send_node pong_node_;
+    // that they outlive it); made with the stream if it runs a heartbeat.
+    struct heartbeat_packets {
+        send_node ping;
+        send_node pong;
+    };
+    std::unique_ptr<heartbeat_packets> heartbeat_packets_;
     send_queue queue_;
     // Who wakes the driver and the kicker, and when (guarded by mutex_).
     flush_state flush_;
