@@ -64,15 +64,20 @@ def throughput_table(scenarios: list[dict]) -> str:
 
 
 def latency_table(scenarios: list[dict]) -> str:
-    rows = ["| scenario | portico p50 / p99 / p99.9 | Asio p50 / p99 / p99.9 | floor p50 / p99 / p99.9 |",
-            "|---|--:|--:|--:|"]
+    rows = ["| scenario | portico p50 / p99 / p99.9 | worst connection | Asio p50 / p99 / p99.9 | worst connection "
+            "| floor p50 / p99 / p99.9 | worst connection |",
+            "|---|--:|--:|--:|--:|--:|--:|"]
     for s in scenarios:
         if s["kind"] != "throughput" or s["impls"]["portico"].get("p50_us") is None:
             continue
         cells = []
         for impl in IMPLS:
-            e = s["impls"][impl]
+            e = s["impls"].get(impl)
+            if e is None:
+                cells += ["–", "–"]
+                continue
             cells.append(f"{num(e['p50_us'])} / {num(e['p99_us'])} / {num(e['p999_us'])}")
+            cells.append(num(e.get("worst_connection_p50_us")))
         rows.append(f"| {s['title']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -254,8 +254,9 @@ def median_of(trials: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def rtt_median(trials: list[dict], pct: str) -> float | None:
-    values = [t["rtt_us"][pct] for t in trials if t.get("rtt_us")]
+def rtt_median(trials: list[dict], key: str) -> float | None:
+    """The median over the trials of one of the client's rtt_us values."""
+    values = [t["rtt_us"][key] for t in trials if t.get("rtt_us") and key in t["rtt_us"]]
     return statistics.median(values) if values else None
 
 
@@ -272,6 +273,8 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
         else:
             entry.update(msgs_per_s=median_of(ts, "msgs_per_s"), bytes_per_s=median_of(ts, "bytes_per_s"),
                          p50_us=rtt_median(ts, "p50"), p99_us=rtt_median(ts, "p99"), p999_us=rtt_median(ts, "p999"),
+                         worst_connection_p50_us=rtt_median(ts, "worst_connection_p50"),
+                         best_connection_p50_us=rtt_median(ts, "best_connection_p50"),
                          win32_per_msg=median_of(ts, "win32_per_msg"), allocs_per_msg=median_of(ts, "allocs_per_msg"),
                          completions_per_dequeue=median_of(ts, "completions_per_dequeue"))
             calls: dict[str, list[float]] = {}

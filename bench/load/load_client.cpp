@@ -79,7 +79,8 @@ options:
 output, one line on stdout:
   {"mode", "connections", "size", "depth" (pipeline and fanout, else null), "direction"
    (bulk, else null), "duration_s", "messages", "msgs_per_s", "bytes_per_s",
-   "rtt_us": {"p50", "p99", "p999", "max"} or null, "errors"}
+   "rtt_us": {"p50", "p99", "p999", "max", "worst_connection_p50",
+   "best_connection_p50", "connections_timed"} or null, "errors"}
   messages: round trips, packets, chunks (bulk oneway: taken by the kernel;
   both: echoed), cycles, connections echoed (burst), pings answered (idle)
   or packets delivered to receivers (fanout), completed in the measured
@@ -87,7 +88,12 @@ output, one line on stdout:
   round trip's once, a packet's with its header. duration_s: the measured
   window; burst: the sum of the counted bursts' times (so msgs_per_s is
   connections per second of burst); idle: the silent time. rtt_us:
-  microseconds, within 1%.
+  microseconds; p50 to max over every time, within 1% (a histogram with 128
+  buckets per power of two). worst_connection_p50 and best_connection_p50:
+  the largest and the smallest of the connections' own medians (each
+  connection keeps a histogram of its times with 32 buckets per power of
+  two: within 2%), over the connections_timed connections that timed
+  anything (churn and burst: per connection slot, fanout: per receiver).
 
 errors: connects refused or failed, resets, closes by the server, a connect, an
   echo or a delivery (fanout: to the slowest receiver) not done in 10 s, and
@@ -268,9 +274,13 @@ void print_json(const load::options& opts, const load::session& result)
     const auto& rtt = result.rtt();
     if (rtt.count() == 0)
         std::printf("\"rtt_us\":null,");
-    else
-        std::printf("\"rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},", rtt.quantile_us(500),
-                    rtt.quantile_us(990), rtt.quantile_us(999), rtt.max_us());
+    else {
+        const auto medians = result.medians();
+        std::printf("\"rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
+                    "\"worst_connection_p50\":%.1f,\"best_connection_p50\":%.1f,\"connections_timed\":%zu},",
+                    rtt.quantile_us(500), rtt.quantile_us(990), rtt.quantile_us(999), rtt.max_us(), medians.worst_us,
+                    medians.best_us, medians.connections);
+    }
     std::printf("\"errors\":%" PRIu64 "}\n", result.errors());
     std::fflush(stdout);
 }

@@ -102,7 +102,7 @@ private:
     {
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (measuring(now)) record(now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, opts_.size);
         begin(c, now);
     }
 };
@@ -174,7 +174,7 @@ private:
             const auto first = c.received / packet_size;
             c.received += length;
             if (measuring(now)) {
-                for (auto k = first; k < c.received / packet_size; ++k) record(now - send_time(c, k), packet_size);
+                for (auto k = first; k < c.received / packet_size; ++k) record(c, now - send_time(c, k), packet_size);
             }
             if (length < rx_.size()) return true;
         }
@@ -294,7 +294,7 @@ private:
     {
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (measuring(now)) record(now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, opts_.size);
         close(c);
         open(c);
     }
@@ -346,7 +346,7 @@ private:
         }
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (counting_) record(now - c.started, opts_.size);
+        if (counting_) record(c, now - c.started, opts_.size);
         done(now);
     }
 
@@ -417,7 +417,7 @@ private:
             return;
         }
         if (!exchange(c, events)) return;
-        record(clock_type::now() - c.started, opts_.size);
+        record(c, clock_type::now() - c.started, opts_.size);
         --pending_;
     }
 

@@ -2,8 +2,9 @@
 # Self-test of the load client: builds it and its test server, runs every mode
 # briefly against the test server and checks each JSON result (the fields,
 # messages > 0, errors == 0, exit status 0), checks that a corrupting server
-# and a refused port are reported as errors, and that idle connections stay
-# open on the server while the client holds them.
+# and a refused port are reported as errors, that one slow connection among
+# fast ones shows as the worst connection's median, and that idle connections
+# stay open on the server while the client holds them.
 #   bench/load/selftest.sh [BUILD_DIR]      default: build/bench-load
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,8 +53,9 @@ stop_server() {
 }
 
 # check EXPECT NAME STATUS: checks the client's JSON in $work/out.json; EXPECT
-# is "clean" (no errors, messages counted, status 0) or "errors" (errors
-# counted, status 1).
+# is "clean" (no errors, messages counted, status 0), "slow" (clean, and the
+# first connection's 5 ms replies are the worst connection's median) or
+# "errors" (errors counted, status 1).
 check() {
   local expect=$1 name=$2 status=$3
   if python3 - "$expect" "$status" "$work/out.json" <<'EOF'; then
@@ -71,7 +73,7 @@ for key in ("connections", "size", "messages", "errors"):
     assert isinstance(r[key], int), f"{key} is not an integer"
 assert (r["depth"] is None) == (r["mode"] not in ("pipeline", "fanout")), "depth"
 assert (r["direction"] is None) == (r["mode"] != "bulk"), "direction"
-if expect == "clean":
+if expect in ("clean", "slow"):
     assert status == 0, f"exit status {status}"
     assert r["errors"] == 0, f"{r['errors']} errors"
     assert r["messages"] > 0 and r["msgs_per_s"] > 0 and r["bytes_per_s"] > 0, "nothing counted"
@@ -80,8 +82,19 @@ if expect == "clean":
         assert r["rtt_us"] is None, "rtt for bulk"
     else:
         rtt = r["rtt_us"]
-        assert list(rtt) == ["p50", "p99", "p999", "max"], f"rtt fields {list(rtt)}"
+        assert list(rtt) == ["p50", "p99", "p999", "max", "worst_connection_p50", "best_connection_p50",
+                             "connections_timed"], f"rtt fields {list(rtt)}"
         assert 0 < rtt["p50"] <= rtt["p99"] <= rtt["p999"] <= rtt["max"], f"rtt {rtt}"
+        assert isinstance(rtt["connections_timed"], int), "connections_timed is not an integer"
+        timed = r["connections"] + (1 if r["mode"] == "fanout" else 0)
+        assert 0 < rtt["connections_timed"] <= timed, f"connections_timed {rtt['connections_timed']}"
+        # The overall median lies between the connections' own (within the
+        # two histograms' resolution).
+        assert 0 < rtt["best_connection_p50"] <= rtt["worst_connection_p50"] <= rtt["max"], f"rtt {rtt}"
+        assert rtt["best_connection_p50"] <= 1.05 * rtt["p50"] <= 1.1 * rtt["worst_connection_p50"], f"rtt {rtt}"
+        if expect == "slow":
+            assert rtt["worst_connection_p50"] >= 5000 > rtt["p50"], f"the slow connection is not the worst: {rtt}"
+            assert rtt["best_connection_p50"] < 5000, f"rtt {rtt}"
 else:
     assert status == 1, f"exit status {status}"
     assert r["errors"] > 0, "no errors reported"
@@ -160,6 +173,12 @@ else
   sed 's/^/  /' "$work/err.txt"
   failures=$((failures + 1))
 fi
+stop_server
+
+# One connection answered 5 ms late, three at once: the worst connection's
+# median is the slow one's, the overall median the fast ones'.
+start_server echo --slow-first
+run slow pingpong-slow-first --mode pingpong --connections 4 --size 64
 stop_server
 
 # Wrong echoes must be caught.

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace load {
@@ -71,6 +72,15 @@ public:
     std::uint64_t data_errors() const noexcept { return data_errors_; }
     const latency_histogram& rtt() const noexcept { return rtt_; }
 
+    // The medians of the connections' own times: the largest, the smallest,
+    // and how many connections timed anything (zeros if none did).
+    struct connection_medians {
+        double worst_us = 0;
+        double best_us = 0;
+        std::size_t connections = 0;
+    };
+    connection_medians medians() const noexcept;
+
 protected:
     // `connection_count` connections instead of one per --connections.
     session(const options& opts, const endpoint& server, std::size_t connection_count);
@@ -122,12 +132,15 @@ protected:
     // Sets the window: --warmup seconds from now, then --duration seconds.
     void start_clock();
     bool measuring(time_point t) const noexcept { return t >= measure_start_ && t < measure_end_; }
-    // Counts one completed message.
-    void record(std::chrono::nanoseconds rtt, std::uint64_t bytes) noexcept
+    // Counts one completed message of connection c, timed `rtt`.
+    void record(const connection& c, std::chrono::nanoseconds rtt, std::uint64_t bytes)
     {
         ++messages_;
         bytes_ += bytes;
         rtt_.record(rtt);
+        auto& own = by_connection_[c.id];
+        if (!own) own = std::make_unique<connection_histogram>();
+        own->record(rtt);
     }
 
     const options& opts_;
@@ -157,6 +170,8 @@ private:
     time_point next_expiry_{};
     bool stdin_open_ = false;
     latency_histogram rtt_;
+    // Each connection's times, indexed by id; null until it records one.
+    std::vector<std::unique_ptr<connection_histogram>> by_connection_;
     std::uint64_t errors_ = 0;
     std::uint64_t data_errors_ = 0;
 };
