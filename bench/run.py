@@ -19,6 +19,13 @@ inside the trial's steady window, and heap bytes per idle connection.
 The fan-out scenarios (one sender, many receivers) run portico and Asio only:
 the floor has no fan-out. Their messages are deliveries, their times one way.
 
+Scenarios at scale: 1,000 ping-pong connections, and 100 among 9,900 idle
+ones. Their connections are all open before the warm-up starts (the client
+says when on stderr). 10,000 connections need 10,000 descriptors in the
+wineserver, which keeps the soft limit it was started with: this runner
+raises its own soft RLIMIT_NOFILE to the hard limit before starting it
+(bench/PROTOCOL.md, "Many connections").
+
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
                  [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
@@ -35,6 +42,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shlex
 import statistics
 import subprocess
@@ -59,9 +67,17 @@ class Scenario:
     impls: tuple[str, ...] = IMPLS
     # False: run only when named in --only (the smoke run's small cases).
     default: bool = True
+    # The line the client prints on stderr when its set-up (connecting
+    # receivers, idle connections) is done and its warm-up begins.
+    ready: str | None = None
 
     def connections(self) -> int:
         return int(self.client[self.client.index("--connections") + 1])
+
+    def all_connections(self) -> int:
+        """Connections open at once: the active ones and the idle ones beside them."""
+        idle = int(self.client[self.client.index("--idle-connections") + 1]) if "--idle-connections" in self.client else 0
+        return self.connections() + idle
 
 
 def fanout(receivers: int, size: int, default: bool = True) -> Scenario:
@@ -69,7 +85,15 @@ def fanout(receivers: int, size: int, default: bool = True) -> Scenario:
     size_title = "1 KiB" if size == 1024 else f"{size} B"
     return Scenario(f"fanout-{receivers}x{size_name}", f"fan-out, 1 sender to {receivers:,} receivers, {size_title}",
                     "fanout", ("--mode", "fanout", "--connections", str(receivers), "--depth", "16", "--size", str(size)),
-                    kind="fanout", unit="deliveries/s", impls=("portico", "asio"), default=default)
+                    kind="fanout", unit="deliveries/s", impls=("portico", "asio"), default=default, ready="joined:")
+
+
+def mixed(active: int, idle: int, default: bool = True) -> Scenario:
+    """Ping-pong on a few connections among many silent ones."""
+    return Scenario(f"mixed-{active}of{active + idle}", f"ping-pong, 64 B on {active:,} of {active + idle:,} connections "
+                    f"(the rest idle)", "echo",
+                    ("--mode", "pingpong", "--connections", str(active), "--idle-connections", str(idle),
+                     "--size", "64"), default=default, ready="connected:")
 
 
 
@@ -86,6 +110,10 @@ SCENARIOS = (
              ("--mode", "pingpong", "--connections", "64", "--size", "1024")),
     Scenario("pingpong-64x16k", "ping-pong, 64 connections, 16 KiB", "echo",
              ("--mode", "pingpong", "--connections", "64", "--size", "16384")),
+    # Connected before the warm-up: under Wine, 1,000 accepts take longer than it.
+    Scenario("pingpong-1000x64", "ping-pong, 1,000 connections, 64 B", "echo",
+             ("--mode", "pingpong", "--connections", "1000", "--size", "64", "--connect-first"), ready="connected:"),
+    mixed(100, 9900),
     Scenario("packets-1x16", "framed packets, depth 16, 1 connection, 64 B bodies", "packet",
              ("--mode", "pipeline", "--connections", "1", "--depth", "16", "--size", "64"), unit="packets/s"),
     Scenario("packets-64x4", "framed packets, depth 4, 64 connections, 64 B bodies", "packet",
@@ -107,6 +135,7 @@ SCENARIOS = (
     fanout(1000, 64),
     fanout(1000, 1024),
     fanout(10, 64, default=False),
+    mixed(10, 490, default=False),
 )
 
 
@@ -146,6 +175,50 @@ class Server:
             self.proc.wait()
 
 
+def raise_descriptor_limit(needed: int) -> None:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit, for the
+    wineserver and the servers it starts. Each socket of a server under Wine
+    is a descriptor in the wineserver (which keeps the soft limit it was
+    started with; the Wine process itself raises its own to the hard limit)
+    and one in the server's process while it uses it; the load client raises
+    its own. Says so when the hard limit is below what the scenarios need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        log(f"run.py: these scenarios need about {needed} file descriptors per process and the hard limit is "
+            f"{hard}: raise it (ulimit -Hn as root, or LimitNOFILE= for a service), or expect failed connects")
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wineserver_pid(prefix: Path) -> int | None:
+    """The wineserver of a prefix: the one whose working directory is the
+    prefix's server directory (/tmp/.wine-UID/server-DEV-INODE)."""
+    st = prefix.stat()
+    suffix = f"/server-{st.st_dev:x}-{st.st_ino:x}"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip().startswith("wineserver") and \
+                    os.readlink(f"/proc/{entry}/cwd").endswith(suffix):
+                return int(entry)
+        except OSError:
+            pass
+    return None
+
+
+def open_files_limit(pid: int) -> int | None:
+    """A process's soft limit of open files, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                value = line.split()[3]
+                return None if value == "unlimited" else int(value)
+    except OSError:
+        pass
+    return None
+
+
 def steal_jiffies() -> tuple[int, int]:
     """(steal, total) jiffies of all CPUs, from /proc/stat."""
     with open("/proc/stat") as f:
@@ -170,17 +243,18 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     steal0 = steal_jiffies()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if scenario.kind == "fanout":
-        # Its warm-up starts once every receiver has joined; connecting them is not measured.
+    if scenario.ready:
+        # Its warm-up starts once its set-up is done (the receivers joined, the
+        # idle connections open); that is not measured.
         said = ""
         line = proc.stderr.readline()
-        while line and not line.startswith("joined:"):
+        while line and not line.startswith(scenario.ready):
             said += line
             line = proc.stderr.readline()
         if not line:
             proc.kill()
             proc.wait()
-            raise RuntimeError(f"load client ended before its receivers joined: {said.strip()[-500:]}")
+            raise RuntimeError(f"load client ended before its set-up was done: {said.strip()[-500:]}")
         if said:
             log(f"    {server.impl}: {said.strip()[-300:]}")
         start = time.monotonic()
@@ -204,8 +278,13 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     if scenario.kind == "fanout":
         # Each packet the sender sends is delivered once to every receiver.
         result["allocs_per_broadcast"] = per(delta(after, before, "allocs")) * scenario.connections()
+    if scenario.client[1] == "pingpong" and after["open"] < scenario.all_connections():
+        # The client counts a connection the server dropped only when it next uses it.
+        log(f"    {server.impl}: the server had {after['open']} connections open, "
+            f"not {scenario.all_connections()}")
     result.update(
         impl=server.impl,
+        server_open=after["open"],
         win32_per_msg=per(system_calls(after) - system_calls(before)),
         allocs_per_msg=per(delta(after, before, "allocs")),
         completions_per_dequeue=delta(after, before, "completions") / dequeues if dequeues else float("nan"),
@@ -402,7 +481,16 @@ def main() -> int:
     wanted = set(filter(None, args.only.split(",")))
     scenarios = [s for s in SCENARIOS if s.name in wanted or (not wanted and s.default)]
 
+    # Each connection: a socket in the client, one in the wineserver, one in the server's process.
+    needed = max((s.all_connections() for s in scenarios), default=0) + 1024
+    raise_descriptor_limit(needed)
     subprocess.run(pinned(cores[0], ["bash", str(ROOT / "tests/drivers/wine-server.sh"), "start", str(prefix)]), check=True)
+    server_pid = wineserver_pid(prefix.resolve())
+    limit = open_files_limit(server_pid) if server_pid else None
+    if limit is not None and limit < needed:
+        log(f"run.py: the wineserver of {prefix} (pid {server_pid}) may open only {limit} files, and these "
+            f"scenarios need about {needed}: it was started before this run with a lower limit; stop it "
+            f"(tests/drivers/wine-server.sh stop {prefix}) and run again")
     results = {"environment": environment(args, cores), "scenarios": []}
     try:
         for scenario in scenarios:

@@ -28,7 +28,15 @@ TCP_NODELAY. Every byte that comes back is checked against what was sent.
 
 modes:
   pingpong  [echo]    each connection sends a message, waits for all of its echo,
-                      sends the next; rtt: send to end of echo
+                      sends the next; rtt: send to end of echo. With
+                      --connect-first, each connects and is pinged once (one
+                      message, its echo checked, not timed) before any other
+                      sends; then "connected: A active, I idle" goes to
+                      stderr and the warm-up begins. With --idle-connections
+                      N (implies --connect-first), N more connections are
+                      opened and pinged first, then stay silent while the
+                      active ones run; after the window each is pinged
+                      again: one closed, or unanswered, is an error
   pipeline  [packet]  each connection keeps --depth packets in flight: u16 size
                       (whole packet) + u16 type, little-endian, then a --size byte
                       body that starts with the packet's sequence number; every
@@ -66,6 +74,9 @@ options:
   --mode M          one of the modes above (required)
   --connections N   connections, churn's concurrent loops, or fanout's receivers
                     (default 1)
+  --idle-connections N
+                    pingpong: silent connections beside the active ones
+                    (default 0); not timed, not counted in messages
   --size B          message, packet body or chunk bytes (default 64; bulk 65536)
   --depth D         pipeline: packets in flight per connection; fanout: packets
                     the sender may be ahead of the slowest receiver (default 16)
@@ -75,9 +86,12 @@ options:
                     (default 1; not for idle); connections open in it
   --seed N          seed of the pseudo-random bytes messages are made of (default 1)
   --hold-stdin      idle: stay silent until stdin ends, not --duration seconds
+  --connect-first   pingpong: connect and ping every connection before the
+                    warm-up (a server slow to accept many at once is not
+                    timed while it accepts)
 
 output, one line on stdout:
-  {"mode", "connections", "size", "depth" (pipeline and fanout, else null), "direction"
+  {"mode", "connections", "idle_connections", "size", "depth" (pipeline and fanout, else null), "direction"
    (bulk, else null), "duration_s", "messages", "msgs_per_s", "bytes_per_s",
    "rtt_us": {"p50", "p99", "p999", "max", "worst_connection_p50",
    "best_connection_p50", "connections_timed"} or null, "errors"}
@@ -179,6 +193,8 @@ load::options parse_options(int argc, char** argv)
             have_mode = true;
         } else if (name == "--connections") {
             opts.connections = parse_number<std::size_t>(name, value());
+        } else if (name == "--idle-connections") {
+            opts.idle_connections = parse_number<std::size_t>(name, value());
         } else if (name == "--size") {
             opts.size = parse_number<std::size_t>(name, value());
             have_size = true;
@@ -201,6 +217,8 @@ load::options parse_options(int argc, char** argv)
             opts.seed = parse_number<std::uint64_t>(name, value());
         } else if (name == "--hold-stdin") {
             opts.hold_stdin = true;
+        } else if (name == "--connect-first") {
+            opts.connect_first = true;
         } else {
             usage_error("unknown option %s", argv[i]);
         }
@@ -210,6 +228,11 @@ load::options parse_options(int argc, char** argv)
     if (!have_mode) usage_error("--mode is required");
     if (!have_size && opts.mode == load::test_mode::bulk) opts.size = 65536;
     if (opts.connections < 1 || opts.connections > 1'000'000) usage_error("--connections: 1 to 1000000");
+    if (opts.idle_connections > 1'000'000) usage_error("--idle-connections: 0 to 1000000");
+    if (opts.idle_connections > 0 && opts.mode != load::test_mode::pingpong)
+        usage_error("--idle-connections is for --mode pingpong");
+    if (opts.connect_first && opts.mode != load::test_mode::pingpong)
+        usage_error("--connect-first is for --mode pingpong");
     if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout) {
         // The size field counts the 4-byte header and has 16 bits.
         if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline and fanout");
@@ -258,8 +281,8 @@ void print_json(const load::options& opts, const load::session& result)
 {
     const double seconds = result.measured_s();
     const auto per_second = [&](double n) { return seconds > 0 ? n / seconds : 0.0; };
-    std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"size\":%zu,", mode_name(opts.mode), opts.connections,
-                opts.size);
+    std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"idle_connections\":%zu,\"size\":%zu,", mode_name(opts.mode),
+                opts.connections, opts.idle_connections, opts.size);
     if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout)
         std::printf("\"depth\":%zu,", opts.depth);
     else
@@ -297,7 +320,7 @@ int main(int argc, char** argv)
 {
     const load::options opts = parse_options(argc, argv);
     try {
-        raise_descriptor_limit(opts.connections + 1); // fanout's sender
+        raise_descriptor_limit(opts.connections + opts.idle_connections + 1); // fanout's sender
         const auto test = load::make_session(opts, resolve(opts));
         test->run();
         print_json(opts, *test);

@@ -85,26 +85,116 @@ private:
 
 // pingpong: each connection sends a message, waits for all of its echo and
 // sends the next; timed from the send to the end of the echo.
+// With --connect-first, every connection is connected and pinged once (one
+// message, its echo checked, not timed: the server has accepted it and
+// serves it) before the warm-up starts. With --idle-connections N (which
+// implies it), N more connections (ids from --connections on) are opened and
+// pinged first, then left silent while the active ones run; after the window
+// each is pinged again, so one the server closed or stopped serving is an
+// error. Pings are checked, not counted.
 class pingpong_test final : public message_session {
 public:
-    using message_session::message_session;
+    pingpong_test(const options& opts, const endpoint& server)
+        : message_session(opts, server, opts.connections + opts.idle_connections),
+          connect_first_(opts.connect_first || opts.idle_connections > 0)
+    {}
+
+    void run() override
+    {
+        if (!connect_first_) {
+            session::run();
+            return;
+        }
+        connect_range(opts_.connections, connections_.size());
+        settle();
+        connect_range(0, opts_.connections);
+        settle();
+        const std::size_t open = open_count();
+        const std::size_t idle_open = open - open_count_of(0, opts_.connections);
+        // The runner times its own window from here.
+        std::fprintf(stderr, "connected: %zu active, %zu idle\n", open - idle_open, idle_open);
+        std::fflush(stderr);
+        start_clock();
+        started_ = true;
+        const auto now = clock_type::now();
+        for (std::size_t i = 0; i < opts_.connections; ++i) {
+            if (connections_[i].fd >= 0) begin(connections_[i], now);
+        }
+        run_until(measure_end_);
+        measured_s_ = opts_.duration_s;
+        // The active ones carry on, untimed, while the idle ones are checked.
+        for (std::size_t i = opts_.connections; i < connections_.size(); ++i) {
+            if (connections_[i].fd >= 0) ping(connections_[i]);
+        }
+        settle();
+        close_all();
+    }
 
 private:
+    bool is_idle(const connection& c) const noexcept { return c.id >= opts_.connections; }
+
+    std::size_t open_count_of(std::size_t first, std::size_t last) const noexcept
+    {
+        std::size_t count = 0;
+        for (std::size_t i = first; i < last; ++i) count += connections_[i].fd >= 0 ? 1 : 0;
+        return count;
+    }
+
     void begin(connection& c, time_point now)
     {
         c.started = now;
         send_message(c, now);
     }
 
-    void on_connected(connection& c) override { begin(c, clock_type::now()); }
+    void ping(connection& c)
+    {
+        ++pending_pings_;
+        begin(c, clock_type::now());
+    }
+
+    // A ping is a message that is checked but not timed: every message of
+    // an idle connection, and the first of each connection before the start.
+    bool pinging(const connection& c) const noexcept { return is_idle(c) || !started_; }
+
+    // Waits until every ping is answered or its connection failed.
+    void settle()
+    {
+        while (pending_pings_ > 0) poll(time_point::max());
+    }
+
+    void on_connected(connection& c) override
+    {
+        if (connect_first_ && pinging(c))
+            ping(c);
+        else
+            begin(c, clock_type::now());
+    }
 
     void on_ready(connection& c, std::uint32_t events) override
     {
+        if (!c.waiting) {
+            // Idle, or pinged and waiting for the others: nothing may come.
+            if ((events & readable_events) != 0) fail(c, failure::network, "data or a close while silent");
+            return;
+        }
         if (!exchange(c, events)) return;
+        if (connect_first_ && pinging(c)) {
+            --pending_pings_;
+            return;
+        }
         const auto now = clock_type::now();
         if (measuring(now)) record(c, now - c.started, opts_.size);
         begin(c, now);
     }
+
+    void on_failure(connection& c) override
+    {
+        if (connect_first_ && pinging(c) && c.waiting) --pending_pings_;
+    }
+
+    const bool connect_first_;
+    bool started_ = false;          // connect_first_: the active connections have begun
+    std::size_t pending_pings_ = 0; // pings not yet answered
 };
 
 // pipeline: framed packets (the "packet" server mode), --depth of them in

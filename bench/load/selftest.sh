@@ -66,10 +66,10 @@ with open(path) as f:
     lines = f.read().splitlines()
 assert len(lines) == 1, f"{len(lines)} lines on stdout"
 r = json.loads(lines[0])
-fields = ["mode", "connections", "size", "depth", "direction", "duration_s", "messages",
+fields = ["mode", "connections", "idle_connections", "size", "depth", "direction", "duration_s", "messages",
           "msgs_per_s", "bytes_per_s", "rtt_us", "errors"]
 assert list(r) == fields, f"fields {list(r)}"
-for key in ("connections", "size", "messages", "errors"):
+for key in ("connections", "idle_connections", "size", "messages", "errors"):
     assert isinstance(r[key], int), f"{key} is not an integer"
 assert (r["depth"] is None) == (r["mode"] not in ("pipeline", "fanout")), "depth"
 assert (r["direction"] is None) == (r["mode"] != "bulk"), "direction"
@@ -122,6 +122,9 @@ run clean pingpong-large --mode pingpong --connections 2 --size 200000
 run clean churn --mode churn --connections 4
 run clean burst --mode burst --connections 200
 run clean idle --mode idle --connections 100
+# 4 active among 300 idle: only the active ones are timed.
+run clean pingpong-idle --mode pingpong --connections 4 --idle-connections 300 --size 64
+run clean pingpong-connect-first --mode pingpong --connections 300 --connect-first --size 64
 run clean bulk-both --mode bulk --direction both --connections 2
 stop_server
 
@@ -179,6 +182,12 @@ stop_server
 # median is the slow one's, the overall median the fast ones'.
 start_server echo --slow-first
 run slow pingpong-slow-first --mode pingpong --connections 4 --size 64
+stop_server
+
+# A server that closes connections silent for 200 ms: the idle ones must be
+# reported, though the active ones are served throughout.
+start_server echo --drop-quiet
+run errors pingpong-idle-dropped --mode pingpong --connections 2 --idle-connections 20
 stop_server
 
 # Wrong echoes must be caught.

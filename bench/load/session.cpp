@@ -196,10 +196,13 @@ void session::run_until(time_point end)
     while (clock_type::now() < end) poll(end);
 }
 
-void session::connect_all()
+void session::connect_range(std::size_t first, std::size_t last)
 {
-    for (auto& c : connections_) open(c);
-    while (connecting_ > 0) poll(time_point::max());
+    std::size_t next = first;
+    while (next < last || connecting_ > 0) {
+        while (next < last && connecting_ < max_connecting) open(connections_[next++]);
+        poll(time_point::max());
+    }
 }
 
 std::size_t session::open_count() const noexcept

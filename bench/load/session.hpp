@@ -26,6 +26,8 @@ inline constexpr std::chrono::seconds response_timeout{10};
 inline constexpr std::uint64_t reported_errors = 10;
 // The events after which reading may find data or the end of the stream.
 inline constexpr std::uint32_t readable_events = EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP;
+// Connects in flight at once when connecting many (connect_range).
+inline constexpr std::size_t max_connecting = 256;
 
 // The server's address, resolved once.
 struct endpoint {
@@ -122,7 +124,12 @@ protected:
     void poll(time_point until);
     void run_until(time_point end);
     // Opens every connection; returns when each is connected or failed.
-    void connect_all();
+    void connect_all() { connect_range(0, connections_.size()); }
+    // Opens connections [first, last), at most max_connecting at a time, so
+    // that thousands do not overflow the server's accept backlog (a dropped
+    // SYN is retried only after a second); returns when each is connected or
+    // failed.
+    void connect_range(std::size_t first, std::size_t last);
     std::size_t open_count() const noexcept;
 
     // Watches stdin for its end, which stdin_open() then reports.

@@ -2,6 +2,7 @@
 // tested on Linux: the echo, packet, sink and fanout modes and the stdin
 // control of bench/PROTOCOL.md, on one level-triggered epoll loop.
 //   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler] [--slow-first]
+//               [--drop-quiet]
 // --corrupt flips a byte in every 100th reply (fanout: delivery), which the
 // client must notice. --straggler (fanout) holds back the deliveries to the
 // first peer that gets one until 40 are waiting, then sends them one packet
@@ -9,7 +10,9 @@
 // others, which the client must wait for. --slow-first (echo and packet)
 // holds every reply to the first connection accepted for 5 ms, and serves
 // the others at once: one slow connection among fast ones, which the
-// client's worst connection median must show.
+// client's worst connection median must show. --drop-quiet closes a
+// connection that has sent nothing for 200 ms (an idle timeout), which the
+// client must report for its idle connections.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -44,6 +47,7 @@ constexpr std::size_t header_size = 4;
 constexpr std::uint64_t corrupt_every = 100;
 constexpr std::uint64_t straggler_backlog = 40;
 constexpr auto slow_delay = std::chrono::milliseconds(5);
+constexpr auto quiet_limit = std::chrono::milliseconds(200);
 
 using clock_type = std::chrono::steady_clock;
 
@@ -59,12 +63,13 @@ struct peer {
     // fanout: packets delivered to this peer, of which outbox_sent bytes are sent.
     std::vector<std::uint8_t> outbox;
     std::size_t outbox_sent = 0;
+    std::chrono::steady_clock::time_point last_received{}; // --drop-quiet
 };
 
 class server {
 public:
-    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, bool slow_first)
-        : mode_(mode), corrupt_(corrupt), straggler_(straggler), slow_first_(slow_first)
+    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, bool slow_first, bool drop_quiet)
+        : mode_(mode), corrupt_(corrupt), straggler_(straggler), slow_first_(slow_first), drop_quiet_(drop_quiet)
     {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd_ < 0) throw_errno("epoll_create1");
@@ -112,9 +117,10 @@ public:
         }
         epoll_event events[256];
         for (;;) {
-            const int n = ::epoll_wait(epoll_fd_, events, 256, held_reply_timeout());
+            const int n = ::epoll_wait(epoll_fd_, events, 256, drop_quiet_ ? 50 : held_reply_timeout());
             if (n < 0 && errno != EINTR) throw_errno("epoll_wait");
             release_held_reply();
+            if (drop_quiet_) drop_quiet_peers();
             for (int i = 0; i < n; ++i) {
                 const int fd = events[i].data.fd;
                 if (fd == STDIN_FILENO) {
@@ -151,6 +157,7 @@ private:
             if (peers_.size() <= static_cast<std::size_t>(fd)) peers_.resize(fd + 1);
             peers_[fd] = std::make_unique<peer>();
             peers_[fd]->fd = fd;
+            peers_[fd]->last_received = clock_type::now();
             if (slow_first_ && accepted_ == 0) slow_fd_ = fd;
             peers_[fd]->buffer.resize(mode_ == server_mode::packet || mode_ == server_mode::fanout ? packet_buffer_size
                                                                                                    : receive_size);
@@ -184,6 +191,7 @@ private:
             drop(p);
             return;
         }
+        p.last_received = clock_type::now();
         if (mode_ == server_mode::sink) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = p.filled;
@@ -218,6 +226,15 @@ private:
         if (held_until_ == clock_type::time_point{}) return -1;
         const auto wait = std::chrono::ceil<std::chrono::milliseconds>(held_until_ - clock_type::now());
         return static_cast<int>(std::max<std::int64_t>(0, wait.count()));
+    }
+
+    // --drop-quiet: closes the connections that sent nothing for quiet_limit.
+    void drop_quiet_peers()
+    {
+        const auto now = clock_type::now();
+        for (auto& p : peers_) {
+            if (p && now - p->last_received >= quiet_limit) drop(*p);
+        }
     }
 
     // --slow-first: sends the held reply once it is due.
@@ -380,6 +397,7 @@ private:
     std::uint64_t held_ = 0; // deliveries to the straggler
     std::size_t straggler_packet_end_ = 0;
     bool slow_first_;
+    bool drop_quiet_;
     int slow_fd_ = -1;                  // --slow-first: the connection whose replies are held
     clock_type::time_point held_until_; // when its held reply is due; the epoch: none held
     int epoll_fd_ = -1;
@@ -397,7 +415,7 @@ private:
     std::fprintf(
         stderr,
         "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler] "
-        "[--slow-first]\n",
+        "[--slow-first] [--drop-quiet]\n",
         problem);
     std::exit(2);
 }
@@ -412,6 +430,7 @@ int main(int argc, char** argv)
     bool corrupt = false;
     bool straggler = false;
     bool slow_first = false;
+    bool drop_quiet = false;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--corrupt") {
@@ -424,6 +443,10 @@ int main(int argc, char** argv)
         }
         if (arg == "--slow-first") {
             slow_first = true;
+            continue;
+        }
+        if (arg == "--drop-quiet") {
+            drop_quiet = true;
             continue;
         }
         if (i + 1 == argc) usage("a value is missing");
@@ -449,7 +472,7 @@ int main(int argc, char** argv)
     }
     if (!have_mode) usage("--mode is required");
     try {
-        server(mode, port, corrupt, straggler, slow_first).run();
+        server(mode, port, corrupt, straggler, slow_first, drop_quiet).run();
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "test_server: %s\n", e.what());
