@@ -86,6 +86,10 @@ options:
                     (default 1; not for idle); connections open in it
   --seed N          seed of the pseudo-random bytes messages are made of (default 1)
   --hold-stdin      idle: stay silent until stdin ends, not --duration seconds
+  --framed          pingpong and idle [packet]: each message is a packet as in
+                    pipeline (a 4-byte header, then a --size byte body that
+                    starts with its sequence number), echoed by the packet
+                    modes
   --connect-first   pingpong: connect and ping every connection before the
                     warm-up (a server slow to accept many at once is not
                     timed while it accepts)
@@ -219,6 +223,8 @@ load::options parse_options(int argc, char** argv)
             opts.hold_stdin = true;
         } else if (name == "--connect-first") {
             opts.connect_first = true;
+        } else if (name == "--framed") {
+            opts.framed = true;
         } else {
             usage_error("unknown option %s", argv[i]);
         }
@@ -233,9 +239,11 @@ load::options parse_options(int argc, char** argv)
         usage_error("--idle-connections is for --mode pingpong");
     if (opts.connect_first && opts.mode != load::test_mode::pingpong)
         usage_error("--connect-first is for --mode pingpong");
-    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout) {
+    if (opts.framed && opts.mode != load::test_mode::pingpong && opts.mode != load::test_mode::idle)
+        usage_error("--framed is for --mode pingpong and idle");
+    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout || opts.framed) {
         // The size field counts the 4-byte header and has 16 bits.
-        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline and fanout");
+        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline, fanout and --framed");
         if (opts.depth < 1 || opts.depth > 65536) usage_error("--depth: 1 to 65536");
         // A receiver learns where its stream starts from the sequence number.
         if (opts.mode == load::test_mode::fanout && opts.size < 8) usage_error("--size: at least 8 for fanout");

@@ -14,12 +14,22 @@
 namespace load {
 namespace {
 
-// Round trips of one --size message at a time, each checked against what was
-// sent: the base of pingpong, churn, burst and idle. Message k of connection
-// c is the pattern from byte_pattern::start_of(c, k) on.
+// Round trips of one message at a time, each checked against what was sent:
+// the base of pingpong, churn, burst and idle. Message k of connection c is
+// --size bytes of the pattern from byte_pattern::start_of(c, k) on; with
+// --framed, it is packet k of the connection's framed_stream (a 4-byte header
+// and a --size byte body), for the servers' packet modes.
 class message_session : public session {
+public:
+    message_session(const options& opts, const endpoint& server) : message_session(opts, server, opts.connections) {}
+    message_session(const options& opts, const endpoint& server, std::size_t connection_count)
+        : session(opts, server, connection_count), framed_(pattern_, opts.size),
+          message_size_(opts.framed ? framed_.packet_size() : opts.size)
+    {}
+
 protected:
-    using session::session;
+    // Bytes of a message, a packet's with its header.
+    std::size_t message_size() const noexcept { return message_size_; }
 
     // Begins message c.seq + 1 and sends what the kernel takes of it now.
     void send_message(connection& c, time_point now)
@@ -36,11 +46,22 @@ protected:
     // false if the connection failed.
     bool flush(connection& c)
     {
-        if (!c.waiting || c.sent == opts_.size) return true;
-        const auto n = send_some(c, pattern_.at(message_start(c)) + c.sent, opts_.size - c.sent);
-        if (n < 0) return false;
-        c.sent += static_cast<std::size_t>(n);
-        return true;
+        if (!c.waiting || c.sent == message_size_) return true;
+        if (!opts_.framed) {
+            const auto n = send_some(c, pattern_.at(message_start(c)) + c.sent, message_size_ - c.sent);
+            if (n < 0) return false;
+            c.sent += static_cast<std::size_t>(n);
+            return true;
+        }
+        bool ok = true;
+        framed_.visit(c.id, packet_start(c) + c.sent, message_size_ - c.sent,
+                      [&](const std::uint8_t* bytes, std::size_t n) {
+                          const auto sent = send_some(c, bytes, n);
+                          ok = sent >= 0;
+                          if (ok) c.sent += static_cast<std::size_t>(sent);
+                          return ok && static_cast<std::size_t>(sent) == n;
+                      });
+        return ok;
     }
 
     // Reads what has arrived; true once the whole echo of the current message
@@ -51,18 +72,19 @@ protected:
             const auto n = receive(c);
             if (n <= 0) return false;
             const auto length = static_cast<std::size_t>(n);
-            if (c.received + length > opts_.size) {
-                fail(c, failure::data, "message %" PRIu64 ": more than its %zu bytes came back", c.seq, opts_.size);
+            if (c.received + length > message_size_) {
+                fail(c, failure::data, "message %" PRIu64 ": more than its %zu bytes came back", c.seq, message_size_);
                 return false;
             }
-            const auto same = pattern_.matching(message_start(c) + c.received, rx_.data(), length);
+            const auto same = opts_.framed ? framed_.matching(c.id, packet_start(c) + c.received, rx_.data(), length)
+                                           : pattern_.matching(message_start(c) + c.received, rx_.data(), length);
             if (same < length) {
                 fail(c, failure::data, "message %" PRIu64 ": byte %" PRIu64 " of the echo differs from the one sent",
                      c.seq, c.received + same);
                 return false;
             }
             c.received += length;
-            if (c.received == opts_.size) {
+            if (c.received == message_size_) {
                 c.waiting = false;
                 c.deadline = time_point::max();
                 return true;
@@ -79,8 +101,45 @@ protected:
         return (events & readable_events) != 0 && receive_echo(c);
     }
 
+    // A ping: one message to a connection that is otherwise silent (idle, or
+    // waiting for the others), whose answer the handler reports with
+    // ping_done(), as does on_failure() for one that fails while waiting.
+    void ping(connection& c)
+    {
+        ++pending_pings_;
+        const auto now = clock_type::now();
+        c.started = now;
+        send_message(c, now);
+    }
+    void ping_done() noexcept { --pending_pings_; }
+    std::size_t in_flight() const noexcept override { return pending_pings_; }
+
+    // Pings the open connections of [first, last), at most max_connecting at
+    // a time (thousands at once would wait longer than the response timeout
+    // for a slow server), and waits for every answer.
+    void ping_range(std::size_t first, std::size_t last)
+    {
+        for (std::size_t i = first; i < last; ++i) {
+            while (pending_pings_ >= max_connecting) poll(time_point::max());
+            if (connections_[i].fd >= 0) ping(connections_[i]);
+        }
+        settle();
+    }
+
+    // Waits until every ping is answered or its connection failed.
+    void settle()
+    {
+        while (pending_pings_ > 0) poll(time_point::max());
+    }
+
 private:
     static std::uint64_t message_start(const connection& c) noexcept { return byte_pattern::start_of(c.id, c.seq); }
+    // Where message c.seq (packet c.seq - 1) starts in the connection's framed stream.
+    std::uint64_t packet_start(const connection& c) const noexcept { return (c.seq - 1) * message_size_; }
+
+    const framed_stream framed_;
+    const std::size_t message_size_;
+    std::size_t pending_pings_ = 0; // pings not yet answered
 };
 
 // pingpong: each connection sends a message, waits for all of its echo and
@@ -123,10 +182,7 @@ public:
         run_until(measure_end_);
         measured_s_ = opts_.duration_s;
         // The active ones carry on, untimed, while the idle ones are checked.
-        for (std::size_t i = opts_.connections; i < connections_.size(); ++i) {
-            if (connections_[i].fd >= 0) ping(connections_[i]);
-        }
-        settle();
+        ping_range(opts_.connections, connections_.size());
         close_all();
     }
 
@@ -146,21 +202,9 @@ private:
         send_message(c, now);
     }
 
-    void ping(connection& c)
-    {
-        ++pending_pings_;
-        begin(c, clock_type::now());
-    }
-
     // A ping is a message that is checked but not timed: every message of
     // an idle connection, and the first of each connection before the start.
     bool pinging(const connection& c) const noexcept { return is_idle(c) || !started_; }
-
-    // Waits until every ping is answered or its connection failed.
-    void settle()
-    {
-        while (pending_pings_ > 0) poll(time_point::max());
-    }
 
     void on_connected(connection& c) override
     {
@@ -179,22 +223,21 @@ private:
         }
         if (!exchange(c, events)) return;
         if (connect_first_ && pinging(c)) {
-            --pending_pings_;
+            ping_done();
             return;
         }
         const auto now = clock_type::now();
-        if (measuring(now)) record(c, now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, message_size());
         begin(c, now);
     }
 
     void on_failure(connection& c) override
     {
-        if (connect_first_ && pinging(c) && c.waiting) --pending_pings_;
+        if (connect_first_ && pinging(c) && c.waiting) ping_done();
     }
 
     const bool connect_first_;
-    bool started_ = false;          // connect_first_: the active connections have begun
-    std::size_t pending_pings_ = 0; // pings not yet answered
+    bool started_ = false; // connect_first_: the active connections have begun
 };
 
 // pipeline: framed packets (the "packet" server mode), --depth of them in
@@ -384,7 +427,7 @@ private:
     {
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (measuring(now)) record(c, now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, message_size());
         close(c);
         open(c);
     }
@@ -436,7 +479,7 @@ private:
         }
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (counting_) record(c, now - c.started, opts_.size);
+        if (counting_) record(c, now - c.started, message_size());
         done(now);
     }
 
@@ -476,28 +519,11 @@ public:
             run_until(start + seconds(opts_.duration_s));
         }
         measured_s_ = std::chrono::duration<double>(clock_type::now() - start).count();
-        for (auto& c : connections_) {
-            if (c.fd >= 0) ping(c);
-        }
-        settle();
+        ping_range(0, connections_.size());
         close_all();
     }
 
 private:
-    void ping(connection& c)
-    {
-        const auto now = clock_type::now();
-        c.started = now;
-        ++pending_;
-        send_message(c, now);
-    }
-
-    // Waits until every ping is answered or its connection failed.
-    void settle()
-    {
-        while (pending_ > 0) poll(time_point::max());
-    }
-
     void on_connected(connection& c) override { ping(c); }
 
     void on_ready(connection& c, std::uint32_t events) override
@@ -507,16 +533,14 @@ private:
             return;
         }
         if (!exchange(c, events)) return;
-        record(c, clock_type::now() - c.started, opts_.size);
-        --pending_;
+        record(c, clock_type::now() - c.started, message_size());
+        ping_done();
     }
 
     void on_failure(connection& c) override
     {
-        if (c.waiting) --pending_;
+        if (c.waiting) ping_done();
     }
-
-    std::size_t pending_ = 0; // pings not yet answered
 };
 
 } // namespace

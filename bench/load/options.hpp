@@ -25,6 +25,7 @@ struct options {
     std::uint64_t seed = 1;
     bool hold_stdin = false;
     bool connect_first = false; // pingpong: connect everything before the warm-up
+    bool framed = false;        // pingpong, idle: each message a packet (the servers' packet modes)
 };
 
 } // namespace load

@@ -132,6 +132,8 @@ start_server packet
 run clean pipeline --mode pipeline --connections 4 --depth 16 --size 64
 run clean pipeline-empty --mode pipeline --connections 2 --depth 4 --size 0
 run clean pipeline-largest --mode pipeline --connections 1 --depth 3 --size 65531
+run clean pingpong-framed --mode pingpong --connections 4 --framed --size 60
+run clean idle-framed --mode idle --connections 50 --framed --size 60
 # A server that sends the sender's packets back to it, not to the others.
 run errors fanout-echoed --mode fanout --connections 2
 stop_server
@@ -197,6 +199,7 @@ run errors bulk-both-corrupt --mode bulk --direction both
 stop_server
 start_server packet --corrupt
 run errors pipeline-corrupt --mode pipeline --connections 2
+run errors pingpong-framed-corrupt --mode pingpong --connections 2 --framed
 stop_server
 start_server fanout --straggler
 run clean fanout-straggler --mode fanout --connections 5 --depth 4 --size 64

@@ -200,7 +200,7 @@ void session::connect_range(std::size_t first, std::size_t last)
 {
     std::size_t next = first;
     while (next < last || connecting_ > 0) {
-        while (next < last && connecting_ < max_connecting) open(connections_[next++]);
+        while (next < last && connecting_ + in_flight() < max_connecting) open(connections_[next++]);
         poll(time_point::max());
     }
 }

@@ -125,11 +125,14 @@ protected:
     void run_until(time_point end);
     // Opens every connection; returns when each is connected or failed.
     void connect_all() { connect_range(0, connections_.size()); }
-    // Opens connections [first, last), at most max_connecting at a time, so
-    // that thousands do not overflow the server's accept backlog (a dropped
-    // SYN is retried only after a second); returns when each is connected or
-    // failed.
+    // Opens connections [first, last), at most max_connecting at a time
+    // (with in_flight() counted against it), so that thousands do not
+    // overflow the server's accept backlog (a dropped SYN is retried only
+    // after a second); returns when each is connected or failed.
     void connect_range(std::size_t first, std::size_t last);
+    // What else a connection being set up waits for (a first exchange): counted
+    // with the connects in flight by connect_range.
+    virtual std::size_t in_flight() const noexcept { return 0; }
     std::size_t open_count() const noexcept;
 
     // Watches stdin for its end, which stdin_open() then reports.
