@@ -44,6 +44,7 @@ import platform
 import random
 import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,16 @@ SCENARIOS = (
              ("--mode", "burst", "--connections", "1000"), unit="connections/s"),
     Scenario("idle-1000", "1,000 idle connections", "echo",
              ("--mode", "idle", "--connections", "1000"), kind="idle", unit="bytes/connection"),
+    Scenario("idle-10000", "10,000 idle connections, lean echo", "echo-lean",
+             ("--mode", "idle", "--connections", "10000"), kind="idle", unit="bytes/connection"),
+    Scenario("idle-packet-10000", "10,000 idle connections, lean framed echo", "packet-lean",
+             ("--mode", "idle", "--connections", "10000", "--framed", "--size", "60"), kind="idle",
+             unit="bytes/connection"),
+    Scenario("idle-100", "100 idle connections, lean echo", "echo-lean",
+             ("--mode", "idle", "--connections", "100"), kind="idle", unit="bytes/connection", default=False),
+    Scenario("idle-packet-100", "100 idle connections, lean framed echo", "packet-lean",
+             ("--mode", "idle", "--connections", "100", "--framed", "--size", "60"), kind="idle",
+             unit="bytes/connection", default=False),
     fanout(100, 64),
     fanout(100, 1024),
     fanout(1000, 64),
@@ -159,6 +170,24 @@ class Server:
             self.close()
             raise RuntimeError(f"{impl}: expected 'listening on HOST:PORT', got {first!r}")
         self.port = int(first.rsplit(":", 1)[1])
+        # Before its first idle trial: its resident set (KiB) and its heap
+        # (live bytes besides the lean modes' buffer pool).
+        self.rss_baseline: int | None = None
+        self.heap_baseline: int | None = None
+
+    def rss_kib(self) -> int | None:
+        """The resident set of the server's Wine process. The runner starts it
+        through taskset, bash and wine64, which all exec, so it keeps the pid."""
+        return resident_kib(self.proc.pid)
+
+    def wait_closed(self, timeout: float = 120) -> None:
+        """Waits until the server has no connection open (after an idle trial it
+        is still closing thousands)."""
+        deadline = time.monotonic() + timeout
+        while self.stats()["open"] > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.impl}: connections still open {timeout} s after the client closed them")
+            time.sleep(0.1)
 
     def stats(self) -> dict:
         self.proc.stdin.write("stats\n")
@@ -175,6 +204,17 @@ class Server:
             self.proc.wait()
 
 
+def resident_kib(pid: int) -> int | None:
+    """VmRSS of a process, in KiB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def raise_descriptor_limit(needed: int) -> None:
     """Raises this process's soft RLIMIT_NOFILE to its hard limit, for the
     wineserver and the servers it starts. Each socket of a server under Wine
@@ -188,6 +228,29 @@ def raise_descriptor_limit(needed: int) -> None:
             f"{hard}: raise it (ulimit -Hn as root, or LimitNOFILE= for a service), or expect failed connects")
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wineserver(action: str, prefix: Path, core: int | None) -> None:
+    """Starts or stops the wineserver of the prefix (tests/drivers/wine-server.sh)."""
+    subprocess.run(pinned(core, ["bash", str(ROOT / "tests/drivers/wine-server.sh"), action, str(prefix)]), check=True)
+
+
+def restart_wineserver(prefix: Path, core: int | None) -> None:
+    """Stops the prefix's wineserver, makes sure it is gone, and starts a new one."""
+    old = wineserver_pid(prefix)
+    wineserver("stop", prefix, core)
+    deadline = time.monotonic() + 30
+    # NOTE: `wineserver -k` has been seen to leave the server running (once, right after a
+    # server closed 10,000 connections); then it is asked again, and at last killed by its pid.
+    while old is not None and wineserver_pid(prefix) == old:
+        if time.monotonic() > deadline:
+            log(f"run.py: the wineserver of {prefix} (pid {old}) did not stop; killing it")
+            os.kill(old, signal.SIGKILL)
+            time.sleep(1)
+            break
+        time.sleep(0.5)
+        wineserver("stop", prefix, core)
+    wineserver("start", prefix, core)
 
 
 def wineserver_pid(prefix: Path) -> int | None:
@@ -296,28 +359,60 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
 
 
 def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
-    """Heap bytes per idle connection: the server's live heap with the
-    connections open and silent, against before they came."""
+    """What an idle connection costs the server, per connection: its live
+    heap with the connections open and silent, and its resident set, each
+    against the server before its first idle trial (run_scenario starts a
+    server for each: caches keep the blocks of connections that ended, and a
+    resident set does not shrink when the heap is freed); and the wineserver's
+    resident set, against before this trial. The lean modes' pool of receive
+    buffers (all free while the connections are idle) is the server's, not a
+    connection's: counted apart."""
+    server.wait_closed()
     before = server.stats()
+    if server.rss_baseline is None:
+        server.rss_baseline = server.rss_kib()
+        server.heap_baseline = before["live_bytes"] - before.get("pool_bytes", 0)
     argv = pinned(core, [str(client), "--host", "127.0.0.1", "--port", str(server.port), *scenario.client,
                          "--duration", "600", "--warmup", "0", "--hold-stdin"])
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said = ""
     line = proc.stderr.readline()
     while line and not line.startswith("idle:"):
+        said += line
         line = proc.stderr.readline()
     if not line:
         proc.kill()
-        raise RuntimeError("load client ended before its connections were idle")
+        proc.wait()
+        raise RuntimeError(f"load client ended before its connections were idle: {said.strip()[-500:]}")
     # Let the server settle its last completions before reading its heap.
     time.sleep(0.5)
     during = server.stats()
+    rss = server.rss_kib()
+    # NOTE: looked up again: a wineserver that exited is started anew by the next Wine process.
+    wineserver = wineserver_pid(args.prefix)
+    wineserver_rss = resident_kib(wineserver) if wineserver and wineserver == args.wineserver_pid else None
     # communicate() closes the client's stdin: its cue to ping once more and end.
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     result = json.loads(out)
+    if result["errors"]:
+        log(f"    {server.impl}: {result['errors']} client errors: {err.strip()[-300:]}")
+        result["stderr"] = err[-2000:]
     connections = scenario.connections()
-    result.update(impl=server.impl,
-                  bytes_per_connection=delta(during, before, "live_bytes") / connections,
+    if during["open"] != connections:
+        log(f"    {server.impl}: the server had {during['open']} connections open, not {connections}")
+
+    def per_connection_kib(now: int | None, then: int | None) -> float | None:
+        return None if now is None or then is None else (now - then) * 1024 / connections
+
+    heap = during["live_bytes"] - during.get("pool_bytes", 0)
+    result.update(impl=server.impl, server_open=during["open"],
+                  bytes_per_connection=(heap - server.heap_baseline) / connections,
                   allocs_per_connection=delta(during, before, "allocs") / connections,
+                  pool_bytes=during.get("pool_bytes", 0),
+                  rss_per_connection=per_connection_kib(rss, server.rss_baseline),
+                  wineserver_rss_per_connection=per_connection_kib(wineserver_rss, args.wineserver_rss_baseline),
+                  rss_kib={"server": [server.rss_baseline, rss],
+                           "wineserver": [args.wineserver_rss_baseline, wineserver_rss], "wineserver_pid": wineserver},
                   steal_pct=0.0)
     return result
 
@@ -348,7 +443,10 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
                  "errors": sum(t["errors"] for t in ts)}
         if scenario.kind == "idle":
             entry.update(bytes_per_connection=median_of(ts, "bytes_per_connection"),
-                         allocs_per_connection=median_of(ts, "allocs_per_connection"))
+                         allocs_per_connection=median_of(ts, "allocs_per_connection"),
+                         pool_bytes=median_of(ts, "pool_bytes"),
+                         rss_per_connection=median_of(ts, "rss_per_connection"),
+                         wineserver_rss_per_connection=median_of(ts, "wineserver_rss_per_connection"))
         else:
             entry.update(msgs_per_s=median_of(ts, "msgs_per_s"), bytes_per_s=median_of(ts, "bytes_per_s"),
                          p50_us=rtt_median(ts, "p50"), p99_us=rtt_median(ts, "p99"), p999_us=rtt_median(ts, "p999"),
@@ -384,23 +482,39 @@ def pairs_for(trials: dict[str, list[dict]], other: str) -> list[dict | None]:
 
 
 def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
-    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
-                            tuple(shlex.split(args.portico_args)) if impl == "portico" else ())
-               for impl in scenario.impls}
+    def start(impl: str) -> Server:
+        return Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
+                      tuple(shlex.split(args.portico_args)) if impl == "portico" else ())
+
+    idle = scenario.kind == "idle"
+    # NOTE: an idle trial gets a server of its own, and a wineserver of its
+    # own, started for it: what a connection costs is measured against fresh
+    # processes, not ones whose caches and resident sets still hold the
+    # connections of a trial before (neither shrinks when memory is freed).
+    servers = {} if idle else {impl: start(impl) for impl in scenario.impls}
     trials: dict[str, list[dict]] = {impl: [] for impl in scenario.impls}
-    rounds = args.idle_rounds if scenario.kind == "idle" else args.rounds
-    trial = run_idle_trial if scenario.kind == "idle" else run_trial
+    rounds = args.idle_rounds if idle else args.rounds
+    trial = run_idle_trial if idle else run_trial
     try:
         for r in range(rounds):
             order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
-            if "raw" in scenario.impls and (r % 2 == 0 or scenario.kind == "idle"):
+            if "raw" in scenario.impls and (r % 2 == 0 or idle):
                 order.append("raw")
             for impl in order:
-                t = trial(scenario, servers[impl], client, args, cores[1])
+                if idle:
+                    restart_wineserver(args.prefix, cores[0])
+                server = servers[impl] if not idle else start(impl)
+                try:
+                    args.wineserver_pid = wineserver_pid(args.prefix)
+                    args.wineserver_rss_baseline = resident_kib(args.wineserver_pid) if args.wineserver_pid else None
+                    t = trial(scenario, server, client, args, cores[1])
+                finally:
+                    if idle:
+                        server.close()
                 t["round"] = r
                 trials[impl].append(t)
             p, a = trials["portico"][-1], trials["asio"][-1]
-            key = "bytes_per_connection" if scenario.kind == "idle" else "msgs_per_s"
+            key = "bytes_per_connection" if idle else "msgs_per_s"
             log(f"  round {r + 1}/{rounds}: portico {p[key]:,.0f}  asio {a[key]:,.0f}  ratio {p[key] / max(a[key], 1e-9):.3f}")
     finally:
         for s in servers.values():
@@ -484,8 +598,9 @@ def main() -> int:
     # Each connection: a socket in the client, one in the wineserver, one in the server's process.
     needed = max((s.all_connections() for s in scenarios), default=0) + 1024
     raise_descriptor_limit(needed)
-    subprocess.run(pinned(cores[0], ["bash", str(ROOT / "tests/drivers/wine-server.sh"), "start", str(prefix)]), check=True)
-    server_pid = wineserver_pid(prefix.resolve())
+    wineserver("start", prefix, cores[0])
+    args.prefix = prefix.resolve()
+    server_pid = wineserver_pid(args.prefix)
     limit = open_files_limit(server_pid) if server_pid else None
     if limit is not None and limit < needed:
         log(f"run.py: the wineserver of {prefix} (pid {server_pid}) may open only {limit} files, and these "
@@ -497,7 +612,7 @@ def main() -> int:
             log(f"{scenario.name}: {scenario.title}")
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
-        subprocess.run(["bash", str(ROOT / "tests/drivers/wine-server.sh"), "stop", str(prefix)])
+        wineserver("stop", prefix, None)
     if args.merge and args.results.exists():
         results = merged(json.loads(args.results.read_text()), results)
     args.results.parent.mkdir(parents=True, exist_ok=True)

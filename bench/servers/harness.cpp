@@ -461,7 +461,8 @@ void use_binary_stdout() { _setmode(_fileno(stdout), _O_BINARY); }
 [[noreturn]] void usage(const char* program, const char* problem)
 {
     if (problem != nullptr) std::fprintf(stderr, "%s: %s\n", program, problem);
-    std::fprintf(stderr, "usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n", program);
+    std::fprintf(stderr, "usage: %s --mode echo|packet|sink|fanout|echo-lean|packet-lean [--port N] [--threads N]\n",
+                 program);
     std::exit(2);
 }
 
@@ -483,6 +484,8 @@ template <typename Number>
     case mode::packet: return "packet";
     case mode::sink: return "sink";
     case mode::fanout: return "fanout";
+    case mode::echo_lean: return "echo-lean";
+    case mode::packet_lean: return "packet-lean";
     }
     return "unknown";
 }
@@ -577,6 +580,7 @@ void print_stats(const char* impl, const options& opts, const counters& c)
     line.text("}");
     line.field("dequeue_calls", dequeue_calls);
     line.field("completions", completions);
+    line.field("pool_bytes", receive_pool().buffers() * receive_buffer_size);
     line.text("}\n");
     line.flush();
 }
@@ -598,7 +602,7 @@ options parse_options(int argc, char** argv)
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n"
+            std::printf("usage: %s --mode echo|packet|sink|fanout|echo-lean|packet-lean [--port N] [--threads N]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]  (portico)\n",
                         program);
             std::exit(0);
@@ -615,8 +619,12 @@ options parse_options(int argc, char** argv)
                 result.mode = mode::sink;
             } else if (name == "fanout") {
                 result.mode = mode::fanout;
+            } else if (name == "echo-lean") {
+                result.mode = mode::echo_lean;
+            } else if (name == "packet-lean") {
+                result.mode = mode::packet_lean;
             } else {
-                usage(program, "--mode takes echo, packet, sink or fanout");
+                usage(program, "--mode takes echo, packet, sink, fanout, echo-lean or packet-lean");
             }
         } else if (flag == "--port") {
             if (!parse_number<std::uint16_t>(value, 0, 65535, result.port)) usage(program, "--port takes 0..65535");
@@ -652,6 +660,46 @@ void refuse_scheduling_knobs(const options& opts, const char* impl)
                      impl);
         std::exit(2);
     }
+}
+
+buffer_pool::~buffer_pool()
+{
+    for (std::byte* buffer : free_) delete[] buffer;
+}
+
+std::byte* buffer_pool::borrow()
+{
+    {
+        const std::lock_guard lock(mutex_);
+        if (!free_.empty()) {
+            std::byte* buffer = free_.back();
+            free_.pop_back();
+            return buffer;
+        }
+        // NOTE: room for every buffer in the free list, made here and not in
+        // give_back(), which runs in destructors and completion paths.
+        free_.reserve(buffers_ + 1);
+        ++buffers_;
+    }
+    return new std::byte[receive_buffer_size];
+}
+
+void buffer_pool::give_back(std::byte* buffer) noexcept
+{
+    const std::lock_guard lock(mutex_);
+    free_.push_back(buffer);
+}
+
+std::size_t buffer_pool::buffers() const noexcept
+{
+    const std::lock_guard lock(mutex_);
+    return buffers_;
+}
+
+buffer_pool& receive_pool()
+{
+    static buffer_pool pool;
+    return pool;
 }
 
 void start_counting()
