@@ -104,7 +104,7 @@ def idle_table(scenarios: list[dict]) -> str:
         if s["kind"] != "idle":
             continue
         i = s["impls"]
-        lean = s["name"] != "idle-1000"
+        lean = s.get("mode", "echo").endswith("-lean")
 
         def row(label: str, value) -> str:
             return f"| {label} | " + " | ".join(value(i[x]) if x in i else "–" for x in IMPLS) + " |"

@@ -14,7 +14,9 @@ interval contains 1.
 
 Beside the timings, counted metrics from each server's stats line: Win32
 calls, completions per dequeue and heap allocations per message, measured
-inside the trial's steady window, and heap bytes per idle connection.
+inside the trial's steady window; and per idle connection, the server's heap
+bytes and allocations and the resident sets (/proc) of the server's Wine
+process and of the wineserver, each idle trial on fresh processes.
 
 The fan-out scenarios (one sender, many receivers) run portico and Asio only:
 the floor has no fan-out. Their messages are deliveries, their times one way.
@@ -435,7 +437,8 @@ def rtt_median(trials: list[dict], key: str) -> float | None:
 
 
 def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Random) -> dict:
-    s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind, "impls": {}}
+    s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind,
+         "mode": scenario.server_mode, "impls": {}}
     for impl, ts in trials.items():
         if not ts:
             continue
