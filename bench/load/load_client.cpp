@@ -54,7 +54,10 @@ modes:
                       from the start of its connect to its echo
   idle      [echo]    connects, pings each connection, prints "idle: N
                       connected" to stderr, stays silent for --duration seconds
-                      (or until stdin ends, --hold-stdin), pings each again
+                      (or until stdin ends, --hold-stdin), pings each again.
+                      With --framed [packet] each ping is a packet
+  Where every connection is opened before the traffic (idle, fanout,
+  --connect-first), connects and pings go out at most 256 at a time.
   fanout    [fanout]  --connections receivers, then one sender that sends
                       pipeline's packets (--size >= 8: the body starts with
                       the sequence number); the server delivers each to every
