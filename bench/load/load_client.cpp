@@ -56,8 +56,6 @@ modes:
                       connected" to stderr, stays silent for --duration seconds
                       (or until stdin ends, --hold-stdin), pings each again.
                       With --framed [packet] each ping is a packet
-  Where every connection is opened before the traffic (idle, fanout,
-  --connect-first), connects and pings go out at most 256 at a time.
   fanout    [fanout]  --connections receivers, then one sender that sends
                       pipeline's packets (--size >= 8: the body starts with
                       the sequence number); the server delivers each to every
@@ -70,6 +68,9 @@ modes:
                       receivers" to stderr); messages: deliveries;
                       rtt: one way, from the send of a packet to the receive
                       of its last byte at a receiver
+
+  Where every connection is opened before the traffic (idle, fanout,
+  --connect-first), connects and pings go out at most 256 at a time.
 
 options:
   --host H          server address (default 127.0.0.1)
