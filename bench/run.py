@@ -594,7 +594,9 @@ def main() -> int:
             return 2
     # Server and wineserver on one core, the client on the other.
     cores = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
-    prefix = args.build_dir / "wineprefix"
+    # NOTE: absolute: the wineserver refuses a relative WINEPREFIX, and wine-server.sh
+    # hides its complaint, so a relative prefix was never stopped.
+    prefix = (args.build_dir / "wineprefix").resolve()
     wanted = set(filter(None, args.only.split(",")))
     scenarios = [s for s in SCENARIOS if s.name in wanted or (not wanted and s.default)]
 
@@ -602,7 +604,7 @@ def main() -> int:
     needed = max((s.all_connections() for s in scenarios), default=0) + 1024
     raise_descriptor_limit(needed)
     wineserver("start", prefix, cores[0])
-    args.prefix = prefix.resolve()
+    args.prefix = prefix
     server_pid = wineserver_pid(args.prefix)
     limit = open_files_limit(server_pid) if server_pid else None
     if limit is not None and limit < needed:
