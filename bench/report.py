@@ -174,6 +174,54 @@ def fanout_summary(scenarios: list[dict]) -> str:
             f"per delivery: {allocs}.")
 
 
+def download_table(scenarios: list[dict]) -> str:
+    mib = 1024 * 1024
+    rows = ["| scenario | portico MiB/s | Asio MiB/s | portico / Asio [95% CI] | | Win32 calls per MiB "
+            "(portico / Asio) | heap allocations per file (portico / Asio) | portico p50 / p99 ms per file | "
+            "Asio p50 / p99 ms per file |",
+            "|---|--:|--:|--:|---|--:|--:|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "download":
+            continue
+        i = s["impls"]
+        speed = [num(i[x]["bytes_per_s"] / mib) for x in ("portico", "asio")]
+        calls = " / ".join(small(i[x]["win32_per_mib"]) for x in ("portico", "asio"))
+        allocs = " / ".join(small(i[x]["allocs_per_msg"]) for x in ("portico", "asio"))
+        times = [f"{num(i[x]['p50_us'] / 1000, 1)} / {num(i[x]['p99_us'] / 1000, 1)}" for x in ("portico", "asio")]
+        rows.append(f"| {s['title']} | {speed[0]} | {speed[1]} | {ratio_cell(s.get('ratio_asio'))} "
+                    f"| {verdict(s.get('ratio_asio'))} | {calls} | {allocs} | {times[0]} | {times[1]} |")
+    return "\n".join(rows)
+
+
+def download_calls_table(scenarios: list[dict], name: str) -> str:
+    """The calls one file costs, by name, in the named download scenario."""
+    s = next((x for x in scenarios if x["name"] == name), None)
+    if s is None:
+        return ""
+    names = sorted(set(s["impls"]["portico"]["calls_per_msg"]) | set(s["impls"]["asio"]["calls_per_msg"]))
+    rows = [f"Calls per file, {s['title']}:", "", "| call | portico | Asio |", "|---|--:|--:|"]
+    for n in names:
+        rows.append(f"| {n} | {small(s['impls']['portico']['calls_per_msg'].get(n))} "
+                    f"| {small(s['impls']['asio']['calls_per_msg'].get(n))} |")
+    return "\n".join(rows)
+
+
+def probe_table(scenarios: list[dict]) -> str:
+    rows = ["| | portico | Asio |", "|---|--:|--:|"]
+    for s in scenarios:
+        if s["kind"] != "probe":
+            continue
+        i = s["impls"]
+        rows.append("| ping-pong p99 alone, µs | " + " | ".join(num(i[x]["p99_alone_us"]) for x in ("portico", "asio")) + " |")
+        rows.append("| ping-pong p99 beside the downloads, µs | "
+                    + " | ".join(num(i[x]["p99_loaded_us"]) for x in ("portico", "asio")) + " |")
+        rows.append("| growth (median of the rounds' ratios) | "
+                    + " | ".join(small(i[x]["growth"]) for x in ("portico", "asio")) + " |")
+        rows.append("| downloads meanwhile, MiB/s | "
+                    + " | ".join(num(i[x]["bytes_per_s"] / (1024 * 1024)) for x in ("portico", "asio")) + " |")
+    return "\n".join(rows)
+
+
 def calls_table(scenarios: list[dict], name: str) -> str:
     s = next((s for s in scenarios if s["name"] == name), None)
     if s is None:
@@ -325,6 +373,10 @@ def main() -> int:
         "@CALLS@": calls_table(scenarios, "pingpong-64x64") + "\n\n" + calls_table(scenarios, "packets-1x16"),
         "@IDLE@": idle_table(scenarios),
         "@GOALS@": goals_table(scenarios),
+        "@DOWNLOAD@": download_table(scenarios),
+        "@DOWNLOAD_CALLS@": download_calls_table(scenarios, "download-1x64m") + "\n\n"
+        + download_calls_table(scenarios, "download-16x64k"),
+        "@DOWNLOAD_PROBE@": probe_table(scenarios),
         "@STEAL@": steal_line(scenarios),
     }.items():
         page = page.replace(marker, text)

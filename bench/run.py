@@ -28,6 +28,14 @@ wineserver, which keeps the soft limit it was started with: this runner
 raises its own soft RLIMIT_NOFILE to the hard limit before starting it
 (bench/PROTOCOL.md, "Many connections").
 
+The download scenarios (portico and Asio only) serve one file, written by the
+load client (--write-file) into the build directory: portico sends it with
+tcp_socket::transmit_file, Asio reads it with asio::random_access_file and
+writes it to the socket. Their messages are files. The download probe runs a
+64-byte ping-pong connection against the download server alone, then beside
+downloads, and reports how much its p99 grows: a server thread that waited for
+the disk would show there.
+
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
                  [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
@@ -65,7 +73,7 @@ class Scenario:
     title: str
     server_mode: str  # echo | packet | sink | fanout
     client: tuple[str, ...]  # load_client arguments besides host, port, timing
-    kind: str = "throughput"  # throughput | idle | fanout
+    kind: str = "throughput"  # throughput | idle | fanout | download | probe
     unit: str = "msgs/s"
     impls: tuple[str, ...] = IMPLS
     # False: run only when named in --only (the smoke run's small cases).
@@ -73,6 +81,8 @@ class Scenario:
     # The line the client prints on stderr when its set-up (connecting
     # receivers, idle connections) is done and its warm-up begins.
     ready: str | None = None
+    # download and probe: the size of the file the server sends (0: no file).
+    file_size: int = 0
 
     def connections(self) -> int:
         return int(self.client[self.client.index("--connections") + 1])
@@ -98,6 +108,11 @@ def mixed(active: int, idle: int, default: bool = True) -> Scenario:
                     ("--mode", "pingpong", "--connections", str(active), "--idle-connections", str(idle),
                      "--size", "64"), default=default, ready="connected:")
 
+
+def download(connections: int, size: int, name: str, size_title: str) -> Scenario:
+    return Scenario(name, f"download, {connections} connection{'s' if connections > 1 else ''}, {size_title} file",
+                    "download", ("--mode", "download", "--connections", str(connections), "--size", str(size)),
+                    kind="download", unit="files/s", impls=("portico", "asio"), file_size=size)
 
 
 SCENARIOS = (
@@ -149,6 +164,12 @@ SCENARIOS = (
     fanout(1000, 1024),
     fanout(10, 64, default=False),
     mixed(10, 490, default=False),
+    download(1, 64 << 20, "download-1x64m", "64 MiB"),
+    download(16, 64 << 10, "download-16x64k", "64 KiB"),
+    # The probe: a ping-pong connection's p99 alone, then beside 2 connections downloading.
+    Scenario("download-probe", "ping-pong 64 B beside 2 connections downloading a 64 MiB file", "download",
+             ("--mode", "download", "--connections", "2", "--size", str(64 << 20)),
+             kind="probe", unit="p99 growth", impls=("portico", "asio"), file_size=64 << 20),
 )
 
 
@@ -347,6 +368,10 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
         # The client counts a connection the server dropped only when it next uses it.
         log(f"    {server.impl}: the server had {after['open']} connections open, "
             f"not {scenario.all_connections()}")
+    if scenario.kind == "download":
+        # Files are few in a window; the bytes, counted as they arrive, are exact.
+        window_mib = result["bytes_per_s"] * (t2 - t1) / (1024 * 1024)
+        result["win32_per_mib"] = (system_calls(after) - system_calls(before)) / window_mib if window_mib else float("nan")
     result.update(
         impl=server.impl,
         server_open=after["open"],
@@ -419,6 +444,35 @@ def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core:
     return result
 
 
+def run_probe_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
+    """A 64-byte ping-pong connection's round trips against the download
+    server: alone, then while the scenario's downloads run on other
+    connections. Its p99 grows if the server's threads are kept from the port
+    (a thread waiting for the disk would be)."""
+    base = [str(client), "--host", "127.0.0.1", "--port", str(server.port)]
+    ping = [*base, "--mode", "pingpong", "--connections", "1", "--size", "64",
+            "--duration", str(args.seconds), "--warmup", str(args.warmup)]
+    timeout = args.seconds + args.warmup + 120
+    steal0 = steal_jiffies()
+    alone = json.loads(subprocess.run(pinned(core, ping), capture_output=True, text=True, timeout=timeout).stdout)
+    # The downloads start first and last past the probe's end.
+    downloads = subprocess.Popen(pinned(core, [*base, *scenario.client, "--duration", str(args.seconds + 2 * args.warmup),
+                                               "--warmup", str(args.warmup / 2)]),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(args.warmup / 2)
+    loaded = json.loads(subprocess.run(pinned(core, ping), capture_output=True, text=True, timeout=timeout).stdout)
+    out, err = downloads.communicate(timeout=timeout)
+    steal1 = steal_jiffies()
+    moved = json.loads(out) if out.strip() else {"errors": 1, "msgs_per_s": 0.0, "bytes_per_s": 0.0}
+    if not out.strip():
+        log(f"    {server.impl}: the download client printed nothing: {err.strip()[-300:]}")
+    p99_alone, p99_loaded = alone["rtt_us"]["p99"], loaded["rtt_us"]["p99"]
+    return {"impl": server.impl, "errors": alone["errors"] + loaded["errors"] + moved["errors"],
+            "p99_alone_us": p99_alone, "p99_loaded_us": p99_loaded, "growth": p99_loaded / p99_alone,
+            "msgs_per_s": moved["msgs_per_s"], "bytes_per_s": moved["bytes_per_s"],
+            "steal_pct": 100.0 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1])}
+
+
 def bootstrap_median(values: list[float], rng: random.Random, resamples: int = 10_000) -> tuple[float, float]:
     """95% interval of the median, by resampling the values with replacement."""
     medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
@@ -436,6 +490,10 @@ def rtt_median(trials: list[dict], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+# What a scenario's portico / Asio ratio compares: msgs_per_s unless named here.
+RATIO_KEY = {"idle": "bytes_per_connection", "probe": "growth", "download": "bytes_per_s"}
+
+
 def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Random) -> dict:
     s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind,
          "mode": scenario.server_mode, "impls": {}}
@@ -450,6 +508,10 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
                          pool_bytes=median_of(ts, "pool_bytes"),
                          rss_per_connection=median_of(ts, "rss_per_connection"),
                          wineserver_rss_per_connection=median_of(ts, "wineserver_rss_per_connection"))
+        elif scenario.kind == "probe":
+            entry.update(p99_alone_us=median_of(ts, "p99_alone_us"), p99_loaded_us=median_of(ts, "p99_loaded_us"),
+                         growth=median_of(ts, "growth"), msgs_per_s=median_of(ts, "msgs_per_s"),
+                         bytes_per_s=median_of(ts, "bytes_per_s"))
         else:
             entry.update(msgs_per_s=median_of(ts, "msgs_per_s"), bytes_per_s=median_of(ts, "bytes_per_s"),
                          p50_us=rtt_median(ts, "p50"), p99_us=rtt_median(ts, "p99"), p999_us=rtt_median(ts, "p999"),
@@ -464,8 +526,10 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
             entry["calls_per_msg"] = {k: statistics.median(v + [0.0] * (len(ts) - len(v))) for k, v in calls.items()}
             if scenario.kind == "fanout":
                 entry["allocs_per_broadcast"] = median_of(ts, "allocs_per_broadcast")
+            if scenario.kind == "download":
+                entry["win32_per_mib"] = median_of(ts, "win32_per_mib")
         s["impls"][impl] = entry
-    key = "bytes_per_connection" if scenario.kind == "idle" else "msgs_per_s"
+    key = RATIO_KEY.get(scenario.kind, "msgs_per_s")
     for other in ("asio", "raw"):
         if not trials.get(other):
             continue
@@ -484,10 +548,25 @@ def pairs_for(trials: dict[str, list[dict]], other: str) -> list[dict | None]:
     return [by_round.get(t["round"]) for t in trials["portico"]]
 
 
+def served_file(scenario: Scenario, args) -> list[str]:
+    """The server's --file for a download scenario (written once by the load
+    client, so it can check every byte), as a Windows path; [] for others."""
+    if not scenario.file_size:
+        return []
+    path = args.build_dir.resolve() / "bench-files" / f"{scenario.file_size}.bin"
+    if not path.exists() or path.stat().st_size != scenario.file_size:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(args.client), "--write-file", str(path), "--size", str(scenario.file_size)], check=True)
+    # Wine's Z: drive is the Linux root.
+    return ["--file", "Z:" + str(path).replace("/", "\\")]
+
+
 def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
+    extra = tuple(served_file(scenario, args))
+
     def start(impl: str) -> Server:
         return Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
-                      tuple(shlex.split(args.portico_args)) if impl == "portico" else ())
+                      extra + (tuple(shlex.split(args.portico_args)) if impl == "portico" else ()))
 
     idle = scenario.kind == "idle"
     # NOTE: an idle trial gets a server of its own, and a wineserver of its
@@ -497,7 +576,7 @@ def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client
     servers = {} if idle else {impl: start(impl) for impl in scenario.impls}
     trials: dict[str, list[dict]] = {impl: [] for impl in scenario.impls}
     rounds = args.idle_rounds if idle else args.rounds
-    trial = run_idle_trial if idle else run_trial
+    trial = {"idle": run_idle_trial, "probe": run_probe_trial}.get(scenario.kind, run_trial)
     try:
         for r in range(rounds):
             order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
@@ -517,8 +596,8 @@ def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client
                 t["round"] = r
                 trials[impl].append(t)
             p, a = trials["portico"][-1], trials["asio"][-1]
-            key = "bytes_per_connection" if idle else "msgs_per_s"
-            log(f"  round {r + 1}/{rounds}: portico {p[key]:,.0f}  asio {a[key]:,.0f}  ratio {p[key] / max(a[key], 1e-9):.3f}")
+            key = RATIO_KEY.get(scenario.kind, "msgs_per_s")
+            log(f"  round {r + 1}/{rounds}: portico {p[key]:,.3f}  asio {a[key]:,.3f}  ratio {p[key] / max(a[key], 1e-9):.3f}")
     finally:
         for s in servers.values():
             s.close()

@@ -1,29 +1,37 @@
-// portico example: the file client. Uploads a file to file_server with the
-// protocol of file_protocol.hpp and exits 0 only if the server stored it with
-// the announced size and a matching CRC-32.
+// portico example: the file client. Uploads a file to file_server, or
+// downloads one from it, with the protocol of file_protocol.hpp, and exits 0
+// only if the file arrived whole: for an upload, the server stored it with
+// the announced size and a matching SHA-256; for a download, the bytes
+// received have the size and SHA-256 the server announced.
 //
-//   file_client [--host ADDRESS] [--port N] [--as NAME] FILE
+//   file_client [--host ADDRESS] [--port N] [--as NAME] FILE        upload FILE
+//   file_client [--host ADDRESS] [--port N] --get NAME [--out PATH]  download NAME
 //
 //   --host  server address or name (default 127.0.0.1)
 //   --port  server port (default 25000)
 //   --as    the name to store the file under (default: FILE without its directories)
+//   --get   the name of the file to download
+//   --out   where to put the download (default: NAME, in the current directory)
 //
-// Test aids, which make the upload fail on purpose so that the server's error
-// path can be exercised:
+// Test aids, which make a transfer fail on purpose so that the error paths
+// can be exercised:
 //
 //   --abort-after BYTES  reset the connection (RST) once BYTES of the content were sent
+//                        (upload) or received (download)
 //   --close-after BYTES  close the connection normally (FIN) once BYTES were sent,
-//                        without the end packet
+//                        without the end packet (upload)
 //
-// The content goes out in 60 KiB data packets, several queued at once while
-// the next is read from disk; the file is never read into memory whole.
-// "Stored" counts only if the server reports the size and CRC-32 of the file
-// it read back from its disk equal to ours. Exit status: 0 stored, 1 the
-// upload failed, 2 bad arguments or an unreadable FILE.
+// An upload goes out in 60 KiB data packets, several queued at once while the
+// next is read from the disk with an overlapped read; a download is written
+// to PATH.part with overlapped writes while the next block arrives, and
+// renamed to PATH only once its SHA-256 matched. Neither file is ever read
+// into memory whole. Exit status: 0 stored or received, 1 the transfer
+// failed, 2 bad arguments or an unreadable FILE.
 
 #include <portico/portico.hpp>
 
 #include "file_protocol.hpp"
+#include "sha256.hpp"
 #include "untrusted_text.hpp"
 
 #include <algorithm>
@@ -34,7 +42,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <span>
@@ -49,6 +56,7 @@ namespace fs = std::filesystem;
 using file_proto::status;
 using portico::io_context;
 using portico::packet_stream;
+using portico::random_access_file;
 using portico::task;
 using portico::tcp_socket;
 
@@ -57,8 +65,10 @@ constexpr std::uint64_t never = std::numeric_limits<std::uint64_t>::max();
 struct settings {
     std::string host = "127.0.0.1";
     std::string port = "25000";
-    std::string file;
-    std::string name; // empty: FILE's own name
+    std::string file; // upload: the file to send
+    std::string name; // upload: the name to store it under (empty: FILE's own); download: the file asked for
+    std::string out;  // download: where to put it (empty: NAME)
+    bool get = false; // download rather than upload
     std::uint64_t abort_after = never;
     std::uint64_t close_after = never;
 };
@@ -85,18 +95,20 @@ task<> write_chunk(packet_stream<tcp_socket>& ps, std::span<const std::byte> chu
 }
 
 // Streams `size` bytes of `in` as data packets, then the end packet with
-// their CRC-32, also left in `checksum` (the test aids set `stop_after`: the
-// data stops once that much was queued, and no end packet is sent). Reading and sending
-// overlap: up to `window` chunks wait in the stream's send queue while the
-// next is read. When the server reads more slowly, TCP's flow control makes
-// the kernel take the chunks more slowly, their writes complete later, and
-// this loop waits for a free buffer: the sender never runs ahead by more
-// than the window.
-task<std::error_code> send_content(packet_stream<tcp_socket>& ps, std::ifstream& in, std::uint64_t size,
-                                   std::uint64_t stop_after, std::atomic<std::uint64_t>& sent, std::uint32_t& checksum)
+// their SHA-256, also left in `checksum` (the test aids set `stop_after`: the
+// data stops once that much was queued, and no end packet is sent). Reading
+// and sending overlap: up to `window` chunks wait in the stream's send queue
+// while the next is read, with an overlapped read that blocks no thread.
+// When the server reads more slowly, TCP's flow control makes the kernel
+// take the chunks more slowly, their writes complete later, and this loop
+// waits for a free buffer: the sender never runs ahead by more than the
+// window.
+task<std::error_code> send_content(packet_stream<tcp_socket>& ps, random_access_file& in, std::uint64_t size,
+                                   std::uint64_t stop_after, std::atomic<std::uint64_t>& sent,
+                                   file_proto::digest& checksum)
 {
     std::array<slot, window> slots;
-    file_proto::crc32 crc;
+    file_hash::sha256 hash;
     std::uint64_t queued = 0;
     std::error_code error;
     for (std::size_t i = 0; queued < size && queued < stop_after; ++i) {
@@ -107,13 +119,14 @@ task<std::error_code> send_content(packet_stream<tcp_socket>& ps, std::ifstream&
             break;
         }
         const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(file_proto::max_chunk, size - queued));
-        if (!in.read(reinterpret_cast<char*>(s.data.data()), static_cast<std::streamsize>(n))) {
+        auto [read_ec, got] = co_await in.read_all_at(queued, portico::buffer(s.data.data(), n));
+        if (read_ec) {
             error = std::make_error_code(std::errc::io_error); // shrunk, or unreadable, while being sent
             break;
         }
-        const std::span<const std::byte> chunk(s.data.data(), n);
-        crc.update(chunk);
-        queued += n;
+        const std::span<const std::byte> chunk(s.data.data(), got);
+        hash.update(chunk);
+        queued += got;
         // Starts the write now (packets queue in the order they are started)
         // without waiting for it.
         s.writing.spawn(write_chunk(ps, chunk, s.error, sent));
@@ -123,8 +136,8 @@ task<std::error_code> send_content(packet_stream<tcp_socket>& ps, std::ifstream&
         if (!error) error = s.error;
     }
     if (error || queued != size || stop_after != never) co_return error;
-    checksum = crc.value();
-    auto [ec] = co_await ps.write_packet(file_proto::end, file_proto::put_le<4>(checksum));
+    checksum = hash.finish();
+    auto [ec] = co_await ps.write_packet(file_proto::end, checksum);
     co_return ec;
 }
 // snippet-end: send
@@ -134,16 +147,27 @@ double mib_per_second(std::uint64_t bytes, double seconds)
     return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0.0;
 }
 
+// Connects `s` to the server, saying why not if it cannot.
+task<portico::io_result<portico::endpoint>> connect(tcp_socket& s, const settings& cfg)
+{
+    auto result = co_await s.connect(cfg.host, cfg.port);
+    if (result.error()) {
+        std::printf("file_client: cannot connect to %s port %s: %s\n", cfg.host.c_str(), cfg.port.c_str(),
+                    result.error().message().c_str());
+    }
+    co_return result;
+}
+
 task<int> upload(io_context& ctx, settings cfg)
 {
     co_await ctx.schedule();
-    std::error_code size_ec;
     const fs::path path(cfg.file);
-    const std::uint64_t size = fs::file_size(path, size_ec);
-    std::ifstream in(path, std::ios::binary);
-    if (size_ec || !in) {
+    random_access_file in(ctx);
+    auto [open_ec] = in.open(path, portico::file_access::read);
+    auto [size_ec, size] = in.size();
+    if (open_ec || size_ec) {
         std::fprintf(stderr, "file_client: cannot read %s: %s\n", cfg.file.c_str(),
-                     size_ec ? size_ec.message().c_str() : "cannot open it");
+                     (open_ec ? open_ec : size_ec).message().c_str());
         co_return 2;
     }
     if (cfg.name.empty()) {
@@ -152,12 +176,8 @@ task<int> upload(io_context& ctx, settings cfg)
     }
 
     tcp_socket s(ctx);
-    auto [connect_ec, server] = co_await s.connect(cfg.host, cfg.port);
-    if (connect_ec) {
-        std::printf("file_client: cannot connect to %s port %s: %s\n", cfg.host.c_str(), cfg.port.c_str(),
-                    connect_ec.message().c_str());
-        co_return 1;
-    }
+    auto [connect_ec, server] = co_await connect(s, cfg);
+    if (connect_ec) co_return 1;
     packet_stream<tcp_socket> ps(std::move(s));
     std::printf("uploading %s as %s, %llu bytes, to %s\n", cfg.file.c_str(), cfg.name.c_str(),
                 static_cast<unsigned long long>(size), server.to_string().c_str());
@@ -188,7 +208,7 @@ task<int> upload(io_context& ctx, settings cfg)
     const auto start = std::chrono::steady_clock::now();
     const std::uint64_t limit = std::min(cfg.abort_after, cfg.close_after);
     std::atomic<std::uint64_t> sent{0};
-    std::uint32_t checksum = 0;
+    file_proto::digest checksum{};
     std::error_code send_error;
     std::error_code answer_error;
     std::optional<file_proto::result_fields> answer;
@@ -233,15 +253,17 @@ task<int> upload(io_context& ctx, settings cfg)
         if (answer) std::printf("file_client: the server says: %s\n", example::escaped(answer->message).c_str());
         co_return 1;
     }
-    if (answer && answer->code == status::stored && (answer->bytes != size || answer->crc != checksum)) {
-        std::printf("file_client: the server says it stored %s, but its copy has %llu bytes and crc32 %08x, "
-                    "where ours has %llu and %08x\n",
-                    cfg.name.c_str(), static_cast<unsigned long long>(answer->bytes), answer->crc, total, checksum);
+    if (answer && answer->code == status::stored && (answer->bytes != size || answer->hash != checksum)) {
+        std::printf("file_client: the server says it stored %s, but its copy has %llu bytes and sha256 %s, "
+                    "where ours has %llu and %s\n",
+                    cfg.name.c_str(), static_cast<unsigned long long>(answer->bytes),
+                    file_hash::hex(answer->hash).c_str(), total, file_hash::hex(checksum).c_str());
         co_return 1;
     }
     if (answer && answer->code == status::stored) {
-        std::printf("sent %s: %llu bytes in %.2f s (%.1f MiB/s), crc32 %08x; stored by the server, checksum matched\n",
-                    cfg.name.c_str(), done, seconds, mib_per_second(done, seconds), answer->crc);
+        std::printf("sent %s: %llu bytes in %.2f s (%.1f MiB/s), sha256 %s; stored by the server, hash matched\n",
+                    cfg.name.c_str(), done, seconds, mib_per_second(done, seconds),
+                    file_hash::hex(answer->hash).c_str());
         co_return 0;
     }
     std::string why = answer ? "the server says: " + example::escaped(answer->message)
@@ -253,15 +275,163 @@ task<int> upload(io_context& ctx, settings cfg)
     co_return 1;
 }
 
+// snippet-begin: download
+// The download's connection is read without a packet_stream: after the
+// content packet come `size` unframed bytes, and a stream's receive ring
+// reads ahead, so some of them would land in it. So the request and the
+// answer are framed by hand, with the same format the server's stream uses,
+// and the content is read straight into the blocks written to the file.
+task<std::error_code> read_packet_by_hand(tcp_socket& s, const portico::packet_format& format, std::uint32_t& type,
+                                          std::vector<std::byte>& body)
+{
+    std::array<std::byte, 4> header{};
+    if (auto [ec, n] = co_await s.read_all(portico::buffer(header)); ec) co_return ec;
+    auto [ec, parsed] = portico::decode_header(format, header); // checks the size before anything else
+    if (ec) co_return ec;
+    type = parsed.type;
+    body.resize(parsed.body_size);
+    auto [body_ec, n] = co_await s.read_all(portico::buffer(body));
+    co_return body_ec;
+}
+
+// Receives `size` bytes into `out` at offset 0 and hashes them. Two blocks:
+// while one is written to the file (an overlapped write), the next is read
+// from the connection, so the disk and the network work at once.
+task<std::error_code> receive_content(tcp_socket& s, random_access_file& out, std::uint64_t size,
+                                      std::uint64_t stop_after, std::uint64_t& received, file_proto::digest& hash)
+{
+    constexpr std::size_t block_size = 256 * 1024;
+    std::array<std::vector<std::byte>, 2> blocks{std::vector<std::byte>(block_size),
+                                                 std::vector<std::byte>(block_size)};
+    file_hash::sha256 sha;
+    auto next_read = [&](std::vector<std::byte>& block) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block_size, size - received));
+        return s.read_some(portico::buffer(block.data(), n));
+    };
+    if (size == 0) {
+        hash = sha.finish();
+        co_return std::error_code{};
+    }
+    std::size_t current = 0;
+    auto [ec, n] = co_await next_read(blocks[current]);
+    for (;;) {
+        if (ec) co_return ec; // eof: the server closed before the end
+        const std::span<const std::byte> got(blocks[current].data(), n);
+        sha.update(got);
+        const std::uint64_t at = received;
+        received += n;
+        if (received >= stop_after) co_return std::make_error_code(std::errc::operation_canceled);
+        if (received == size) {
+            auto [write_ec, written] = co_await out.write_all_at(at, portico::buffer(got.data(), got.size()));
+            if (write_ec) co_return write_ec;
+            break;
+        }
+        const std::size_t other = 1 - current;
+        auto [write, read] = co_await portico::when_all(out.write_all_at(at, portico::buffer(got.data(), got.size())),
+                                                        next_read(blocks[other]));
+        if (write.error()) co_return write.error();
+        ec = read.error();
+        n = read.value_unchecked();
+        current = other;
+    }
+    hash = sha.finish();
+    co_return std::error_code{};
+}
+
+task<int> download(io_context& ctx, settings cfg)
+{
+    co_await ctx.schedule();
+    const fs::path target(cfg.out.empty() ? cfg.name : cfg.out);
+    fs::path part = target;
+    part += ".part";
+
+    tcp_socket s(ctx);
+    auto [connect_ec, server] = co_await connect(s, cfg);
+    if (connect_ec) co_return 1;
+    const portico::packet_format format; // the default, as the server's stream
+    std::array<std::byte, 4> header{};
+    (void)portico::encode_header(format, file_proto::get, cfg.name.size(), header);
+    const std::array<portico::const_buffer, 2> request{portico::buffer(header), portico::buffer(cfg.name)};
+    if (auto [ec, n] = co_await s.write_all(request); ec) {
+        std::printf("file_client: sending the request: %s\n", ec.message().c_str());
+        co_return 1;
+    }
+    std::uint32_t type = 0;
+    std::vector<std::byte> body;
+    if (auto ec = co_await read_packet_by_hand(s, format, type, body); ec) {
+        std::printf("file_client: waiting for the server: %s\n", ec.message().c_str());
+        co_return 1;
+    }
+    if (type == file_proto::result) {
+        const auto refusal = file_proto::parse_result(body);
+        std::printf("file_client: the server refused %s: %s\n", cfg.name.c_str(),
+                    refusal ? example::escaped(refusal->message).c_str() : "(malformed answer)");
+        co_return 1;
+    }
+    const auto announced = file_proto::parse_content(body);
+    if (type != file_proto::content || !announced) {
+        std::printf("file_client: unexpected answer from the server (type %u)\n", static_cast<unsigned>(type));
+        co_return 1;
+    }
+    std::printf("downloading %s, %llu bytes, from %s\n", cfg.name.c_str(),
+                static_cast<unsigned long long>(announced->size), server.to_string().c_str());
+
+    // PATH.part, ours alone while it fills; PATH only once the hash matched.
+    random_access_file out(ctx);
+    if (auto [ec] = out.open(part, portico::file_access::write, portico::file_creation::create_always,
+                             portico::file_share::none);
+        ec) {
+        std::printf("file_client: cannot create %s: %s\n", part.string().c_str(), ec.message().c_str());
+        co_return 1;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::uint64_t received = 0;
+    file_proto::digest hash{};
+    const std::error_code ec = co_await receive_content(s, out, announced->size, cfg.abort_after, received, hash);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    out.close();
+    if (cfg.abort_after != never) {
+        (void)s.set_linger(true, 0); // closing resets the connection (RST)
+        s.close();
+    }
+    std::string why;
+    if (ec == std::errc::operation_canceled && cfg.abort_after != never) {
+        why = "stopped on purpose (--abort-after, a test aid): connection reset";
+    } else if (ec) {
+        why = ec == portico::errc::eof ? "the server closed the connection early" : ec.message();
+    } else if (hash != announced->hash) {
+        why = "the bytes received have sha256 " + file_hash::hex(hash) + ", the server announced " +
+              file_hash::hex(announced->hash);
+    } else if (!::MoveFileExW(part.c_str(), target.c_str(), MOVEFILE_REPLACE_EXISTING)) {
+        why = "cannot rename " + part.string() + ": " +
+              std::system_category().message(static_cast<int>(::GetLastError()));
+    }
+    if (!why.empty()) {
+        ::DeleteFileW(part.c_str());
+        std::printf("file_client: download of %s failed after %llu of %llu bytes: %s\n", cfg.name.c_str(),
+                    static_cast<unsigned long long>(received), static_cast<unsigned long long>(announced->size),
+                    why.c_str());
+        co_return 1;
+    }
+    std::printf("received %s: %llu bytes in %.2f s (%.1f MiB/s), sha256 %s; matches the server's\n", cfg.name.c_str(),
+                static_cast<unsigned long long>(received), seconds, mib_per_second(received, seconds),
+                file_hash::hex(hash).c_str());
+    co_return 0;
+}
+// snippet-end: download
+
 constexpr const char* usage =
     "usage: file_client [--host ADDRESS] [--port N] [--as NAME] FILE\n"
+    "       file_client [--host ADDRESS] [--port N] --get NAME [--out PATH]\n"
     "  --host  server address or name (default 127.0.0.1)\n"
     "  --port  server port (default 25000)\n"
-    "  --as    the name to store the file under (default: FILE without its directories)\n"
-    "Test aids, which make the upload fail on purpose to exercise the server's error path:\n"
-    "  --abort-after BYTES  reset the connection (RST) once BYTES of the content were sent\n"
+    "  --as    the name to store FILE under (default: FILE without its directories)\n"
+    "  --get   download the file NAME\n"
+    "  --out   where to put the download (default: NAME in the current directory)\n"
+    "Test aids, which make a transfer fail on purpose to exercise the error paths:\n"
+    "  --abort-after BYTES  reset the connection (RST) once BYTES of the content were sent or received\n"
     "  --close-after BYTES  close the connection normally (FIN) once BYTES were sent, without the end packet\n"
-    "Exit status: 0 stored, 1 the upload failed, 2 bad arguments or an unreadable FILE.\n";
+    "Exit status: 0 stored or received, 1 the transfer failed, 2 bad arguments or an unreadable FILE.\n";
 
 std::optional<settings> parse(int argc, char** argv)
 {
@@ -285,6 +455,11 @@ std::optional<settings> parse(int argc, char** argv)
             cfg.port = value;
         } else if (arg == "--as") {
             cfg.name = value;
+        } else if (arg == "--get") {
+            cfg.name = value;
+            cfg.get = true;
+        } else if (arg == "--out") {
+            cfg.out = value;
         } else if (arg == "--abort-after") {
             cfg.abort_after = std::strtoull(value, nullptr, 10);
         } else if (arg == "--close-after") {
@@ -293,7 +468,10 @@ std::optional<settings> parse(int argc, char** argv)
             return std::nullopt;
         }
     }
-    if (cfg.file.empty()) return std::nullopt;
+    // One FILE to upload, or one NAME to download, not both.
+    if (cfg.get ? !cfg.file.empty() || cfg.name.empty() || cfg.close_after != never : cfg.file.empty()) {
+        return std::nullopt;
+    }
     return cfg;
 }
 
@@ -317,7 +495,7 @@ int main(int argc, char** argv)
     int result = 1;
     {
         portico::thread_pool pool(ctx, 2);
-        result = portico::sync_wait(upload(ctx, *cfg));
+        result = portico::sync_wait(cfg->get ? download(ctx, *cfg) : upload(ctx, *cfg));
         ctx.stop();
     }
     return result;

@@ -1,34 +1,40 @@
-// portico example: the file server. Receives uploads from file_client and
-// stores them in a directory: the file transfer of the course notes, with a
-// protocol (file_protocol.hpp): a header with the name and size, the content
-// in data packets, and a CRC-32 at the end that both sides compare.
+// portico example: the file server. Stores uploads from file_client in a
+// directory and sends the files there to clients that ask for them: the file
+// transfer of the course notes, with a protocol (file_protocol.hpp): a header
+// with the name and size, the content, and a SHA-256 both sides compare.
 //
-// An upload is written to NAME.part while it arrives. At the end the server
-// reads NAME.part back, and only if its size and CRC-32 are what the client
-// announced does it replace NAME with it. Whatever else ends the upload (a
-// reset, a client that closes early, a wrong checksum, a deadline, Ctrl+C)
-// deletes NAME.part: NAME is never a truncated or mixed file, and an older
-// NAME stays as it was. Two uploads of one file (the same name, or names
-// the file system takes for one, such as "Report.bin" and "report.bin") are
-// never received at once: the second is refused as busy (file_store.hpp).
+// No pool thread ever waits for the disk. An upload is written to NAME.part
+// with overlapped writes as it arrives; at the end the server reads NAME.part
+// back (overlapped reads too), and only if its size and SHA-256 are what the
+// client announced does it replace NAME with it. Whatever else ends the
+// upload (a reset, a client that closes early, a wrong hash, a deadline,
+// Ctrl+C) deletes NAME.part: NAME is never a truncated or mixed file, and an
+// older NAME stays as it was. Two uploads of one file (the same name, or
+// names the file system takes for one, such as "Report.bin" and
+// "report.bin") are never received at once: the second is refused as busy
+// (file_store.hpp). A download is hashed with overlapped reads, then sent
+// with one TransmitFile: its head is the content packet (size and SHA-256),
+// and the file's bytes go from the system's cache to the connection.
 //
 //   file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] [--sessions N]
 //               [--max-size BYTES] [--request-timeout SECONDS] [--stall-timeout SECONDS]
 //
 //   --host             address to listen on (default 0.0.0.0: every interface)
 //   --port             port to listen on (default 25000; 0 lets the system choose)
-//   --dir              where uploads are stored (default: the current directory)
+//   --dir              where uploads are stored and downloads come from (default: the
+//                      current directory)
 //   --threads          pool threads (default 2)
 //   --sessions         exit after this many clients have come and gone (default 0: never)
 //   --max-size         the largest file accepted (default 4 GiB); larger ones are refused
-//   --request-timeout  a file header must arrive within this after connecting or after
-//                      the previous upload's result (default 10)
+//   --request-timeout  a request must arrive within this after connecting or after the
+//                      previous answer (default 10)
 //   --stall-timeout    during an upload, the longest the client may send nothing (default 30)
 //
 // The first line printed is "listening on HOST:PORT". Clients are served
 // concurrently. Names from the network are printed escaped, and the lines
-// about connections and uploads are at most 50 per 10 s (log_limiter.hpp).
-// Ctrl+C ends every session (an upload in progress is discarded) and exits.
+// about connections and transfers are at most 50 per 10 s (log_limiter.hpp).
+// Ctrl+C ends every session (an upload in progress is discarded, a download
+// in progress is cut off) and exits.
 
 #include <portico/portico.hpp>
 
@@ -38,6 +44,7 @@
 
 #include "file_protocol.hpp"
 #include "file_store.hpp"
+#include "sha256.hpp"
 
 #include <algorithm>
 #include <array>
@@ -63,6 +70,7 @@ using file_store::incoming_file;
 using portico::endpoint;
 using portico::io_context;
 using portico::packet_stream;
+using portico::random_access_file;
 using portico::task;
 using portico::tcp_acceptor;
 using portico::tcp_socket;
@@ -128,10 +136,10 @@ double mib_per_second(std::uint64_t bytes, double seconds)
     return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0.0;
 }
 
-task<std::error_code> reply(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes, std::uint32_t crc,
-                            std::string_view message)
+task<std::error_code> reply(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes,
+                            const file_proto::digest& hash, std::string_view message)
 {
-    const auto fixed = file_proto::result_prefix(code, bytes, crc);
+    const auto fixed = file_proto::result_prefix(code, bytes, hash);
     auto [ec] = co_await ps.write_packet(file_proto::result, fixed, message);
     co_return ec;
 }
@@ -149,18 +157,21 @@ task<> discard_until_closed(packet_stream<tcp_socket>& ps)
 // it still sends. Closing at once, with its data arriving, would reset the
 // connection and could destroy the result before the client reads it: as the
 // notes say, let the client be the one that disconnects.
-task<> reply_and_close(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes, std::uint32_t crc,
+task<> reply_and_close(packet_stream<tcp_socket>& ps, status code, std::uint64_t bytes, const file_proto::digest& hash,
                        std::string_view message)
 {
-    if (auto ec = co_await reply(ps, code, bytes, crc, message); ec) co_return;
+    if (auto ec = co_await reply(ps, code, bytes, hash, message); ec) co_return;
     (void)ps.next_layer().shutdown_send();
     (void)co_await portico::with_timeout(ps.next_layer().context(), 5s, discard_until_closed(ps));
 }
 
-// How an upload ended: whether the file was stored, and why the connection
-// cannot carry another upload (empty: it can).
-struct upload_end {
-    bool stored = false;
+/// No hash: for answers about something never received or read.
+constexpr file_proto::digest no_hash{};
+
+// How a request ended: whether the file was stored (or sent), and why the
+// connection cannot carry another request (empty: it can).
+struct request_end {
+    bool done = false; // stored, or sent
     std::string closed;
 };
 
@@ -173,11 +184,11 @@ std::string describe(std::error_code ec)
 // snippet-begin: content
 // The content of one upload, from the packet after `ready` to the result.
 // `file` holds NAME.part, which it deletes unless commit() succeeded.
-task<upload_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& file, const std::string& peer,
-                                 const std::string& name, std::uint64_t size, server_state& state)
+task<request_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& file, const std::string& peer,
+                                  const std::string& name, std::uint64_t size, server_state& state)
 {
     const auto start = std::chrono::steady_clock::now();
-    file_proto::crc32 crc;
+    file_hash::sha256 hash;
     std::uint64_t received = 0;
     // Every way out but `stored` comes here first: NAME.part goes and both
     // names are free again before the client hears the result.
@@ -200,111 +211,120 @@ task<upload_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& f
             }
             // A client that only closed its sending side can still hear why.
             if (ec == portico::errc::eof || ec == portico::errc::packet_truncated) {
-                (void)co_await reply(ps, status::size_mismatch, received, crc.value(),
+                (void)co_await reply(ps, status::size_mismatch, received, no_hash,
                                      "the connection ended before the end of the file");
             }
-            co_return upload_end{false, describe(ec)};
+            co_return request_end{false, describe(ec)};
         }
         if (pkt.type == file_proto::data) {
             if (pkt.body.size() > size - received) {
                 failed("more data than announced");
-                co_await reply_and_close(ps, status::size_mismatch, received, crc.value(), "more data than announced");
-                co_return upload_end{false, "protocol error: more data than announced"};
+                co_await reply_and_close(ps, status::size_mismatch, received, no_hash, "more data than announced");
+                co_return request_end{false, "protocol error: more data than announced"};
             }
-            // Written straight from the receive buffer: no copy.
-            if (auto error = file.write(pkt.body)) {
+            // Written straight from the receive buffer (no copy), with an
+            // overlapped write: the next packet is read once the disk has
+            // this one, and meanwhile the pool thread serves others.
+            if (auto error = co_await file.write(received, pkt.body)) {
                 failed(error.message);
-                co_await reply_and_close(ps, status::storage_error, received, crc.value(), error.message);
-                co_return upload_end{false, error.message};
+                co_await reply_and_close(ps, status::storage_error, received, no_hash, error.message);
+                co_return request_end{false, error.message};
             }
-            crc.update(pkt.body);
+            hash.update(pkt.body);
             received += pkt.body.size();
             continue;
         }
-        if (pkt.type != file_proto::end || pkt.body.size() != 4) {
+        if (pkt.type != file_proto::end || pkt.body.size() != std::tuple_size_v<file_proto::digest>) {
             failed("unexpected packet");
-            co_await reply_and_close(ps, status::protocol_error, received, crc.value(), "expected data or end");
-            co_return upload_end{false, "protocol error: expected data or end"};
+            co_await reply_and_close(ps, status::protocol_error, received, no_hash, "expected data or end");
+            co_return request_end{false, "protocol error: expected data or end"};
         }
         // The end packet: the connection is in step for another upload,
         // whatever the verdict. The verdict is on what the disk holds: what
-        // was received must match the sender's CRC-32, and so must the file
+        // was received must match the sender's SHA-256, and so must the file
         // read back, before it replaces NAME.
-        const auto theirs = static_cast<std::uint32_t>(file_proto::get_le(pkt.body));
+        const file_proto::digest theirs = file_proto::get_digest(pkt.body);
+        const file_proto::digest ours = hash.finish();
         status verdict = status::stored;
         std::string why;
         file_store::stored_content stored;
         if (received != size) {
             verdict = status::size_mismatch;
             why = "the content ended before the announced size";
-        } else if (crc.value() != theirs) {
+        } else if (ours != theirs) {
             verdict = status::checksum_mismatch;
-            char text[96];
-            std::snprintf(text, sizeof text, "crc32 %08x received, the sender computed %08x", crc.value(), theirs);
-            why = text;
-        } else if (stored = file.read_back(); stored.error) {
+            why = "sha256 " + file_hash::hex(ours).substr(0, 16) + "... received, the sender computed " +
+                  file_hash::hex(theirs).substr(0, 16) + "...";
+        } else if (stored = co_await file.read_back(); stored.error) {
             verdict = status::storage_error;
             why = stored.error.message;
-        } else if (stored.size != size || stored.crc != theirs) {
+        } else if (stored.size != size || stored.hash != theirs) {
             verdict = status::storage_error;
-            char text[128];
-            std::snprintf(text, sizeof text, "the stored file is not what was received: %llu bytes, crc32 %08x",
-                          static_cast<unsigned long long>(stored.size), stored.crc);
-            why = text;
+            why = "the stored file is not what was received: " + std::to_string(stored.size) + " bytes, sha256 " +
+                  file_hash::hex(stored.hash).substr(0, 16) + "...";
         } else if (auto error = file.commit()) {
             verdict = status::storage_error;
             why = error.message;
         }
         if (verdict != status::stored) {
             failed(why);
-            co_return upload_end{false, describe(co_await reply(ps, verdict, received, crc.value(), why))};
+            co_return request_end{false, describe(co_await reply(ps, verdict, received, ours, why))};
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (state.log.allow()) {
-            std::printf("%s: stored %s: %llu bytes in %.2f s (%.1f MiB/s), crc32 %08x matched, read back\n",
+            std::printf("%s: stored %s: %llu bytes in %.2f s (%.1f MiB/s), sha256 %s matched, read back\n",
                         peer.c_str(), name.c_str(), static_cast<unsigned long long>(stored.size), seconds,
-                        mib_per_second(stored.size, seconds), stored.crc);
+                        mib_per_second(stored.size, seconds), file_hash::hex(stored.hash).c_str());
         }
-        co_return upload_end{true, describe(co_await reply(ps, status::stored, stored.size, stored.crc, "stored"))};
+        co_return request_end{true, describe(co_await reply(ps, status::stored, stored.size, stored.hash, "stored"))};
     }
 }
 // snippet-end: content
 
 // Refuses an upload before its content: says why, and keeps the connection
 // for another upload.
-task<upload_end> refuse(packet_stream<tcp_socket>& ps, const std::string& peer, const std::string& shown, status code,
-                        const std::string& why, server_state& state)
+task<request_end> refuse(packet_stream<tcp_socket>& ps, const std::string& peer, const std::string& shown, status code,
+                         const std::string& why, server_state& state)
 {
     if (state.log.allow()) std::printf("%s: refused \"%s\": %s\n", peer.c_str(), shown.c_str(), why.c_str());
-    co_return upload_end{false, describe(co_await reply(ps, code, 0, 0, why))};
+    co_return request_end{false, describe(co_await reply(ps, code, 0, no_hash, why))};
+}
+
+// The file in --dir that `name` (from the network) stands for, or why it
+// may not be used.
+struct target_path {
+    fs::path path;
+    const char* refusal = nullptr;
+};
+
+target_path path_in_dir(const std::string& name, const server_state& state)
+{
+    if (const char* refusal = unsafe_name(name)) return {{}, refusal};
+    try {
+        // The name is UTF-8; Windows wants UTF-16, which path converts to.
+        return {state.dir / fs::path(std::u8string(name.begin(), name.end()))};
+    } catch (const std::exception&) {
+        return {{}, "the name is not valid UTF-8"};
+    }
 }
 
 // One upload, from its header packet: checks the name and the size, claims
 // the file, says ready, and receives the content.
-task<upload_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const std::byte> header_body,
-                                const std::string& peer, server_state& state)
+task<request_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const std::byte> header_body,
+                                 const std::string& peer, server_state& state)
 {
     const auto header = file_proto::parse_header(header_body);
     if (!header) {
-        co_await reply_and_close(ps, status::protocol_error, 0, 0, "malformed file header");
-        co_return upload_end{false, "protocol error: malformed file header"};
+        co_await reply_and_close(ps, status::protocol_error, 0, no_hash, "malformed file header");
+        co_return request_end{false, "protocol error: malformed file header"};
     }
     // Copies: the header's bytes are valid only until the next read_packet.
     const std::string name(header->name);
     const std::string shown = example::escaped(name); // printed: it came from the network
     const std::uint64_t size = header->size;
 
-    const char* refusal = unsafe_name(name);
-    fs::path target;
-    if (refusal == nullptr) {
-        try {
-            // The name is UTF-8; Windows wants UTF-16, which path converts to.
-            target = state.dir / fs::path(std::u8string(name.begin(), name.end()));
-        } catch (const std::exception&) {
-            refusal = "the name is not valid UTF-8";
-        }
-    }
-    if (refusal != nullptr) co_return co_await refuse(ps, peer, shown, status::bad_name, refusal, state);
+    const target_path target = path_in_dir(name, state);
+    if (target.refusal != nullptr) co_return co_await refuse(ps, peer, shown, status::bad_name, target.refusal, state);
     if (size > state.max_size) {
         const std::string why = "the file is too large: " + std::to_string(size) +
                                 " bytes, this server accepts at most " + std::to_string(state.max_size);
@@ -312,19 +332,79 @@ task<upload_end> receive_upload(packet_stream<tcp_socket>& ps, std::span<const s
     }
     // The file system decides whether another upload (or program) holds
     // this file, whatever the spelling of its name (file_store.hpp).
-    incoming_file file(target);
+    incoming_file file(ps.next_layer().context(), target.path);
     if (auto error = file.claim()) {
         file.discard(); // free whatever it did claim before the client can retry
         co_return co_await refuse(ps, peer, shown, error.busy ? status::busy : status::storage_error, error.message,
                                   state);
     }
-    if (auto [ec] = co_await ps.write_packet(file_proto::ready); ec) co_return upload_end{false, describe(ec)};
+    if (auto [ec] = co_await ps.write_packet(file_proto::ready); ec) co_return request_end{false, describe(ec)};
     if (state.log.allow()) {
         std::printf("%s: receiving %s, %llu bytes\n", peer.c_str(), shown.c_str(),
                     static_cast<unsigned long long>(size));
     }
     co_return co_await receive_content(ps, file, peer, shown, size, state);
 }
+
+// snippet-begin: download
+// One download, from its get packet: checks the name, opens the file for
+// reading (shared with other downloads only, so nobody replaces it
+// meanwhile), hashes it with overlapped reads, then sends the content packet
+// and the file's bytes with one transmit_file. The connection stays in step
+// for another request unless the transfer broke off.
+task<request_end> send_download(packet_stream<tcp_socket>& ps, std::span<const std::byte> get_body,
+                                const std::string& peer, server_state& state)
+{
+    const std::string name(file_proto::text(get_body)); // a copy, as above
+    const std::string shown = example::escaped(name);
+    const target_path target = path_in_dir(name, state);
+    if (target.refusal != nullptr) co_return co_await refuse(ps, peer, shown, status::bad_name, target.refusal, state);
+    random_access_file file(ps.next_layer().context());
+    if (auto error = file_store::open_for_download(file, target.path)) {
+        const status code = error.missing ? status::not_found : error.busy ? status::busy : status::storage_error;
+        co_return co_await refuse(ps, peer, shown, code, error.message, state);
+    }
+    auto [size_ec, size] = file.size();
+    if (size_ec) co_return co_await refuse(ps, peer, shown, status::storage_error, size_ec.message(), state);
+    const auto start = std::chrono::steady_clock::now();
+    const file_store::stored_content hashed = co_await file_store::hash_file(file, size);
+    if (hashed.error) co_return co_await refuse(ps, peer, shown, status::storage_error, hashed.error.message, state);
+
+    // TransmitFile's head: a whole content packet, framed as the stream
+    // frames its own packets (header, then size and SHA-256).
+    std::array<std::byte, 4 + file_proto::content_body_size> head{};
+    (void)portico::encode_header(ps.format(), file_proto::content, file_proto::content_body_size, head);
+    const auto size_field = file_proto::put_le<8>(size);
+    std::copy(size_field.begin(), size_field.end(), head.begin() + 4);
+    std::copy(hashed.hash.begin(), hashed.hash.end(), head.begin() + 12);
+    if (state.log.allow()) {
+        std::printf("%s: sending %s, %llu bytes, sha256 %s\n", peer.c_str(), shown.c_str(),
+                    static_cast<unsigned long long>(size), file_hash::hex(hashed.hash).c_str());
+    }
+    // NOTE: this writes on the socket under the stream, past its send queue.
+    // That is sound here because the session awaited every packet it wrote
+    // (the queue is empty) and nothing else writes on this connection; the
+    // client knows that `size` unframed bytes follow this packet.
+    auto [ec, sent] = co_await ps.next_layer().transmit_file(file, 0, size, portico::buffer(head));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (ec) {
+        // The client has part of the file and no way to find the next
+        // packet: the connection ends here.
+        if (state.log.allow()) {
+            std::printf("%s: download of %s failed after %llu of %llu bytes: %s\n", peer.c_str(), shown.c_str(),
+                        static_cast<unsigned long long>(sent), static_cast<unsigned long long>(size + head.size()),
+                        ec.message().c_str());
+        }
+        co_return request_end{false, describe(ec)};
+    }
+    if (state.log.allow()) {
+        std::printf("%s: sent %s: %llu bytes in %.2f s (%.1f MiB/s), hashing included, one TransmitFile\n",
+                    peer.c_str(), shown.c_str(), static_cast<unsigned long long>(size), seconds,
+                    mib_per_second(size, seconds));
+    }
+    co_return request_end{true, {}};
+}
+// snippet-end: download
 
 // snippet-begin: session
 task<> session(tcp_socket s, endpoint peer, server_state& state)
@@ -340,10 +420,11 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
     io_context& ctx = ps.next_layer().context();
     const std::string who = peer.to_string();
     unsigned stored = 0;
+    unsigned sent = 0;
     std::string reason;
     while (reason.empty()) {
         // A request must arrive within --request-timeout of connecting or of
-        // the last result: a connection that asks for nothing is closed.
+        // the last answer: a connection that asks for nothing is closed.
         auto [ec, pkt] = co_await portico::with_timeout(ctx, state.request_timeout, ps.read_packet());
         if (ec == portico::errc::timed_out) {
             ++state.dropped;
@@ -353,16 +434,21 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
             reason = "silent for " + std::to_string(state.stall_timeout.count()) + " s";
         } else if (ec) {
             reason = describe(ec);
-        } else if (pkt.type != file_proto::file_header) {
-            co_await reply_and_close(ps, status::protocol_error, 0, 0, "expected a file header");
-            reason = "protocol error: expected a file header";
-        } else {
-            const upload_end end = co_await receive_upload(ps, pkt.body, who, state);
-            if (end.stored) ++stored;
+        } else if (pkt.type == file_proto::file_header) {
+            const request_end end = co_await receive_upload(ps, pkt.body, who, state);
+            if (end.done) ++stored;
             reason = end.closed;
+        } else if (pkt.type == file_proto::get) {
+            const request_end end = co_await send_download(ps, pkt.body, who, state);
+            if (end.done) ++sent;
+            reason = end.closed;
+        } else {
+            co_await reply_and_close(ps, status::protocol_error, 0, no_hash, "expected a file header or a get");
+            reason = "protocol error: expected a file header or a get";
         }
     }
-    if (state.log.allow()) std::printf("%s: closed, %u stored (%s)\n", who.c_str(), stored, reason.c_str());
+    if (state.log.allow())
+        std::printf("%s: closed, %u stored, %u sent (%s)\n", who.c_str(), stored, sent, reason.c_str());
     if (state.finished.fetch_add(1) + 1 == state.session_limit) state.acceptor.close();
 }
 // snippet-end: session
@@ -398,15 +484,17 @@ constexpr const char* usage =
     "                   [--max-size BYTES] [--request-timeout SECONDS] [--stall-timeout SECONDS]\n"
     "  --host             address to listen on (default 0.0.0.0: every interface)\n"
     "  --port             port to listen on (default 25000; 0 lets the system choose)\n"
-    "  --dir              where uploads are stored (default: the current directory)\n"
+    "  --dir              where uploads are stored and downloads come from (default: the\n"
+    "                     current directory)\n"
     "  --threads          pool threads (default 2)\n"
     "  --sessions         exit after this many clients have come and gone (default 0: never)\n"
     "  --max-size         the largest file accepted (default 4294967296: 4 GiB)\n"
-    "  --request-timeout  a file header must arrive within this after connecting or after the\n"
-    "                     previous upload's result (default 10)\n"
+    "  --request-timeout  a request must arrive within this after connecting or after the\n"
+    "                     previous answer (default 10)\n"
     "  --stall-timeout    during an upload, the longest the client may send nothing (default 30)\n"
     "Receives files from file_client: NAME.part while it arrives, read back and renamed to NAME\n"
-    "once its size and CRC-32 match. Ctrl+C ends every session and exits.\n";
+    "once its size and SHA-256 match; sends files with one TransmitFile each. No pool thread\n"
+    "waits for the disk. Ctrl+C ends every session and exits.\n";
 
 } // namespace
 

@@ -1,5 +1,6 @@
-// How file_server stores one upload: which names the upload owns, where its
-// bytes go, how they are checked, and when NAME is replaced.
+// How file_server stores one upload and opens one download: which names an
+// upload owns, where its bytes go, how they are checked, when NAME is
+// replaced, and how a download keeps NAME from changing while it is sent.
 //
 // Two uploads must never write one file, and only the file system knows
 // which names are one file: on Windows "Ärger.bin" and "ärger.bin" are the
@@ -13,24 +14,34 @@
 //              and while one upload holds it, an upload of any name that is
 //              the same file is refused as busy;
 //   NAME       if it exists, opened with no sharing too: refused as busy if
-//              another program has it open, and nobody can open it while the
-//              upload runs, so replacing it at the end does not fail.
+//              another program (or a download) has it open, and nobody can
+//              open it while the upload runs, so replacing it at the end
+//              does not fail.
 //
-// At the end NAME.part is read back, and its size and CRC-32 are what the
+// At the end NAME.part is read back, and its size and SHA-256 are what the
 // server compares with the client's: it judges what was stored, not what
 // was received. Only then is NAME.part renamed to NAME through its own
 // handle, replacing NAME in one step. However the upload ends otherwise,
 // NAME.part is deleted through its handle, never by name.
 //
-// The calls block the pool thread that makes them, which is fine on a local
-// disk. When the example moves to overlapped file I/O, the handles gain
-// FILE_FLAG_OVERLAPPED; who owns which name stays as it is.
+// A download opens NAME for reading, sharing only reading: other downloads
+// may send it at the same time, but no upload can claim or replace it until
+// the last of them is done, so the hash sent ahead of the content is the
+// hash of the content sent.
+//
+// Every read and write is overlapped, on the context's completion port
+// (portico::random_access_file): a slow disk delays the upload that waits
+// for it, never a pool thread and so never the other connections. The few
+// calls left synchronous (create, rename, delete) touch only the file
+// system's metadata.
 #pragma once
 
 // The Windows SDK, included the way portico includes it.
 #include <portico/detail/win/windows.hpp>
+#include <portico/portico.hpp>
 
 #include "file_protocol.hpp"
+#include "sha256.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -48,9 +59,11 @@ namespace file_store {
 /// Why a file operation failed; no message: it did not.
 struct failure {
     std::string message;
-    /// The file system said another holder has the file: the upload is
+    /// The file system said another holder has the file: the request is
     /// refused as busy rather than failed.
     bool busy = false;
+    /// There is no such file (a download).
+    bool missing = false;
 
     explicit operator bool() const noexcept { return !message.empty(); }
 };
@@ -59,15 +72,43 @@ struct failure {
 struct stored_content {
     failure error;
     std::uint64_t size = 0;
-    std::uint32_t crc = 0;
+    file_proto::digest hash{};
 };
+
+inline std::string message(DWORD error) { return std::system_category().message(static_cast<int>(error)); }
+
+// snippet-begin: hash-file
+/// Reads `size` bytes of `file` from its start with overlapped reads, 256 KiB
+/// at a time, and hashes them. The pool thread that resumes after each read
+/// hashes the block; none waits for the disk.
+inline portico::task<stored_content> hash_file(portico::random_access_file& file, std::uint64_t size)
+{
+    stored_content result;
+    std::vector<std::byte> block(256 * 1024);
+    file_hash::sha256 hash;
+    while (result.size < size) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), size - result.size));
+        auto [ec, n] = co_await file.read_all_at(result.size, portico::buffer(block.data(), want));
+        hash.update(std::span<const std::byte>(block.data(), n));
+        result.size += n;
+        if (ec) {
+            result.error = {ec == portico::errc::eof ? "the file ended early"
+                                                     : "cannot read the file: " + ec.message()};
+            co_return result;
+        }
+    }
+    result.hash = hash.finish();
+    co_return result;
+}
+// snippet-end: hash-file
 
 /// One upload's claim on NAME and NAME.part, and NAME.part's content.
 /// Thread safety: one thread at a time.
 class incoming_file {
 public:
-    /// For the file `target`; nothing is opened before claim().
-    explicit incoming_file(std::filesystem::path target) : target_(std::move(target)) {}
+    /// For the file `target`, written through `ctx`'s port; nothing is
+    /// opened before claim().
+    incoming_file(portico::io_context& ctx, std::filesystem::path target) : target_(std::move(target)), part_(ctx) {}
     incoming_file(const incoming_file&) = delete;
     incoming_file& operator=(const incoming_file&) = delete;
     ~incoming_file() { discard(); }
@@ -80,12 +121,18 @@ public:
     {
         std::filesystem::path part = target_;
         part += ".part";
-        part_ = ::CreateFileW(part.c_str(), GENERIC_READ | GENERIC_WRITE | DELETE, 0, nullptr, CREATE_ALWAYS,
-                              FILE_ATTRIBUTE_NORMAL, nullptr);
-        if (part_ == INVALID_HANDLE_VALUE) {
+        // DELETE access: the rename and the delete go through this handle.
+        // FILE_FLAG_OVERLAPPED: the writes and the read-back complete on the
+        // context's port (random_access_file takes the handle over).
+        HANDLE h = ::CreateFileW(part.c_str(), GENERIC_READ | GENERIC_WRITE | DELETE, 0, nullptr, CREATE_ALWAYS,
+                                 FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OVERLAPPED, nullptr);
+        if (h == INVALID_HANDLE_VALUE) {
             const DWORD error = ::GetLastError();
             if (error == ERROR_SHARING_VIOLATION) return {"an upload of that file is in progress", true};
             return {"cannot create the file: " + message(error)};
+        }
+        if (auto [ec] = part_.assign(reinterpret_cast<std::uintptr_t>(h)); ec) {
+            return {"cannot use the file: " + ec.message()};
         }
         // Read access, because a handle with no data access does not take
         // part in sharing: it would lock nobody out.
@@ -100,43 +147,23 @@ public:
     }
     // snippet-end: claim
 
-    /// Appends `bytes` to NAME.part.
-    failure write(std::span<const std::byte> bytes)
+    /// Writes `bytes` to NAME.part at `offset` (overlapped).
+    portico::task<failure> write(std::uint64_t offset, std::span<const std::byte> bytes)
     {
-        while (!bytes.empty()) {
-            const auto chunk = static_cast<DWORD>(std::min<std::size_t>(bytes.size(), 1u << 30));
-            DWORD written = 0;
-            if (!::WriteFile(part_, bytes.data(), chunk, &written, nullptr)) {
-                return {"cannot write the file: " + message(::GetLastError())};
-            }
-            if (written == 0) return {"cannot write the file: nothing was written"};
-            bytes = bytes.subspan(written);
-        }
-        return {};
+        auto [ec, n] = co_await part_.write_all_at(offset, portico::buffer(bytes.data(), bytes.size()));
+        if (ec) co_return failure{"cannot write the file: " + ec.message()};
+        co_return failure{};
     }
 
-    /// Reads NAME.part from its start: its size and CRC-32 as stored.
-    stored_content read_back()
+    /// Reads NAME.part from its start (overlapped): its size and SHA-256 as
+    /// stored.
+    portico::task<stored_content> read_back()
     {
-        stored_content stored;
-        if (!::SetFilePointerEx(part_, LARGE_INTEGER{}, nullptr, FILE_BEGIN)) {
-            stored.error = {"cannot read the file back: " + message(::GetLastError())};
-            return stored;
-        }
-        std::vector<std::byte> buffer(64 * 1024);
-        file_proto::crc32 crc;
-        for (;;) {
-            DWORD n = 0;
-            if (!::ReadFile(part_, buffer.data(), static_cast<DWORD>(buffer.size()), &n, nullptr)) {
-                stored.error = {"cannot read the file back: " + message(::GetLastError())};
-                return stored;
-            }
-            if (n == 0) break;
-            crc.update(std::span<const std::byte>(buffer.data(), n));
-            stored.size += n;
-        }
-        stored.crc = crc.value();
-        return stored;
+        auto [size_ec, size] = part_.size();
+        if (size_ec) co_return stored_content{{"cannot read the file back: " + size_ec.message()}};
+        stored_content stored = co_await hash_file(part_, size);
+        if (stored.error) stored.error.message = "cannot read the file back: " + stored.error.message;
+        co_return stored;
     }
 
     /// Renames NAME.part to NAME through NAME.part's handle, replacing NAME
@@ -163,12 +190,12 @@ public:
         info[0].RootDirectory = nullptr;
         info[0].FileNameLength = static_cast<DWORD>(to.size() * sizeof(wchar_t));
         std::memcpy(info[0].FileName, to.c_str(), (to.size() + 1) * sizeof(wchar_t));
-        if (!::SetFileInformationByHandle(part_, FileRenameInfo, info.data(),
+        if (!::SetFileInformationByHandle(part_handle(), FileRenameInfo, info.data(),
                                           static_cast<DWORD>(info.size() * sizeof(FILE_RENAME_INFO)))) {
             return {"cannot replace the file: " + message(::GetLastError())};
         }
         committed_ = true;
-        close(part_);
+        part_.close();
         return {};
     }
 
@@ -176,28 +203,41 @@ public:
     /// so that the client may retry at once. Idempotent.
     void discard() noexcept
     {
-        if (part_ != INVALID_HANDLE_VALUE && !committed_) {
+        if (part_.is_open() && !committed_) {
             // NOTE: through our handle, which nobody else can share: deleting
             // by name could hit a NAME.part that another upload created after
             // ours was gone.
             FILE_DISPOSITION_INFO dispose{TRUE};
-            (void)::SetFileInformationByHandle(part_, FileDispositionInfo, &dispose, sizeof dispose);
+            (void)::SetFileInformationByHandle(part_handle(), FileDispositionInfo, &dispose, sizeof dispose);
         }
-        close(part_);
+        part_.close();
         close(final_);
     }
 
 private:
+    HANDLE part_handle() const noexcept { return reinterpret_cast<HANDLE>(part_.native_handle()); }
     static void close(HANDLE& h) noexcept
     {
         if (h != INVALID_HANDLE_VALUE) ::CloseHandle(std::exchange(h, INVALID_HANDLE_VALUE));
     }
-    static std::string message(DWORD error) { return std::system_category().message(static_cast<int>(error)); }
 
     std::filesystem::path target_;
-    HANDLE part_ = INVALID_HANDLE_VALUE;
+    portico::random_access_file part_;
     HANDLE final_ = INVALID_HANDLE_VALUE;
     bool committed_ = false;
 };
+
+/// Opens NAME for a download: reading, shared only with readers (see
+/// above). Fails with `missing` if there is no such file, `busy` if an
+/// upload or another program holds it.
+inline failure open_for_download(portico::random_access_file& file, const std::filesystem::path& target)
+{
+    auto [ec] =
+        file.open(target, portico::file_access::read, portico::file_creation::open_existing, portico::file_share::read);
+    if (!ec) return {};
+    if (ec == portico::errc::file_not_found) return {"no such file", false, true};
+    if (ec == portico::errc::file_in_use) return {"the file is being uploaded, or is in use on the server", true};
+    return {"cannot open the file: " + ec.message()};
+}
 
 } // namespace file_store

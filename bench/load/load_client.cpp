@@ -1,12 +1,14 @@
 // The benchmark load client: drives one of the benchmark servers
 // (bench/PROTOCOL.md) from one thread and prints one JSON object. See --help.
 
+#include "byte_pattern.hpp"
 #include "modes.hpp"
 #include "options.hpp"
 
 #include <netdb.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cinttypes>
 #include <cmath>
@@ -21,6 +23,7 @@
 namespace {
 
 constexpr const char* help_text = R"(usage: load_client --port P --mode MODE [options]
+       load_client --write-file PATH --size B [--seed N]
 
 Load for the benchmark servers (bench/PROTOCOL.md; server mode in brackets).
 One thread, one edge-triggered epoll loop, non-blocking sockets with
@@ -68,6 +71,10 @@ modes:
                       receivers" to stderr); messages: deliveries;
                       rtt: one way, from the send of a packet to the receive
                       of its last byte at a receiver
+  download  [download] each connection sends "GET ", reads the server's file
+                      whole (--size bytes, each checked: the file must be the
+                      one --write-file writes), and asks again; messages:
+                      files; rtt: request to last byte
 
   Where every connection is opened before the traffic (idle, fanout,
   --connect-first), connects and pings go out at most 256 at a time.
@@ -97,6 +104,8 @@ options:
   --connect-first   pingpong: connect and ping every connection before the
                     warm-up (a server slow to accept many at once is not
                     timed while it accepts)
+  --write-file PATH no test: write the file the download mode expects, --size
+                    bytes of the pattern of --seed, to PATH, and exit
 
 output, one line on stdout:
   {"mode", "connections", "idle_connections", "size", "depth" (pipeline and fanout, else null), "direction"
@@ -161,6 +170,7 @@ load::test_mode parse_mode(std::string_view text)
     if (text == "burst") return test_mode::burst;
     if (text == "idle") return test_mode::idle;
     if (text == "fanout") return test_mode::fanout;
+    if (text == "download") return test_mode::download;
     usage_error("unknown mode: %.*s", static_cast<int>(text.size()), text.data());
 }
 
@@ -174,6 +184,7 @@ const char* mode_name(load::test_mode mode)
     case load::test_mode::burst: return "burst";
     case load::test_mode::idle: return "idle";
     case load::test_mode::fanout: return "fanout";
+    case load::test_mode::download: return "download";
     }
     return "?";
 }
@@ -229,11 +240,17 @@ load::options parse_options(int argc, char** argv)
             opts.connect_first = true;
         } else if (name == "--framed") {
             opts.framed = true;
+        } else if (name == "--write-file") {
+            opts.write_file = value();
         } else {
             usage_error("unknown option %s", argv[i]);
         }
     }
 
+    if (!opts.write_file.empty()) {
+        if (opts.size < 1 || opts.size > (64u << 20)) usage_error("--size: 1 to 67108864");
+        return opts;
+    }
     if (opts.port.empty()) usage_error("--port is required");
     if (!have_mode) usage_error("--mode is required");
     if (!have_size && opts.mode == load::test_mode::bulk) opts.size = 65536;
@@ -326,11 +343,33 @@ int exit_status(const load::options& opts, const load::session& result)
     return result.errors() > 0 ? 1 : 0;
 }
 
+// --write-file: the download mode's file, byte i the pattern's byte i.
+int write_file(const load::options& opts)
+{
+    const load::byte_pattern pattern(opts.seed, 0);
+    std::FILE* out = std::fopen(opts.write_file.c_str(), "wb");
+    if (out == nullptr) {
+        std::fprintf(stderr, "load_client: cannot create %s\n", opts.write_file.c_str());
+        return 2;
+    }
+    for (std::size_t at = 0; at < opts.size;) {
+        const std::size_t n = std::min(opts.size - at, load::byte_pattern::period - at % load::byte_pattern::period);
+        if (std::fwrite(pattern.at(at), 1, n, out) != n) {
+            std::fclose(out);
+            std::fprintf(stderr, "load_client: cannot write %s\n", opts.write_file.c_str());
+            return 2;
+        }
+        at += n;
+    }
+    return std::fclose(out) == 0 ? 0 : 2;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
     const load::options opts = parse_options(argc, argv);
+    if (!opts.write_file.empty()) return write_file(opts);
     try {
         raise_descriptor_limit(opts.connections + opts.idle_connections + 1); // fanout's sender
         const auto test = load::make_session(opts, resolve(opts));

@@ -543,6 +543,77 @@ private:
     }
 };
 
+// download: each connection asks for the server's file ("GET ", the download
+// server mode), reads it whole, --size bytes, each checked against the bytes
+// the file was written with (load_client --write-file: byte i of the file is
+// the pattern's byte i), then asks again; timed from the request to the last
+// byte. Messages are files; bytes are counted as they arrive.
+class download_test final : public session {
+public:
+    using session::session;
+
+private:
+    // Socket calls per turn before the other connections get theirs.
+    static constexpr int calls_per_turn = 16;
+    static constexpr char request_bytes[4] = {'G', 'E', 'T', ' '};
+
+    void on_connected(connection& c) override { request(c, clock_type::now()); }
+
+    void request(connection& c, time_point now)
+    {
+        c.started = now;
+        c.received = 0;
+        c.waiting = true;
+        c.deadline = now + response_timeout;
+        const auto n = send_some(c, request_bytes, sizeof request_bytes);
+        // 4 bytes into an idle connection's empty send buffer: all or nothing.
+        if (n >= 0 && static_cast<std::size_t>(n) < sizeof request_bytes) {
+            fail(c, failure::network, "the kernel took %zd of the 4 request bytes", n);
+        }
+    }
+
+    void on_ready(connection& c, std::uint32_t events) override
+    {
+        if ((events & readable_events) != 0) drain(c);
+    }
+
+    void on_deferred(connection& c) override
+    {
+        if (c.fd >= 0) drain(c);
+    }
+
+    void drain(connection& c)
+    {
+        for (int call = 0; call < calls_per_turn; ++call) {
+            const auto n = receive(c);
+            if (n <= 0) return;
+            const auto length = static_cast<std::size_t>(n);
+            if (!c.waiting || c.received + length > opts_.size) {
+                fail(c, failure::data, "more than the file's %zu bytes came", opts_.size);
+                return;
+            }
+            const auto same = pattern_.matching(c.received, rx_.data(), length);
+            if (same < length) {
+                fail(c, failure::data, "byte %" PRIu64 " of the file differs", c.received + same);
+                return;
+            }
+            c.received += length;
+            const auto now = clock_type::now();
+            c.deadline = now + response_timeout; // progress: a large file may take long
+            // Bytes count as they arrive, so a window that holds few files
+            // still measures the speed exactly; a file counts when it is whole.
+            if (measuring(now)) bytes_ += length;
+            if (c.received == opts_.size) {
+                if (measuring(now)) record(c, now - c.started, 0);
+                request(c, now);
+                return;
+            }
+            if (length < rx_.size()) return;
+        }
+        defer(c);
+    }
+};
+
 } // namespace
 
 std::unique_ptr<session> make_session(const options& opts, const endpoint& server)
@@ -555,6 +626,7 @@ std::unique_ptr<session> make_session(const options& opts, const endpoint& serve
     case test_mode::burst: return std::make_unique<burst_test>(opts, server);
     case test_mode::idle: return std::make_unique<idle_test>(opts, server);
     case test_mode::fanout: return make_fanout_session(opts, server);
+    case test_mode::download: return std::make_unique<download_test>(opts, server);
     }
     return nullptr;
 }

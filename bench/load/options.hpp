@@ -7,7 +7,7 @@
 
 namespace load {
 
-enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle, fanout };
+enum class test_mode { pingpong, pipeline, bulk, churn, burst, idle, fanout, download };
 
 enum class bulk_direction { oneway, both };
 
@@ -26,6 +26,8 @@ struct options {
     bool hold_stdin = false;
     bool connect_first = false; // pingpong: connect everything before the warm-up
     bool framed = false;        // pingpong, idle: each message a packet (the servers' packet modes)
+    // Not a test: write the file the download mode expects (--size bytes) here, and exit.
+    std::string write_file;
 };
 
 } // namespace load

@@ -148,6 +148,17 @@ run clean fanout-lockstep --mode fanout --connections 50 --depth 1 --size 8
 run clean fanout-largest --mode fanout --connections 3 --depth 2 --size 65531
 stop_server
 
+# Downloads of a file written by the client itself, so it can check each byte;
+# a server that corrupts one must be caught.
+"$client" --write-file "$work/download.bin" --size 300000
+start_server download --file "$work/download.bin"
+run clean download --mode download --connections 4 --size 300000
+run errors download-short --mode download --connections 1 --size 299999
+stop_server
+start_server download --file "$work/download.bin" --corrupt
+run errors download-corrupt --mode download --connections 2 --size 300000
+stop_server
+
 # Idle, held by stdin as the runner does it: the server must count the
 # connections open while the client holds them.
 start_server echo

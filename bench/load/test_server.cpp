@@ -1,10 +1,11 @@
 // A native stand-in for the benchmark servers, so that the load client can be
-// tested on Linux: the echo, packet, sink and fanout modes and the stdin
-// control of bench/PROTOCOL.md, on one level-triggered epoll loop.
-//   test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler] [--slow-first]
-//               [--drop-quiet]
-// --corrupt flips a byte in every 100th reply (fanout: delivery), which the
-// client must notice. --straggler (fanout) holds back the deliveries to the
+// tested on Linux: the echo, packet, sink, fanout and download modes and the
+// stdin control of bench/PROTOCOL.md, on one level-triggered epoll loop.
+//   test_server --mode echo|packet|sink|fanout|download [--port N] [--file PATH] [--corrupt] [--straggler]
+//               [--slow-first] [--drop-quiet]
+// --corrupt flips a byte in every 100th reply (fanout: delivery; download: file
+// sent), which the client must notice. download sends the --file, read into
+// memory at the start, for each "GET ". --straggler (fanout) holds back the deliveries to the
 // first peer that gets one until 40 are waiting, then sends them one packet
 // per turn of its loop: a receiver whose first packet arrives far behind the
 // others, which the client must wait for. --slow-first (echo and packet)
@@ -25,10 +26,13 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,7 +41,7 @@
 
 namespace {
 
-enum class server_mode { echo, packet, sink, fanout };
+enum class server_mode { echo, packet, sink, fanout, download };
 
 // One receive call reads at most this much, like the real servers' 64 KiB buffer.
 constexpr std::size_t receive_size = 64 * 1024;
@@ -68,8 +72,10 @@ struct peer {
 
 class server {
 public:
-    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, bool slow_first, bool drop_quiet)
-        : mode_(mode), corrupt_(corrupt), straggler_(straggler), slow_first_(slow_first), drop_quiet_(drop_quiet)
+    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, bool slow_first, bool drop_quiet,
+           std::vector<std::uint8_t> file)
+        : mode_(mode), corrupt_(corrupt), straggler_(straggler), file_(std::move(file)), slow_first_(slow_first),
+          drop_quiet_(drop_quiet)
     {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd_ < 0) throw_errno("epoll_create1");
@@ -169,6 +175,12 @@ private:
 
     void serve(peer& p)
     {
+        if (mode_ == server_mode::download) {
+            // Sends the files asked for, and reads the next requests.
+            if (!flush(p)) return;
+            if (p.outbox.empty()) take_requests(p);
+            return;
+        }
         if (mode_ == server_mode::fanout) {
             // Sends what is delivered to it, and receives at any time.
             if (!flush(p)) return;
@@ -182,16 +194,25 @@ private:
             receive(p);
     }
 
-    void receive(peer& p)
+    // Receives after what the peer's buffer holds: the byte count, 0 if
+    // nothing is waiting, or -1 if the peer closed or failed (it is dropped).
+    std::ptrdiff_t receive_into(peer& p)
     {
         const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
         const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
         if (n <= 0) {
             drop(p);
-            return;
+            return -1;
         }
         p.last_received = clock_type::now();
+        return n;
+    }
+
+    void receive(peer& p)
+    {
+        const auto n = receive_into(p);
+        if (n <= 0) return;
         if (mode_ == server_mode::sink) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = p.filled;
@@ -267,16 +288,31 @@ private:
         watch(p, EPOLLIN);
     }
 
+    // download: every whole "GET " received queues the file on the peer's outbox.
+    void take_requests(peer& p)
+    {
+        const auto n = receive_into(p);
+        if (n <= 0) return;
+        p.filled += static_cast<std::size_t>(n);
+        std::size_t end = 0;
+        for (; p.filled - end >= 4; end += 4) {
+            if (std::memcmp(p.buffer.data() + end, "GET ", 4) != 0) {
+                drop(p);
+                return;
+            }
+            p.outbox.insert(p.outbox.end(), file_.begin(), file_.end());
+            if (corrupt_ && ++replies_ % corrupt_every == 0 && !file_.empty()) p.outbox.back() ^= 0x01;
+        }
+        std::memmove(p.buffer.data(), p.buffer.data() + end, p.filled - end);
+        p.filled -= end;
+        flush(p);
+    }
+
     // fanout: receives, and delivers every whole packet to every other peer.
     void fan_out(peer& p)
     {
-        const std::size_t room = std::min(receive_size, p.buffer.size() - p.filled);
-        const auto n = ::recv(p.fd, p.buffer.data() + p.filled, room, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        if (n <= 0) {
-            drop(p);
-            return;
-        }
+        const auto n = receive_into(p);
+        if (n <= 0) return;
         p.filled += static_cast<std::size_t>(n);
         std::size_t end = 0;
         while (p.filled - end >= header_size) {
@@ -383,7 +419,7 @@ private:
 
     void print_stats() const
     {
-        constexpr const char* names[] = {"echo", "packet", "sink", "fanout"};
+        constexpr const char* names[] = {"echo", "packet", "sink", "fanout", "download"};
         std::printf("{\"impl\":\"test\",\"mode\":\"%s\",\"accepted\":%llu,\"open\":%llu}\n",
                     names[static_cast<int>(mode_)], static_cast<unsigned long long>(accepted_),
                     static_cast<unsigned long long>(open_));
@@ -393,6 +429,7 @@ private:
     server_mode mode_;
     bool corrupt_;
     bool straggler_;
+    std::vector<std::uint8_t> file_; // download: what each request gets
     int straggler_fd_ = -1;
     std::uint64_t held_ = 0; // deliveries to the straggler
     std::size_t straggler_packet_end_ = 0;
@@ -412,11 +449,10 @@ private:
 
 [[noreturn]] void usage(const char* problem)
 {
-    std::fprintf(
-        stderr,
-        "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout [--port N] [--corrupt] [--straggler] "
-        "[--slow-first] [--drop-quiet]\n",
-        problem);
+    std::fprintf(stderr,
+                 "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout|download [--port N] [--file PATH] "
+                 "[--corrupt] [--straggler] [--slow-first] [--drop-quiet]\n",
+                 problem);
     std::exit(2);
 }
 
@@ -431,6 +467,7 @@ int main(int argc, char** argv)
     bool straggler = false;
     bool slow_first = false;
     bool drop_quiet = false;
+    std::string file;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--corrupt") {
@@ -461,8 +498,12 @@ int main(int argc, char** argv)
                 mode = server_mode::sink;
             else if (value == "fanout")
                 mode = server_mode::fanout;
+            else if (value == "download")
+                mode = server_mode::download;
             else
                 usage("unknown mode");
+        } else if (arg == "--file") {
+            file = value;
         } else if (arg == "--port") {
             const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), port);
             if (error != std::errc{} || end != value.data() + value.size()) usage("bad port");
@@ -471,8 +512,15 @@ int main(int argc, char** argv)
         }
     }
     if (!have_mode) usage("--mode is required");
+    if (mode == server_mode::download && file.empty()) usage("--mode download needs --file");
     try {
-        server(mode, port, corrupt, straggler, slow_first, drop_quiet).run();
+        std::vector<std::uint8_t> content;
+        if (!file.empty()) {
+            std::ifstream in(file, std::ios::binary);
+            if (!in) usage("cannot read --file");
+            content.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        server(mode, port, corrupt, straggler, slow_first, drop_quiet, std::move(content)).run();
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "test_server: %s\n", e.what());

@@ -1,7 +1,7 @@
 // The standalone Asio benchmark server (bench/PROTOCOL.md): echo, packet, sink,
-// fan-out and the lean modes written the way an Asio user writes them with C++20
-// coroutines — one io_context, one coroutine per connection, as_tuple completions so
-// errors are values on the hot path, and nothing tuned beyond that.
+// fan-out, download and the lean modes written the way an Asio user writes them with
+// C++20 coroutines — one io_context, one coroutine per connection, as_tuple completions
+// so errors are values on the hot path, and nothing tuned beyond that.
 
 #include "harness.hpp"
 
@@ -10,6 +10,7 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/windows/random_access_handle.hpp>
 #include <asio/read.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
@@ -251,8 +252,50 @@ asio::awaitable<void> fanout(tcp::socket socket, room& r)
     self->stop();
 }
 
-asio::awaitable<void> serve(tcp::socket socket, bench::mode mode, bench::counters& counters, room& r)
+// download: each "GET " asks for the file, read with a random-access handle
+// (overlapped ReadFile on the io_context's completion port) a 64 KiB block at a
+// time, each block written whole before the next is read; the file is opened per
+// request, as a file server would. The handle is opened here rather than by
+// asio::random_access_file, which opens files without sharing (Asio 1.22), so a
+// second connection could not open the file while the first sends it.
+// A connection that starts with anything else is echoed (the latency probe run
+// beside the downloads).
+asio::awaitable<void> download(tcp::socket socket, std::vector<std::byte> buffer, const char* file)
 {
+    std::array<char, 4> request;
+    const auto [first_error, first] = co_await asio::async_read(socket, asio::buffer(request), use_nothrow);
+    if (first_error) co_return;
+    if (std::memcmp(request.data(), bench::download_request, request.size()) != 0) {
+        const auto [write_error, written] = co_await asio::async_write(socket, asio::buffer(request), use_nothrow);
+        if (write_error) co_return;
+        co_await echo(std::move(socket), std::move(buffer));
+        co_return;
+    }
+    for (;;) {
+        HANDLE h = ::CreateFileA(file, GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING,
+                                 FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OVERLAPPED, nullptr);
+        if (h == INVALID_HANDLE_VALUE) co_return;
+        asio::windows::random_access_handle f(socket.get_executor(), h);
+        std::uint64_t offset = 0;
+        for (;;) {
+            const auto [read_error, n] = co_await f.async_read_some_at(
+                offset, asio::buffer(buffer.data(), std::min(buffer.size(), bench::file_block_size)), use_nothrow);
+            if (read_error == asio::error::eof) break;
+            if (read_error) co_return;
+            const auto [write_error, written] =
+                co_await asio::async_write(socket, asio::buffer(buffer.data(), n), use_nothrow);
+            if (write_error) co_return;
+            offset += n;
+        }
+        f.close();
+        const auto [next_error, next] = co_await asio::async_read(socket, asio::buffer(request), use_nothrow);
+        if (next_error) co_return;
+    }
+}
+
+asio::awaitable<void> serve(tcp::socket socket, const bench::options& opts, bench::counters& counters, room& r)
+{
+    const bench::mode mode = opts.mode;
     const open_connection guard(counters);
     switch (mode) {
     case bench::mode::fanout: co_await fanout(std::move(socket), r); co_return;
@@ -266,14 +309,17 @@ asio::awaitable<void> serve(tcp::socket socket, bench::mode mode, bench::counter
     case bench::mode::echo: co_await echo(std::move(socket), std::move(buffer)); break;
     case bench::mode::packet: co_await packet(std::move(socket), std::move(buffer)); break;
     case bench::mode::sink: co_await sink(std::move(socket), std::move(buffer)); break;
+    case bench::mode::download: co_await download(std::move(socket), std::move(buffer), opts.file); break;
     case bench::mode::fanout:
     case bench::mode::echo_lean:
     case bench::mode::packet_lean: break;
     }
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, bench::counters& counters, room& r)
+asio::awaitable<void> accept_loop(tcp::acceptor acceptor, const bench::options& opts, bench::counters& counters,
+                                  room& r)
 {
+    const bench::mode mode = opts.mode;
     // A fan-out member's socket and coroutine run on the room's executor, so that its
     // write completions run there too.
     const asio::any_io_executor sessions = mode == bench::mode::fanout ? r.executor() : acceptor.get_executor();
@@ -290,7 +336,7 @@ asio::awaitable<void> accept_loop(tcp::acceptor acceptor, bench::mode mode, benc
         counters.accepted.fetch_add(1, std::memory_order_relaxed);
         asio::error_code ignored;
         socket.set_option(tcp::no_delay(true), ignored);
-        asio::co_spawn(sessions, serve(std::move(socket), mode, counters, r), asio::detached);
+        asio::co_spawn(sessions, serve(std::move(socket), opts, counters, r), asio::detached);
     }
 }
 
@@ -311,7 +357,7 @@ int main(int argc, char** argv)
         // Declared after the io_context, so its members' sockets go first.
         room fanout_room(opts.threads == 1 ? asio::any_io_executor(ctx.get_executor())
                                            : asio::any_io_executor(asio::make_strand(ctx)));
-        asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts.mode, counters, fanout_room), asio::detached);
+        asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts, counters, fanout_room), asio::detached);
 
         std::vector<std::thread> threads;
         for (unsigned i = 0; i < opts.threads; ++i) threads.emplace_back([&ctx] { ctx.run(); });

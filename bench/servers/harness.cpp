@@ -339,10 +339,17 @@ const counted_dll counted_dlls[] = {
     return dll::other;
 }
 
-// The kernel32 functions counted: the completion port itself, and the overlapped-I/O calls a
-// completion-port program makes on its handles (GetOverlappedResultEx: Windows 8's variant).
-// Everything ws2_32 and mswsock export is counted.
+// The kernel32 functions counted: the completion port itself, the overlapped-I/O calls a
+// completion-port program makes on its handles (GetOverlappedResultEx: Windows 8's variant),
+// and the file calls a download makes (open, size, read, close). Everything ws2_32 and
+// mswsock export is counted.
 constexpr std::string_view counted_kernel32_functions[] = {
+    "CreateFileA",
+    "CreateFileW",
+    "GetFileSizeEx",
+    "ReadFile",
+    "WriteFile",
+    "CloseHandle",
     "CreateIoCompletionPort",
     "GetQueuedCompletionStatus",
     "GetQueuedCompletionStatusEx",
@@ -461,7 +468,9 @@ void use_binary_stdout() { _setmode(_fileno(stdout), _O_BINARY); }
 [[noreturn]] void usage(const char* program, const char* problem)
 {
     if (problem != nullptr) std::fprintf(stderr, "%s: %s\n", program, problem);
-    std::fprintf(stderr, "usage: %s --mode echo|packet|sink|fanout|echo-lean|packet-lean [--port N] [--threads N]\n",
+    std::fprintf(stderr,
+                 "usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean [--port N] [--threads N]\n"
+                 "       [--file PATH]\n",
                  program);
     std::exit(2);
 }
@@ -484,6 +493,7 @@ template <typename Number>
     case mode::packet: return "packet";
     case mode::sink: return "sink";
     case mode::fanout: return "fanout";
+    case mode::download: return "download";
     case mode::echo_lean: return "echo-lean";
     case mode::packet_lean: return "packet-lean";
     }
@@ -602,7 +612,8 @@ options parse_options(int argc, char** argv)
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s --mode echo|packet|sink|fanout|echo-lean|packet-lean [--port N] [--threads N]\n"
+            std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
+                        "       [--port N] [--threads N] [--file PATH]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]  (portico)\n",
                         program);
             std::exit(0);
@@ -619,17 +630,21 @@ options parse_options(int argc, char** argv)
                 result.mode = mode::sink;
             } else if (name == "fanout") {
                 result.mode = mode::fanout;
+            } else if (name == "download") {
+                result.mode = mode::download;
             } else if (name == "echo-lean") {
                 result.mode = mode::echo_lean;
             } else if (name == "packet-lean") {
                 result.mode = mode::packet_lean;
             } else {
-                usage(program, "--mode takes echo, packet, sink, fanout, echo-lean or packet-lean");
+                usage(program, "--mode takes echo, packet, sink, fanout, download, echo-lean or packet-lean");
             }
         } else if (flag == "--port") {
             if (!parse_number<std::uint16_t>(value, 0, 65535, result.port)) usage(program, "--port takes 0..65535");
         } else if (flag == "--threads") {
             if (!parse_number<unsigned>(value, 1, 1024, result.threads)) usage(program, "--threads takes 1..1024");
+        } else if (flag == "--file") {
+            result.file = value;
         } else if (flag == "--inline-budget") {
             unsigned n = 0;
             if (!parse_number<unsigned>(value, 0, 1u << 20, n)) usage(program, "--inline-budget takes 0..1048576");
@@ -650,6 +665,7 @@ options parse_options(int argc, char** argv)
             usage(program, "unknown option");
         }
     }
+    if (result.mode == mode::download && result.file == nullptr) usage(program, "--mode download needs --file");
     return result;
 }
 

@@ -13,7 +13,7 @@
 
 namespace bench {
 
-enum class mode { echo, packet, sink, fanout, echo_lean, packet_lean };
+enum class mode { echo, packet, sink, fanout, download, echo_lean, packet_lean };
 
 [[nodiscard]] constexpr bool is_lean(mode m) noexcept { return m == mode::echo_lean || m == mode::packet_lean; }
 
@@ -21,6 +21,8 @@ struct options {
     bench::mode mode = mode::echo;
     std::uint16_t port = 0;
     unsigned threads = 1;
+    // --file: the file the download mode sends (a path as the program receives it).
+    const char* file = nullptr;
     // Scheduling knobs, for the servers that have them (portico's io_context::options); unset
     // means the library's default. A server without the knob refuses the flag.
     std::optional<unsigned> inline_budget;
@@ -29,9 +31,10 @@ struct options {
     std::optional<unsigned> port_check_interval;
 };
 
-// Parses --mode echo|packet|sink|fanout|echo-lean|packet-lean, --port N, --threads N (N >= 1), and the scheduling knobs
-// --inline-budget N, --batch N (N >= 1), --skip-on-success 0|1, --port-check N (N >= 1); prints usage to stderr and
-// exits with status 2 on bad input.
+// Parses --mode echo|packet|sink|fanout|download|echo-lean|packet-lean, --port N, --threads N (N >= 1),
+// --file PATH (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
+// --skip-on-success 0|1, --port-check N (N >= 1); prints usage to stderr and exits with status 2
+// on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 
 // For a server without scheduling knobs: exits with status 2, saying so, if any was given.
@@ -60,6 +63,11 @@ void run_control(const char* impl, const options& opts, const counters& c);
 // The sizes PROTOCOL.md fixes.
 inline constexpr std::size_t receive_buffer_size = 64 * 1024;
 inline constexpr std::size_t packet_header_size = 4;
+// The download mode's request: a connection that starts with these 4 bytes asks for the file,
+// once per request; any other connection is an echo connection.
+inline constexpr char download_request[4] = {'G', 'E', 'T', ' '};
+// The block the Asio server reads the file in, and sends.
+inline constexpr std::size_t file_block_size = 64 * 1024;
 
 // The receive buffers of the lean modes (PROTOCOL.md): a connection borrows one
 // when data has arrived and gives it back once its answer is sent, so an idle

@@ -1,13 +1,11 @@
-// The portico benchmark server (bench/PROTOCOL.md): echo, packet echo, sink,
-// fan-out and the lean echo modes, written the way the examples teach, so what
-// is measured is what a user of the library gets.
-
 #include "harness.hpp"
 
 #include <portico/portico.hpp>
 
 #include <array>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -174,7 +172,33 @@ task<> fanout(tcp_socket s, room& r)
     r.leave(*self);
 }
 
-task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& r)
+// download: each "GET " asks for the file, which goes out with one
+// transmit_file (TransmitFile: on Windows the kernel sends it from the cache,
+// with no copy through the process; Wine copies it on the calling thread, see
+// docs/platform-notes.md); the file is opened per request, as a file server
+// would.
+// A connection that starts with anything else is echoed (the latency probe
+// run beside the downloads).
+task<> download(tcp_socket s, const std::filesystem::path& file)
+{
+    std::array<char, 4> request;
+    auto [first_ec, first] = co_await s.read_all(buffer(request));
+    if (first_ec) co_return;
+    if (std::memcmp(request.data(), bench::download_request, request.size()) != 0) {
+        if (auto [ec, n] = co_await s.write_all(buffer(request)); ec) co_return;
+        co_await echo(std::move(s));
+        co_return;
+    }
+    for (;;) {
+        portico::random_access_file f(s.context());
+        if (auto [ec] = f.open(file, portico::file_access::read); ec) co_return;
+        if (auto [ec, n] = co_await s.transmit_file(f, 0, portico::to_end_of_file); ec) co_return;
+        f.close();
+        if (auto [ec, n] = co_await s.read_all(buffer(request)); ec) co_return;
+    }
+}
+
+task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& r, const std::filesystem::path& file)
 {
     open_connection counted(counters);
     (void)s.set_no_delay(true);
@@ -187,18 +211,20 @@ task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& 
     case bench::mode::packet_lean: co_await packet_echo(std::move(s)); break;
     case bench::mode::sink: co_await sink(std::move(s)); break;
     case bench::mode::fanout: co_await fanout(std::move(s), r); break;
+    case bench::mode::download: co_await download(std::move(s), file); break;
     }
 }
 
-task<> serve(io_context& ctx, portico::tcp_acceptor& acceptor, bench::mode mode, bench::counters& counters)
+task<> serve(io_context& ctx, portico::tcp_acceptor& acceptor, const bench::options& opts, bench::counters& counters)
 {
     co_await ctx.schedule();
     room r;
+    const std::filesystem::path file = opts.file != nullptr ? opts.file : "";
     portico::task_group sessions;
     for (;;) {
         auto [ec, s] = co_await acceptor.accept();
         if (ec) break; // the context was stopped: "quit"
-        sessions.spawn(session(std::move(s), mode, counters, r));
+        sessions.spawn(session(std::move(s), opts.mode, counters, r, file));
     }
     // Each session's pending receive ends with operation_aborted.
     sessions.request_stop();
@@ -234,7 +260,7 @@ int main(int argc, char** argv)
             bench::run_control("portico", opts, counters);
             ctx.stop();
         });
-        portico::sync_wait(serve(ctx, acceptor, opts.mode, counters));
+        portico::sync_wait(serve(ctx, acceptor, opts, counters));
         control.join();
     }
     return 0;

@@ -516,8 +516,8 @@ int main(int argc, char** argv)
     // NOTE: a fan-out needs a receive and sends in flight at once on every connection,
     // a different machine from this server's one operation at a time: the floor
     // covers the modes without shared state.
-    if (opts.mode == bench::mode::fanout) {
-        std::fputs("bench_raw: --mode fanout is not implemented\n", stderr);
+    if (opts.mode == bench::mode::fanout || opts.mode == bench::mode::download) {
+        std::fputs("bench_raw: --mode fanout and --mode download are not implemented\n", stderr);
         return 2;
     }
     WSADATA data;

@@ -32,12 +32,12 @@ def check(condition, message):
 
 
 class Server:
-    def __init__(self, mode, threads=1):
+    def __init__(self, mode, threads=1, extra=()):
         self.mode = mode
         # timeout: a hung server must not hang the test; the EXIT trap ends what is left.
         self.process = subprocess.Popen(
             ["timeout", "120", "bash", os.path.join(root, "scripts/wine-run.sh"), prefix, exe,
-             "--mode", mode, "--threads", str(threads)],
+             "--mode", mode, "--threads", str(threads), *extra],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.read_line(60)
         check(line.startswith("listening on 127.0.0.1:") and line.endswith("\n") and not line.endswith("\r\n"),
@@ -285,6 +285,44 @@ def sink_test():
     server.quit()
 
 
+def download_test():
+    # The file, twice on one connection, while another connection is echoed; then as many
+    # downloads at once, each compared byte for byte.
+    content = os.urandom(3 << 20)
+    path = os.path.join(os.path.dirname(exe), "selftest-download.bin")
+    with open(path, "wb") as f:
+        f.write(content)
+    server = Server("download", 2, ["--file", "Z:" + os.path.abspath(path).replace("/", "\\")])
+    d, e = server.connect(), server.connect()
+    e.sendall(b"ping")
+    check(recv_exactly(e, 4) == b"ping", "download mode: an echo connection was not echoed")
+    before = server.stats()
+    for _ in range(2):
+        d.sendall(b"GET ")
+        check(recv_exactly(d, len(content)) == content, "download: the bytes differ from the file")
+    e.sendall(b"pong" * 100)
+    check(recv_exactly(e, 400) == b"pong" * 100, "download mode: the echo stopped")
+    after = server.stats()
+    print("download: calls per file:", json.dumps(per_message(before, after, 2)))
+    if impl == "portico":
+        check(after["calls"].get("TransmitFile", 0) - before["calls"].get("TransmitFile", 0) == 2,
+              "portico: not one TransmitFile per file")
+    else:
+        check(after["calls"].get("ReadFile", 0) - before["calls"].get("ReadFile", 0) >= 2 * 48,
+              "asio: too few ReadFile calls for 3 MiB in 64 KiB blocks")
+    many = [server.connect() for _ in range(8)]
+    for c in many:
+        c.sendall(b"GET ")
+    for c in many:
+        check(recv_exactly(c, len(content)) == content, "download: concurrent bytes differ from the file")
+        c.close()
+    d.close()
+    e.close()
+    server.wait_open(0)
+    server.quit()
+    os.remove(path)
+
+
 def shutdown_under_load():
     # quit while connections are busy, with several workers: the server must still exit 0.
     server = Server("echo", 4)
@@ -441,13 +479,15 @@ packet_test("packet-lean")
 lean_idle_test("echo-lean")
 lean_idle_test("packet-lean")
 if impl == "raw":
-    # The floor has no fan-out; it says so.
-    refused = subprocess.run(["timeout", "120", "bash", os.path.join(root, "scripts/wine-run.sh"), prefix, exe,
-                              "--mode", "fanout"], capture_output=True, text=True)
-    check(refused.returncode == 2 and "not implemented" in refused.stderr, f"raw --mode fanout: {refused}")
+    # The floor has no fan-out and no download; it says so.
+    for mode in ("fanout", "download"):
+        refused = subprocess.run(["timeout", "120", "bash", os.path.join(root, "scripts/wine-run.sh"), prefix, exe,
+                                  "--mode", mode, "--file", "x"], capture_output=True, text=True)
+        check(refused.returncode == 2 and "not implemented" in refused.stderr, f"raw --mode {mode}: {refused}")
 else:
     fanout_test(1)
     fanout_test(4)
+    download_test()
 shutdown_under_load()
 print("selftest: all passed")
 EOF

@@ -67,6 +67,18 @@ enum class errc {
     host_not_found,
     /// Name resolution found no such service (port name).
     service_not_found,
+    /// No file or directory of that name (or a directory on its path is missing).
+    file_not_found,
+    /// The file exists, and the open asked for a new one (file_creation::create_new).
+    file_exists,
+    /// The system refused the access asked for (permissions, a read-only file,
+    /// a directory opened as a file).
+    access_denied,
+    /// Another handle holds the file without sharing it as asked (a sharing
+    /// or lock violation).
+    file_in_use,
+    /// The disk (or the user's quota) has no room for the data.
+    disk_full,
 };
 
 namespace detail {
@@ -100,6 +112,11 @@ public:
         case errc::datagram_truncated: return "datagram larger than the receive buffer (truncated)";
         case errc::host_not_found: return "host not found";
         case errc::service_not_found: return "service not found";
+        case errc::file_not_found: return "no such file or directory";
+        case errc::file_exists: return "file already exists";
+        case errc::access_denied: return "access denied";
+        case errc::file_in_use: return "file in use without sharing";
+        case errc::disk_full: return "no space left on the disk";
         }
         return "unknown portico error";
     }
@@ -121,6 +138,11 @@ public:
         case errc::send_queue_full: return std::errc::no_buffer_space;
         case errc::no_resources: return std::errc::not_enough_memory;
         case errc::datagram_truncated: return std::errc::message_size;
+        case errc::file_not_found: return std::errc::no_such_file_or_directory;
+        case errc::file_exists: return std::errc::file_exists;
+        case errc::access_denied: return std::errc::permission_denied;
+        case errc::file_in_use: return std::errc::device_or_resource_busy;
+        case errc::disk_full: return std::errc::no_space_on_device;
         default: return std::error_condition(value, *this);
         }
     }

@@ -52,9 +52,16 @@ struct io_statistics {
     /// DisconnectEx calls. No portico operation issues one yet, so this stays
     /// 0.
     std::uint64_t disconnect_calls = 0;
-    /// CancelIoEx calls (cancel() on a socket, and stop requests on pending
-    /// socket operations).
+    /// CancelIoEx calls (cancel() on a socket or file, and stop requests on
+    /// pending operations).
     std::uint64_t cancel_calls = 0;
+    /// ReadFile calls (random_access_file reads).
+    std::uint64_t file_read_calls = 0;
+    /// WriteFile calls (random_access_file writes).
+    std::uint64_t file_write_calls = 0;
+    /// TransmitFile calls (tcp_socket::transmit_file makes one per GiB of
+    /// file begun; none when there is nothing to send).
+    std::uint64_t transmit_file_calls = 0;
     /// Operations started and not yet completed, at the time of the snapshot.
     std::int64_t outstanding = 0;
 
@@ -66,7 +73,8 @@ struct io_statistics {
     /// All Win32 I/O calls together.
     [[nodiscard]] std::uint64_t io_calls() const noexcept
     {
-        return recv_calls + send_calls + accept_calls + connect_calls + disconnect_calls + cancel_calls;
+        return recv_calls + send_calls + accept_calls + connect_calls + disconnect_calls + cancel_calls +
+               file_read_calls + file_write_calls + transmit_file_calls;
     }
 };
 
@@ -89,17 +97,21 @@ enum class counter : unsigned {
     connect_calls,
     disconnect_calls,
     cancel_calls,
+    file_read_calls,
+    file_write_calls,
+    transmit_file_calls,
     count_
 };
 
 /// The io_statistics field each counter is reported in, by counter index
 /// (max_batch and outstanding are kept apart: they are not sums).
 inline constexpr std::uint64_t io_statistics::* counter_fields[] = {
-    &io_statistics::dequeue_calls,  &io_statistics::completions,        &io_statistics::posts,
-    &io_statistics::post_failures,  &io_statistics::inline_completions, &io_statistics::ready_queued,
-    &io_statistics::timers_started, &io_statistics::timers_fired,       &io_statistics::timers_cancelled,
-    &io_statistics::recv_calls,     &io_statistics::send_calls,         &io_statistics::accept_calls,
-    &io_statistics::connect_calls,  &io_statistics::disconnect_calls,   &io_statistics::cancel_calls,
+    &io_statistics::dequeue_calls,    &io_statistics::completions,        &io_statistics::posts,
+    &io_statistics::post_failures,    &io_statistics::inline_completions, &io_statistics::ready_queued,
+    &io_statistics::timers_started,   &io_statistics::timers_fired,       &io_statistics::timers_cancelled,
+    &io_statistics::recv_calls,       &io_statistics::send_calls,         &io_statistics::accept_calls,
+    &io_statistics::connect_calls,    &io_statistics::disconnect_calls,   &io_statistics::cancel_calls,
+    &io_statistics::file_read_calls,  &io_statistics::file_write_calls,   &io_statistics::transmit_file_calls,
 };
 static_assert(std::size(counter_fields) == static_cast<std::size_t>(counter::count_), "one field per counter");
 

@@ -14,6 +14,7 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/coro/when_any.hpp>
 #include <portico/error.hpp>
+#include <portico/file/file_mode.hpp>
 #include <portico/frame_cache.hpp>
 #include <portico/framing/packet.hpp>
 #include <portico/framing/packet_format.hpp>
@@ -29,6 +30,7 @@
 #include <portico/signal_event.hpp>
 
 #if !PORTICO_BACKEND_NONE
+#include <portico/file/random_access_file.hpp>
 #include <portico/io_context.hpp>
 #include <portico/net/resolver.hpp>
 #include <portico/net/tcp_acceptor.hpp>

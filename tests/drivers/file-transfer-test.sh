@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Runs file_server and file_client under Wine for one scenario and checks what
-# the server's directory holds afterwards:
+# the server's directory (and the client's downloads) hold afterwards:
 #   file-transfer-test.sh PREFIX SERVER.exe CLIENT.exe SCENARIO
 # SCENARIO:
-#   intact       a 100 MiB file of seeded random bytes; the stored copy must
+#   intact       upload a 100 MiB file of seeded random bytes; the stored copy must
 #                equal it byte for byte (cmp)
-#   check-value  the 9 bytes "123456789", whose CRC-32 is the standard cbf43926
-#   abort        the client resets the connection mid-transfer (--abort-after)
-#   close        the client closes its side mid-transfer (--close-after)
-#   refuse       an unsafe name (../escape.bin) must be refused
+#   check-value  upload the 3 bytes "abc", whose SHA-256 is the standard
+#                ba7816bf...f20015ad (FIPS 180-2)
+#   abort        the client resets the connection mid-upload (--abort-after)
+#   close        the client closes its side mid-upload (--close-after)
+#   phases       an upload broken off at every phase (right after ready, after
+#                1 byte, mid-way, 1 byte short, all data but no end packet),
+#                by a reset and by a close: never a partial file
+#   refuse       an unsafe name (../escape.bin) must be refused, upload and download
 #   interrupt    Ctrl+C on the server while an upload is half done
+#   download     download a 100 MiB file; the copy must equal it (cmp), no .part left
+#   downloads    20 clients download one 8 MiB file at once; every copy equal
+#   download-abort  the client resets mid-download: the server reports it and
+#                goes on, the client leaves no partial file
 # Prints the programs' output as tests/drivers/run-pair.sh does, then a line that starts
 # with "verdict: ok" only if the directory holds exactly what it should: the
 # file when it was stored, neither NAME nor NAME.part otherwise. Test files
@@ -78,14 +86,20 @@ wait_server() {
   fi
 }
 
+# Runs the client with "--port PORT" and the given arguments; its output goes
+# to client.out, its status to client_status.
+run_client() {
+  client_status=0
+  timeout 100 bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" "$@" >client.out 2>&1 </dev/null ||
+    client_status=$?
+}
+
 # As tests/drivers/run-pair.sh: the server for one session, the client with
 # "--port PORT" and the given arguments; prints both outputs and sets
 # client_status and server_status.
 run_pair() {
   start_server --sessions 1
-  client_status=0
-  timeout 100 bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" "$@" >client.out 2>&1 </dev/null ||
-    client_status=$?
+  run_client "$@"
   wait_server
   echo "--- client (exit $client_status)"
   cat client.out
@@ -118,11 +132,11 @@ case $scenario in
     echo "verdict: ok: store/big.bin is identical to the source (cmp), no big.bin.part left"
     ;;
   check-value)
-    printf '123456789' >src/digits.txt
-    run_pair src/digits.txt
+    printf 'abc' >src/abc.txt
+    run_pair src/abc.txt
     [[ $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
-    cmp src/digits.txt store/digits.txt || { echo "verdict: FAILED: the stored file differs"; exit 1; }
-    echo "verdict: ok: store/digits.txt is identical to the source (cmp)"
+    cmp src/abc.txt store/abc.txt || { echo "verdict: FAILED: the stored file differs"; exit 1; }
+    echo "verdict: ok: store/abc.txt is identical to the source (cmp)"
     ;;
   abort | close)
     seeded_bytes $((8 * 1024 * 1024)) >src/big.bin
@@ -130,12 +144,103 @@ case $scenario in
     [[ $client_status == 1 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
     expect_nothing_stored big.bin
     ;;
+  phases)
+    size=$((1024 * 1024))
+    seeded_bytes $size >src/big.bin
+    start_server --sessions 10
+    for how in abort close; do
+      for after in 0 1 $((size / 2)) $((size - 1)) $size; do
+        run_client "--$how-after" "$after" src/big.bin
+        [[ $client_status == 1 ]] || { cat client.out; echo "verdict: FAILED: --$how-after $after: exit $client_status"; exit 1; }
+        # The server deletes big.bin.part when it sees the end of the
+        # connection, which may come a moment after the client exits.
+        for _ in $(seq 100); do
+          [[ -z $(ls -A store) ]] && break
+          sleep 0.1 # polling a directory another process writes
+        done
+        if [[ -n $(ls -A store) ]]; then
+          cat server.out
+          echo "verdict: FAILED: after --$how-after $after the directory holds: $(stored)"
+          exit 1
+        fi
+        echo "--$how-after $after: nothing stored"
+      done
+    done
+    wait_server
+    cat server.out
+    [[ $server_status == 0 ]] || { echo "verdict: FAILED (server exit status)"; exit 1; }
+    echo "verdict: ok: 10 uploads broken off at every phase, no big.bin and no big.bin.part left"
+    ;;
   refuse)
     printf 'should never be stored\n' >src/escape.bin
-    run_pair --as ../escape.bin src/escape.bin
-    [[ $client_status == 1 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
+    printf 'outside --dir\n' >secret.bin
+    start_server --sessions 2
+    run_client --as ../escape.bin src/escape.bin
+    echo "--- upload client (exit $client_status)"
+    cat client.out
+    upload_status=$client_status
+    run_client --get ../secret.bin --out stolen.bin
+    echo "--- download client (exit $client_status)"
+    cat client.out
+    wait_server
+    echo "--- server (exit $server_status)"
+    cat server.out
+    [[ $upload_status == 1 && $client_status == 1 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
     [[ ! -e escape.bin ]] || { echo "verdict: FAILED: escape.bin was written outside the directory"; exit 1; }
+    [[ ! -e stolen.bin && ! -e stolen.bin.part ]] || { echo "verdict: FAILED: a file outside the directory was sent"; exit 1; }
     expect_nothing_stored escape.bin
+    ;;
+  download)
+    seeded_bytes $((100 * 1024 * 1024)) >store/big.bin
+    start=$(date +%s%N)
+    run_pair --get big.bin --out got.bin
+    echo "server start to exit, client included: $((($(date +%s%N) - start) / 1000000)) ms"
+    [[ $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
+    cmp store/big.bin got.bin || { echo "verdict: FAILED: the downloaded file differs"; exit 1; }
+    [[ ! -e got.bin.part ]] || { echo "verdict: FAILED: got.bin.part left"; exit 1; }
+    echo "verdict: ok: got.bin is identical to store/big.bin (cmp), no got.bin.part left"
+    ;;
+  downloads)
+    clients=20
+    seeded_bytes $((8 * 1024 * 1024)) >store/shared.bin
+    start_server --sessions $clients
+    pids=()
+    for i in $(seq $clients); do
+      timeout 100 bash "$here/../../scripts/wine-run.sh" "$prefix" "$client" --port "$port" --get shared.bin \
+        --out "copy$i.bin" >"client$i.out" 2>&1 </dev/null &
+      pids+=($!)
+    done
+    failed=0
+    for i in $(seq $clients); do
+      wait "${pids[$((i - 1))]}" || { echo "client $i failed:"; cat "client$i.out"; failed=1; }
+    done
+    wait_server
+    cat server.out
+    [[ $failed == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
+    for i in $(seq $clients); do
+      cmp store/shared.bin "copy$i.bin" || { echo "verdict: FAILED: copy$i.bin differs"; exit 1; }
+    done
+    echo "verdict: ok: $clients concurrent downloads, every copy identical to store/shared.bin (cmp)"
+    ;;
+  download-abort)
+    seeded_bytes $((64 * 1024 * 1024)) >store/big.bin
+    printf 'small\n' >store/small.bin
+    start_server --sessions 2
+    run_client --get big.bin --out got.bin --abort-after $((1024 * 1024))
+    echo "--- aborted download (exit $client_status)"
+    cat client.out
+    aborted_status=$client_status
+    # The server goes on: the next client gets its file.
+    run_client --get small.bin --out small-copy.bin
+    echo "--- next download (exit $client_status)"
+    cat client.out
+    wait_server
+    echo "--- server (exit $server_status)"
+    cat server.out
+    [[ $aborted_status == 1 && $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
+    [[ ! -e got.bin && ! -e got.bin.part ]] || { echo "verdict: FAILED: a partial download was left"; exit 1; }
+    cmp store/small.bin small-copy.bin || { echo "verdict: FAILED: the next download differs"; exit 1; }
+    echo "verdict: ok: the reset download left nothing, the server served the next one"
     ;;
   interrupt)
     # As tests/drivers/interrupt-test.sh, with a connection that is half way
@@ -162,7 +267,7 @@ case $scenario in
     expect_nothing_stored half.bin
     ;;
   *)
-    echo "usage: $0 PREFIX SERVER.exe CLIENT.exe intact|check-value|abort|close|refuse|interrupt" >&2
+    echo "usage: $0 PREFIX SERVER.exe CLIENT.exe intact|check-value|abort|close|phases|refuse|interrupt|download|downloads|download-abort" >&2
     exit 2
     ;;
 esac

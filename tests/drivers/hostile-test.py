@@ -16,6 +16,7 @@ ctest test whatever else matched. Nothing is left running.
 Scenarios are the functions named scenario_*, "-" for "_" (see --list).
 """
 
+import hashlib
 import os
 import re
 import selectors
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WINE_RUN = os.path.join(HERE, "..", "..", "scripts", "wine-run.sh")
@@ -397,10 +397,15 @@ def scenario_idle(prefix, exe, args, work):
 
 
 # file_server's protocol (examples/file_protocol.hpp).
-FILE_HEADER, DATA, END, READY, RESULT = 1, 2, 3, 10, 11
-STORED, BAD_NAME, BUSY, STORAGE_ERROR, TOO_LARGE = 0, 1, 2, 3, 7
+FILE_HEADER, DATA, END, GET, READY, RESULT, CONTENT = 1, 2, 3, 4, 10, 11, 12
+STORED, BAD_NAME, BUSY, STORAGE_ERROR, TOO_LARGE, NOT_FOUND = 0, 1, 2, 3, 7, 8
 STATUS_NAMES = {0: "stored", 1: "bad_name", 2: "busy", 3: "storage_error", 4: "size_mismatch",
-                5: "checksum_mismatch", 6: "protocol_error", 7: "too_large"}
+                5: "checksum_mismatch", 6: "protocol_error", 7: "too_large", 8: "not_found"}
+RESULT_PREFIX = 1 + 8 + 32  # u8 status, u64 bytes, sha256
+
+
+def sha256(content: bytes) -> bytes:
+    return hashlib.sha256(content).digest()
 
 
 class Uploader:
@@ -413,13 +418,13 @@ class Uploader:
         self.s.sendall(packet(FILE_HEADER, struct.pack("<Q", size) + name))
 
     def answer(self):
-        """("ready", None) or ("result", (status, bytes, crc, message))."""
+        """("ready", None) or ("result", (status, bytes, sha256, message))."""
         ptype, body = read_packet(self.s)
         if ptype == READY:
             return "ready", None
-        check(ptype == RESULT and len(body) >= 13, "unexpected packet type %d" % ptype)
-        code, n, crc = struct.unpack("<BQI", body[:13])
-        return "result", (code, n, crc, body[13:])
+        check(ptype == RESULT and len(body) >= RESULT_PREFIX, "unexpected packet type %d" % ptype)
+        code, n = struct.unpack("<BQ", body[:9])
+        return "result", (code, n, body[9:RESULT_PREFIX], body[RESULT_PREFIX:])
 
     def ask(self, name: bytes, size: int):
         self.header(name, size)
@@ -431,7 +436,7 @@ class Uploader:
 
     def finish(self, content: bytes):
         """Sends the end packet; returns the result."""
-        self.s.sendall(packet(END, struct.pack("<I", zlib.crc32(content))))
+        self.s.sendall(packet(END, sha256(content)))
         kind, result = self.answer()
         check(kind == "result", "no result after the end packet")
         return result
@@ -448,11 +453,11 @@ class Uploader:
 
 
 def expect_stored(result, content, what):
-    code, n, crc, message = result
+    code, n, digest, message = result
     check(code == STORED, "%s: %s (%r), not stored" % (what, STATUS_NAMES.get(code, code), message))
-    check((n, crc) == (len(content), zlib.crc32(content)),
-          "%s: the server reports %d bytes, crc32 %08x for %d bytes, %08x" % (what, n, crc, len(content),
-                                                                            zlib.crc32(content)))
+    check((n, digest) == (len(content), sha256(content)),
+          "%s: the server reports %d bytes, sha256 %s for %d bytes, %s" % (what, n, digest.hex(), len(content),
+                                                                         sha256(content).hex()))
 
 
 def expect_refused(answer, code, text, what):
@@ -578,7 +583,7 @@ def scenario_file_verify(prefix, exe, args, work):
         with open(part, "r+b") as f:
             f.seek(1000)
             f.write(bytes([content[1000] ^ 0xFF]))
-        code, n, crc, message = u.finish(content)
+        code, n, digest, message = u.finish(content)
         check(code == STORAGE_ERROR, "%s (%r), not storage_error" % (STATUS_NAMES.get(code), message))
         check(b"not what was received" in message, "the message %r" % message)
         check(store_listing(work) == ["keep.bin"], "the directory holds %r" % store_listing(work))
@@ -679,6 +684,53 @@ def scenario_file_in_use(prefix, exe, args, work):
     check(store_listing(work) == ["open.bin"], "the directory holds %r" % store_listing(work))
     check(content_of(work, "open.bin") == b"open in another program\n", "open.bin changed")
     print("verdict: ok: a file open in another program is refused as busy and stays as it was")
+
+
+def scenario_file_download(prefix, exe, args, work):
+    """Downloads, as a client that checks every byte: the content packet
+    announces the size and SHA-256 of exactly what follows it; names that
+    would leave --dir, device names and missing files are refused; while a
+    download waits for a client that does not read, the server holds the
+    file, so an upload of that name is refused as busy, and the download
+    then arrives whole, with the connection in step for the next request."""
+    store = os.path.join(work, "store")
+    os.makedirs(store, exist_ok=True)
+    big = os.urandom(64 * 1024 * 1024)  # far more than both sockets' buffers hold
+    with open(os.path.join(store, "big.bin"), "wb") as f:
+        f.write(big)
+    server = file_server(prefix, exe, args, work)
+    try:
+        port = server.port()
+        for name, code in [(b"../big.bin", BAD_NAME), (b"con.bin", BAD_NAME), (b"missing.bin", NOT_FOUND)]:
+            s = connect(port, timeout=30)
+            s.sendall(packet(GET, name))
+            ptype, body = read_packet(s)
+            check(ptype == RESULT and len(body) >= RESULT_PREFIX and body[0] == code,
+                  "get %r: type %d, status %s, not %s" % (name, ptype, STATUS_NAMES.get(body[0] if body else None),
+                                                         STATUS_NAMES[code]))
+            s.close()
+        d = connect(port, timeout=30)
+        d.sendall(packet(GET, b"big.bin"))
+        ptype, body = read_packet(d)
+        check(ptype == CONTENT and len(body) == 40, "the answer to get big.bin: type %d, %d bytes" % (ptype, len(body)))
+        size = struct.unpack("<Q", body[:8])[0]
+        check(size == len(big), "announced %d bytes, the file has %d" % (size, len(big)))
+        check(body[8:] == sha256(big), "announced sha256 %s, the file's is %s" % (body[8:].hex(), sha256(big).hex()))
+        u = Uploader(port)
+        expect_refused(u.ask(b"big.bin", 10), BUSY, "in use", "an upload while big.bin is being downloaded")
+        u.close()
+        got = recv_exactly(d, size)
+        check(got == big, "the downloaded bytes differ from the file")
+        d.sendall(packet(GET, b"missing.bin"))
+        ptype, body = read_packet(d)
+        check(ptype == RESULT and body[0] == NOT_FOUND, "the connection is out of step after the download")
+        d.close()
+        check(server.wait() == 0, "the server failed")
+    finally:
+        server.kill()
+        server.report()
+    check(store_listing(work) == ["big.bin"], "the directory holds %r" % store_listing(work))
+    print("verdict: ok: 3 bad requests refused, 64 MiB downloaded whole, an upload of it refused meanwhile")
 
 
 def scenario_file_escape(prefix, exe, args, work):
@@ -805,7 +857,7 @@ def scenario_file_client_escape(prefix, exe, args, work):
     def server(conn):
         ptype, body = read_packet(conn)
         check(ptype == 1 and body[8:] == b"a.bin", "the client sent %r" % body)
-        result = struct.pack("<BQI", 1, 0, 0) + HOSTILE_TEXT
+        result = struct.pack("<BQ", 1, 0) + bytes(32) + HOSTILE_TEXT
         conn.sendall(packet(11, result))
         closed_by_peer(conn, 30)
 

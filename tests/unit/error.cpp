@@ -17,6 +17,11 @@ TEST_CASE("portico errc compares equal to the matching std::errc", "[error]")
     CHECK(std::error_code(errc::address_in_use) == std::errc::address_in_use);
     CHECK(std::error_code(errc::timed_out) != std::errc::connection_reset);
     CHECK(std::error_code(errc::datagram_truncated) == std::errc::message_size);
+    CHECK(std::error_code(errc::file_not_found) == std::errc::no_such_file_or_directory);
+    CHECK(std::error_code(errc::file_exists) == std::errc::file_exists);
+    CHECK(std::error_code(errc::access_denied) == std::errc::permission_denied);
+    CHECK(std::error_code(errc::file_in_use) == std::errc::device_or_resource_busy);
+    CHECK(std::error_code(errc::disk_full) == std::errc::no_space_on_device);
     // eof has no std::errc counterpart and must not alias one.
     CHECK(std::error_code(errc::eof) != std::errc::operation_canceled);
     CHECK(std::error_code(errc::eof) == errc::eof);
@@ -31,7 +36,7 @@ TEST_CASE("portico errors have their own category and readable messages", "[erro
     CHECK(std::error_code(errc::eof).message() == "end of stream");
     CHECK_FALSE(std::error_code(errc::eof).message().empty());
     CHECK(static_cast<bool>(ec));
-    for (int v = static_cast<int>(errc::eof); v <= static_cast<int>(errc::service_not_found); ++v) {
+    for (int v = static_cast<int>(errc::eof); v <= static_cast<int>(errc::disk_full); ++v) {
         INFO("errc value " << v);
         CHECK(std::error_code(static_cast<errc>(v)).message() != "unknown portico error");
     }

@@ -1,7 +1,7 @@
 // portico: the backend seam — the one place that picks the platform's I/O
 // backend, and the list of names every backend provides.
 //
-// The public headers that do I/O (io_context.hpp, net/) include this file
+// The public headers that do I/O (io_context.hpp, net/, file/) include this file
 // and name only `detail::backend::` types, never a platform header or call.
 // A backend is a folder under detail/ (win/ today; uring/ next) that defines
 // the names aliased below; docs/design/layout.md describes each one's
@@ -10,8 +10,13 @@
 
 #include <portico/config.hpp>
 
+#include <cstddef>
+#include <cstdint>
+
 #if PORTICO_BACKEND_IOCP
 #include <portico/detail/win/accept_pool.hpp>
+#include <portico/detail/win/file.hpp>
+#include <portico/detail/win/file_ops.hpp>
 #include <portico/detail/win/name_lookup.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
@@ -49,15 +54,38 @@ using timer_op = impl::timer_op;
 using socket_handle = impl::socket_handle;
 /// What an operation needs of its socket (socket_handle::ref()).
 using socket_ref = impl::socket_ref;
-/// A stream receive, send and connect; a datagram send and receive. Each is
+/// A stream receive, wait (a zero-byte receive), send and connect; a
+/// datagram send and receive. Each is
 /// an awaiter base with `error_`, `bytes_` and (but connect) `requested_`.
 using stream_recv_op = impl::stream_recv_op;
+using stream_wait_op = impl::stream_wait_op;
 using stream_send_op = impl::stream_send_op;
 using stream_connect_op = impl::stream_connect_op;
 using datagram_send_op = impl::datagram_send_op;
 using datagram_recv_op = impl::datagram_recv_op;
 /// The most buffers one scatter/gather call takes.
 inline constexpr std::size_t max_buffers = impl::max_wsabufs;
+
+// --- files ---
+/// An owned file opened for overlapped I/O and its synchronous calls (open,
+/// associate, size, resize, cancel, close, ref()).
+using file_handle = impl::file_handle;
+/// What a file operation needs of its file (file_handle::ref()).
+using file_ref = impl::file_ref;
+/// A read and a write at an offset, into or from the first non-empty buffer
+/// of a sequence. Each is an awaiter base with `error()` (the result as a
+/// file error), `bytes_` and `requested_`.
+using file_read_op = impl::file_read_op;
+using file_write_op = impl::file_write_op;
+/// The most bytes one file read or write moves.
+inline constexpr std::size_t max_file_transfer = impl::max_file_transfer;
+/// One call sending head, up to max_transmit_file_bytes of a file from an
+/// offset, and tail on a connected socket: an awaiter base with `error()`,
+/// `bytes_` and `requested_` (all three parts).
+using transmit_file_op = impl::transmit_file_op;
+inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
+/// The largest head or tail of one transmit_file_op.
+inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
 
 // --- listening and names ---
 /// A listener's pending accepts, and the awaiter base of accept().

@@ -150,12 +150,29 @@ public:
                 co_return io_result<packet>{{}, *next};
             }
             if constexpr (writable_stream<Stream>) c.flush_before_wait();
+            c.deadlines.wait_begins(c.ring.size() != 0);
+            [[maybe_unused]] const bool timing = c.times_wait();
+            if constexpr (parkable_stream<Stream> && timed_stream<Stream>) {
+                if (timing && !c.busy() && c.ring.release()) {
+                    // Parked: the peer is quiet, so wait for its next bytes
+                    // holding no ring (docs/design/memory.md).
+                    ++c.parked_waits;
+                    auto wait = wait_readable(c.stream);
+                    wait.set_stop_token(c.read_abort_token());
+                    auto [wait_ec] = co_await std::move(wait);
+                    if (wait_ec) {
+                        c.deadlines.wait_ends(false);
+                        if (c.closed()) wait_ec = c.reason();
+                        co_return io_result<packet>{wait_ec, {}};
+                    }
+                }
+            }
             std::array<mutable_buffer, 2> regions;
             auto read = read_some(c.stream, c.ring.prepare(regions));
             read.set_stop_token(c.read_abort_token());
-            c.deadlines.wait_begins(c.ring.size() != 0);
             auto [read_ec, n] = co_await std::move(read);
             c.deadlines.wait_ends(n != 0);
+            if (timing) c.wait_ended();
             if (read_ec) {
                 if (c.closed()) read_ec = c.reason();
                 if (read_ec == errc::eof && c.ring.size() != 0) read_ec = make_error_code(errc::packet_truncated);
@@ -363,12 +380,27 @@ public:
     [[nodiscard]] std::size_t peak_queued_bytes() const noexcept { return core_->peak_queued_bytes(); }
     /// Writes issued by the driver so far (each gathers one or more packets).
     [[nodiscard]] std::uint64_t write_calls() const noexcept { return core_->write_calls(); }
+    /// Waits for the peer made without a receive ring (options().park_after):
+    /// each is one zero-byte receive before the read. Not synchronised with
+    /// a read_packet() in progress.
+    [[nodiscard]] std::uint64_t parked_waits() const noexcept { return core_->parked_waits; }
+    /// Bytes the receive ring holds now: 0 while parked (and before the
+    /// first read), twice receive_buffer otherwise, more while a large
+    /// packet is in. Not synchronised with a read_packet() in progress.
+    [[nodiscard]] std::size_t receive_storage_bytes() const noexcept { return core_->ring.storage_bytes(); }
 
 private:
     // A task of its own so that it can carry the stream's stop token.
     static task<io_result<std::size_t>> read_some(Stream& stream, std::span<mutable_buffer> regions)
     {
         co_return co_await stream.read_some(regions);
+    }
+
+    // As read_some(), for the zero-byte wait of a parked stream.
+    static task<io_result<void>> wait_readable(Stream& stream)
+        requires parkable_stream<Stream>
+    {
+        co_return co_await stream.wait_readable();
     }
 
     struct closer {

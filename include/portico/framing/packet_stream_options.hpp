@@ -20,6 +20,19 @@ struct packet_stream_options {
     /// Initial size of the receive ring (it grows for a larger packet once
     /// that packet's header passed the size check).
     std::size_t receive_buffer = 4096;
+    /// How quiet a peer must be for the stream to wait for it holding no
+    /// receive ring. A stream whose last two waits for the peer each ended
+    /// within park_after is busy: it receives straight into its ring, one
+    /// system call per receive. Any other (a new stream, or one whose peer
+    /// paused longer) parks when its ring is empty: it gives the ring back
+    /// and waits for the next bytes with a receive of zero bytes
+    /// (tcp_socket::wait_readable), then takes a ring and reads what
+    /// arrived: no buffer held while idle, one more system call per
+    /// wake-up. A busy stream whose peer then stops keeps its ring until
+    /// the peer's next bytes (a heartbeat bounds that). Zero: never park.
+    /// Only for streams that can wait without reading and have a clock
+    /// (parkable_stream and timed_stream: tcp_socket).
+    std::chrono::milliseconds park_after{1000};
     /// Watermarks and overflow policy of the send queue.
     send_queue_limits send{};
     /// The longest one packet may take to arrive, from the moment its first

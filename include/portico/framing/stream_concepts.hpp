@@ -27,6 +27,14 @@ concept writable_stream = requires(S& s, std::span<const_buffer> buffers) {
     { s.write_some(buffers) } -> awaitable;
 };
 
+/// What lets an idle packet_stream hold no receive buffer: `wait_readable()`,
+/// awaitable, yielding io_result<void> once a read would not wait, and
+/// consuming nothing (tcp_socket: a zero-byte receive).
+template <class S>
+concept parkable_stream = requires(S& s) {
+    { s.wait_readable() } -> awaitable;
+};
+
 /// What packet_stream needs of a stream for its timeouts: `context()` with
 /// a `clock` and an awaitable `sleep_until(clock::time_point)` that yields
 /// io_result<void> and observes the stop token (tcp_socket's io_context; a

@@ -7,13 +7,16 @@
 #include <portico/detail/backend.hpp>
 #include <portico/detail/socket_option.hpp>
 #include <portico/error.hpp>
+#include <portico/file/random_access_file.hpp>
 #include <portico/io_context.hpp>
 #include <portico/net/basic_socket.hpp>
 #include <portico/net/endpoint.hpp>
 #include <portico/net/resolver.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
@@ -50,6 +53,22 @@ public:
         if (!error_ && bytes_ == 0 && requested_ != 0) return {make_error_code(errc::eof), 0};
         return {error_, bytes_};
     }
+};
+
+/// Awaiter of tcp_socket::wait_readable(): a receive of zero bytes, which
+/// completes once the peer sent something (or closed, or reset) and
+/// consumes nothing. Yields io_result<void>: success when a read would not
+/// wait (bytes are there, or the peer's end of stream, which the next read
+/// reports as eof); connection_reset, operation_aborted (cancelled, closed,
+/// stop requested)... Never allocates. See read_some_op for what every
+/// socket awaiter shares.
+class [[nodiscard]] wait_readable_op : public detail::backend::stream_wait_op {
+public:
+    /// Made by tcp_socket::wait_readable().
+    explicit wait_readable_op(const detail::backend::socket_ref& socket) noexcept : stream_wait_op(socket) {}
+
+    /// The io_result<void> described above.
+    io_result<void> await_resume() const noexcept { return {error_}; }
 };
 
 /// Awaiter of tcp_socket::write_some(): one send gathering up to 64 buffers.
@@ -95,6 +114,22 @@ public:
 private:
     std::error_code setup_error_;
 };
+
+namespace detail {
+
+/// How portico's tests reach tcp_socket's TransmitFile loop with a smaller
+/// limit per call than the system's, so that a small file takes several
+/// calls. Not public API.
+struct transmit_file_access {
+    template <class Socket>
+    static auto in_calls(Socket& s, const random_access_file& file, std::uint64_t offset, std::uint64_t count,
+                         const_buffer head, const_buffer tail, std::uint64_t per_call)
+    {
+        return s.transmit_file_in_calls(file, offset, count, head, tail, per_call);
+    }
+};
+
+} // namespace detail
 
 /// A TCP connection (or a socket about to connect). Move-only (a move leaves
 /// the source closed on the same context; move-assigning closes the target
@@ -159,6 +194,15 @@ public:
         return read_some_op{ref(), buffers};
     }
 
+    /// Waits, holding no buffer, until a read would not wait: until the peer
+    /// sent bytes, ended its stream or reset the connection. Nothing is
+    /// consumed. For many mostly idle connections: wait here, then take a
+    /// buffer (from a pool) and read_some() what arrived, so an idle
+    /// connection holds no receive buffer (one more system call per
+    /// wake-up). Windows: a zero-byte WSARecv. See wait_readable_op for the
+    /// result.
+    [[nodiscard]] wait_readable_op wait_readable() noexcept { return wait_readable_op{ref()}; }
+
     /// Sends from a buffer sequence (gather, up to 64 buffers). See
     /// write_some_op for the result.
     template <class Sequence>
@@ -220,7 +264,98 @@ public:
     /// closed and the socket stays as it was. Errors: from the association.
     io_result<void> assign(native_handle_type native) { return {adopt(detail::backend::socket_handle(native))}; }
 
+    // --- Sending a file: transmit_file (docs/design/files.md) ---
+
+    /// Sends `head`, then `count` bytes of `file` from `offset`, then `tail`,
+    /// with the system's file-sending call (TransmitFile on Windows): the
+    /// file's bytes go from the file system cache to the connection without
+    /// passing through this process, and no pool thread waits for the disk.
+    /// `count` may be 0 (only head and tail go) or to_end_of_file (the rest
+    /// of the file from `offset`; nothing if `offset` is past the end). The
+    /// file must be open for reading; it, and the memory of head and tail,
+    /// must outlive the operation. Awaiting yields io_result<uint64_t>: the
+    /// bytes sent, head and tail included.
+    ///
+    /// Errors: eof if the file holds fewer than `count` bytes from `offset`
+    /// (checked first: nothing is sent), or if it shrank while being sent
+    /// (the bytes say how much went); connection_reset, connection_aborted
+    /// (the peer went away: how much it received is unknown);
+    /// operation_aborted (cancelled through the stop token, the socket or
+    /// the file closed); not_connected; invalid_argument if head or tail is
+    /// 4 GiB or more; the file's errors (access_denied...).
+    ///
+    /// Limits (docs/platform-notes.md): one system call sends at most 1 GiB
+    /// of the file, so a larger count takes several, head with the first and
+    /// tail with the last. On client editions of Windows the system runs at
+    /// most two TransmitFile calls at once, machine-wide, and queues the
+    /// rest: portico does nothing about it (a queued call is a pending
+    /// operation like any other, cancellable, blocking no thread), so a
+    /// server meant to serve many downloads at once belongs on a server
+    /// edition. Allocates one frame (recycled).
+    ///
+    /// Thread safety: counts as this socket's one pending write.
+    [[nodiscard]] task<io_result<std::uint64_t>> transmit_file(const random_access_file& file, std::uint64_t offset,
+                                                               std::uint64_t count, const_buffer head = {},
+                                                               const_buffer tail = {})
+    {
+        return transmit_file_in_calls(file, offset, count, head, tail, detail::backend::max_transmit_file_bytes);
+    }
+
 private:
+    friend struct detail::transmit_file_access;
+
+    // One system call of transmit_file, with the portable meaning of its
+    // result: fewer bytes than asked, without an error, means the file ended.
+    class [[nodiscard]] transmit_file_call : public detail::backend::transmit_file_op {
+    public:
+        using transmit_file_op::transmit_file_op;
+        bool await_ready() const noexcept { return requested_ == 0; }
+        io_result<std::uint64_t> await_resume() const noexcept
+        {
+            const std::error_code ec = error();
+            if (!ec && bytes_ < requested_) return {make_error_code(errc::eof), bytes_};
+            return {ec, bytes_};
+        }
+    };
+
+    // transmit_file() with at most `per_call` file bytes per system call.
+    task<io_result<std::uint64_t>> transmit_file_in_calls(const random_access_file& file, std::uint64_t offset,
+                                                          std::uint64_t count, const_buffer head, const_buffer tail,
+                                                          std::uint64_t per_call)
+    {
+        using result = io_result<std::uint64_t>;
+        if (head.size() > detail::backend::max_transmit_buffer || tail.size() > detail::backend::max_transmit_buffer) {
+            co_return result{make_error_code(errc::invalid_argument), 0};
+        }
+        if (!is_open() || !file.is_open()) co_return result{make_error_code(errc::operation_aborted), 0};
+        // The size once, up front: to_end_of_file needs it, and a count the
+        // file cannot fill fails before a byte goes out, so the peer never
+        // gets a head that announces more than follows.
+        auto [size_ec, size] = file.size();
+        if (size_ec) co_return result{size_ec, 0};
+        const std::uint64_t available = size > offset ? size - offset : 0;
+        if (count == to_end_of_file) {
+            count = available;
+        } else if (count > available) {
+            co_return result{make_error_code(errc::eof), 0};
+        }
+        std::uint64_t sent = 0;
+        for (bool first = true;; first = false) {
+            const std::uint64_t part = (std::min)(count, per_call);
+            const bool last = part == count;
+            // NOTE: the socket's and the file's handles are read again for
+            // each call, so one closed between two calls ends the loop
+            // (aborted) instead of reaching whatever reuses the value.
+            if (!file.is_open()) co_return result{make_error_code(errc::operation_aborted), sent};
+            auto [ec, n] = co_await transmit_file_call{
+                ref(), file.native_handle(), offset, part, first ? head : const_buffer{}, last ? tail : const_buffer{}};
+            sent += n;
+            if (ec || last) co_return result{ec, sent};
+            offset += part;
+            count -= part;
+        }
+    }
+
     // The loop behind read_all() and write_all(): up to 64 buffers per call,
     // resuming after each short transfer where it stopped.
     template <class Buffer, class Sequence, class Start>

@@ -219,7 +219,7 @@ TEST_CASE("a ring grown for a large packet holds only its initial storage again 
     const std::size_t live_before = portico::test::live_heap_bytes();
 #endif
     receive_ring ring(256);
-    CHECK(ring.storage_bytes() == 2 * 256);
+    CHECK(ring.storage_bytes() == 0); // allocated by the first prepare()
     std::size_t fed = 0;
     const auto feed = [&] {
         std::array<portico::mutable_buffer, 2> regions;
@@ -229,6 +229,7 @@ TEST_CASE("a ring grown for a large packet holds only its initial storage again 
     };
     // The small packet and the start of the large one.
     feed();
+    CHECK(ring.storage_bytes() == 2 * 256);
     auto [small_ec, small] = portico::detail::next_packet(f, ring);
     REQUIRE(small);
     CHECK(std::vector<std::byte>(small->body.begin(), small->body.end()) == sent[0].body);
@@ -256,4 +257,37 @@ TEST_CASE("a ring grown for a large packet holds only its initial storage again 
 #if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
     CHECK(live_after - live_before == 2 * 256);
 #endif
+}
+
+TEST_CASE("a ring gives its storage back only while it holds nothing, and takes it again on the next prepare",
+          "[receive_ring]")
+{
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    const std::size_t live_before = portico::test::live_heap_bytes();
+#endif
+    receive_ring ring(64);
+    CHECK(ring.release()); // nothing to give back yet
+    std::array<portico::mutable_buffer, 2> regions;
+    auto free = ring.prepare(regions);
+    REQUIRE(free.size() == 1);
+    CHECK(free[0].size() == 64);
+    CHECK(ring.storage_bytes() == 2 * 64);
+    const std::array<std::byte, 3> bytes{std::byte{1}, std::byte{2}, std::byte{3}};
+    ring.commit(portico::test::copy_into(free, std::span<const std::byte>(bytes)));
+    // Unread bytes: the storage stays.
+    CHECK_FALSE(ring.release());
+    CHECK(ring.storage_bytes() == 2 * 64);
+    ring.consume(1);
+    CHECK_FALSE(ring.release());
+    ring.consume(2);
+    // Empty: given back, and the next prepare() offers the whole ring again.
+    CHECK(ring.release());
+    CHECK(ring.storage_bytes() == 0);
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    CHECK(portico::test::live_heap_bytes() == live_before);
+#endif
+    auto again = ring.prepare(regions);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].size() == 64);
+    CHECK(ring.storage_bytes() == 2 * 64);
 }

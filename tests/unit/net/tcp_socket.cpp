@@ -80,6 +80,41 @@ PORTICO_IO_TEST_CASE("zero-length reads and writes complete at once and are not 
     CHECK(after.send_calls == before.send_calls);
 }
 
+PORTICO_IO_TEST_CASE("wait_readable waits for bytes without a buffer and consumes none", "[tcp_socket]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    // Nothing sent: it waits (the deadline cancels it).
+    auto [quiet] = co_await portico::with_timeout(ctx, 50ms, server.wait_readable());
+    CHECK(quiet == errc::timed_out);
+
+    // Bytes arrive while it waits: it completes, and they are all still there.
+    const std::string sent = "ready";
+    auto [waited, written] = co_await portico::when_all(server.wait_readable(), client.write_all(buffer(sent)));
+    CHECK_FALSE(waited.error());
+    CHECK_FALSE(written.error());
+    std::string got(sent.size(), '\0');
+    auto [read_ec, n] = co_await server.read_all(buffer(got));
+    CHECK_FALSE(read_ec);
+    CHECK(got == sent);
+
+    // Bytes already there: it completes at once, again consuming none.
+    auto [write_ec, w] = co_await client.write_all(buffer(sent));
+    REQUIRE_FALSE(write_ec);
+    auto [again] = co_await server.wait_readable();
+    CHECK_FALSE(again);
+    auto [read_again, n2] = co_await server.read_all(buffer(got));
+    CHECK_FALSE(read_again);
+    CHECK(got == sent);
+
+    // The peer's end of stream makes it complete too; the read says eof.
+    CHECK_FALSE(client.shutdown_send().error());
+    auto [at_end] = co_await server.wait_readable();
+    CHECK_FALSE(at_end);
+    char byte = 0;
+    auto [eof_ec, none] = co_await server.read_some(buffer(&byte, 1));
+    CHECK(eof_ec == errc::eof);
+}
+
 PORTICO_IO_TEST_CASE("peer close gives eof", "[tcp_socket]")
 {
     auto [client, server] = co_await connected_pair(ctx);

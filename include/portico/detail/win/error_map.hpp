@@ -1,4 +1,5 @@
-// portico: Win32/Winsock errors of socket operations as portable conditions.
+// portico: Win32/Winsock errors of socket and file operations as portable
+// conditions.
 #pragma once
 
 #include <portico/config.hpp>
@@ -112,6 +113,63 @@ inline std::error_code completion_error(ULONG_PTR status) noexcept
 /// socket_error() of WSAGetLastError(): the error of the Winsock call that
 /// just failed on this thread.
 inline std::error_code last_socket_error() noexcept { return socket_error(static_cast<DWORD>(::WSAGetLastError())); }
+
+/// Maps the error of a file call (CreateFileW, ReadFile, WriteFile, the size
+/// and end-of-file calls) to a portico condition. End of file is eof however
+/// it is reported: ERROR_HANDLE_EOF from a read at or past the end, and
+/// ERROR_BROKEN_PIPE from a pipe whose writer is gone. Values the socket
+/// family shares (cancelled, closed, out of memory) go through
+/// socket_error(); an unknown value passes through in std::system_category.
+inline std::error_code file_error(DWORD error) noexcept
+{
+    switch (error) {
+    case 0: return {};
+    case ERROR_HANDLE_EOF:
+    case ERROR_BROKEN_PIPE: return make_error_code(errc::eof);
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+    case ERROR_INVALID_DRIVE:
+    case ERROR_BAD_NETPATH:
+    case ERROR_BAD_NET_NAME: return make_error_code(errc::file_not_found);
+    case ERROR_FILE_EXISTS:
+    case ERROR_ALREADY_EXISTS: return make_error_code(errc::file_exists);
+    case ERROR_ACCESS_DENIED:
+    case ERROR_WRITE_PROTECT: return make_error_code(errc::access_denied);
+    case ERROR_SHARING_VIOLATION:
+    case ERROR_LOCK_VIOLATION:
+    case ERROR_USER_MAPPED_FILE: return make_error_code(errc::file_in_use);
+    case ERROR_DISK_FULL:
+    case ERROR_HANDLE_DISK_FULL: return make_error_code(errc::disk_full);
+    // A handle closed under the call: as for a socket.
+    case ERROR_INVALID_HANDLE: return make_error_code(errc::operation_aborted);
+    case ERROR_INVALID_PARAMETER:
+    case ERROR_INVALID_NAME:
+    case ERROR_NEGATIVE_SEEK:
+    case ERROR_DIRECTORY:
+    case ERROR_FILENAME_EXCED_RANGE: return make_error_code(errc::invalid_argument);
+    case ERROR_TOO_MANY_OPEN_FILES:
+    case ERROR_NOT_ENOUGH_QUOTA:
+    case ERROR_WORKING_SET_QUOTA:
+    case ERROR_INVALID_USER_BUFFER: return make_error_code(errc::no_resources);
+    default: return socket_error(error);
+    }
+}
+
+/// The error an overlapped file operation ended with, as file_error() maps
+/// it. Such operations share socket operations' start/cancel/complete code
+/// (socket_op), which maps their result the socket way: what that mapping
+/// knows (cancelled, closed, out of memory) means the same for a file, and
+/// what it does not know it passes through in std::system_category, raw,
+/// for this function to map.
+inline std::error_code as_file_error(const std::error_code& ec) noexcept
+{
+    if (!ec || ec.category() != std::system_category()) return ec;
+    return file_error(static_cast<DWORD>(ec.value()));
+}
+
+/// file_error() of GetLastError(): the error of the file call that just
+/// failed on this thread.
+inline std::error_code last_file_error() noexcept { return file_error(::GetLastError()); }
 
 } // namespace detail::win
 

@@ -79,6 +79,29 @@ private:
     DWORD flags_ = 0;
 };
 
+/// One WSARecv of zero bytes: pending until the socket has something to
+/// read (bytes, the peer's end of stream, a reset), consuming nothing. One
+/// empty WSABUF, not the 64 of a receive: an idle connection waits in it.
+class stream_wait_op : public socket_op<stream_wait_op> {
+public:
+    explicit stream_wait_op(const socket_ref& s) noexcept : socket_op<stream_wait_op>(s) {}
+
+private:
+    friend class socket_op<stream_wait_op>;
+    static constexpr bool message_size_is_a_warning = false;
+
+    DWORD start(DWORD& bytes) noexcept
+    {
+        socket_.sched->count(counter::recv_calls);
+        flags_ = 0;
+        none_ = WSABUF{0, nullptr};
+        return call_result(::WSARecv(socket_.handle, &none_, 1, &bytes, &flags_, this, nullptr) == 0);
+    }
+
+    WSABUF none_{};
+    DWORD flags_ = 0;
+};
+
 /// One WSASend gathering up to 64 buffers (a stream send).
 class stream_send_op : public buffers_op<stream_send_op, const_buffer> {
 public:

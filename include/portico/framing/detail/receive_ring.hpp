@@ -30,19 +30,20 @@ namespace detail {
 /// mirror zone that follows the ring: at most one copy, of at most the
 /// view's size.
 ///
-/// Storage is twice the capacity (ring + mirror), allocated by the
-/// constructor and by grow(), never otherwise. The initial storage is kept
-/// for the ring's whole life; grown storage is freed as soon as the ring
-/// holds no unread byte, and the ring is back on its initial storage (so a
-/// stream that once received a large packet does not keep its room while
-/// it idles; docs/design/memory.md).
+/// Storage is twice the capacity (ring + mirror). The initial storage is
+/// allocated by the first prepare() and kept until release() gives it back
+/// (only while the ring holds nothing: an idle stream then holds no
+/// buffer); grown storage is allocated by grow() and freed as soon as the
+/// ring holds no unread byte, the ring going back to its initial storage
+/// (so a stream that once received a large packet does not keep its room
+/// while it idles; docs/design/memory.md).
 /// Thread safety: none; one reader at a time.
 class receive_ring {
 public:
     /// A ring of `capacity` bytes (at least 1).
-    explicit receive_ring(std::size_t capacity)
-        : initial_capacity_(capacity == 0 ? 1 : capacity), capacity_(initial_capacity_),
-          initial_storage_(std::make_unique<std::byte[]>(2 * initial_capacity_)), storage_(initial_storage_.get())
+    /// Allocates nothing yet.
+    explicit receive_ring(std::size_t capacity) noexcept
+        : initial_capacity_(capacity == 0 ? 1 : capacity), capacity_(initial_capacity_)
     {}
 
     /// Bytes the ring can hold now.
@@ -53,7 +54,19 @@ public:
     /// the grown ones while a large packet needs them.
     [[nodiscard]] std::size_t storage_bytes() const noexcept
     {
-        return 2 * initial_capacity_ + (grown_storage_ != nullptr ? 2 * capacity_ : 0);
+        return (initial_storage_ != nullptr ? 2 * initial_capacity_ : 0) +
+               (grown_storage_ != nullptr ? 2 * capacity_ : 0);
+    }
+    /// Frees the initial storage if the ring holds nothing (not grown, no
+    /// unread byte); the next prepare() allocates it again. Returns true if
+    /// the ring now holds no storage.
+    bool release() noexcept
+    {
+        if (size_ != 0 || grown_storage_ != nullptr) return false;
+        initial_storage_.reset();
+        storage_ = nullptr;
+        head_ = 0;
+        return true;
     }
     /// Unread bytes.
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
@@ -62,9 +75,14 @@ public:
 
     /// The free space as 0, 1 or 2 buffers, in stream order; receive into
     /// them, then commit() the byte count. Stays valid until commit(),
-    /// consume() or grow().
-    [[nodiscard]] std::span<mutable_buffer> prepare(std::array<mutable_buffer, 2>& out) noexcept
+    /// consume(), grow() or release(). Allocates the initial storage if the
+    /// ring has none (std::bad_alloc).
+    [[nodiscard]] std::span<mutable_buffer> prepare(std::array<mutable_buffer, 2>& out)
     {
+        if (storage_ == nullptr) {
+            initial_storage_ = std::make_unique<std::byte[]>(2 * initial_capacity_);
+            storage_ = initial_storage_.get();
+        }
         std::size_t count = 0;
         const std::size_t tail = (head_ + size_) % capacity_;
         std::size_t left = free_space();
@@ -139,8 +157,10 @@ public:
     {
         if (capacity <= capacity_) return;
         auto bigger = std::make_unique<std::byte[]>(2 * capacity);
-        const std::span<const std::byte> unread = peek(size_);
-        std::memcpy(bigger.get(), unread.data(), unread.size());
+        if (size_ != 0) {
+            const std::span<const std::byte> unread = peek(size_);
+            std::memcpy(bigger.get(), unread.data(), unread.size());
+        }
         grown_storage_ = std::move(bigger);
         storage_ = grown_storage_.get();
         capacity_ = capacity;
@@ -158,7 +178,7 @@ private:
     // Larger storage while a packet needs it; freed when the ring empties.
     std::unique_ptr<std::byte[]> grown_storage_;
     // The storage in use: one of the two above.
-    std::byte* storage_;
+    std::byte* storage_ = nullptr;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     std::uint64_t copies_ = 0;

@@ -5,6 +5,7 @@
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
+#include <portico/coro/task.hpp>
 #include <portico/detail/detached.hpp>
 #include <portico/error.hpp>
 #include <portico/framing/detail/flush_state.hpp>
@@ -20,13 +21,16 @@
 #include <portico/framing/stream_concepts.hpp>
 #include <portico/stop_token.hpp>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <span>
 #include <system_error>
@@ -287,17 +291,47 @@ public:
     /// True if the last word's deadline passed before it went out.
     [[nodiscard]] bool last_word_expired() const noexcept { return last_word_expired_.load(std::memory_order_relaxed); }
 
+    /// Reader: true if this wait for the peer is timed, for parking (see
+    /// packet_stream_options::park_after); records when it began.
+    bool times_wait() noexcept
+    {
+        if constexpr (parkable_stream<Stream> && timed_stream<Stream>) {
+            if (options.park_after.count() <= 0 || ring.size() != 0) return false;
+            wait_began_ = clock::now();
+            return true;
+        } else {
+            return false;
+        }
+    }
+    /// Reader: the timed wait ended (bytes, or an error).
+    void wait_ended() noexcept
+    {
+        if constexpr (parkable_stream<Stream> && timed_stream<Stream>) {
+            const bool quick = clock::now() - wait_began_ < options.park_after;
+            quick_waits_ = quick ? (std::min)(quick_waits_ + 1, busy_after) : 0;
+        }
+    }
+    /// Reader: the last busy_after waits each ended within park_after.
+    [[nodiscard]] bool busy() const noexcept { return quick_waits_ >= busy_after; }
+
     Stream stream;
     const packet_stream_options options;
     // Read side: used by one read_packet() at a time, never by the driver.
     receive_ring ring;
     std::size_t pending = 0;
+    std::uint64_t parked_waits = 0;
     bool watchdog_started = false;
     read_deadlines<clock> deadlines;
     rate_limit<clock> rate;
 
 private:
     ~stream_core() = default;
+
+    // Quick waits in a row that make a stream busy: one quick exchange (a
+    // login, a lone ping) does not, a conversation does.
+    static constexpr unsigned busy_after = 2;
+    unsigned quick_waits_ = 0;
+    typename clock::time_point wait_began_{};
 
     /// The common half of queue_copy() and queue_shared(): `append` puts the
     /// packet (charged `charge` bytes) into the queue under the lock; then
@@ -461,20 +495,55 @@ private:
         static_cast<stream_core*>(self)->release();
     }
 
+    /// What write_queued() did: whether it wrote, and the write's result.
+    struct write_outcome {
+        bool wrote = false;
+        std::error_code ec;
+        std::size_t n = 0;
+    };
+
+    /// One gathering write of what the queue holds. A task of its own so
+    /// that the gather list and the write's operation (some 2 KiB) take
+    /// memory only while a write runs (a recycled frame), not for the whole
+    /// life of an idle stream.
+    task<write_outcome> write_queued()
+        requires writable_stream<Stream>
+    {
+        std::array<const_buffer, max_gather_buffers> buffers;
+        std::size_t count = 0;
+        {
+            std::lock_guard lock(mutex_);
+            count = queue_.gather(buffers);
+            if (count != 0) ++write_calls_;
+        }
+        if (count == 0) co_return write_outcome{}; // close() took the queue away meanwhile
+        auto [ec, n] = co_await stream.write_some(std::span<const_buffer>(buffers.data(), count));
+        co_return write_outcome{true, ec, n};
+    }
+
     write_coroutine run_driver()
         requires writable_stream<Stream>
     {
         for (;;) {
             co_await park_op{this};
-            std::array<const_buffer, max_gather_buffers> buffers;
-            std::size_t count = 0;
+            write_outcome w;
             {
-                std::lock_guard lock(mutex_);
-                count = queue_.gather(buffers);
-                if (count != 0) ++write_calls_;
+                std::optional<task<write_outcome>> write;
+                try {
+                    write.emplace(write_queued());
+                } catch (const std::bad_alloc&) {
+                    // No memory for the write's frame: the stream fails as
+                    // a broken connection would, with its own reason.
+                    w = write_outcome{true, std::make_error_code(std::errc::not_enough_memory), 0};
+                }
+                if (write) {
+                    write->set_stop_token(abort_.get_token());
+                    w = co_await std::move(*write);
+                }
             }
-            if (count == 0) continue; // close() took the queue away meanwhile
-            auto [ec, n] = co_await stream.write_some(std::span<const_buffer>(buffers.data(), count));
+            if (!w.wrote) continue;
+            std::error_code ec = w.ec;
+            const std::size_t n = w.n;
             // A write that takes nothing and reports nothing would spin.
             if (!ec && n == 0) ec = make_error_code(errc::connection_aborted);
             resume_list done;

@@ -51,3 +51,43 @@ TEST_CASE("completion statuses map to portable conditions without the socket han
     // Anything else is translated by the system, never silently dropped.
     CHECK(completion_error(0xC0000022u)); // STATUS_ACCESS_DENIED
 }
+
+TEST_CASE("file errors map to portable conditions", "[error_map]")
+{
+    using portico::detail::win::file_error;
+    CHECK_FALSE(file_error(0));
+    CHECK(file_error(ERROR_HANDLE_EOF) == errc::eof);
+    CHECK(file_error(ERROR_BROKEN_PIPE) == errc::eof);
+    CHECK(file_error(ERROR_FILE_NOT_FOUND) == errc::file_not_found);
+    CHECK(file_error(ERROR_PATH_NOT_FOUND) == std::errc::no_such_file_or_directory);
+    CHECK(file_error(ERROR_FILE_EXISTS) == errc::file_exists);
+    CHECK(file_error(ERROR_ALREADY_EXISTS) == std::errc::file_exists);
+    CHECK(file_error(ERROR_ACCESS_DENIED) == errc::access_denied);
+    CHECK(file_error(ERROR_ACCESS_DENIED) == std::errc::permission_denied);
+    CHECK(file_error(ERROR_SHARING_VIOLATION) == errc::file_in_use);
+    CHECK(file_error(ERROR_LOCK_VIOLATION) == errc::file_in_use);
+    CHECK(file_error(ERROR_DISK_FULL) == errc::disk_full);
+    CHECK(file_error(ERROR_HANDLE_DISK_FULL) == std::errc::no_space_on_device);
+    CHECK(file_error(ERROR_INVALID_NAME) == errc::invalid_argument);
+    CHECK(file_error(ERROR_TOO_MANY_OPEN_FILES) == errc::no_resources);
+    // What files share with sockets maps the same way.
+    CHECK(file_error(ERROR_OPERATION_ABORTED) == errc::operation_aborted);
+    CHECK(file_error(ERROR_NOT_ENOUGH_MEMORY) == errc::no_resources);
+    // Unknown values pass through.
+    CHECK(file_error(ERROR_CRC).category() == std::system_category());
+}
+
+TEST_CASE("a file operation's completion status maps as a file error", "[error_map]")
+{
+    using portico::detail::win::as_file_error;
+    using portico::detail::win::completion_error;
+    // What the shared operation code reports for a completion, refined for files.
+    CHECK(as_file_error(completion_error(0xC0000011u)) == errc::eof);               // STATUS_END_OF_FILE
+    CHECK(as_file_error(completion_error(0xC000014Bu)) == errc::eof);               // STATUS_PIPE_BROKEN
+    CHECK(as_file_error(completion_error(0xC000007Fu)) == errc::disk_full);         // STATUS_DISK_FULL
+    CHECK(as_file_error(completion_error(0xC0000043u)) == errc::file_in_use);       // STATUS_SHARING_VIOLATION
+    CHECK(as_file_error(completion_error(0xC0000120u)) == errc::operation_aborted); // STATUS_CANCELLED
+    CHECK_FALSE(as_file_error(completion_error(0)));
+    // portico's own conditions are left as they are.
+    CHECK(as_file_error(make_error_code(errc::connection_reset)) == errc::connection_reset);
+}

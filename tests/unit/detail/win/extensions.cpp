@@ -12,6 +12,7 @@ TEST_CASE("the Winsock extension functions are found and looked up once", "[exte
     CHECK(first.connect_ex != nullptr);
     CHECK(first.get_accept_ex_sockaddrs != nullptr);
     CHECK(first.disconnect_ex != nullptr);
+    CHECK(first.transmit_file != nullptr);
     // The same table every time: no lookup per call.
     CHECK(&portico::detail::win::extensions() == &first);
 }

@@ -1,0 +1,199 @@
+// packet_stream's parking over a real tcp_socket (packet_stream_options::
+// park_after): a stream whose peer is quiet waits for it holding no receive
+// ring, with a zero-byte receive; a busy one reads straight into its ring.
+#include <portico/framing/packet_stream.hpp>
+#include <portico/net/tcp_socket.hpp>
+
+#include <portico/coro/task.hpp>
+#include <portico/coro/when_all.hpp>
+
+#include "support/catch.hpp"
+#include "support/co_test.hpp"
+#include "support/loopback.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+
+using namespace std::chrono_literals;
+
+using portico::errc;
+using portico::io_result;
+using portico::packet_stream;
+using portico::packet_stream_options;
+using portico::task;
+using portico::tcp_socket;
+
+namespace {
+
+/// The server reads a packet and echoes it; the client sends packet `type`
+/// after `pause` (the server waiting meanwhile) and reads the echo.
+task<bool> exchange(packet_stream<tcp_socket>& client, packet_stream<tcp_socket>& server, std::uint32_t type,
+                    std::chrono::milliseconds pause = {})
+{
+    auto echo = [](packet_stream<tcp_socket>& s) -> task<bool> {
+        auto [ec, p] = co_await s.read_packet();
+        if (ec) co_return false;
+        auto [write_ec] = co_await s.write_packet(p.type, p.body);
+        co_return !write_ec;
+    };
+    auto ask = [](packet_stream<tcp_socket>& s, std::uint32_t t, std::chrono::milliseconds wait) -> task<bool> {
+        if (wait.count() > 0) {
+            auto [slept] = co_await s.next_layer().context().sleep_for(wait);
+            if (slept) co_return false;
+        }
+        auto [write_ec] = co_await s.write_packet(t, std::string_view("ping"));
+        if (write_ec) co_return false;
+        auto [ec, p] = co_await s.read_packet();
+        co_return !ec && p.type == t;
+    };
+    auto [answered, asked] = co_await portico::when_all(echo(server), ask(client, type, pause));
+    co_return answered&& asked;
+}
+
+} // namespace
+
+PORTICO_IO_TEST_CASE("a stream whose peer is quiet waits for it holding no receive ring", "[packet_stream_park]")
+{
+    auto [a, b] = co_await portico::test::connected_pair(ctx);
+    packet_stream<tcp_socket> client(std::move(a));
+    packet_stream<tcp_socket> server(std::move(b));
+    CHECK(server.receive_storage_bytes() == 0); // nothing allocated before the first read
+
+    // One exchange: a first wait is never busy, so the server parked for it.
+    const bool first = co_await exchange(client, server, 1);
+    REQUIRE(first);
+    CHECK(server.parked_waits() == 1);
+
+    // The server waits again, parked: it gave its ring back.
+    auto next = [](packet_stream<tcp_socket>& s) -> task<io_result<std::uint32_t>> {
+        auto [ec, p] = co_await s.read_packet();
+        co_return io_result<std::uint32_t>{ec, ec ? 0 : p.type};
+    };
+    auto wait_then_send = [](packet_stream<tcp_socket>& s, packet_stream<tcp_socket>& waiting,
+                             std::size_t& held) -> task<bool> {
+        // The server's read is parked before this runs: when_all started it first.
+        held = waiting.receive_storage_bytes();
+        auto [ec] = co_await s.write_packet(2, std::string_view("wake"));
+        co_return !ec;
+    };
+    std::size_t held_while_waiting = 1;
+    auto [got, sent] = co_await portico::when_all(next(server), wait_then_send(client, server, held_while_waiting));
+    CHECK(sent);
+    CHECK_FALSE(got.error());
+    CHECK(got.value_unchecked() == 2);
+    CHECK(held_while_waiting == 0);
+    CHECK(server.parked_waits() == 2);
+    // Woken, it took a ring again to read the packet.
+    CHECK(server.receive_storage_bytes() == 2 * server.options().receive_buffer);
+}
+
+PORTICO_IO_TEST_CASE("a busy stream reads straight into its ring: one receive per packet", "[packet_stream_park]")
+{
+    auto [a, b] = co_await portico::test::connected_pair(ctx);
+    packet_stream<tcp_socket> client(std::move(a));
+    packet_stream<tcp_socket> server(std::move(b));
+    constexpr unsigned rounds = 200;
+    const auto before = ctx.statistics();
+    for (unsigned i = 0; i < rounds; ++i) {
+        const bool ok = co_await exchange(client, server, i & 0xFF);
+        REQUIRE(ok);
+    }
+    const auto after = ctx.statistics();
+    INFO("parked waits: server " << server.parked_waits() << ", client " << client.parked_waits() << "; "
+                                 << after.recv_calls - before.recv_calls << " receives");
+    // Only the first waits, before the conversation made each side busy.
+    CHECK(server.parked_waits() <= 2);
+    CHECK(client.parked_waits() <= 2);
+    // One receive per packet on each side (parked waits cost one more each).
+    CHECK(after.recv_calls - before.recv_calls <= 2 * rounds + server.parked_waits() + client.parked_waits());
+}
+
+PORTICO_IO_TEST_CASE("a busy stream whose peer pauses longer than park_after parks again", "[packet_stream_park]")
+{
+    auto [a, b] = co_await portico::test::connected_pair(ctx);
+    packet_stream_options options;
+    options.park_after = 50ms;
+    packet_stream<tcp_socket> client(std::move(a), options);
+    packet_stream<tcp_socket> server(std::move(b), options);
+    for (std::uint32_t i = 0; i < 10; ++i) {
+        const bool ok = co_await exchange(client, server, i);
+        REQUIRE(ok);
+    }
+    const std::uint64_t busy_parks = server.parked_waits();
+    CHECK(busy_parks <= 2);
+
+    // The server waits through a pause four times park_after: that wait
+    // was not quick, so the next one parks.
+    const bool after_pause = co_await exchange(client, server, 100, 200ms);
+    REQUIRE(after_pause);
+    const bool next = co_await exchange(client, server, 101);
+    REQUIRE(next);
+    CHECK(server.parked_waits() == busy_parks + 1);
+}
+
+PORTICO_IO_TEST_CASE("park_after zero never parks", "[packet_stream_park]")
+{
+    auto [a, b] = co_await portico::test::connected_pair(ctx);
+    packet_stream_options options;
+    options.park_after = 0ms;
+    packet_stream<tcp_socket> client(std::move(a), options);
+    packet_stream<tcp_socket> server(std::move(b), options);
+    for (std::uint32_t i = 0; i < 3; ++i) {
+        const bool ok = co_await exchange(client, server, i);
+        REQUIRE(ok);
+    }
+    CHECK(server.parked_waits() == 0);
+    CHECK(client.parked_waits() == 0);
+}
+
+PORTICO_IO_TEST_CASE("a parked wait ends with the peer's close, reset, or the stream's own close",
+                     "[packet_stream_park]")
+{
+    SECTION("the peer closes: eof")
+    {
+        auto [a, b] = co_await portico::test::connected_pair(ctx);
+        packet_stream<tcp_socket> server(std::move(b));
+        CHECK_FALSE(a.shutdown_send().error());
+        auto [ec, p] = co_await server.read_packet();
+        CHECK(ec == errc::eof);
+        CHECK(server.parked_waits() == 1);
+    }
+    SECTION("the peer resets while it waits: connection_reset")
+    {
+        auto [a, b] = co_await portico::test::connected_pair(ctx);
+        packet_stream<tcp_socket> server(std::move(b));
+        auto read = [](packet_stream<tcp_socket>& s) -> task<std::error_code> {
+            auto [ec, p] = co_await s.read_packet();
+            co_return ec;
+        };
+        auto reset = [](tcp_socket& s) -> task<> {
+            s.close_abortive(); // linger 0: RST instead of FIN
+            co_return;
+        };
+        // when_all starts the read until its zero-byte receive is pending.
+        auto [ec, done] = co_await portico::when_all(read(server), reset(a));
+        (void)done;
+        CHECK(ec == errc::connection_reset);
+        CHECK(server.parked_waits() == 1);
+    }
+    SECTION("the stream is closed while parked: operation_aborted")
+    {
+        auto [a, b] = co_await portico::test::connected_pair(ctx);
+        packet_stream<tcp_socket> server(std::move(b));
+        auto read = [](packet_stream<tcp_socket>& s) -> task<std::error_code> {
+            auto [ec, p] = co_await s.read_packet();
+            co_return ec;
+        };
+        auto close_it = [](packet_stream<tcp_socket>& s) -> task<> {
+            s.close();
+            co_return;
+        };
+        auto [ec, closed] = co_await portico::when_all(read(server), close_it(server));
+        (void)closed;
+        CHECK(ec == errc::operation_aborted);
+        CHECK(server.parked_waits() == 1);
+    }
+}
