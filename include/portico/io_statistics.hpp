@@ -106,12 +106,12 @@ enum class counter : unsigned {
 /// The io_statistics field each counter is reported in, by counter index
 /// (max_batch and outstanding are kept apart: they are not sums).
 inline constexpr std::uint64_t io_statistics::* counter_fields[] = {
-    &io_statistics::dequeue_calls,    &io_statistics::completions,        &io_statistics::posts,
-    &io_statistics::post_failures,    &io_statistics::inline_completions, &io_statistics::ready_queued,
-    &io_statistics::timers_started,   &io_statistics::timers_fired,       &io_statistics::timers_cancelled,
-    &io_statistics::recv_calls,       &io_statistics::send_calls,         &io_statistics::accept_calls,
-    &io_statistics::connect_calls,    &io_statistics::disconnect_calls,   &io_statistics::cancel_calls,
-    &io_statistics::file_read_calls,  &io_statistics::file_write_calls,   &io_statistics::transmit_file_calls,
+    &io_statistics::dequeue_calls,   &io_statistics::completions,        &io_statistics::posts,
+    &io_statistics::post_failures,   &io_statistics::inline_completions, &io_statistics::ready_queued,
+    &io_statistics::timers_started,  &io_statistics::timers_fired,       &io_statistics::timers_cancelled,
+    &io_statistics::recv_calls,      &io_statistics::send_calls,         &io_statistics::accept_calls,
+    &io_statistics::connect_calls,   &io_statistics::disconnect_calls,   &io_statistics::cancel_calls,
+    &io_statistics::file_read_calls, &io_statistics::file_write_calls,   &io_statistics::transmit_file_calls,
 };
 static_assert(std::size(counter_fields) == static_cast<std::size_t>(counter::count_), "one field per counter");
 
