@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -48,35 +47,11 @@ task<> echo(tcp_socket s)
     }
 }
 
-// A zero-byte receive: completes when the socket has data (or its end) and
-// takes nothing from it, so a connection can wait without a buffer. portico's
-// read_some() over no bytes completes at once (a zero-length read), and the
-// library has no public way to wait for data yet (issue 13, item 2), so the
-// benchmark makes this awaiter from the library's own receive operation over
-// no buffers: a WSARecv of one empty WSABUF. It reaches into portico::detail;
-// replace it with the public call once there is one.
-class wait_readable_op : public portico::detail::backend::stream_recv_op {
-public:
-    explicit wait_readable_op(const portico::detail::backend::socket_ref& socket) noexcept
-        : stream_recv_op(socket, std::span<const portico::mutable_buffer>{})
-    {}
-
-    portico::io_result<void> await_resume() const noexcept { return {error_}; }
-};
-
-// A tcp_socket that can wait for data without a buffer (wait_readable_op).
-class lean_socket : public tcp_socket {
-public:
-    explicit lean_socket(tcp_socket&& s) noexcept : tcp_socket(std::move(s)) {}
-
-    [[nodiscard]] wait_readable_op wait_readable() noexcept { return wait_readable_op{ref()}; }
-};
-
-// echo-lean: holds no buffer while the peer is silent; borrows one from the
-// process's pool when data has arrived, and gives it back once the echo is sent.
-task<> echo_lean(tcp_socket socket)
+// echo-lean: holds no buffer while the peer is silent (wait_readable: a
+// zero-byte receive, which takes nothing); borrows one from the process's pool
+// when data has arrived, and gives it back once the echo is sent.
+task<> echo_lean(tcp_socket s)
 {
-    lean_socket s{std::move(socket)};
     for (;;) {
         if (auto [ec] = co_await s.wait_readable(); ec) co_return;
         const bench::pooled_buffer data;
@@ -206,7 +181,8 @@ task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& 
     case bench::mode::echo: co_await echo(std::move(s)); break;
     case bench::mode::echo_lean: co_await echo_lean(std::move(s)); break;
     // What an idle packet_stream holds is the library's to decide: the same
-    // stream as `packet`, with the same 64 KiB receive buffer.
+    // stream as `packet`, with the same 64 KiB receive buffer, which it gives
+    // back while parked (packet_stream_options::park_after, 1 s by default).
     case bench::mode::packet:
     case bench::mode::packet_lean: co_await packet_echo(std::move(s)); break;
     case bench::mode::sink: co_await sink(std::move(s)); break;
