@@ -64,15 +64,20 @@ def throughput_table(scenarios: list[dict]) -> str:
 
 
 def latency_table(scenarios: list[dict]) -> str:
-    rows = ["| scenario | portico p50 / p99 / p99.9 | Asio p50 / p99 / p99.9 | floor p50 / p99 / p99.9 |",
-            "|---|--:|--:|--:|"]
+    rows = ["| scenario | portico p50 / p99 / p99.9 | worst connection | Asio p50 / p99 / p99.9 | worst connection "
+            "| floor p50 / p99 / p99.9 | worst connection |",
+            "|---|--:|--:|--:|--:|--:|--:|"]
     for s in scenarios:
         if s["kind"] != "throughput" or s["impls"]["portico"].get("p50_us") is None:
             continue
         cells = []
         for impl in IMPLS:
-            e = s["impls"][impl]
+            e = s["impls"].get(impl)
+            if e is None:
+                cells += ["–", "–"]
+                continue
             cells.append(f"{num(e['p50_us'])} / {num(e['p99_us'])} / {num(e['p999_us'])}")
+            cells.append(num(e.get("worst_connection_p50_us")))
         rows.append(f"| {s['title']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -93,20 +98,33 @@ def counted_table(scenarios: list[dict]) -> str:
 
 
 def idle_table(scenarios: list[dict]) -> str:
-    # Every server gives each connection the 64 KiB receive buffer of PROTOCOL.md.
-    buffer = 64 * 1024
-    rows = ["| | portico | Asio | floor |", "|---|--:|--:|--:|"]
+    """One table per idle scenario: what a silent connection costs each server."""
+    tables = []
     for s in scenarios:
         if s["kind"] != "idle":
             continue
         i = s["impls"]
-        rows.append("| heap bytes per connection | "
-                    + " | ".join(num(i[x]["bytes_per_connection"]) for x in IMPLS) + " |")
-        rows.append("| of which beyond the 64 KiB buffer | "
-                    + " | ".join(num(i[x]["bytes_per_connection"] - buffer) for x in IMPLS) + " |")
-        rows.append("| heap allocations per connection | "
-                    + " | ".join(small(i[x]["allocs_per_connection"]) for x in IMPLS) + " |")
-    return "\n".join(rows)
+        lean = s.get("mode", "echo").endswith("-lean")
+
+        def row(label: str, value) -> str:
+            return f"| {label} | " + " | ".join(value(i[x]) if x in i else "–" for x in IMPLS) + " |"
+
+        def kib_as_bytes(e: dict, key: str) -> str:
+            return num(e.get(key))
+
+        rows = [f"*{s['title']}* ({s['name']}):", "", "| per connection | portico | Asio | floor |", "|---|--:|--:|--:|"]
+        rows.append(row("heap bytes" + (" (the pool apart)" if lean else ""), lambda e: num(e["bytes_per_connection"])))
+        if not lean:
+            # Every server gives each connection the 64 KiB receive buffer of PROTOCOL.md.
+            rows.append(row("of which beyond the 64 KiB buffer", lambda e: num(e["bytes_per_connection"] - 64 * 1024)))
+        rows.append(row("heap allocations", lambda e: small(e["allocs_per_connection"])))
+        rows.append(row("resident bytes of the server", lambda e: kib_as_bytes(e, "rss_per_connection")))
+        rows.append(row("resident bytes of the wineserver", lambda e: kib_as_bytes(e, "wineserver_rss_per_connection")))
+        if lean:
+            rows.append(row("the pool, for all (64 KiB buffers)",
+                            lambda e: num(e["pool_bytes"] / 65536) if e.get("pool_bytes") is not None else "–"))
+        tables.append("\n".join(rows))
+    return "\n\n".join(tables)
 
 
 def fanout_table(scenarios: list[dict]) -> str:
@@ -241,6 +259,48 @@ def summary_lines(scenarios: list[dict]) -> str:
             f"- Plain echo against the raw IOCP floor (portico / floor): {floor_ratios}.")
 
 
+def goals_table(scenarios: list[dict]) -> str:
+    """Issue 13's goals against this run: ping-pong jitter and cost at 64 and
+    1,000 connections, and the heap of an idle connection at 10,000."""
+    by_name = {s["name"]: s for s in scenarios}
+    rows = ["| goal | scenario | portico | Asio | measured | met |", "|---|---|--:|--:|--:|---|"]
+
+    def add(goal: str, name: str, mine: str, theirs: str, measured: str, met: bool | None) -> None:
+        rows.append(f"| {goal} | {name} | {mine} | {theirs} | {measured} | "
+                    f"{'–' if met is None else 'yes' if met else '**no**'} |")
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    for name in ("pingpong-64x64", "pingpong-1000x64"):
+        s = by_name.get(name)
+        if s is None:
+            add("ping-pong (not run)", name, "–", "–", "–", None)
+            continue
+        p, a = s["impls"]["portico"], s["impls"]["asio"]
+        r = ratio(p.get("p99_us"), a.get("p99_us"))
+        add("p99 <= 1.25x Asio's", name, num(p.get("p99_us")), num(a.get("p99_us")),
+            f"{r:.2f}x" if r is not None else "–", None if r is None else r <= 1.25)
+        t = s.get("ratio_asio")
+        add("throughput >= 1.15x Asio's", name, num(p["msgs_per_s"]), num(a["msgs_per_s"]),
+            ratio_cell(t), None if not t else t["median"] >= 1.15)
+        r = ratio(p["win32_per_msg"], a["win32_per_msg"])
+        add("Win32 calls per message <= 0.6x Asio's", name, small(p["win32_per_msg"]), small(a["win32_per_msg"]),
+            f"{r:.2f}x" if r is not None else "–", None if r is None else r <= 0.6)
+        add("0 allocations per message", name, small(p["allocs_per_msg"]), small(a["allocs_per_msg"]),
+            small(p["allocs_per_msg"]), p["allocs_per_msg"] < 0.001)
+    for name, what, limit in (("idle-packet-10000", "per packet_stream connection", 4096),
+                              ("idle-10000", "per plain echo connection", 2048)):
+        s = by_name.get(name)
+        if s is None:
+            add(f"heap {what} (not run)", name, "–", "–", "–", None)
+            continue
+        p, a = s["impls"]["portico"]["bytes_per_connection"], s["impls"]["asio"]["bytes_per_connection"]
+        add(f"heap {what} <= {limit // 1024} KiB", name, num(p), num(a), num(p), p <= limit)
+        add(f"heap {what} below Asio's", name, num(p), num(a), f"{p / a:.2f}x" if a else "–", p < a)
+    return "\n".join(rows)
+
+
 def environment_table(env: dict, scenarios: list[dict]) -> str:
     rows = ["| | |", "|---|---|"]
     for key, label in (("date", "run"), ("cpu", "CPU"), ("cpus", "CPUs"), ("kernel", "Linux"), ("wine", "Wine"),
@@ -312,6 +372,7 @@ def main() -> int:
         "@COUNTED@": counted_table(scenarios),
         "@CALLS@": calls_table(scenarios, "pingpong-64x64") + "\n\n" + calls_table(scenarios, "packets-1x16"),
         "@IDLE@": idle_table(scenarios),
+        "@GOALS@": goals_table(scenarios),
         "@DOWNLOAD@": download_table(scenarios),
         "@DOWNLOAD_CALLS@": download_calls_table(scenarios, "download-1x64m") + "\n\n"
         + download_calls_table(scenarios, "download-16x64k"),

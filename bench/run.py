@@ -14,10 +14,19 @@ interval contains 1.
 
 Beside the timings, counted metrics from each server's stats line: Win32
 calls, completions per dequeue and heap allocations per message, measured
-inside the trial's steady window, and heap bytes per idle connection.
+inside the trial's steady window; and per idle connection, the server's heap
+bytes and allocations and the resident sets (/proc) of the server's Wine
+process and of the wineserver, each idle trial on fresh processes.
 
 The fan-out scenarios (one sender, many receivers) run portico and Asio only:
 the floor has no fan-out. Their messages are deliveries, their times one way.
+
+Scenarios at scale: 1,000 ping-pong connections, and 100 among 9,900 idle
+ones. Their connections are all open before the warm-up starts (the client
+says when on stderr). 10,000 connections need 10,000 descriptors in the
+wineserver, which keeps the soft limit it was started with: this runner
+raises its own soft RLIMIT_NOFILE to the hard limit before starting it
+(bench/PROTOCOL.md, "Many connections").
 
 The download scenarios (portico and Asio only) serve one file, written by the
 load client (--write-file) into the build directory: portico sends it with
@@ -43,7 +52,9 @@ import json
 import os
 import platform
 import random
+import resource
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,11 +78,19 @@ class Scenario:
     impls: tuple[str, ...] = IMPLS
     # False: run only when named in --only (the smoke run's small cases).
     default: bool = True
+    # The line the client prints on stderr when its set-up (connecting
+    # receivers, idle connections) is done and its warm-up begins.
+    ready: str | None = None
     # download and probe: the size of the file the server sends (0: no file).
     file_size: int = 0
 
     def connections(self) -> int:
         return int(self.client[self.client.index("--connections") + 1])
+
+    def all_connections(self) -> int:
+        """Connections open at once: the active ones and the idle ones beside them."""
+        idle = int(self.client[self.client.index("--idle-connections") + 1]) if "--idle-connections" in self.client else 0
+        return self.connections() + idle
 
 
 def fanout(receivers: int, size: int, default: bool = True) -> Scenario:
@@ -79,8 +98,15 @@ def fanout(receivers: int, size: int, default: bool = True) -> Scenario:
     size_title = "1 KiB" if size == 1024 else f"{size} B"
     return Scenario(f"fanout-{receivers}x{size_name}", f"fan-out, 1 sender to {receivers:,} receivers, {size_title}",
                     "fanout", ("--mode", "fanout", "--connections", str(receivers), "--depth", "16", "--size", str(size)),
-                    kind="fanout", unit="deliveries/s", impls=("portico", "asio"), default=default)
+                    kind="fanout", unit="deliveries/s", impls=("portico", "asio"), default=default, ready="joined:")
 
+
+def mixed(active: int, idle: int, default: bool = True) -> Scenario:
+    """Ping-pong on a few connections among many silent ones."""
+    return Scenario(f"mixed-{active}of{active + idle}", f"ping-pong, 64 B on {active:,} of {active + idle:,} connections "
+                    f"(the rest idle)", "echo",
+                    ("--mode", "pingpong", "--connections", str(active), "--idle-connections", str(idle),
+                     "--size", "64"), default=default, ready="connected:")
 
 
 def download(connections: int, size: int, name: str, size_title: str) -> Scenario:
@@ -102,6 +128,10 @@ SCENARIOS = (
              ("--mode", "pingpong", "--connections", "64", "--size", "1024")),
     Scenario("pingpong-64x16k", "ping-pong, 64 connections, 16 KiB", "echo",
              ("--mode", "pingpong", "--connections", "64", "--size", "16384")),
+    # Connected before the warm-up: under Wine, 1,000 accepts take longer than it.
+    Scenario("pingpong-1000x64", "ping-pong, 1,000 connections, 64 B", "echo",
+             ("--mode", "pingpong", "--connections", "1000", "--size", "64", "--connect-first"), ready="connected:"),
+    mixed(100, 9900),
     Scenario("packets-1x16", "framed packets, depth 16, 1 connection, 64 B bodies", "packet",
              ("--mode", "pipeline", "--connections", "1", "--depth", "16", "--size", "64"), unit="packets/s"),
     Scenario("packets-64x4", "framed packets, depth 4, 64 connections, 64 B bodies", "packet",
@@ -118,11 +148,22 @@ SCENARIOS = (
              ("--mode", "burst", "--connections", "1000"), unit="connections/s"),
     Scenario("idle-1000", "1,000 idle connections", "echo",
              ("--mode", "idle", "--connections", "1000"), kind="idle", unit="bytes/connection"),
+    Scenario("idle-10000", "10,000 idle connections, lean echo", "echo-lean",
+             ("--mode", "idle", "--connections", "10000"), kind="idle", unit="bytes/connection"),
+    Scenario("idle-packet-10000", "10,000 idle connections, lean framed echo", "packet-lean",
+             ("--mode", "idle", "--connections", "10000", "--framed", "--size", "60"), kind="idle",
+             unit="bytes/connection"),
+    Scenario("idle-100", "100 idle connections, lean echo", "echo-lean",
+             ("--mode", "idle", "--connections", "100"), kind="idle", unit="bytes/connection", default=False),
+    Scenario("idle-packet-100", "100 idle connections, lean framed echo", "packet-lean",
+             ("--mode", "idle", "--connections", "100", "--framed", "--size", "60"), kind="idle",
+             unit="bytes/connection", default=False),
     fanout(100, 64),
     fanout(100, 1024),
     fanout(1000, 64),
     fanout(1000, 1024),
     fanout(10, 64, default=False),
+    mixed(10, 490, default=False),
     download(1, 64 << 20, "download-1x64m", "64 MiB"),
     download(16, 64 << 10, "download-16x64k", "64 KiB"),
     # The probe: a ping-pong connection's p99 alone, then beside 2 connections downloading.
@@ -152,6 +193,24 @@ class Server:
             self.close()
             raise RuntimeError(f"{impl}: expected 'listening on HOST:PORT', got {first!r}")
         self.port = int(first.rsplit(":", 1)[1])
+        # Before its first idle trial: its resident set (KiB) and its heap
+        # (live bytes besides the lean modes' buffer pool).
+        self.rss_baseline: int | None = None
+        self.heap_baseline: int | None = None
+
+    def rss_kib(self) -> int | None:
+        """The resident set of the server's Wine process. The runner starts it
+        through taskset, bash and wine64, which all exec, so it keeps the pid."""
+        return resident_kib(self.proc.pid)
+
+    def wait_closed(self, timeout: float = 120) -> None:
+        """Waits until the server has no connection open (after an idle trial it
+        is still closing thousands)."""
+        deadline = time.monotonic() + timeout
+        while self.stats()["open"] > 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.impl}: connections still open {timeout} s after the client closed them")
+            time.sleep(0.1)
 
     def stats(self) -> dict:
         self.proc.stdin.write("stats\n")
@@ -166,6 +225,84 @@ class Server:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+
+
+def resident_kib(pid: int) -> int | None:
+    """VmRSS of a process, in KiB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def raise_descriptor_limit(needed: int) -> None:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit, for the
+    wineserver and the servers it starts. Each socket of a server under Wine
+    is a descriptor in the wineserver (which keeps the soft limit it was
+    started with; the Wine process itself raises its own to the hard limit)
+    and one in the server's process while it uses it; the load client raises
+    its own. Says so when the hard limit is below what the scenarios need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        log(f"run.py: these scenarios need about {needed} file descriptors per process and the hard limit is "
+            f"{hard}: raise it (ulimit -Hn as root, or LimitNOFILE= for a service), or expect failed connects")
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wineserver(action: str, prefix: Path, core: int | None) -> None:
+    """Starts or stops the wineserver of the prefix (tests/drivers/wine-server.sh)."""
+    subprocess.run(pinned(core, ["bash", str(ROOT / "tests/drivers/wine-server.sh"), action, str(prefix)]), check=True)
+
+
+def restart_wineserver(prefix: Path, core: int | None) -> None:
+    """Stops the prefix's wineserver, makes sure it is gone, and starts a new one."""
+    old = wineserver_pid(prefix)
+    wineserver("stop", prefix, core)
+    deadline = time.monotonic() + 30
+    # NOTE: `wineserver -k` has been seen to leave the server running (once, right after a
+    # server closed 10,000 connections); then it is asked again, and at last killed by its pid.
+    while old is not None and wineserver_pid(prefix) == old:
+        if time.monotonic() > deadline:
+            log(f"run.py: the wineserver of {prefix} (pid {old}) did not stop; killing it")
+            os.kill(old, signal.SIGKILL)
+            time.sleep(1)
+            break
+        time.sleep(0.5)
+        wineserver("stop", prefix, core)
+    wineserver("start", prefix, core)
+
+
+def wineserver_pid(prefix: Path) -> int | None:
+    """The wineserver of a prefix: the one whose working directory is the
+    prefix's server directory (/tmp/.wine-UID/server-DEV-INODE)."""
+    st = prefix.stat()
+    suffix = f"/server-{st.st_dev:x}-{st.st_ino:x}"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip().startswith("wineserver") and \
+                    os.readlink(f"/proc/{entry}/cwd").endswith(suffix):
+                return int(entry)
+        except OSError:
+            pass
+    return None
+
+
+def open_files_limit(pid: int) -> int | None:
+    """A process's soft limit of open files, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                value = line.split()[3]
+                return None if value == "unlimited" else int(value)
+    except OSError:
+        pass
+    return None
 
 
 def steal_jiffies() -> tuple[int, int]:
@@ -192,17 +329,18 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     steal0 = steal_jiffies()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if scenario.kind == "fanout":
-        # Its warm-up starts once every receiver has joined; connecting them is not measured.
+    if scenario.ready:
+        # Its warm-up starts once its set-up is done (the receivers joined, the
+        # idle connections open); that is not measured.
         said = ""
         line = proc.stderr.readline()
-        while line and not line.startswith("joined:"):
+        while line and not line.startswith(scenario.ready):
             said += line
             line = proc.stderr.readline()
         if not line:
             proc.kill()
             proc.wait()
-            raise RuntimeError(f"load client ended before its receivers joined: {said.strip()[-500:]}")
+            raise RuntimeError(f"load client ended before its set-up was done: {said.strip()[-500:]}")
         if said:
             log(f"    {server.impl}: {said.strip()[-300:]}")
         start = time.monotonic()
@@ -226,12 +364,17 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     if scenario.kind == "fanout":
         # Each packet the sender sends is delivered once to every receiver.
         result["allocs_per_broadcast"] = per(delta(after, before, "allocs")) * scenario.connections()
+    if scenario.client[1] == "pingpong" and after["open"] < scenario.all_connections():
+        # The client counts a connection the server dropped only when it next uses it.
+        log(f"    {server.impl}: the server had {after['open']} connections open, "
+            f"not {scenario.all_connections()}")
     if scenario.kind == "download":
         # Files are few in a window; the bytes, counted as they arrive, are exact.
         window_mib = result["bytes_per_s"] * (t2 - t1) / (1024 * 1024)
         result["win32_per_mib"] = (system_calls(after) - system_calls(before)) / window_mib if window_mib else float("nan")
     result.update(
         impl=server.impl,
+        server_open=after["open"],
         win32_per_msg=per(system_calls(after) - system_calls(before)),
         allocs_per_msg=per(delta(after, before, "allocs")),
         completions_per_dequeue=delta(after, before, "completions") / dequeues if dequeues else float("nan"),
@@ -243,28 +386,60 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
 
 
 def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
-    """Heap bytes per idle connection: the server's live heap with the
-    connections open and silent, against before they came."""
+    """What an idle connection costs the server, per connection: its live
+    heap with the connections open and silent, and its resident set, each
+    against the server before its first idle trial (run_scenario starts a
+    server for each: caches keep the blocks of connections that ended, and a
+    resident set does not shrink when the heap is freed); and the wineserver's
+    resident set, against before this trial. The lean modes' pool of receive
+    buffers (all free while the connections are idle) is the server's, not a
+    connection's: counted apart."""
+    server.wait_closed()
     before = server.stats()
+    if server.rss_baseline is None:
+        server.rss_baseline = server.rss_kib()
+        server.heap_baseline = before["live_bytes"] - before.get("pool_bytes", 0)
     argv = pinned(core, [str(client), "--host", "127.0.0.1", "--port", str(server.port), *scenario.client,
                          "--duration", "600", "--warmup", "0", "--hold-stdin"])
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said = ""
     line = proc.stderr.readline()
     while line and not line.startswith("idle:"):
+        said += line
         line = proc.stderr.readline()
     if not line:
         proc.kill()
-        raise RuntimeError("load client ended before its connections were idle")
+        proc.wait()
+        raise RuntimeError(f"load client ended before its connections were idle: {said.strip()[-500:]}")
     # Let the server settle its last completions before reading its heap.
     time.sleep(0.5)
     during = server.stats()
+    rss = server.rss_kib()
+    # NOTE: looked up again: a wineserver that exited is started anew by the next Wine process.
+    wineserver = wineserver_pid(args.prefix)
+    wineserver_rss = resident_kib(wineserver) if wineserver and wineserver == args.wineserver_pid else None
     # communicate() closes the client's stdin: its cue to ping once more and end.
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     result = json.loads(out)
+    if result["errors"]:
+        log(f"    {server.impl}: {result['errors']} client errors: {err.strip()[-300:]}")
+        result["stderr"] = err[-2000:]
     connections = scenario.connections()
-    result.update(impl=server.impl,
-                  bytes_per_connection=delta(during, before, "live_bytes") / connections,
+    if during["open"] != connections:
+        log(f"    {server.impl}: the server had {during['open']} connections open, not {connections}")
+
+    def per_connection_kib(now: int | None, then: int | None) -> float | None:
+        return None if now is None or then is None else (now - then) * 1024 / connections
+
+    heap = during["live_bytes"] - during.get("pool_bytes", 0)
+    result.update(impl=server.impl, server_open=during["open"],
+                  bytes_per_connection=(heap - server.heap_baseline) / connections,
                   allocs_per_connection=delta(during, before, "allocs") / connections,
+                  pool_bytes=during.get("pool_bytes", 0),
+                  rss_per_connection=per_connection_kib(rss, server.rss_baseline),
+                  wineserver_rss_per_connection=per_connection_kib(wineserver_rss, args.wineserver_rss_baseline),
+                  rss_kib={"server": [server.rss_baseline, rss],
+                           "wineserver": [args.wineserver_rss_baseline, wineserver_rss], "wineserver_pid": wineserver},
                   steal_pct=0.0)
     return result
 
@@ -309,8 +484,9 @@ def median_of(trials: list[dict], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def rtt_median(trials: list[dict], pct: str) -> float | None:
-    values = [t["rtt_us"][pct] for t in trials if t.get("rtt_us")]
+def rtt_median(trials: list[dict], key: str) -> float | None:
+    """The median over the trials of one of the client's rtt_us values."""
+    values = [t["rtt_us"][key] for t in trials if t.get("rtt_us") and key in t["rtt_us"]]
     return statistics.median(values) if values else None
 
 
@@ -319,7 +495,8 @@ RATIO_KEY = {"idle": "bytes_per_connection", "probe": "growth", "download": "byt
 
 
 def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Random) -> dict:
-    s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind, "impls": {}}
+    s = {"name": scenario.name, "title": scenario.title, "unit": scenario.unit, "kind": scenario.kind,
+         "mode": scenario.server_mode, "impls": {}}
     for impl, ts in trials.items():
         if not ts:
             continue
@@ -327,7 +504,10 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
                  "errors": sum(t["errors"] for t in ts)}
         if scenario.kind == "idle":
             entry.update(bytes_per_connection=median_of(ts, "bytes_per_connection"),
-                         allocs_per_connection=median_of(ts, "allocs_per_connection"))
+                         allocs_per_connection=median_of(ts, "allocs_per_connection"),
+                         pool_bytes=median_of(ts, "pool_bytes"),
+                         rss_per_connection=median_of(ts, "rss_per_connection"),
+                         wineserver_rss_per_connection=median_of(ts, "wineserver_rss_per_connection"))
         elif scenario.kind == "probe":
             entry.update(p99_alone_us=median_of(ts, "p99_alone_us"), p99_loaded_us=median_of(ts, "p99_loaded_us"),
                          growth=median_of(ts, "growth"), msgs_per_s=median_of(ts, "msgs_per_s"),
@@ -335,6 +515,8 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
         else:
             entry.update(msgs_per_s=median_of(ts, "msgs_per_s"), bytes_per_s=median_of(ts, "bytes_per_s"),
                          p50_us=rtt_median(ts, "p50"), p99_us=rtt_median(ts, "p99"), p999_us=rtt_median(ts, "p999"),
+                         worst_connection_p50_us=rtt_median(ts, "worst_connection_p50"),
+                         best_connection_p50_us=rtt_median(ts, "best_connection_p50"),
                          win32_per_msg=median_of(ts, "win32_per_msg"), allocs_per_msg=median_of(ts, "allocs_per_msg"),
                          completions_per_dequeue=median_of(ts, "completions_per_dequeue"))
             calls: dict[str, list[float]] = {}
@@ -381,19 +563,36 @@ def served_file(scenario: Scenario, args) -> list[str]:
 
 def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
     extra = tuple(served_file(scenario, args))
-    servers = {impl: Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
-                            extra + (tuple(shlex.split(args.portico_args)) if impl == "portico" else ()))
-               for impl in scenario.impls}
+
+    def start(impl: str) -> Server:
+        return Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
+                      extra + (tuple(shlex.split(args.portico_args)) if impl == "portico" else ()))
+
+    idle = scenario.kind == "idle"
+    # NOTE: an idle trial gets a server of its own, and a wineserver of its
+    # own, started for it: what a connection costs is measured against fresh
+    # processes, not ones whose caches and resident sets still hold the
+    # connections of a trial before (neither shrinks when memory is freed).
+    servers = {} if idle else {impl: start(impl) for impl in scenario.impls}
     trials: dict[str, list[dict]] = {impl: [] for impl in scenario.impls}
-    rounds = args.idle_rounds if scenario.kind == "idle" else args.rounds
+    rounds = args.idle_rounds if idle else args.rounds
     trial = {"idle": run_idle_trial, "probe": run_probe_trial}.get(scenario.kind, run_trial)
     try:
         for r in range(rounds):
             order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
-            if "raw" in scenario.impls and (r % 2 == 0 or scenario.kind == "idle"):
+            if "raw" in scenario.impls and (r % 2 == 0 or idle):
                 order.append("raw")
             for impl in order:
-                t = trial(scenario, servers[impl], client, args, cores[1])
+                if idle:
+                    restart_wineserver(args.prefix, cores[0])
+                server = servers[impl] if not idle else start(impl)
+                try:
+                    args.wineserver_pid = wineserver_pid(args.prefix)
+                    args.wineserver_rss_baseline = resident_kib(args.wineserver_pid) if args.wineserver_pid else None
+                    t = trial(scenario, server, client, args, cores[1])
+                finally:
+                    if idle:
+                        server.close()
                 t["round"] = r
                 trials[impl].append(t)
             p, a = trials["portico"][-1], trials["asio"][-1]
@@ -474,18 +673,30 @@ def main() -> int:
             return 2
     # Server and wineserver on one core, the client on the other.
     cores = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
-    prefix = args.build_dir / "wineprefix"
+    # NOTE: absolute: the wineserver refuses a relative WINEPREFIX, and wine-server.sh
+    # hides its complaint, so a relative prefix was never stopped.
+    prefix = (args.build_dir / "wineprefix").resolve()
     wanted = set(filter(None, args.only.split(",")))
     scenarios = [s for s in SCENARIOS if s.name in wanted or (not wanted and s.default)]
 
-    subprocess.run(pinned(cores[0], ["bash", str(ROOT / "tests/drivers/wine-server.sh"), "start", str(prefix)]), check=True)
+    # Each connection: a socket in the client, one in the wineserver, one in the server's process.
+    needed = max((s.all_connections() for s in scenarios), default=0) + 1024
+    raise_descriptor_limit(needed)
+    wineserver("start", prefix, cores[0])
+    args.prefix = prefix
+    server_pid = wineserver_pid(args.prefix)
+    limit = open_files_limit(server_pid) if server_pid else None
+    if limit is not None and limit < needed:
+        log(f"run.py: the wineserver of {prefix} (pid {server_pid}) may open only {limit} files, and these "
+            f"scenarios need about {needed}: it was started before this run with a lower limit; stop it "
+            f"(tests/drivers/wine-server.sh stop {prefix}) and run again")
     results = {"environment": environment(args, cores), "scenarios": []}
     try:
         for scenario in scenarios:
             log(f"{scenario.name}: {scenario.title}")
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
-        subprocess.run(["bash", str(ROOT / "tests/drivers/wine-server.sh"), "stop", str(prefix)])
+        wineserver("stop", prefix, None)
     if args.merge and args.results.exists():
         results = merged(json.loads(args.results.read_text()), results)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,16 @@ if [[ ${1:-} == --smoke ]]; then
   bash bench/load/selftest.sh build/bench-load
   for impl in portico asio raw; do bash bench/servers/selftest.sh "$impl" build/mingw-bench; done
   out=build/bench-smoke
+  # The scale scenarios in miniature: 10 active among 500 connections, 100 lean idle ones.
   /usr/bin/python3 bench/run.py --rounds 2 --idle-rounds 1 --seconds 0.3 --warmup 0.1 \
-    --only pingpong-1x64,packets-1x16,churn,idle-1000,fanout-10x64 --results "$out/latest.json"
+    --only pingpong-1x64,packets-1x16,churn,fanout-10x64,mixed-10of500,idle-packet-100 --results "$out/latest.json"
   mkdir -p "$out/docs"
   /usr/bin/python3 bench/report.py --results "$out/latest.json" --docs "$out/docs"
   grep -q "ping-pong, 1 connection, 64 B" "$out/docs/benchmarks.md"
   grep -q "fan-out, 1 sender to 10 receivers, 64 B" "$out/docs/benchmarks.md"
+  grep -q "ping-pong, 64 B on 10 of 500 connections" "$out/docs/benchmarks.md"
+  grep -q "(idle-packet-100)" "$out/docs/benchmarks.md"
+  grep -q "| worst connection |" "$out/docs/benchmarks.md"
   exit 0
 fi
 /usr/bin/python3 bench/run.py "$@"

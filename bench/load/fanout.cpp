@@ -251,7 +251,7 @@ private:
         if (next == r.next) return true;
         const auto now = clock_type::now();
         if (measuring(now)) {
-            for (auto k = r.next; k < next; ++k) record(now - send_time(k), packet_size);
+            for (auto k = r.next; k < next; ++k) record(c, now - send_time(k), packet_size);
         }
         const std::uint64_t before = r.next;
         r.next = next;

@@ -10,12 +10,14 @@
 
 namespace load {
 
-// Log-linear buckets in the manner of HdrHistogram: below 256 ns one bucket per
-// nanosecond, above it 128 buckets per power of two, so every time is kept
-// within 1/128 (0.8%) of its value, up to 2^35 ns (34 s; longer times share
-// the last bucket, and the maximum is kept exactly). A fixed array: recording
-// never allocates.
-class latency_histogram {
+// Log-linear buckets in the manner of HdrHistogram: below 2^(PrecisionBits+1)
+// ns one bucket per nanosecond, above it 2^PrecisionBits buckets per power of
+// two, so every time is kept within 1/2^PrecisionBits of its value, up to
+// 2^35 ns (34 s; longer times share the last bucket, and the maximum is kept
+// exactly). Count is the counter type: the buckets are a fixed array, so
+// recording never allocates.
+template <int PrecisionBits, class Count>
+class basic_latency_histogram {
 public:
     void record(std::chrono::nanoseconds time) noexcept
     {
@@ -46,7 +48,7 @@ public:
     double max_us() const noexcept { return static_cast<double>(max_) / 1000.0; }
 
 private:
-    static constexpr int precision_bits = 7;
+    static constexpr int precision_bits = PrecisionBits;
     static constexpr std::uint64_t sub_buckets = std::uint64_t{1} << precision_bits;
     static constexpr int max_bits = 35;
     static constexpr std::uint64_t max_trackable = (std::uint64_t{1} << max_bits) - 1;
@@ -78,9 +80,18 @@ private:
         return std::uint64_t{1} << shift_of_bucket(b);
     }
 
-    std::array<std::uint64_t, bucket_count> counts_{};
+    std::array<Count, bucket_count> counts_{};
     std::uint64_t total_ = 0;
     std::uint64_t max_ = 0;
 };
+
+// The whole run's: 128 buckets per power of two, every time within 0.8%.
+using latency_histogram = basic_latency_histogram<7, std::uint64_t>;
+
+// One connection's, kept beside the whole run's for its median: 32 buckets
+// per power of two (every time within 3.1%; a quantile, the middle of its
+// bucket, within 1.6%) and 32-bit counts, 3,968 bytes, so 10,000 of them fit
+// in 40 MB. Made for a connection when it records its first time.
+using connection_histogram = basic_latency_histogram<5, std::uint32_t>;
 
 } // namespace load

@@ -31,7 +31,15 @@ TCP_NODELAY. Every byte that comes back is checked against what was sent.
 
 modes:
   pingpong  [echo]    each connection sends a message, waits for all of its echo,
-                      sends the next; rtt: send to end of echo
+                      sends the next; rtt: send to end of echo. With
+                      --connect-first, each connects and is pinged once (one
+                      message, its echo checked, not timed) before any other
+                      sends; then "connected: A active, I idle" goes to
+                      stderr and the warm-up begins. With --idle-connections
+                      N (implies --connect-first), N more connections are
+                      opened and pinged first, then stay silent while the
+                      active ones run; after the window each is pinged
+                      again: one closed, or unanswered, is an error
   pipeline  [packet]  each connection keeps --depth packets in flight: u16 size
                       (whole packet) + u16 type, little-endian, then a --size byte
                       body that starts with the packet's sequence number; every
@@ -49,7 +57,8 @@ modes:
                       from the start of its connect to its echo
   idle      [echo]    connects, pings each connection, prints "idle: N
                       connected" to stderr, stays silent for --duration seconds
-                      (or until stdin ends, --hold-stdin), pings each again
+                      (or until stdin ends, --hold-stdin), pings each again.
+                      With --framed [packet] each ping is a packet
   fanout    [fanout]  --connections receivers, then one sender that sends
                       pipeline's packets (--size >= 8: the body starts with
                       the sequence number); the server delivers each to every
@@ -67,12 +76,18 @@ modes:
                       one --write-file writes), and asks again; messages:
                       files; rtt: request to last byte
 
+  Where every connection is opened before the traffic (idle, fanout,
+  --connect-first), connects and pings go out at most 256 at a time.
+
 options:
   --host H          server address (default 127.0.0.1)
   --port P          server port (required)
   --mode M          one of the modes above (required)
   --connections N   connections, churn's concurrent loops, or fanout's receivers
                     (default 1)
+  --idle-connections N
+                    pingpong: silent connections beside the active ones
+                    (default 0); not timed, not counted in messages
   --size B          message, packet body or chunk bytes (default 64; bulk 65536)
   --depth D         pipeline: packets in flight per connection; fanout: packets
                     the sender may be ahead of the slowest receiver (default 16)
@@ -82,13 +97,21 @@ options:
                     (default 1; not for idle); connections open in it
   --seed N          seed of the pseudo-random bytes messages are made of (default 1)
   --hold-stdin      idle: stay silent until stdin ends, not --duration seconds
+  --framed          pingpong and idle [packet]: each message is a packet as in
+                    pipeline (a 4-byte header, then a --size byte body that
+                    starts with its sequence number), echoed by the packet
+                    modes
+  --connect-first   pingpong: connect and ping every connection before the
+                    warm-up (a server slow to accept many at once is not
+                    timed while it accepts)
   --write-file PATH no test: write the file the download mode expects, --size
                     bytes of the pattern of --seed, to PATH, and exit
 
 output, one line on stdout:
-  {"mode", "connections", "size", "depth" (pipeline and fanout, else null), "direction"
+  {"mode", "connections", "idle_connections", "size", "depth" (pipeline and fanout, else null), "direction"
    (bulk, else null), "duration_s", "messages", "msgs_per_s", "bytes_per_s",
-   "rtt_us": {"p50", "p99", "p999", "max"} or null, "errors"}
+   "rtt_us": {"p50", "p99", "p999", "max", "worst_connection_p50",
+   "best_connection_p50", "connections_timed"} or null, "errors"}
   messages: round trips, packets, chunks (bulk oneway: taken by the kernel;
   both: echoed), cycles, connections echoed (burst), pings answered (idle)
   or packets delivered to receivers (fanout), completed in the measured
@@ -96,7 +119,12 @@ output, one line on stdout:
   round trip's once, a packet's with its header. duration_s: the measured
   window; burst: the sum of the counted bursts' times (so msgs_per_s is
   connections per second of burst); idle: the silent time. rtt_us:
-  microseconds, within 1%.
+  microseconds; p50 to max over every time, within 1% (a histogram with 128
+  buckets per power of two). worst_connection_p50 and best_connection_p50:
+  the largest and the smallest of the connections' own medians (each
+  connection keeps a histogram of its times with 32 buckets per power of
+  two: within 2%), over the connections_timed connections that timed
+  anything (churn and burst: per connection slot, fanout: per receiver).
 
 errors: connects refused or failed, resets, closes by the server, a connect, an
   echo or a delivery (fanout: to the slowest receiver) not done in 10 s, and
@@ -184,6 +212,8 @@ load::options parse_options(int argc, char** argv)
             have_mode = true;
         } else if (name == "--connections") {
             opts.connections = parse_number<std::size_t>(name, value());
+        } else if (name == "--idle-connections") {
+            opts.idle_connections = parse_number<std::size_t>(name, value());
         } else if (name == "--size") {
             opts.size = parse_number<std::size_t>(name, value());
             have_size = true;
@@ -206,6 +236,10 @@ load::options parse_options(int argc, char** argv)
             opts.seed = parse_number<std::uint64_t>(name, value());
         } else if (name == "--hold-stdin") {
             opts.hold_stdin = true;
+        } else if (name == "--connect-first") {
+            opts.connect_first = true;
+        } else if (name == "--framed") {
+            opts.framed = true;
         } else if (name == "--write-file") {
             opts.write_file = value();
         } else {
@@ -221,9 +255,16 @@ load::options parse_options(int argc, char** argv)
     if (!have_mode) usage_error("--mode is required");
     if (!have_size && opts.mode == load::test_mode::bulk) opts.size = 65536;
     if (opts.connections < 1 || opts.connections > 1'000'000) usage_error("--connections: 1 to 1000000");
-    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout) {
+    if (opts.idle_connections > 1'000'000) usage_error("--idle-connections: 0 to 1000000");
+    if (opts.idle_connections > 0 && opts.mode != load::test_mode::pingpong)
+        usage_error("--idle-connections is for --mode pingpong");
+    if (opts.connect_first && opts.mode != load::test_mode::pingpong)
+        usage_error("--connect-first is for --mode pingpong");
+    if (opts.framed && opts.mode != load::test_mode::pingpong && opts.mode != load::test_mode::idle)
+        usage_error("--framed is for --mode pingpong and idle");
+    if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout || opts.framed) {
         // The size field counts the 4-byte header and has 16 bits.
-        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline and fanout");
+        if (opts.size > 65535 - 4) usage_error("--size: at most 65531 for pipeline, fanout and --framed");
         if (opts.depth < 1 || opts.depth > 65536) usage_error("--depth: 1 to 65536");
         // A receiver learns where its stream starts from the sequence number.
         if (opts.mode == load::test_mode::fanout && opts.size < 8) usage_error("--size: at least 8 for fanout");
@@ -269,8 +310,8 @@ void print_json(const load::options& opts, const load::session& result)
 {
     const double seconds = result.measured_s();
     const auto per_second = [&](double n) { return seconds > 0 ? n / seconds : 0.0; };
-    std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"size\":%zu,", mode_name(opts.mode), opts.connections,
-                opts.size);
+    std::printf("{\"mode\":\"%s\",\"connections\":%zu,\"idle_connections\":%zu,\"size\":%zu,", mode_name(opts.mode),
+                opts.connections, opts.idle_connections, opts.size);
     if (opts.mode == load::test_mode::pipeline || opts.mode == load::test_mode::fanout)
         std::printf("\"depth\":%zu,", opts.depth);
     else
@@ -285,9 +326,13 @@ void print_json(const load::options& opts, const load::session& result)
     const auto& rtt = result.rtt();
     if (rtt.count() == 0)
         std::printf("\"rtt_us\":null,");
-    else
-        std::printf("\"rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},", rtt.quantile_us(500),
-                    rtt.quantile_us(990), rtt.quantile_us(999), rtt.max_us());
+    else {
+        const auto medians = result.medians();
+        std::printf("\"rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
+                    "\"worst_connection_p50\":%.1f,\"best_connection_p50\":%.1f,\"connections_timed\":%zu},",
+                    rtt.quantile_us(500), rtt.quantile_us(990), rtt.quantile_us(999), rtt.max_us(), medians.worst_us,
+                    medians.best_us, medians.connections);
+    }
     std::printf("\"errors\":%" PRIu64 "}\n", result.errors());
     std::fflush(stdout);
 }
@@ -326,7 +371,7 @@ int main(int argc, char** argv)
     const load::options opts = parse_options(argc, argv);
     if (!opts.write_file.empty()) return write_file(opts);
     try {
-        raise_descriptor_limit(opts.connections + 1); // fanout's sender
+        raise_descriptor_limit(opts.connections + opts.idle_connections + 1); // fanout's sender
         const auto test = load::make_session(opts, resolve(opts));
         test->run();
         print_json(opts, *test);

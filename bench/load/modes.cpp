@@ -14,12 +14,22 @@
 namespace load {
 namespace {
 
-// Round trips of one --size message at a time, each checked against what was
-// sent: the base of pingpong, churn, burst and idle. Message k of connection
-// c is the pattern from byte_pattern::start_of(c, k) on.
+// Round trips of one message at a time, each checked against what was sent:
+// the base of pingpong, churn, burst and idle. Message k of connection c is
+// --size bytes of the pattern from byte_pattern::start_of(c, k) on; with
+// --framed, it is packet k of the connection's framed_stream (a 4-byte header
+// and a --size byte body), for the servers' packet modes.
 class message_session : public session {
+public:
+    message_session(const options& opts, const endpoint& server) : message_session(opts, server, opts.connections) {}
+    message_session(const options& opts, const endpoint& server, std::size_t connection_count)
+        : session(opts, server, connection_count), framed_(pattern_, opts.size),
+          message_size_(opts.framed ? framed_.packet_size() : opts.size)
+    {}
+
 protected:
-    using session::session;
+    // Bytes of a message, a packet's with its header.
+    std::size_t message_size() const noexcept { return message_size_; }
 
     // Begins message c.seq + 1 and sends what the kernel takes of it now.
     void send_message(connection& c, time_point now)
@@ -36,11 +46,22 @@ protected:
     // false if the connection failed.
     bool flush(connection& c)
     {
-        if (!c.waiting || c.sent == opts_.size) return true;
-        const auto n = send_some(c, pattern_.at(message_start(c)) + c.sent, opts_.size - c.sent);
-        if (n < 0) return false;
-        c.sent += static_cast<std::size_t>(n);
-        return true;
+        if (!c.waiting || c.sent == message_size_) return true;
+        if (!opts_.framed) {
+            const auto n = send_some(c, pattern_.at(message_start(c)) + c.sent, message_size_ - c.sent);
+            if (n < 0) return false;
+            c.sent += static_cast<std::size_t>(n);
+            return true;
+        }
+        bool ok = true;
+        framed_.visit(c.id, packet_start(c) + c.sent, message_size_ - c.sent,
+                      [&](const std::uint8_t* bytes, std::size_t n) {
+                          const auto sent = send_some(c, bytes, n);
+                          ok = sent >= 0;
+                          if (ok) c.sent += static_cast<std::size_t>(sent);
+                          return ok && static_cast<std::size_t>(sent) == n;
+                      });
+        return ok;
     }
 
     // Reads what has arrived; true once the whole echo of the current message
@@ -51,18 +72,19 @@ protected:
             const auto n = receive(c);
             if (n <= 0) return false;
             const auto length = static_cast<std::size_t>(n);
-            if (c.received + length > opts_.size) {
-                fail(c, failure::data, "message %" PRIu64 ": more than its %zu bytes came back", c.seq, opts_.size);
+            if (c.received + length > message_size_) {
+                fail(c, failure::data, "message %" PRIu64 ": more than its %zu bytes came back", c.seq, message_size_);
                 return false;
             }
-            const auto same = pattern_.matching(message_start(c) + c.received, rx_.data(), length);
+            const auto same = opts_.framed ? framed_.matching(c.id, packet_start(c) + c.received, rx_.data(), length)
+                                           : pattern_.matching(message_start(c) + c.received, rx_.data(), length);
             if (same < length) {
                 fail(c, failure::data, "message %" PRIu64 ": byte %" PRIu64 " of the echo differs from the one sent",
                      c.seq, c.received + same);
                 return false;
             }
             c.received += length;
-            if (c.received == opts_.size) {
+            if (c.received == message_size_) {
                 c.waiting = false;
                 c.deadline = time_point::max();
                 return true;
@@ -79,32 +101,143 @@ protected:
         return (events & readable_events) != 0 && receive_echo(c);
     }
 
+    // A ping: one message to a connection that is otherwise silent (idle, or
+    // waiting for the others), whose answer the handler reports with
+    // ping_done(), as does on_failure() for one that fails while waiting.
+    void ping(connection& c)
+    {
+        ++pending_pings_;
+        const auto now = clock_type::now();
+        c.started = now;
+        send_message(c, now);
+    }
+    void ping_done() noexcept { --pending_pings_; }
+    std::size_t in_flight() const noexcept override { return pending_pings_; }
+
+    // Pings the open connections of [first, last), at most max_connecting at
+    // a time (thousands at once would wait longer than the response timeout
+    // for a slow server), and waits for every answer.
+    void ping_range(std::size_t first, std::size_t last)
+    {
+        for (std::size_t i = first; i < last; ++i) {
+            while (pending_pings_ >= max_connecting) poll(time_point::max());
+            if (connections_[i].fd >= 0) ping(connections_[i]);
+        }
+        settle();
+    }
+
+    // Waits until every ping is answered or its connection failed.
+    void settle()
+    {
+        while (pending_pings_ > 0) poll(time_point::max());
+    }
+
 private:
     static std::uint64_t message_start(const connection& c) noexcept { return byte_pattern::start_of(c.id, c.seq); }
+    // Where message c.seq (packet c.seq - 1) starts in the connection's framed stream.
+    std::uint64_t packet_start(const connection& c) const noexcept { return (c.seq - 1) * message_size_; }
+
+    const framed_stream framed_;
+    const std::size_t message_size_;
+    std::size_t pending_pings_ = 0; // pings not yet answered
 };
 
 // pingpong: each connection sends a message, waits for all of its echo and
 // sends the next; timed from the send to the end of the echo.
+// With --connect-first, every connection is connected and pinged once (one
+// message, its echo checked, not timed: the server has accepted it and
+// serves it) before the warm-up starts. With --idle-connections N (which
+// implies it), N more connections (ids from --connections on) are opened and
+// pinged first, then left silent while the active ones run; after the window
+// each is pinged again, so one the server closed or stopped serving is an
+// error. Pings are checked, not counted.
 class pingpong_test final : public message_session {
 public:
-    using message_session::message_session;
+    pingpong_test(const options& opts, const endpoint& server)
+        : message_session(opts, server, opts.connections + opts.idle_connections),
+          connect_first_(opts.connect_first || opts.idle_connections > 0)
+    {}
+
+    void run() override
+    {
+        if (!connect_first_) {
+            session::run();
+            return;
+        }
+        connect_range(opts_.connections, connections_.size());
+        settle();
+        connect_range(0, opts_.connections);
+        settle();
+        const std::size_t open = open_count();
+        const std::size_t idle_open = open - open_count_of(0, opts_.connections);
+        // The runner times its own window from here.
+        std::fprintf(stderr, "connected: %zu active, %zu idle\n", open - idle_open, idle_open);
+        std::fflush(stderr);
+        start_clock();
+        started_ = true;
+        const auto now = clock_type::now();
+        for (std::size_t i = 0; i < opts_.connections; ++i) {
+            if (connections_[i].fd >= 0) begin(connections_[i], now);
+        }
+        run_until(measure_end_);
+        measured_s_ = opts_.duration_s;
+        // The active ones carry on, untimed, while the idle ones are checked.
+        ping_range(opts_.connections, connections_.size());
+        close_all();
+    }
 
 private:
+    bool is_idle(const connection& c) const noexcept { return c.id >= opts_.connections; }
+
+    std::size_t open_count_of(std::size_t first, std::size_t last) const noexcept
+    {
+        std::size_t count = 0;
+        for (std::size_t i = first; i < last; ++i) count += connections_[i].fd >= 0 ? 1 : 0;
+        return count;
+    }
+
     void begin(connection& c, time_point now)
     {
         c.started = now;
         send_message(c, now);
     }
 
-    void on_connected(connection& c) override { begin(c, clock_type::now()); }
+    // A ping is a message that is checked but not timed: every message of
+    // an idle connection, and the first of each connection before the start.
+    bool pinging(const connection& c) const noexcept { return is_idle(c) || !started_; }
+
+    void on_connected(connection& c) override
+    {
+        if (connect_first_ && pinging(c))
+            ping(c);
+        else
+            begin(c, clock_type::now());
+    }
 
     void on_ready(connection& c, std::uint32_t events) override
     {
+        if (!c.waiting) {
+            // Idle, or pinged and waiting for the others: nothing may come.
+            if ((events & readable_events) != 0) fail(c, failure::network, "data or a close while silent");
+            return;
+        }
         if (!exchange(c, events)) return;
+        if (connect_first_ && pinging(c)) {
+            ping_done();
+            return;
+        }
         const auto now = clock_type::now();
-        if (measuring(now)) record(now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, message_size());
         begin(c, now);
     }
+
+    void on_failure(connection& c) override
+    {
+        if (connect_first_ && pinging(c) && c.waiting) ping_done();
+    }
+
+    const bool connect_first_;
+    bool started_ = false; // connect_first_: the active connections have begun
 };
 
 // pipeline: framed packets (the "packet" server mode), --depth of them in
@@ -174,7 +307,7 @@ private:
             const auto first = c.received / packet_size;
             c.received += length;
             if (measuring(now)) {
-                for (auto k = first; k < c.received / packet_size; ++k) record(now - send_time(c, k), packet_size);
+                for (auto k = first; k < c.received / packet_size; ++k) record(c, now - send_time(c, k), packet_size);
             }
             if (length < rx_.size()) return true;
         }
@@ -294,7 +427,7 @@ private:
     {
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (measuring(now)) record(now - c.started, opts_.size);
+        if (measuring(now)) record(c, now - c.started, message_size());
         close(c);
         open(c);
     }
@@ -346,7 +479,7 @@ private:
         }
         if (!exchange(c, events)) return;
         const auto now = clock_type::now();
-        if (counting_) record(now - c.started, opts_.size);
+        if (counting_) record(c, now - c.started, message_size());
         done(now);
     }
 
@@ -386,28 +519,11 @@ public:
             run_until(start + seconds(opts_.duration_s));
         }
         measured_s_ = std::chrono::duration<double>(clock_type::now() - start).count();
-        for (auto& c : connections_) {
-            if (c.fd >= 0) ping(c);
-        }
-        settle();
+        ping_range(0, connections_.size());
         close_all();
     }
 
 private:
-    void ping(connection& c)
-    {
-        const auto now = clock_type::now();
-        c.started = now;
-        ++pending_;
-        send_message(c, now);
-    }
-
-    // Waits until every ping is answered or its connection failed.
-    void settle()
-    {
-        while (pending_ > 0) poll(time_point::max());
-    }
-
     void on_connected(connection& c) override { ping(c); }
 
     void on_ready(connection& c, std::uint32_t events) override
@@ -417,16 +533,14 @@ private:
             return;
         }
         if (!exchange(c, events)) return;
-        record(clock_type::now() - c.started, opts_.size);
-        --pending_;
+        record(c, clock_type::now() - c.started, message_size());
+        ping_done();
     }
 
     void on_failure(connection& c) override
     {
-        if (c.waiting) --pending_;
+        if (c.waiting) ping_done();
     }
-
-    std::size_t pending_ = 0; // pings not yet answered
 };
 
 // download: each connection asks for the server's file ("GET ", the download
@@ -490,7 +604,7 @@ private:
             // still measures the speed exactly; a file counts when it is whole.
             if (measuring(now)) bytes_ += length;
             if (c.received == opts_.size) {
-                if (measuring(now)) record(now - c.started, 0);
+                if (measuring(now)) record(c, now - c.started, 0);
                 request(c, now);
                 return;
             }

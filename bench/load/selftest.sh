@@ -2,8 +2,9 @@
 # Self-test of the load client: builds it and its test server, runs every mode
 # briefly against the test server and checks each JSON result (the fields,
 # messages > 0, errors == 0, exit status 0), checks that a corrupting server
-# and a refused port are reported as errors, and that idle connections stay
-# open on the server while the client holds them.
+# and a refused port are reported as errors, that one slow connection among
+# fast ones shows as the worst connection's median, and that idle connections
+# stay open on the server while the client holds them.
 #   bench/load/selftest.sh [BUILD_DIR]      default: build/bench-load
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,8 +53,9 @@ stop_server() {
 }
 
 # check EXPECT NAME STATUS: checks the client's JSON in $work/out.json; EXPECT
-# is "clean" (no errors, messages counted, status 0) or "errors" (errors
-# counted, status 1).
+# is "clean" (no errors, messages counted, status 0), "slow" (clean, and the
+# first connection's 5 ms replies are the worst connection's median) or
+# "errors" (errors counted, status 1).
 check() {
   local expect=$1 name=$2 status=$3
   if python3 - "$expect" "$status" "$work/out.json" <<'EOF'; then
@@ -64,14 +66,14 @@ with open(path) as f:
     lines = f.read().splitlines()
 assert len(lines) == 1, f"{len(lines)} lines on stdout"
 r = json.loads(lines[0])
-fields = ["mode", "connections", "size", "depth", "direction", "duration_s", "messages",
+fields = ["mode", "connections", "idle_connections", "size", "depth", "direction", "duration_s", "messages",
           "msgs_per_s", "bytes_per_s", "rtt_us", "errors"]
 assert list(r) == fields, f"fields {list(r)}"
-for key in ("connections", "size", "messages", "errors"):
+for key in ("connections", "idle_connections", "size", "messages", "errors"):
     assert isinstance(r[key], int), f"{key} is not an integer"
 assert (r["depth"] is None) == (r["mode"] not in ("pipeline", "fanout")), "depth"
 assert (r["direction"] is None) == (r["mode"] != "bulk"), "direction"
-if expect == "clean":
+if expect in ("clean", "slow"):
     assert status == 0, f"exit status {status}"
     assert r["errors"] == 0, f"{r['errors']} errors"
     assert r["messages"] > 0 and r["msgs_per_s"] > 0 and r["bytes_per_s"] > 0, "nothing counted"
@@ -80,8 +82,19 @@ if expect == "clean":
         assert r["rtt_us"] is None, "rtt for bulk"
     else:
         rtt = r["rtt_us"]
-        assert list(rtt) == ["p50", "p99", "p999", "max"], f"rtt fields {list(rtt)}"
+        assert list(rtt) == ["p50", "p99", "p999", "max", "worst_connection_p50", "best_connection_p50",
+                             "connections_timed"], f"rtt fields {list(rtt)}"
         assert 0 < rtt["p50"] <= rtt["p99"] <= rtt["p999"] <= rtt["max"], f"rtt {rtt}"
+        assert isinstance(rtt["connections_timed"], int), "connections_timed is not an integer"
+        timed = r["connections"] + (1 if r["mode"] == "fanout" else 0)
+        assert 0 < rtt["connections_timed"] <= timed, f"connections_timed {rtt['connections_timed']}"
+        # The overall median lies between the connections' own (within the
+        # two histograms' resolution).
+        assert 0 < rtt["best_connection_p50"] <= rtt["worst_connection_p50"] <= rtt["max"], f"rtt {rtt}"
+        assert rtt["best_connection_p50"] <= 1.05 * rtt["p50"] <= 1.1 * rtt["worst_connection_p50"], f"rtt {rtt}"
+        if expect == "slow":
+            assert rtt["worst_connection_p50"] >= 5000 > rtt["p50"], f"the slow connection is not the worst: {rtt}"
+            assert rtt["best_connection_p50"] < 5000, f"rtt {rtt}"
 else:
     assert status == 1, f"exit status {status}"
     assert r["errors"] > 0, "no errors reported"
@@ -109,6 +122,9 @@ run clean pingpong-large --mode pingpong --connections 2 --size 200000
 run clean churn --mode churn --connections 4
 run clean burst --mode burst --connections 200
 run clean idle --mode idle --connections 100
+# 4 active among 300 idle: only the active ones are timed.
+run clean pingpong-idle --mode pingpong --connections 4 --idle-connections 300 --size 64
+run clean pingpong-connect-first --mode pingpong --connections 300 --connect-first --size 64
 run clean bulk-both --mode bulk --direction both --connections 2
 stop_server
 
@@ -116,6 +132,8 @@ start_server packet
 run clean pipeline --mode pipeline --connections 4 --depth 16 --size 64
 run clean pipeline-empty --mode pipeline --connections 2 --depth 4 --size 0
 run clean pipeline-largest --mode pipeline --connections 1 --depth 3 --size 65531
+run clean pingpong-framed --mode pingpong --connections 4 --framed --size 60
+run clean idle-framed --mode idle --connections 50 --framed --size 60
 # A server that sends the sender's packets back to it, not to the others.
 run errors fanout-echoed --mode fanout --connections 2
 stop_server
@@ -173,6 +191,18 @@ else
 fi
 stop_server
 
+# One connection answered 5 ms late, three at once: the worst connection's
+# median is the slow one's, the overall median the fast ones'.
+start_server echo --slow-first
+run slow pingpong-slow-first --mode pingpong --connections 4 --size 64
+stop_server
+
+# A server that closes connections silent for 200 ms: the idle ones must be
+# reported, though the active ones are served throughout.
+start_server echo --drop-quiet
+run errors pingpong-idle-dropped --mode pingpong --connections 2 --idle-connections 20
+stop_server
+
 # Wrong echoes must be caught.
 start_server echo --corrupt
 run errors pingpong-corrupt --mode pingpong --connections 2
@@ -180,6 +210,7 @@ run errors bulk-both-corrupt --mode bulk --direction both
 stop_server
 start_server packet --corrupt
 run errors pipeline-corrupt --mode pipeline --connections 2
+run errors pingpong-framed-corrupt --mode pingpong --connections 2 --framed
 stop_server
 start_server fanout --straggler
 run clean fanout-straggler --mode fanout --connections 5 --depth 4 --size 64

@@ -30,7 +30,7 @@ session::session(const options& opts, const endpoint& server) : session(opts, se
 
 session::session(const options& opts, const endpoint& server, std::size_t connection_count)
     : opts_(opts), pattern_(opts.seed, opts.size), connections_(connection_count), rx_(receive_buffer_size),
-      server_(server)
+      server_(server), by_connection_(connection_count)
 {
     for (std::size_t i = 0; i < connections_.size(); ++i) connections_[i].id = static_cast<std::uint32_t>(i);
     // Each connection is in the list at most once, so these never reallocate.
@@ -52,6 +52,19 @@ void session::run()
     for (auto& c : connections_) open(c);
     run_until(measure_end_);
     measured_s_ = opts_.duration_s;
+}
+
+session::connection_medians session::medians() const noexcept
+{
+    connection_medians m;
+    for (const auto& own : by_connection_) {
+        if (!own) continue;
+        const double median = own->quantile_us(500);
+        m.worst_us = m.connections == 0 ? median : std::max(m.worst_us, median);
+        m.best_us = m.connections == 0 ? median : std::min(m.best_us, median);
+        ++m.connections;
+    }
+    return m;
 }
 
 void session::open(connection& c)
@@ -183,10 +196,13 @@ void session::run_until(time_point end)
     while (clock_type::now() < end) poll(end);
 }
 
-void session::connect_all()
+void session::connect_range(std::size_t first, std::size_t last)
 {
-    for (auto& c : connections_) open(c);
-    while (connecting_ > 0) poll(time_point::max());
+    std::size_t next = first;
+    while (next < last || connecting_ > 0) {
+        while (next < last && connecting_ + in_flight() < max_connecting) open(connections_[next++]);
+        poll(time_point::max());
+    }
 }
 
 std::size_t session::open_count() const noexcept

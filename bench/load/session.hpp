@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace load {
@@ -25,6 +26,8 @@ inline constexpr std::chrono::seconds response_timeout{10};
 inline constexpr std::uint64_t reported_errors = 10;
 // The events after which reading may find data or the end of the stream.
 inline constexpr std::uint32_t readable_events = EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP;
+// Connects in flight at once when connecting many (connect_range).
+inline constexpr std::size_t max_connecting = 256;
 
 // The server's address, resolved once.
 struct endpoint {
@@ -71,6 +74,15 @@ public:
     std::uint64_t data_errors() const noexcept { return data_errors_; }
     const latency_histogram& rtt() const noexcept { return rtt_; }
 
+    // The medians of the connections' own times: the largest, the smallest,
+    // and how many connections timed anything (zeros if none did).
+    struct connection_medians {
+        double worst_us = 0;
+        double best_us = 0;
+        std::size_t connections = 0;
+    };
+    connection_medians medians() const noexcept;
+
 protected:
     // `connection_count` connections instead of one per --connections.
     session(const options& opts, const endpoint& server, std::size_t connection_count);
@@ -112,7 +124,15 @@ protected:
     void poll(time_point until);
     void run_until(time_point end);
     // Opens every connection; returns when each is connected or failed.
-    void connect_all();
+    void connect_all() { connect_range(0, connections_.size()); }
+    // Opens connections [first, last), at most max_connecting at a time
+    // (with in_flight() counted against it), so that thousands do not
+    // overflow the server's accept backlog (a dropped SYN is retried only
+    // after a second); returns when each is connected or failed.
+    void connect_range(std::size_t first, std::size_t last);
+    // What else a connection being set up waits for (a first exchange): counted
+    // with the connects in flight by connect_range.
+    virtual std::size_t in_flight() const noexcept { return 0; }
     std::size_t open_count() const noexcept;
 
     // Watches stdin for its end, which stdin_open() then reports.
@@ -122,12 +142,15 @@ protected:
     // Sets the window: --warmup seconds from now, then --duration seconds.
     void start_clock();
     bool measuring(time_point t) const noexcept { return t >= measure_start_ && t < measure_end_; }
-    // Counts one completed message.
-    void record(std::chrono::nanoseconds rtt, std::uint64_t bytes) noexcept
+    // Counts one completed message of connection c, timed `rtt`.
+    void record(const connection& c, std::chrono::nanoseconds rtt, std::uint64_t bytes)
     {
         ++messages_;
         bytes_ += bytes;
         rtt_.record(rtt);
+        auto& own = by_connection_[c.id];
+        if (!own) own = std::make_unique<connection_histogram>();
+        own->record(rtt);
     }
 
     const options& opts_;
@@ -157,6 +180,8 @@ private:
     time_point next_expiry_{};
     bool stdin_open_ = false;
     latency_histogram rtt_;
+    // Each connection's times, indexed by id; null until it records one.
+    std::vector<std::unique_ptr<connection_histogram>> by_connection_;
     std::uint64_t errors_ = 0;
     std::uint64_t data_errors_ = 0;
 };

@@ -2,12 +2,18 @@
 // tested on Linux: the echo, packet, sink, fanout and download modes and the
 // stdin control of bench/PROTOCOL.md, on one level-triggered epoll loop.
 //   test_server --mode echo|packet|sink|fanout|download [--port N] [--file PATH] [--corrupt] [--straggler]
+//               [--slow-first] [--drop-quiet]
 // --corrupt flips a byte in every 100th reply (fanout: delivery; download: file
 // sent), which the client must notice. download sends the --file, read into
 // memory at the start, for each "GET ". --straggler (fanout) holds back the deliveries to the
 // first peer that gets one until 40 are waiting, then sends them one packet
 // per turn of its loop: a receiver whose first packet arrives far behind the
-// others, which the client must wait for.
+// others, which the client must wait for. --slow-first (echo and packet)
+// holds every reply to the first connection accepted for 5 ms, and serves
+// the others at once: one slow connection among fast ones, which the
+// client's worst connection median must show. --drop-quiet closes a
+// connection that has sent nothing for 200 ms (an idle timeout), which the
+// client must report for its idle connections.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,6 +25,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -43,6 +50,10 @@ constexpr std::size_t packet_buffer_size = 2 * receive_size;
 constexpr std::size_t header_size = 4;
 constexpr std::uint64_t corrupt_every = 100;
 constexpr std::uint64_t straggler_backlog = 40;
+constexpr auto slow_delay = std::chrono::milliseconds(5);
+constexpr auto quiet_limit = std::chrono::milliseconds(200);
+
+using clock_type = std::chrono::steady_clock;
 
 [[noreturn]] void throw_errno(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
@@ -56,12 +67,15 @@ struct peer {
     // fanout: packets delivered to this peer, of which outbox_sent bytes are sent.
     std::vector<std::uint8_t> outbox;
     std::size_t outbox_sent = 0;
+    std::chrono::steady_clock::time_point last_received{}; // --drop-quiet
 };
 
 class server {
 public:
-    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, std::vector<std::uint8_t> file)
-        : mode_(mode), corrupt_(corrupt), straggler_(straggler), file_(std::move(file))
+    server(server_mode mode, std::uint16_t port, bool corrupt, bool straggler, bool slow_first, bool drop_quiet,
+           std::vector<std::uint8_t> file)
+        : mode_(mode), corrupt_(corrupt), straggler_(straggler), file_(std::move(file)), slow_first_(slow_first),
+          drop_quiet_(drop_quiet)
     {
         epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd_ < 0) throw_errno("epoll_create1");
@@ -109,8 +123,10 @@ public:
         }
         epoll_event events[256];
         for (;;) {
-            const int n = ::epoll_wait(epoll_fd_, events, 256, -1);
+            const int n = ::epoll_wait(epoll_fd_, events, 256, drop_quiet_ ? 50 : held_reply_timeout());
             if (n < 0 && errno != EINTR) throw_errno("epoll_wait");
+            release_held_reply();
+            if (drop_quiet_) drop_quiet_peers();
             for (int i = 0; i < n; ++i) {
                 const int fd = events[i].data.fd;
                 if (fd == STDIN_FILENO) {
@@ -147,6 +163,8 @@ private:
             if (peers_.size() <= static_cast<std::size_t>(fd)) peers_.resize(fd + 1);
             peers_[fd] = std::make_unique<peer>();
             peers_[fd]->fd = fd;
+            peers_[fd]->last_received = clock_type::now();
+            if (slow_first_ && accepted_ == 0) slow_fd_ = fd;
             peers_[fd]->buffer.resize(mode_ == server_mode::packet || mode_ == server_mode::fanout ? packet_buffer_size
                                                                                                    : receive_size);
             add(fd, EPOLLIN);
@@ -169,6 +187,7 @@ private:
             fan_out(p);
             return;
         }
+        if (p.fd == slow_fd_ && held_until_ != clock_type::time_point{}) return; // its reply is held
         if (p.reply_end > 0)
             reply(p);
         else
@@ -186,6 +205,7 @@ private:
             drop(p);
             return -1;
         }
+        p.last_received = clock_type::now();
         return n;
     }
 
@@ -213,7 +233,38 @@ private:
         p.reply_end = end;
         p.replied = 0;
         if (corrupt_ && ++replies_ % corrupt_every == 0) p.buffer[end - 1] ^= 0x01;
+        if (p.fd == slow_fd_) {
+            held_until_ = clock_type::now() + slow_delay;
+            watch(p, 0);
+            return;
+        }
         reply(p);
+    }
+
+    // --slow-first: the wait, in milliseconds, until the held reply is due (-1: none).
+    int held_reply_timeout() const
+    {
+        if (held_until_ == clock_type::time_point{}) return -1;
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(held_until_ - clock_type::now());
+        return static_cast<int>(std::max<std::int64_t>(0, wait.count()));
+    }
+
+    // --drop-quiet: closes the connections that sent nothing for quiet_limit.
+    void drop_quiet_peers()
+    {
+        const auto now = clock_type::now();
+        for (auto& p : peers_) {
+            if (p && now - p->last_received >= quiet_limit) drop(*p);
+        }
+    }
+
+    // --slow-first: sends the held reply once it is due.
+    void release_held_reply()
+    {
+        if (held_until_ == clock_type::time_point{} || clock_type::now() < held_until_) return;
+        held_until_ = {};
+        if (slow_fd_ >= 0 && static_cast<std::size_t>(slow_fd_) < peers_.size() && peers_[slow_fd_])
+            reply(*peers_[slow_fd_]);
     }
 
     // Sends the rest of the reply; receives again once it is all out.
@@ -340,6 +391,10 @@ private:
     void drop(peer& p)
     {
         const int fd = p.fd;
+        if (fd == slow_fd_) {
+            slow_fd_ = -1;
+            held_until_ = {};
+        }
         ::close(fd);
         peers_[fd].reset();
         --open_;
@@ -378,6 +433,10 @@ private:
     int straggler_fd_ = -1;
     std::uint64_t held_ = 0; // deliveries to the straggler
     std::size_t straggler_packet_end_ = 0;
+    bool slow_first_;
+    bool drop_quiet_;
+    int slow_fd_ = -1;                  // --slow-first: the connection whose replies are held
+    clock_type::time_point held_until_; // when its held reply is due; the epoch: none held
     int epoll_fd_ = -1;
     int listener_ = -1;
     std::uint16_t port_ = 0;
@@ -392,7 +451,7 @@ private:
 {
     std::fprintf(stderr,
                  "test_server: %s\nusage: test_server --mode echo|packet|sink|fanout|download [--port N] [--file PATH] "
-                 "[--corrupt] [--straggler]\n",
+                 "[--corrupt] [--straggler] [--slow-first] [--drop-quiet]\n",
                  problem);
     std::exit(2);
 }
@@ -406,6 +465,8 @@ int main(int argc, char** argv)
     std::uint16_t port = 0;
     bool corrupt = false;
     bool straggler = false;
+    bool slow_first = false;
+    bool drop_quiet = false;
     std::string file;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
@@ -415,6 +476,14 @@ int main(int argc, char** argv)
         }
         if (arg == "--straggler") {
             straggler = true;
+            continue;
+        }
+        if (arg == "--slow-first") {
+            slow_first = true;
+            continue;
+        }
+        if (arg == "--drop-quiet") {
+            drop_quiet = true;
             continue;
         }
         if (i + 1 == argc) usage("a value is missing");
@@ -451,7 +520,7 @@ int main(int argc, char** argv)
             if (!in) usage("cannot read --file");
             content.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
         }
-        server(mode, port, corrupt, straggler, std::move(content)).run();
+        server(mode, port, corrupt, straggler, slow_first, drop_quiet, std::move(content)).run();
         return 0;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "test_server: %s\n", e.what());

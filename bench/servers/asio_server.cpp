@@ -1,7 +1,7 @@
 // The standalone Asio benchmark server (bench/PROTOCOL.md): echo, packet, sink,
-// fan-out and download written the way an Asio user writes them with C++20 coroutines — one
-// io_context, one coroutine per connection, as_tuple completions so errors are values
-// on the hot path, and nothing tuned beyond that.
+// fan-out, download and the lean modes written the way an Asio user writes them with
+// C++20 coroutines — one io_context, one coroutine per connection, as_tuple completions
+// so errors are values on the hot path, and nothing tuned beyond that.
 
 #include "harness.hpp"
 
@@ -76,6 +76,50 @@ asio::awaitable<void> packet(tcp::socket socket, std::vector<std::byte> buffer)
         const auto [body_error, body_bytes] = co_await asio::async_read(socket, body, use_nothrow);
         if (body_error) co_return;
         // One gather write: header and body go out in a single send.
+        const std::array<asio::const_buffer, 2> whole{asio::buffer(header), body};
+        const auto [write_error, written] = co_await asio::async_write(socket, whole, use_nothrow);
+        if (write_error) co_return;
+    }
+}
+
+// echo-lean: waits for data without a buffer (async_wait(wait_read), which Asio
+// makes a zero-byte WSARecv on a stream socket under IOCP), then reads what has
+// arrived, without blocking, into a buffer borrowed from the process's pool, and
+// gives it back once the echo is sent: Asio's reactor-style operations.
+asio::awaitable<void> echo_lean(tcp::socket socket)
+{
+    asio::error_code error;
+    socket.non_blocking(true, error);
+    if (error) co_return;
+    for (;;) {
+        const auto [wait_error] = co_await socket.async_wait(tcp::socket::wait_read, use_nothrow);
+        if (wait_error) co_return;
+        const bench::pooled_buffer buffer;
+        const std::size_t n = socket.read_some(asio::buffer(buffer.data(), buffer.size()), error);
+        if (error == asio::error::would_block) continue;
+        if (error) co_return; // eof included
+        const auto [write_error, written] =
+            co_await asio::async_write(socket, asio::buffer(buffer.data(), n), use_nothrow);
+        if (write_error) co_return;
+    }
+}
+
+// packet-lean: `packet` with the body read into a buffer borrowed from the process's
+// pool once its header is in, given back once the packet is sent back; the 4-byte
+// header is read into the coroutine's frame, so a silent connection holds no buffer.
+asio::awaitable<void> packet_lean(tcp::socket socket)
+{
+    std::array<std::uint8_t, bench::packet_header_size> header{};
+    for (;;) {
+        const auto [header_error, header_bytes] = co_await asio::async_read(socket, asio::buffer(header), use_nothrow);
+        if (header_error) co_return;
+        // Little-endian u16 size of the whole packet, header included.
+        const std::size_t size = header[0] | (static_cast<std::size_t>(header[1]) << 8);
+        if (size < bench::packet_header_size) co_return;
+        const bench::pooled_buffer buffer;
+        const auto body = asio::buffer(buffer.data(), size - bench::packet_header_size);
+        const auto [body_error, body_bytes] = co_await asio::async_read(socket, body, use_nothrow);
+        if (body_error) co_return;
         const std::array<asio::const_buffer, 2> whole{asio::buffer(header), body};
         const auto [write_error, written] = co_await asio::async_write(socket, whole, use_nothrow);
         if (write_error) co_return;
@@ -253,9 +297,11 @@ asio::awaitable<void> serve(tcp::socket socket, const bench::options& opts, benc
 {
     const bench::mode mode = opts.mode;
     const open_connection guard(counters);
-    if (mode == bench::mode::fanout) {
-        co_await fanout(std::move(socket), r);
-        co_return;
+    switch (mode) {
+    case bench::mode::fanout: co_await fanout(std::move(socket), r); co_return;
+    case bench::mode::echo_lean: co_await echo_lean(std::move(socket)); co_return;
+    case bench::mode::packet_lean: co_await packet_lean(std::move(socket)); co_return;
+    default: break;
     }
     // The connection's one 64 KiB buffer, allocated once per connection.
     std::vector<std::byte> buffer(bench::receive_buffer_size);
@@ -264,7 +310,9 @@ asio::awaitable<void> serve(tcp::socket socket, const bench::options& opts, benc
     case bench::mode::packet: co_await packet(std::move(socket), std::move(buffer)); break;
     case bench::mode::sink: co_await sink(std::move(socket), std::move(buffer)); break;
     case bench::mode::download: co_await download(std::move(socket), std::move(buffer), opts.file); break;
-    case bench::mode::fanout: break;
+    case bench::mode::fanout:
+    case bench::mode::echo_lean:
+    case bench::mode::packet_lean: break;
     }
 }
 

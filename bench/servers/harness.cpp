@@ -468,7 +468,10 @@ void use_binary_stdout() { _setmode(_fileno(stdout), _O_BINARY); }
 [[noreturn]] void usage(const char* program, const char* problem)
 {
     if (problem != nullptr) std::fprintf(stderr, "%s: %s\n", program, problem);
-    std::fprintf(stderr, "usage: %s --mode echo|packet|sink|fanout [--port N] [--threads N]\n", program);
+    std::fprintf(stderr,
+                 "usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean [--port N] [--threads N]\n"
+                 "       [--file PATH]\n",
+                 program);
     std::exit(2);
 }
 
@@ -491,6 +494,8 @@ template <typename Number>
     case mode::sink: return "sink";
     case mode::fanout: return "fanout";
     case mode::download: return "download";
+    case mode::echo_lean: return "echo-lean";
+    case mode::packet_lean: return "packet-lean";
     }
     return "unknown";
 }
@@ -585,6 +590,7 @@ void print_stats(const char* impl, const options& opts, const counters& c)
     line.text("}");
     line.field("dequeue_calls", dequeue_calls);
     line.field("completions", completions);
+    line.field("pool_bytes", receive_pool().buffers() * receive_buffer_size);
     line.text("}\n");
     line.flush();
 }
@@ -606,7 +612,8 @@ options parse_options(int argc, char** argv)
     for (int i = 1; i < argc; ++i) {
         const std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s --mode echo|packet|sink|fanout|download [--port N] [--threads N] [--file PATH]\n"
+            std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
+                        "       [--port N] [--threads N] [--file PATH]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]  (portico)\n",
                         program);
             std::exit(0);
@@ -625,8 +632,12 @@ options parse_options(int argc, char** argv)
                 result.mode = mode::fanout;
             } else if (name == "download") {
                 result.mode = mode::download;
+            } else if (name == "echo-lean") {
+                result.mode = mode::echo_lean;
+            } else if (name == "packet-lean") {
+                result.mode = mode::packet_lean;
             } else {
-                usage(program, "--mode takes echo, packet, sink, fanout or download");
+                usage(program, "--mode takes echo, packet, sink, fanout, download, echo-lean or packet-lean");
             }
         } else if (flag == "--port") {
             if (!parse_number<std::uint16_t>(value, 0, 65535, result.port)) usage(program, "--port takes 0..65535");
@@ -665,6 +676,46 @@ void refuse_scheduling_knobs(const options& opts, const char* impl)
                      impl);
         std::exit(2);
     }
+}
+
+buffer_pool::~buffer_pool()
+{
+    for (std::byte* buffer : free_) delete[] buffer;
+}
+
+std::byte* buffer_pool::borrow()
+{
+    {
+        const std::lock_guard lock(mutex_);
+        if (!free_.empty()) {
+            std::byte* buffer = free_.back();
+            free_.pop_back();
+            return buffer;
+        }
+        // NOTE: room for every buffer in the free list, made here and not in
+        // give_back(), which runs in destructors and completion paths.
+        free_.reserve(buffers_ + 1);
+        ++buffers_;
+    }
+    return new std::byte[receive_buffer_size];
+}
+
+void buffer_pool::give_back(std::byte* buffer) noexcept
+{
+    const std::lock_guard lock(mutex_);
+    free_.push_back(buffer);
+}
+
+std::size_t buffer_pool::buffers() const noexcept
+{
+    const std::lock_guard lock(mutex_);
+    return buffers_;
+}
+
+buffer_pool& receive_pool()
+{
+    static buffer_pool pool;
+    return pool;
 }
 
 void start_counting()

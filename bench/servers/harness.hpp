@@ -7,11 +7,15 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
+#include <vector>
 
 namespace bench {
 
-enum class mode { echo, packet, sink, fanout, download };
+enum class mode { echo, packet, sink, fanout, download, echo_lean, packet_lean };
+
+[[nodiscard]] constexpr bool is_lean(mode m) noexcept { return m == mode::echo_lean || m == mode::packet_lean; }
 
 struct options {
     bench::mode mode = mode::echo;
@@ -27,8 +31,8 @@ struct options {
     std::optional<unsigned> port_check_interval;
 };
 
-// Parses --mode echo|packet|sink|fanout|download, --port N, --threads N (N >= 1), --file PATH
-// (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
+// Parses --mode echo|packet|sink|fanout|download|echo-lean|packet-lean, --port N, --threads N (N >= 1),
+// --file PATH (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
 // --skip-on-success 0|1, --port-check N (N >= 1); prints usage to stderr and exits with status 2
 // on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
@@ -64,5 +68,46 @@ inline constexpr std::size_t packet_header_size = 4;
 inline constexpr char download_request[4] = {'G', 'E', 'T', ' '};
 // The block the Asio server reads the file in, and sends.
 inline constexpr std::size_t file_block_size = 64 * 1024;
+
+// The receive buffers of the lean modes (PROTOCOL.md): a connection borrows one
+// when data has arrived and gives it back once its answer is sent, so an idle
+// connection holds none. Buffers (receive_buffer_size bytes) are made when none
+// is free and kept until the pool is destroyed: in steady state, borrowing
+// allocates nothing. Thread-safe: one lock per borrow and one per return.
+class buffer_pool {
+public:
+    buffer_pool() = default;
+    buffer_pool(const buffer_pool&) = delete;
+    buffer_pool& operator=(const buffer_pool&) = delete;
+    ~buffer_pool();
+
+    [[nodiscard]] std::byte* borrow();
+    void give_back(std::byte* buffer) noexcept;
+    // Buffers made so far: lent and free.
+    [[nodiscard]] std::size_t buffers() const noexcept;
+
+private:
+    mutable std::mutex mutex_;
+    std::vector<std::byte*> free_; // capacity >= buffers_, so give_back never allocates
+    std::size_t buffers_ = 0;
+};
+
+// The process's one pool, which the stats line reports (pool_bytes).
+[[nodiscard]] buffer_pool& receive_pool();
+
+// One buffer borrowed from the process's pool for as long as this lives.
+class pooled_buffer {
+public:
+    pooled_buffer() : data_(receive_pool().borrow()) {}
+    ~pooled_buffer() { receive_pool().give_back(data_); }
+    pooled_buffer(const pooled_buffer&) = delete;
+    pooled_buffer& operator=(const pooled_buffer&) = delete;
+
+    [[nodiscard]] std::byte* data() const noexcept { return data_; }
+    [[nodiscard]] static constexpr std::size_t size() noexcept { return receive_buffer_size; }
+
+private:
+    std::byte* data_;
+};
 
 } // namespace bench

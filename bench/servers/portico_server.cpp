@@ -1,7 +1,3 @@
-// The portico benchmark server (bench/PROTOCOL.md): echo, packet echo, sink,
-// fan-out and download, written the way the examples teach, so what is
-// measured is what a user of the library gets.
-
 #include "harness.hpp"
 
 #include <portico/portico.hpp>
@@ -46,6 +42,20 @@ task<> echo(tcp_socket s)
     std::array<std::byte, bench::receive_buffer_size> data;
     for (;;) {
         auto [ec, n] = co_await s.read_some(buffer(data));
+        if (ec) co_return;
+        if (auto [write_ec, written] = co_await s.write_all(buffer(data.data(), n)); write_ec) co_return;
+    }
+}
+
+// echo-lean: holds no buffer while the peer is silent (wait_readable: a
+// zero-byte receive, which takes nothing); borrows one from the process's pool
+// when data has arrived, and gives it back once the echo is sent.
+task<> echo_lean(tcp_socket s)
+{
+    for (;;) {
+        if (auto [ec] = co_await s.wait_readable(); ec) co_return;
+        const bench::pooled_buffer data;
+        auto [ec, n] = co_await s.read_some(buffer(data.data(), data.size()));
         if (ec) co_return;
         if (auto [write_ec, written] = co_await s.write_all(buffer(data.data(), n)); write_ec) co_return;
     }
@@ -169,7 +179,12 @@ task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& 
     (void)s.set_no_delay(true);
     switch (mode) {
     case bench::mode::echo: co_await echo(std::move(s)); break;
-    case bench::mode::packet: co_await packet_echo(std::move(s)); break;
+    case bench::mode::echo_lean: co_await echo_lean(std::move(s)); break;
+    // What an idle packet_stream holds is the library's to decide: the same
+    // stream as `packet`, with the same 64 KiB receive buffer, which it gives
+    // back while parked (packet_stream_options::park_after, 1 s by default).
+    case bench::mode::packet:
+    case bench::mode::packet_lean: co_await packet_echo(std::move(s)); break;
     case bench::mode::sink: co_await sink(std::move(s)); break;
     case bench::mode::fanout: co_await fanout(std::move(s), r); break;
     case bench::mode::download: co_await download(std::move(s), file); break;

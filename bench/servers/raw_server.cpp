@@ -1,7 +1,8 @@
-// bench_raw: the floor of bench/PROTOCOL.md. The echo, packet and sink modes of the portico
-// and Asio servers, written straight on Winsock and one I/O completion port: AcceptEx, WSARecv/WSASend,
-// GetQueuedCompletionStatusEx, and skip-completion-port-on-success so that an operation that
-// completes at once is handled inline, without a trip through the port.
+// bench_raw: the floor of bench/PROTOCOL.md. The echo, packet, sink, echo-lean and packet-lean
+// modes of the portico and Asio servers, written straight on Winsock and one I/O completion port:
+// AcceptEx, WSARecv/WSASend, GetQueuedCompletionStatusEx, and skip-completion-port-on-success so
+// that an operation that completes at once is handled inline, without a trip through the port.
+// The lean modes wait for data with a zero-byte WSARecv and receive into a pooled buffer.
 #include "harness.hpp"
 
 #ifndef WIN32_LEAN_AND_MEAN
@@ -32,7 +33,8 @@ enum class completion_key : ULONG_PTR {
     quit = 1, // posted once at shutdown: the worker that dequeues it posts it again and returns
 };
 
-enum class op_kind { accept, receive, send };
+// wait: a zero-byte receive (the lean modes), which completes when data (or the end) has arrived.
+enum class op_kind { accept, wait, receive, send };
 
 class server;
 struct connection;
@@ -52,10 +54,11 @@ struct issue_result {
     DWORD bytes = 0; // completed only
 };
 
-// One accepted connection: its socket, its buffer and its two operations.
+// One accepted connection: its socket, its buffer and its operations.
 //
 // NOTE: echo and packet modes receive, then send everything, then receive again, and sink only
-// receives, so a connection has at most one operation in flight. Its "owner" is that pending
+// receives; the lean modes wait (a zero-byte receive) before they receive. So a connection has at
+// most one operation in flight. Its "owner" is that pending
 // operation, or the worker handling the operation's completion; the owner drives it and ends it.
 // A second party can hold it for a moment: the worker issuing an operation, which may complete
 // and end the connection on another worker before the call returns. Both hold a reference in
@@ -67,6 +70,7 @@ struct connection {
     explicit connection(SOCKET s) : socket(s) {}
 
     SOCKET socket;
+    io_op wait_op{{}, op_kind::wait, this};
     io_op receive_op{{}, op_kind::receive, this};
     io_op send_op{{}, op_kind::send, this};
     std::atomic<unsigned> state{reference}; // the owner's reference
@@ -83,7 +87,16 @@ struct connection {
     // The server's list of open connections, for stop(); guarded by the server's mutex.
     connection* previous = nullptr;
     connection* next = nullptr;
-    char buffer[bench::receive_buffer_size];
+    // receive_buffer_size bytes: the connection's own (owned_buffer), or one borrowed from the
+    // pool while it has data to handle (the lean modes; null while it waits).
+    char* buffer = nullptr;
+};
+
+// A connection of the modes that are not lean: its buffer comes with it, in one allocation.
+struct connection_with_buffer : connection {
+    explicit connection_with_buffer(SOCKET s) : connection(s) { buffer = owned_buffer; }
+
+    char owned_buffer[bench::receive_buffer_size];
 };
 
 // An AcceptEx in flight: the socket it accepts into and the address space AcceptEx requires.
@@ -289,17 +302,16 @@ void server::on_accepted(accept_op& op, bool ok)
             closesocket(accepted);
             return;
         }
-        c = new connection(accepted);
+        c = bench::is_lean(options_.mode) ? new connection(accepted) : new connection_with_buffer(accepted);
         c->next = connections_;
         if (connections_ != nullptr) connections_->previous = c;
         connections_ = c;
         counters_.accepted.fetch_add(1, std::memory_order_relaxed);
         counters_.open.fetch_add(1, std::memory_order_relaxed);
     }
-    const issue_result first = issue(*c, op_kind::receive);
-    if (first.status != issue_result::pending) {
-        advance(*c, op_kind::receive, first.status == issue_result::completed, first.bytes);
-    }
+    const op_kind kind = bench::is_lean(options_.mode) ? op_kind::wait : op_kind::receive;
+    const issue_result first = issue(*c, kind);
+    if (first.status != issue_result::pending) advance(*c, kind, first.status == issue_result::completed, first.bytes);
 }
 
 // Runs the connection from the completion of its operation `done` until an operation is
@@ -307,13 +319,18 @@ void server::on_accepted(accept_op& op, bool ok)
 // handled here, in this loop, not through the port.
 void server::advance(connection& c, op_kind done, bool ok, DWORD bytes)
 {
+    const bool lean = bench::is_lean(options_.mode);
+    const bool framed = options_.mode == bench::mode::packet || options_.mode == bench::mode::packet_lean;
     for (;;) {
         if (!ok) {
             end(c);
             return;
         }
         op_kind next = op_kind::receive;
-        if (done == op_kind::receive) {
+        if (done == op_kind::wait) {
+            // Data (or the end of the stream) has arrived: now the connection needs a buffer.
+            if (c.buffer == nullptr) c.buffer = reinterpret_cast<char*>(bench::receive_pool().borrow());
+        } else if (done == op_kind::receive) {
             if (bytes == 0) { // the peer closed its side
                 end(c);
                 return;
@@ -326,13 +343,22 @@ void server::advance(connection& c, op_kind done, bool ok, DWORD bytes)
             c.send_begin += bytes;
             if (c.send_begin != c.send_end) next = op_kind::send; // a short send: the rest goes next
         }
-        if (next == op_kind::receive && options_.mode == bench::mode::packet) {
-            if (c.end_after_send) {
-                end(c);
-                return;
+        if (next == op_kind::receive && done != op_kind::wait) {
+            if (framed) {
+                if (c.end_after_send) {
+                    end(c);
+                    return;
+                }
+                c.kept = c.received_end - c.send_end;
+                if (c.send_end != 0) std::memmove(c.buffer, c.buffer + c.send_end, c.kept);
             }
-            c.kept = c.received_end - c.send_end;
-            if (c.send_end != 0) std::memmove(c.buffer, c.buffer + c.send_end, c.kept);
+            // Nothing kept: the buffer goes back and the connection waits without one. (A
+            // partial packet keeps it, as a receive is then sure to follow.)
+            if (lean && c.kept == 0) {
+                bench::receive_pool().give_back(reinterpret_cast<std::byte*>(c.buffer));
+                c.buffer = nullptr;
+                next = op_kind::wait;
+            }
         }
         const issue_result result = issue(c, next);
         if (result.status == issue_result::pending) return;
@@ -346,7 +372,7 @@ void server::advance(connection& c, op_kind done, bool ok, DWORD bytes)
 void server::prepare_send_after_receive(connection& c, DWORD bytes)
 {
     c.send_begin = 0;
-    if (options_.mode == bench::mode::echo) {
+    if (options_.mode == bench::mode::echo || options_.mode == bench::mode::echo_lean) {
         c.send_end = bytes;
         return;
     }
@@ -373,15 +399,22 @@ issue_result server::issue(connection& c, op_kind kind)
         release(c);
         return {issue_result::failed};
     }
-    io_op& op = kind == op_kind::receive ? c.receive_op : c.send_op;
+    io_op& op = kind == op_kind::wait ? c.wait_op : kind == op_kind::receive ? c.receive_op : c.send_op;
     op.overlapped = OVERLAPPED{};
     WSABUF buffer;
     DWORD bytes = 0;
     int result = 0;
-    if (kind == op_kind::receive) {
+    if (kind == op_kind::wait) {
+        // NOTE: a zero-byte receive completes when data or the end of the stream has arrived,
+        // and takes nothing from the socket.
+        buffer.buf = nullptr;
+        buffer.len = 0;
+        DWORD flags = 0;
+        result = WSARecv(c.socket, &buffer, 1, &bytes, &flags, &op.overlapped, nullptr);
+    } else if (kind == op_kind::receive) {
         // packet mode keeps an incomplete packet in front; it is always shorter than the buffer.
         buffer.buf = c.buffer + c.kept;
-        buffer.len = static_cast<ULONG>(sizeof c.buffer - c.kept);
+        buffer.len = static_cast<ULONG>(bench::receive_buffer_size - c.kept);
         DWORD flags = 0;
         result = WSARecv(c.socket, &buffer, 1, &bytes, &flags, &op.overlapped, nullptr);
     } else {
@@ -444,7 +477,12 @@ void server::destroy(connection& c)
 {
     closesocket(c.socket);
     counters_.open.fetch_sub(1, std::memory_order_relaxed);
-    delete &c;
+    if (bench::is_lean(options_.mode)) {
+        if (c.buffer != nullptr) bench::receive_pool().give_back(reinterpret_cast<std::byte*>(c.buffer));
+        delete &c;
+    } else {
+        delete static_cast<connection_with_buffer*>(&c);
+    }
 }
 
 void server::stop()
