@@ -32,6 +32,7 @@
 #include <span>
 #include <string_view>
 #include <system_error>
+#include <numeric>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -310,11 +311,15 @@ PORTICO_IO_TEST_CASE("heartbeat over tcp: pings every 2 ms while 4 writers strea
         portico::task_group group;
         for (std::uint32_t id = 0; id < writers; ++id) group.spawn(writer(id));
         co_await group.join();
+    };
+    // The server must read for its pings to be answered. It ends its side
+    // only after the peer's (eof): a ping still coming would be answered by
+    // a pong, which a socket already shut for sending refuses.
+    std::error_code server_end;
+    auto server_reader = [&]() -> task<> {
+        server_end = co_await read_until_error(ps);
         (void)ps.next_layer().shutdown_send();
     };
-    // The server must read for its pings to be answered.
-    std::error_code server_end;
-    auto server_reader = [&]() -> task<> { server_end = co_await read_until_error(ps); };
     auto pinger = [&]() -> task<> {
         while (!done.load()) {
             auto [ec] = co_await peer.write_packet(ping, std::span<const portico::const_buffer>{});
@@ -349,6 +354,8 @@ PORTICO_IO_TEST_CASE("heartbeat over tcp: pings every 2 ms while 4 writers strea
                 continue;
             }
             ++next[id];
+            // Everything arrived: the pinger stops and ends the peer's side.
+            if (std::accumulate(next.begin(), next.end(), std::uint32_t{0}) == writers * per_writer) done = true;
         }
         done = true;
     };
