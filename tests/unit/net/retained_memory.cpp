@@ -289,11 +289,12 @@ PORTICO_CO_TEST_CASE("an idle packet_stream whose peer is quiet holds no receive
     UNSCOPED_INFO("heap per idle connection (server's stream and session, client's socket): "
                   << parked << " bytes parked, " << holding << " holding its ring");
     // The issue's goal, for an optimised build; a debug build's coroutine
-    // frames are larger (4,592 bytes measured with Clang's -O0).
+    // frames are larger (4,592 bytes measured with Clang's -O0, 5,008 with
+    // the Microsoft STL's debug build).
 #if defined(NDEBUG)
     constexpr std::size_t goal = 4096;
 #else
-    constexpr std::size_t goal = 5 * 1024;
+    constexpr std::size_t goal = 6 * 1024;
 #endif
     CHECK(parked <= goal);
     // What parking saves is the ring: twice receive_buffer.
