@@ -212,7 +212,13 @@ case $scenario in
     done
     failed=0
     for i in $(seq $clients); do
-      wait "${pids[$((i - 1))]}" || { echo "client $i failed:"; cat "client$i.out"; failed=1; }
+      exit_status=0
+      wait "${pids[$((i - 1))]}" || exit_status=$?
+      if ((exit_status != 0)); then
+        echo "client $i failed (exit $exit_status):"
+        cat "client$i.out"
+        failed=1
+      fi
     done
     wait_server
     cat server.out
