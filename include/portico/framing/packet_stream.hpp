@@ -182,9 +182,11 @@ public:
                     // Parked: the peer is quiet, so wait for its next bytes
                     // holding no ring (docs/design/memory.md).
                     ++c.parked_waits;
+                    c.set_parked(true);
                     auto wait = wait_readable(c.stream);
                     wait.set_stop_token(c.read_abort_token());
                     auto [wait_ec] = co_await std::move(wait);
+                    c.set_parked(false);
                     if (wait_ec) {
                         c.watch.wait_ends(false);
                         if (c.closed()) wait_ec = c.reason();
@@ -414,6 +416,10 @@ public:
     /// first read), twice receive_buffer otherwise, more while a large
     /// packet is in. Not synchronised with a read_packet() in progress.
     [[nodiscard]] std::size_t receive_storage_bytes() const noexcept { return core_->ring.storage_bytes(); }
+    /// Bytes of send blocks kept for the next queue_packet() copies (at most
+    /// four blocks of 4 KiB and two chunks of shared-packet references, once
+    /// sent): 0 while parked, when they are freed. Thread-safe.
+    [[nodiscard]] std::size_t spare_send_bytes() const { return core_->spare_send_bytes(); }
 
 private:
     // The options, if this stream can run them (the constructor's check).

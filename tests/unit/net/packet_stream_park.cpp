@@ -6,6 +6,7 @@
 
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
+#include <portico/io_context.hpp>
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
@@ -195,5 +196,81 @@ PORTICO_IO_TEST_CASE("a parked wait ends with the peer's close, reset, or the st
         (void)closed;
         CHECK(ec == errc::operation_aborted);
         CHECK(server.parked_waits() == 1);
+    }
+}
+
+namespace {
+
+/// The server answers one packet with queue_packet() and then reads on: the
+/// second read waits for the client, which first checks what the server
+/// keeps while it waits (`spare`), then wakes it. With `sync`, the server
+/// also awaits a write_packet() after the copy, so that the copy's block is
+/// back before the read begins; without, the block comes back while the
+/// read already waits.
+task<std::size_t> spare_while_waiting(portico::io_context& ctx, packet_stream<tcp_socket>& client,
+                                      packet_stream<tcp_socket>& server, bool sync)
+{
+    auto serve = [](packet_stream<tcp_socket>& s, bool sync_first) -> task<bool> {
+        auto [ec, p] = co_await s.read_packet();
+        if (ec) co_return false;
+        if (s.queue_packet(p.type, p.body)) co_return false;
+        if (sync_first) {
+            auto [write_ec] = co_await s.write_packet(99, std::string_view("sync"));
+            if (write_ec) co_return false;
+        }
+        auto [next_ec, next] = co_await s.read_packet();
+        co_return !next_ec && next.type == 3;
+    };
+    auto ask = [](portico::io_context& c, packet_stream<tcp_socket>& s, packet_stream<tcp_socket>& waiting,
+                  bool sync_first, std::size_t& spare) -> task<bool> {
+        auto [write_ec] = co_await s.write_packet(1, std::string_view("copy me"));
+        if (write_ec) co_return false;
+        auto [ec, echo] = co_await s.read_packet();
+        if (ec || echo.type != 1) co_return false;
+        if (sync_first) {
+            auto [sync_ec, synced] = co_await s.read_packet();
+            if (sync_ec || synced.type != 99) co_return false;
+        }
+        // The copy's bytes arrived; the server's driver hands its block back
+        // when its write completes, a moment later: wait for that.
+        for (int turn = 0; turn < 100'000 && waiting.queued_bytes() != 0; ++turn) co_await c.schedule();
+        if (waiting.queued_bytes() != 0) co_return false;
+        spare = waiting.spare_send_bytes();
+        auto [wake_ec] = co_await s.write_packet(3, std::string_view("wake"));
+        co_return !wake_ec;
+    };
+    std::size_t spare = 1;
+    auto [served, asked] = co_await portico::when_all(serve(server, sync), ask(ctx, client, server, sync, spare));
+    CHECK(served);
+    CHECK(asked);
+    co_return spare;
+}
+
+} // namespace
+
+PORTICO_IO_TEST_CASE("a parked stream keeps no spare send block; a stream that never parks keeps one",
+                     "[packet_stream_park]")
+{
+    for (const bool sync : {true, false}) {
+        INFO((sync ? "the block came back before the wait" : "the block came back during the wait"));
+        {
+            auto [a, b] = co_await portico::test::connected_pair(ctx);
+            packet_stream<tcp_socket> client(std::move(a));
+            packet_stream<tcp_socket> server(std::move(b));
+            const std::size_t spare = co_await spare_while_waiting(ctx, client, server, sync);
+            // Its first waits are never busy: the server parked for the second read.
+            CHECK(server.parked_waits() == 2);
+            CHECK(spare == 0);
+        }
+        {
+            auto [a, b] = co_await portico::test::connected_pair(ctx);
+            packet_stream_options never;
+            never.park_after = 0ms;
+            packet_stream<tcp_socket> client(std::move(a), never);
+            packet_stream<tcp_socket> server(std::move(b), never);
+            const std::size_t spare = co_await spare_while_waiting(ctx, client, server, sync);
+            CHECK(server.parked_waits() == 0);
+            CHECK(spare > 0);
+        }
     }
 }

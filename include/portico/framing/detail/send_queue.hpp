@@ -175,6 +175,26 @@ public:
     /// Chunks of shared packets kept for reuse, as kept_blocks.
     static constexpr std::size_t kept_chunks = 2;
 
+    /// Whether blocks and chunks are kept for reuse once sent (true at
+    /// construction). Turned off, the ones kept are freed now and the ones
+    /// the writes in flight give back are freed too: for a stream whose
+    /// peer went quiet, which would otherwise keep a block of 4 KiB for a
+    /// next packet that may be minutes away.
+    void keep_spares(bool keep) noexcept
+    {
+        keep_spares_ = keep;
+        if (keep) return;
+        free_blocks_.drain([](outbox_block& b) noexcept { delete &b; });
+        free_count_ = 0;
+        free_chunks_.drain([](shared_chunk& c) noexcept { delete &c; });
+        free_chunk_count_ = 0;
+    }
+    /// Bytes of the blocks and chunks kept for reuse now.
+    [[nodiscard]] std::size_t spare_bytes() const noexcept
+    {
+        return free_count_ * sizeof(outbox_block) + free_chunk_count_ * sizeof(shared_chunk);
+    }
+
     /// Queues a reference to `packet` (already checked against the format)
     /// at the tail of the queue: its bytes are not copied. Refused like
     /// append_copy(); out_of_memory if a new chunk could not be allocated.
@@ -416,7 +436,7 @@ private:
     void recycle(shared_chunk& c) noexcept
     {
         c.clear();
-        if (free_chunk_count_ == kept_chunks) {
+        if (!keep_spares_ || free_chunk_count_ == kept_chunks) {
             delete &c;
             return;
         }
@@ -435,7 +455,7 @@ private:
 
     void recycle(outbox_block& b) noexcept
     {
-        if (free_count_ == kept_blocks) {
+        if (!keep_spares_ || free_count_ == kept_blocks) {
             delete &b;
             return;
         }
@@ -468,6 +488,7 @@ private:
     std::size_t free_count_ = 0;
     chunk_list free_chunks_;
     std::size_t free_chunk_count_ = 0;
+    bool keep_spares_ = true;
     // Blocks of copies and chunks of shared packets in the queue.
     std::size_t blocks_queued_ = 0;
 };

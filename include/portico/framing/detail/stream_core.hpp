@@ -346,6 +346,21 @@ public:
             quick_waits_ = quick ? (std::min)(quick_waits_ + 1, busy_after) : 0;
         }
     }
+    /// Reader: the stream parks (true) or wakes (false). While it is parked
+    /// the send queue keeps no spare block: an idle stream holds neither a
+    /// receive ring nor a send block (docs/design/memory.md). A lock per
+    /// park, and a stream parks only after its peer paused.
+    void set_parked(bool parked) noexcept
+    {
+        std::lock_guard lock(mutex_);
+        queue_.keep_spares(!parked);
+    }
+    /// Bytes of send-queue blocks kept for reuse now.
+    [[nodiscard]] std::size_t spare_send_bytes() const
+    {
+        std::lock_guard lock(mutex_);
+        return queue_.spare_bytes();
+    }
     /// Reader: the last busy_after waits each ended within park_after.
     [[nodiscard]] bool busy() const noexcept { return quick_waits_ >= busy_after; }
 
