@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -115,6 +116,28 @@ constexpr void for_each_buffer(const Sequence& s, F&& f)
         f(Buffer(s));
     } else {
         for (const auto& b : s) f(Buffer(b));
+    }
+}
+
+/// The most buffers a sequence of type Sequence can hold, as its type tells:
+/// 1 for a single buffer, N for a std::array, a C array or a std::span of
+/// static extent N; std::dynamic_extent when only its value tells. An
+/// operation sizes its array of system buffers (WSABUF, iovec) by it, so
+/// that a read into one buffer does not carry room for 64.
+template <class Buffer, class Sequence>
+constexpr std::size_t static_buffer_count() noexcept
+{
+    if constexpr (std::convertible_to<const Sequence&, Buffer>) {
+        return 1;
+    } else if constexpr (std::is_array_v<Sequence>) {
+        return std::extent_v<Sequence>;
+    } else if constexpr (requires { std::tuple_size<Sequence>::value; } &&
+                         std::ranges::contiguous_range<const Sequence>) {
+        return std::tuple_size<Sequence>::value;
+    } else if constexpr (requires { Sequence::extent; }) {
+        return Sequence::extent;
+    } else {
+        return std::dynamic_extent;
     }
 }
 

@@ -55,16 +55,23 @@ using socket_handle = impl::socket_handle;
 /// What an operation needs of its socket (socket_handle::ref()).
 using socket_ref = impl::socket_ref;
 /// A stream receive, wait (a zero-byte receive), send and connect; a
-/// datagram send and receive. Each is
-/// an awaiter base with `error_`, `bytes_` and (but connect) `requested_`.
-using stream_recv_op = impl::stream_recv_op;
+/// datagram send and receive. Each is an awaiter base with `error_`,
+/// `bytes_` and (but connect) `requested_`; a stream receive and send over
+/// up to N buffers (buffers_for).
+template <std::size_t N>
+using stream_recv_op = impl::stream_recv_op<N>;
 using stream_wait_op = impl::stream_wait_op;
-using stream_send_op = impl::stream_send_op;
+template <std::size_t N>
+using stream_send_op = impl::stream_send_op<N>;
 using stream_connect_op = impl::stream_connect_op;
 using datagram_send_op = impl::datagram_send_op;
 using datagram_recv_op = impl::datagram_recv_op;
 /// The most buffers one scatter/gather call takes.
 inline constexpr std::size_t max_buffers = impl::max_wsabufs;
+/// The buffers a stream receive or send over a sequence of type Sequence
+/// carries room for: what its type can hold, 1 to max_buffers.
+template <class Buffer, class Sequence>
+inline constexpr std::size_t buffers_for = impl::wsabufs_for<Buffer, Sequence>;
 
 // --- files ---
 /// An owned file opened for overlapped I/O and its synchronous calls (open,

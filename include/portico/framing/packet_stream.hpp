@@ -194,8 +194,12 @@ public:
                     }
                 }
             }
-            std::array<mutable_buffer, 2> regions;
-            auto read = read_some(c.stream, c.ring.prepare(regions));
+            // Two regions at most (the ring's free space may wrap); a fixed
+            // extent lets the stream's receive carry room for two buffers
+            // only, and an unused one stays empty.
+            std::array<mutable_buffer, 2> regions{};
+            (void)c.ring.prepare(regions);
+            auto read = read_some(c.stream, std::span<mutable_buffer, 2>(regions));
             read.set_stop_token(c.read_abort_token());
             auto [read_ec, n] = co_await std::move(read);
             c.watch.wait_ends(n != 0);
@@ -435,7 +439,7 @@ private:
     }
 
     // A task of its own so that it can carry the stream's stop token.
-    static task<io_result<std::size_t>> read_some(Stream& stream, std::span<mutable_buffer> regions)
+    static task<io_result<std::size_t>> read_some(Stream& stream, std::span<mutable_buffer, 2> regions)
     {
         co_return co_await stream.read_some(regions);
     }

@@ -24,7 +24,11 @@
 
 PORTICO_NAMESPACE_BEGIN
 
-/// Awaiter of tcp_socket::read_some(): one receive into up to 64 buffers.
+/// Awaiter of tcp_socket::read_some(): one receive into up to MaxBuffers
+/// buffers (64 at most; read_some() takes it from the sequence's type: 1
+/// for a single buffer, N for an array of N, 64 for a range whose length
+/// only its value tells, so that a coroutine reading into one buffer does
+/// not carry room for 64 in its frame).
 /// Yields io_result<size_t>: the bytes received; eof when the peer closed its
 /// side (a 0-byte completion on a non-empty buffer); a zero-length read
 /// completes at once with 0 and no error. Errors: connection_reset,
@@ -37,22 +41,23 @@ PORTICO_NAMESPACE_BEGIN
 /// is awaited (when_all and with_timeout take awaitables by value), never
 /// after: the system holds it while the operation is pending. The memory of
 /// the buffers must outlive the operation.
-class [[nodiscard]] read_some_op : public detail::backend::stream_recv_op {
+template <std::size_t MaxBuffers = detail::backend::max_buffers>
+class [[nodiscard]] read_some_op : public detail::backend::stream_recv_op<MaxBuffers> {
 public:
-    /// Made by tcp_socket::read_some(), over the first 64 non-empty buffers
-    /// of `buffers` (any further ones are ignored).
+    /// Made by tcp_socket::read_some(), over the first MaxBuffers non-empty
+    /// buffers of `buffers` (any further ones are ignored).
     template <class Sequence>
     read_some_op(const detail::backend::socket_ref& socket, const Sequence& buffers) noexcept
-        : stream_recv_op(socket, buffers)
+        : detail::backend::stream_recv_op<MaxBuffers>(socket, buffers)
     {}
 
     /// Completes at once when the buffers are empty.
-    bool await_ready() const noexcept { return requested_ == 0; }
+    bool await_ready() const noexcept { return this->requested_ == 0; }
     /// The io_result<size_t> described above.
     io_result<std::size_t> await_resume() const noexcept
     {
-        if (!error_ && bytes_ == 0 && requested_ != 0) return {make_error_code(errc::eof), 0};
-        return {error_, bytes_};
+        if (!this->error_ && this->bytes_ == 0 && this->requested_ != 0) return {make_error_code(errc::eof), 0};
+        return {this->error_, this->bytes_};
     }
 };
 
@@ -72,23 +77,25 @@ public:
     io_result<void> await_resume() const noexcept { return {error_}; }
 };
 
-/// Awaiter of tcp_socket::write_some(): one send gathering up to 64 buffers.
+/// Awaiter of tcp_socket::write_some(): one send gathering up to MaxBuffers
+/// buffers (sized as read_some_op's).
 /// Yields io_result<size_t>: the bytes the system took (possibly fewer than
 /// offered); a zero-length write completes at once. Never allocates. See
 /// read_some_op for what every socket awaiter shares.
-class [[nodiscard]] write_some_op : public detail::backend::stream_send_op {
+template <std::size_t MaxBuffers = detail::backend::max_buffers>
+class [[nodiscard]] write_some_op : public detail::backend::stream_send_op<MaxBuffers> {
 public:
-    /// Made by tcp_socket::write_some(), over the first 64 non-empty buffers
-    /// of `buffers` (any further ones are ignored).
+    /// Made by tcp_socket::write_some(), over the first MaxBuffers non-empty
+    /// buffers of `buffers` (any further ones are ignored).
     template <class Sequence>
     write_some_op(const detail::backend::socket_ref& socket, const Sequence& buffers) noexcept
-        : stream_send_op(socket, buffers)
+        : detail::backend::stream_send_op<MaxBuffers>(socket, buffers)
     {}
 
     /// Completes at once when the buffers are empty.
-    bool await_ready() const noexcept { return requested_ == 0; }
+    bool await_ready() const noexcept { return this->requested_ == 0; }
     /// The io_result<size_t> described above.
-    io_result<std::size_t> await_resume() const noexcept { return {error_, bytes_}; }
+    io_result<std::size_t> await_resume() const noexcept { return {this->error_, this->bytes_}; }
 };
 
 /// Awaiter of tcp_socket::connect(endpoint). Yields io_result<void>:
@@ -190,9 +197,10 @@ public:
     /// read_some_op for the result.
     template <class Sequence>
         requires mutable_buffer_sequence<Sequence>
-    [[nodiscard]] read_some_op read_some(const Sequence& buffers) noexcept
+    [[nodiscard]] read_some_op<detail::backend::buffers_for<mutable_buffer, Sequence>>
+    read_some(const Sequence& buffers) noexcept
     {
-        return read_some_op{ref(), buffers};
+        return {ref(), buffers};
     }
 
     /// Waits, holding no buffer, until a read would not wait: until the peer
@@ -208,9 +216,10 @@ public:
     /// write_some_op for the result.
     template <class Sequence>
         requires const_buffer_sequence<Sequence>
-    [[nodiscard]] write_some_op write_some(const Sequence& buffers) noexcept
+    [[nodiscard]] write_some_op<detail::backend::buffers_for<const_buffer, Sequence>>
+    write_some(const Sequence& buffers) noexcept
     {
-        return write_some_op{ref(), buffers};
+        return {ref(), buffers};
     }
 
     /// Receives until every buffer is full, looping over short reads.

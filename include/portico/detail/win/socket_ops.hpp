@@ -20,6 +20,7 @@
 #include <array>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <system_error>
 
 PORTICO_NAMESPACE_BEGIN
@@ -30,15 +31,19 @@ namespace detail::win {
 // pending, another thread may complete this op; socket_op::await_suspend
 // decides who resumes, and start() touches nothing after the call.
 
-/// A socket operation over up to 64 buffers of type Buffer, taken from a
-/// sequence as WSABUFs when it is made.
-template <class Derived, class Buffer>
+/// A socket operation over up to N buffers of type Buffer (N <= 64), taken
+/// from a sequence as WSABUFs when it is made. N comes from the sequence's
+/// type (wsabufs_for): a receive into one buffer carries one WSABUF, not 64
+/// (1 KiB less in the frame of every coroutine that waits in one).
+template <class Derived, class Buffer, std::size_t N = max_wsabufs>
 class buffers_op : public socket_op<Derived> {
+    static_assert(N >= 1 && N <= max_wsabufs);
+
 public:
     template <class Sequence>
     buffers_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op<Derived>(s)
     {
-        count_ = fill_wsabufs<Buffer>(buffers, wsabufs_, requested_);
+        count_ = fill_wsabufs<Buffer>(buffers, std::span<WSABUF>(wsabufs_), requested_);
     }
 
 protected:
@@ -52,18 +57,19 @@ protected:
         return 1;
     }
 
-    /// Bytes the buffers offer (up to the first 64 non-empty ones).
+    /// Bytes the buffers offer (up to the first N non-empty ones).
     std::size_t requested_ = 0;
 
 private:
-    std::array<WSABUF, max_wsabufs> wsabufs_;
+    std::array<WSABUF, N> wsabufs_;
     std::size_t count_ = 0;
 };
 
-/// One WSARecv into up to 64 buffers (a stream receive).
-class stream_recv_op : public buffers_op<stream_recv_op, mutable_buffer> {
+/// One WSARecv into up to N buffers (a stream receive).
+template <std::size_t N = max_wsabufs>
+class stream_recv_op : public buffers_op<stream_recv_op<N>, mutable_buffer, N> {
 public:
-    using buffers_op::buffers_op;
+    using stream_recv_op::buffers_op::buffers_op;
 
 private:
     friend class socket_op<stream_recv_op>;
@@ -71,9 +77,10 @@ private:
 
     DWORD start(DWORD& bytes) noexcept
     {
-        socket_.sched->count(counter::recv_calls);
+        this->socket_.sched->count(counter::recv_calls);
         flags_ = 0;
-        return call_result(::WSARecv(socket_.handle, wsabufs(), wsabuf_count(), &bytes, &flags_, this, nullptr) == 0);
+        return this->call_result(::WSARecv(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes,
+                                           &flags_, this, nullptr) == 0);
     }
 
     DWORD flags_ = 0;
@@ -102,10 +109,11 @@ private:
     DWORD flags_ = 0;
 };
 
-/// One WSASend gathering up to 64 buffers (a stream send).
-class stream_send_op : public buffers_op<stream_send_op, const_buffer> {
+/// One WSASend gathering up to N buffers (a stream send).
+template <std::size_t N = max_wsabufs>
+class stream_send_op : public buffers_op<stream_send_op<N>, const_buffer, N> {
 public:
-    using buffers_op::buffers_op;
+    using stream_send_op::buffers_op::buffers_op;
 
 private:
     friend class socket_op<stream_send_op>;
@@ -113,8 +121,9 @@ private:
 
     DWORD start(DWORD& bytes) noexcept
     {
-        socket_.sched->count(counter::send_calls);
-        return call_result(::WSASend(socket_.handle, wsabufs(), wsabuf_count(), &bytes, 0, this, nullptr) == 0);
+        this->socket_.sched->count(counter::send_calls);
+        return this->call_result(::WSASend(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes, 0,
+                                           this, nullptr) == 0);
     }
 };
 

@@ -6,8 +6,8 @@
 #include <portico/detail/win/windows.hpp>
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
+#include <span>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -17,8 +17,17 @@ namespace detail::win {
 /// several calls by read()/write_all().
 inline constexpr std::size_t max_wsabufs = 64;
 
+/// WSABUFs an operation over a sequence of type Sequence needs: as many as
+/// the type can hold (static_buffer_count), at least 1 (a datagram with no
+/// bytes still needs an empty one), at most max_wsabufs.
 template <class Buffer, class Sequence>
-std::size_t fill_wsabufs(const Sequence& buffers, std::array<WSABUF, max_wsabufs>& out, std::size_t& total) noexcept
+inline constexpr std::size_t wsabufs_for =
+    (std::max)(std::size_t{1}, (std::min)(static_buffer_count<Buffer, Sequence>(), max_wsabufs));
+
+/// Fills `out` with the first out.size() non-empty buffers of the sequence;
+/// returns how many, and their bytes in `total`.
+template <class Buffer, class Sequence>
+std::size_t fill_wsabufs(const Sequence& buffers, std::span<WSABUF> out, std::size_t& total) noexcept
 {
     std::size_t count = 0;
     total = 0;
