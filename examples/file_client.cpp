@@ -20,6 +20,8 @@
 //                        (upload) or received (download)
 //   --close-after BYTES  close the connection normally (FIN) once BYTES were sent,
 //                        without the end packet (upload)
+//   --stall-after BYTES  stop reading for 5 s once BYTES of the content were received,
+//                        then read what is left until the connection ends (download)
 //
 // An upload goes out in 60 KiB data packets, several queued at once while the
 // next is read from the disk with an overlapped read; a download is written
@@ -71,6 +73,7 @@ struct settings {
     bool get = false; // download rather than upload
     std::uint64_t abort_after = never;
     std::uint64_t close_after = never;
+    std::uint64_t stall_after = never;
 };
 
 // snippet-begin: send
@@ -387,7 +390,24 @@ task<int> download(io_context& ctx, settings cfg)
     const auto start = std::chrono::steady_clock::now();
     std::uint64_t received = 0;
     file_proto::digest hash{};
-    const std::error_code ec = co_await receive_content(s, out, announced->size, cfg.abort_after, received, hash);
+    std::error_code ec =
+        co_await receive_content(s, out, announced->size, std::min(cfg.abort_after, cfg.stall_after), received, hash);
+    const bool stalled = ec == std::errc::operation_canceled && received >= cfg.stall_after;
+    if (stalled) {
+        // A client that stops reading: the server's transfer waits for it
+        // until its --stall-timeout drops the connection. Then what the
+        // connection still holds is read, to its end.
+        auto [slept] = co_await ctx.sleep_for(std::chrono::seconds(5));
+        (void)slept;
+        std::vector<std::byte> rest(256 * 1024);
+        for (;;) {
+            auto [read_ec, n] = co_await s.read_some(portico::buffer(rest));
+            if (read_ec) {
+                ec = read_ec;
+                break;
+            }
+        }
+    }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     out.close();
     if (cfg.abort_after != never) {
@@ -397,6 +417,9 @@ task<int> download(io_context& ctx, settings cfg)
     std::string why;
     if (ec == std::errc::operation_canceled && cfg.abort_after != never) {
         why = "stopped on purpose (--abort-after, a test aid): connection reset";
+    } else if (stalled) {
+        why = "stopped reading for 5 s on purpose (--stall-after, a test aid), then: " +
+              std::string(ec == portico::errc::eof ? "the server closed the connection" : ec.message());
     } else if (ec) {
         why = ec == portico::errc::eof ? "the server closed the connection early" : ec.message();
     } else if (hash != announced->hash) {
@@ -431,6 +454,7 @@ constexpr const char* usage =
     "Test aids, which make a transfer fail on purpose to exercise the error paths:\n"
     "  --abort-after BYTES  reset the connection (RST) once BYTES of the content were sent or received\n"
     "  --close-after BYTES  close the connection normally (FIN) once BYTES were sent, without the end packet\n"
+    "  --stall-after BYTES  stop reading for 5 s once BYTES were received, then read until the connection ends\n"
     "Exit status: 0 stored or received, 1 the transfer failed, 2 bad arguments or an unreadable FILE.\n";
 
 std::optional<settings> parse(int argc, char** argv)
@@ -464,6 +488,8 @@ std::optional<settings> parse(int argc, char** argv)
             cfg.abort_after = std::strtoull(value, nullptr, 10);
         } else if (arg == "--close-after") {
             cfg.close_after = std::strtoull(value, nullptr, 10);
+        } else if (arg == "--stall-after") {
+            cfg.stall_after = std::strtoull(value, nullptr, 10);
         } else {
             return std::nullopt;
         }

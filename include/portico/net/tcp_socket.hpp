@@ -4,6 +4,7 @@
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/deadline.hpp>
 #include <portico/detail/backend.hpp>
 #include <portico/detail/socket_option.hpp>
 #include <portico/error.hpp>
@@ -123,21 +124,23 @@ private:
     std::error_code setup_error_;
 };
 
-namespace detail {
-
-/// How portico's tests reach tcp_socket's TransmitFile loop with a smaller
-/// limit per call than the system's, so that a small file takes several
-/// calls. Not public API.
-struct transmit_file_access {
-    template <class Socket>
-    static auto in_calls(Socket& s, const random_access_file& file, std::uint64_t offset, std::uint64_t count,
-                         const_buffer head, const_buffer tail, std::uint64_t per_call)
-    {
-        return s.transmit_file_in_calls(file, offset, count, head, tail, per_call);
-    }
+/// How tcp_socket::transmit_file() divides a file into system calls, and
+/// how long one may take.
+struct transmit_file_options {
+    /// The most file bytes one system call sends: 1 GiB (the default) or
+    /// less; 0 means the default. Smaller calls make a transfer's progress
+    /// visible (call_timeout watches each), and under Wine, which copies the
+    /// file on the thread that made the call, bound how long that thread is
+    /// kept from other connections, at some cost in throughput
+    /// (docs/design/files.md measures it).
+    std::uint64_t bytes_per_call = detail::backend::max_transmit_file_bytes;
+    /// The longest one call may take; 0 (the default) sets no limit. A peer
+    /// that takes longer to read bytes_per_call bytes (or one that stopped
+    /// reading: the call would wait for it for ever) ends the transfer with
+    /// timed_out, the bytes sent so far in the result. A download server
+    /// sets it, with bytes_per_call, to the slowest rate it serves.
+    std::chrono::milliseconds call_timeout{0};
 };
-
-} // namespace detail
 
 /// A TCP connection (or a socket about to connect). Move-only (a move leaves
 /// the source closed on the same context; move-assigning closes the target
@@ -325,17 +328,19 @@ public:
     /// server meant to serve many downloads at once belongs on a server
     /// edition. Allocates one frame (recycled).
     ///
+    /// `options` sets the file bytes per system call and a time limit for
+    /// each call (transmit_file_options; timed_out when one runs over).
+    ///
     /// Thread safety: counts as this socket's one pending write.
     [[nodiscard]] task<io_result<std::uint64_t>> transmit_file(const random_access_file& file, std::uint64_t offset,
                                                                std::uint64_t count, const_buffer head = {},
-                                                               const_buffer tail = {})
+                                                               const_buffer tail = {},
+                                                               transmit_file_options options = {})
     {
-        return transmit_file_in_calls(file, offset, count, head, tail, detail::backend::max_transmit_file_bytes);
+        return transmit_file_in_calls(file, offset, count, head, tail, options);
     }
 
 private:
-    friend struct detail::transmit_file_access;
-
     // One system call of transmit_file, with the portable meaning of its
     // result: fewer bytes than asked, without an error, means the file ended.
     class [[nodiscard]] transmit_file_call : public detail::backend::transmit_file_op {
@@ -350,12 +355,15 @@ private:
         }
     };
 
-    // transmit_file() with at most `per_call` file bytes per system call.
+    // transmit_file()'s loop of system calls.
     task<io_result<std::uint64_t>> transmit_file_in_calls(const random_access_file& file, std::uint64_t offset,
                                                           std::uint64_t count, const_buffer head, const_buffer tail,
-                                                          std::uint64_t per_call)
+                                                          transmit_file_options options)
     {
         using result = io_result<std::uint64_t>;
+        const std::uint64_t per_call =
+            options.bytes_per_call == 0 ? detail::backend::max_transmit_file_bytes
+                                        : (std::min)(options.bytes_per_call, detail::backend::max_transmit_file_bytes);
         if (head.size() > detail::backend::max_transmit_buffer || tail.size() > detail::backend::max_transmit_buffer) {
             co_return result{make_error_code(errc::invalid_argument), 0};
         }
@@ -379,8 +387,17 @@ private:
             // each call, so one closed between two calls ends the loop
             // (aborted) instead of reaching whatever reuses the value.
             if (!file.is_open()) co_return result{make_error_code(errc::operation_aborted), sent};
-            auto [ec, n] = co_await transmit_file_call{
-                ref(), file.native_handle(), offset, part, first ? head : const_buffer{}, last ? tail : const_buffer{}};
+            transmit_file_call call{ref(), file.native_handle(),          offset,
+                                    part,  first ? head : const_buffer{}, last ? tail : const_buffer{}};
+            // NOTE: on timeout the call is cancelled and awaited to its end,
+            // so its byte count is what it really sent.
+            result done{};
+            if (options.call_timeout.count() > 0) {
+                done = co_await with_timeout(context(), options.call_timeout, std::move(call));
+            } else {
+                done = co_await std::move(call);
+            }
+            const auto [ec, n] = done;
             sent += n;
             if (ec || last) co_return result{ec, sent};
             offset += part;

@@ -160,14 +160,62 @@ PORTICO_IO_TEST_CASE("transmit_file in several calls sends head with the first a
     const std::string tail = "</tail>";
     const auto calls_before = ctx.statistics().transmit_file_calls;
     // 1,000 file bytes per call instead of a GiB: 11 calls for 10,500 bytes.
-    auto transmit = portico::detail::transmit_file_access::in_calls(server, f, 0, portico::to_end_of_file, buffer(head),
-                                                                    buffer(tail), 1000);
+    auto transmit =
+        server.transmit_file(f, 0, portico::to_end_of_file, buffer(head), buffer(tail), {.bytes_per_call = 1000});
     const std::size_t total = head.size() + 10'500 + tail.size();
     auto [sent, got] = co_await portico::when_all(std::move(transmit), receive(client, total));
     CHECK_FALSE(sent.error());
     CHECK(sent.value_unchecked() == total);
     CHECK(ctx.statistics().transmit_file_calls - calls_before == 11);
     CHECK(got == joined(head, content(0, 10'500), tail));
+}
+
+PORTICO_IO_TEST_CASE("transmit_file: bytes_per_call 0 means one call per GiB; a call_timeout that is not reached "
+                     "changes nothing",
+                     "[tcp_transmit_file]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    temp_file path;
+    random_access_file f = co_await file_of(ctx, path, 10'500);
+    const auto calls_before = ctx.statistics().transmit_file_calls;
+    auto whole = server.transmit_file(f, 0, portico::to_end_of_file, {}, {}, {.bytes_per_call = 0});
+    auto [sent, got] = co_await portico::when_all(std::move(whole), receive(client, 10'500));
+    CHECK_FALSE(sent.error());
+    CHECK(ctx.statistics().transmit_file_calls - calls_before == 1);
+    CHECK(got == content(0, 10'500));
+
+    const auto calls_between = ctx.statistics().transmit_file_calls;
+    auto parts = server.transmit_file(f, 0, portico::to_end_of_file, {}, {},
+                                      {.bytes_per_call = 4096, .call_timeout = std::chrono::seconds(30)});
+    auto [sent_in_parts, got_in_parts] = co_await portico::when_all(std::move(parts), receive(client, 10'500));
+    CHECK_FALSE(sent_in_parts.error());
+    CHECK(sent_in_parts.value_unchecked() == 10'500);
+    CHECK(ctx.statistics().transmit_file_calls - calls_between == 3);
+    CHECK(got_in_parts == content(0, 10'500));
+}
+
+PORTICO_IO_TEST_CASE("transmit_file with a call_timeout ends with timed_out when the peer stops reading; the bytes "
+                     "say how much went",
+                     "[tcp_transmit_file]")
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    temp_file path;
+    // Far more than the connection's buffers hold: the peer never reads, so
+    // a call comes to wait for it.
+    constexpr std::uint64_t size = 32u << 20;
+    random_access_file f = co_await file_of(ctx, path, size);
+    const auto calls_before = ctx.statistics().transmit_file_calls;
+    auto [ec, sent] =
+        co_await server.transmit_file(f, 0, portico::to_end_of_file, {}, {},
+                                      {.bytes_per_call = 1u << 20, .call_timeout = std::chrono::milliseconds(300)});
+    const auto calls = ctx.statistics().transmit_file_calls - calls_before;
+    INFO(sent << " bytes sent in " << calls << " calls");
+    CHECK(ec == errc::timed_out);
+    CHECK(sent < size);
+    // Every call before the one that timed out sent its whole part.
+    CHECK(sent >= (calls - 1) * (1u << 20));
+    CHECK(calls < size / (1u << 20));
+    client.close();
 }
 
 PORTICO_IO_TEST_CASE("transmit_file reads offsets above 4 GiB of a sparse file", "[tcp_transmit_file]")

@@ -79,8 +79,8 @@ private:
     {
         this->socket_.sched->count(counter::recv_calls);
         flags_ = 0;
-        return this->call_result(::WSARecv(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes,
-                                           &flags_, this, nullptr) == 0);
+        return this->call_result(::WSARecv(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes, &flags_,
+                                           this, nullptr) == 0);
     }
 
     DWORD flags_ = 0;
@@ -122,8 +122,8 @@ private:
     DWORD start(DWORD& bytes) noexcept
     {
         this->socket_.sched->count(counter::send_calls);
-        return this->call_result(::WSASend(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes, 0,
-                                           this, nullptr) == 0);
+        return this->call_result(
+            ::WSASend(this->socket_.handle, this->wsabufs(), this->wsabuf_count(), &bytes, 0, this, nullptr) == 0);
     }
 };
 
