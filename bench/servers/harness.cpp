@@ -614,7 +614,8 @@ options parse_options(int argc, char** argv)
         if (flag == "--help" || flag == "-h") {
             std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
                         "       [--port N] [--threads N] [--file PATH]\n"
-                        "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]  (portico)\n",
+                        "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]\n"
+                        "       [--transmit-part BYTES]  (portico)\n",
                         program);
             std::exit(0);
         }
@@ -661,6 +662,12 @@ options parse_options(int argc, char** argv)
             unsigned n = 0;
             if (!parse_number<unsigned>(value, 0, 1, n)) usage(program, "--skip-on-success takes 0 or 1");
             result.skip_on_success = n == 1;
+        } else if (flag == "--transmit-part") {
+            std::uint64_t n = 0;
+            if (!parse_number<std::uint64_t>(value, 1, std::uint64_t{1} << 30, n)) {
+                usage(program, "--transmit-part takes 1..1073741824");
+            }
+            result.transmit_part = n;
         } else {
             usage(program, "unknown option");
         }
@@ -671,8 +678,11 @@ options parse_options(int argc, char** argv)
 
 void refuse_scheduling_knobs(const options& opts, const char* impl)
 {
-    if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval) {
-        std::fprintf(stderr, "bench_%s: --inline-budget, --port-check, --batch and --skip-on-success are portico's\n",
+    if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval ||
+        opts.transmit_part) {
+        std::fprintf(stderr,
+                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success and --transmit-part are "
+                     "portico's\n",
                      impl);
         std::exit(2);
     }

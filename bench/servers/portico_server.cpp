@@ -154,7 +154,7 @@ task<> fanout(tcp_socket s, room& r)
 // would.
 // A connection that starts with anything else is echoed (the latency probe
 // run beside the downloads).
-task<> download(tcp_socket s, const std::filesystem::path& file)
+task<> download(tcp_socket s, const std::filesystem::path& file, portico::transmit_file_options parts)
 {
     std::array<char, 4> request;
     auto [first_ec, first] = co_await s.read_all(buffer(request));
@@ -167,14 +167,16 @@ task<> download(tcp_socket s, const std::filesystem::path& file)
     for (;;) {
         portico::random_access_file f(s.context());
         if (auto [ec] = f.open(file, portico::file_access::read); ec) co_return;
-        if (auto [ec, n] = co_await s.transmit_file(f, 0, portico::to_end_of_file); ec) co_return;
+        if (auto [ec, n] = co_await s.transmit_file(f, 0, portico::to_end_of_file, {}, {}, parts); ec) co_return;
         f.close();
         if (auto [ec, n] = co_await s.read_all(buffer(request)); ec) co_return;
     }
 }
 
-task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& r, const std::filesystem::path& file)
+task<> session(tcp_socket s, const bench::options& opts, bench::counters& counters, room& r,
+               const std::filesystem::path& file)
 {
+    const bench::mode mode = opts.mode;
     open_connection counted(counters);
     (void)s.set_no_delay(true);
     switch (mode) {
@@ -187,7 +189,12 @@ task<> session(tcp_socket s, bench::mode mode, bench::counters& counters, room& 
     case bench::mode::packet_lean: co_await packet_echo(std::move(s)); break;
     case bench::mode::sink: co_await sink(std::move(s)); break;
     case bench::mode::fanout: co_await fanout(std::move(s), r); break;
-    case bench::mode::download: co_await download(std::move(s), file); break;
+    case bench::mode::download: {
+        portico::transmit_file_options parts;
+        if (opts.transmit_part) parts.bytes_per_call = *opts.transmit_part;
+        co_await download(std::move(s), file, parts);
+        break;
+    }
     }
 }
 
@@ -200,7 +207,7 @@ task<> serve(io_context& ctx, portico::tcp_acceptor& acceptor, const bench::opti
     for (;;) {
         auto [ec, s] = co_await acceptor.accept();
         if (ec) break; // the context was stopped: "quit"
-        sessions.spawn(session(std::move(s), opts.mode, counters, r, file));
+        sessions.spawn(session(std::move(s), opts, counters, r, file));
     }
     // Each session's pending receive ends with operation_aborted.
     sessions.request_stop();

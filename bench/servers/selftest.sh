@@ -320,6 +320,20 @@ def download_test():
     e.close()
     server.wait_open(0)
     server.quit()
+    if impl == "portico":
+        # --transmit-part: the file in calls of 1 MiB, still byte for byte.
+        server = Server("download", 1, ["--file", "Z:" + os.path.abspath(path).replace("/", "\\"),
+                                        "--transmit-part", str(1 << 20)])
+        d = server.connect()
+        before = server.stats()
+        d.sendall(b"GET ")
+        check(recv_exactly(d, len(content)) == content, "download in parts: the bytes differ from the file")
+        after = server.stats()
+        check(after["calls"].get("TransmitFile", 0) - before["calls"].get("TransmitFile", 0) == 3,
+              "portico --transmit-part 1 MiB: not 3 TransmitFile calls for 3 MiB")
+        d.close()
+        server.wait_open(0)
+        server.quit()
     os.remove(path)
 
 

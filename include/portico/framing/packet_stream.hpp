@@ -182,11 +182,10 @@ public:
                     // Parked: the peer is quiet, so wait for its next bytes
                     // holding no ring (docs/design/memory.md).
                     ++c.parked_waits;
-                    c.set_parked(true);
+                    c.release_spares();
                     auto wait = wait_readable(c.stream);
                     wait.set_stop_token(c.read_abort_token());
                     auto [wait_ec] = co_await std::move(wait);
-                    c.set_parked(false);
                     if (wait_ec) {
                         c.watch.wait_ends(false);
                         if (c.closed()) wait_ec = c.reason();
@@ -422,7 +421,8 @@ public:
     [[nodiscard]] std::size_t receive_storage_bytes() const noexcept { return core_->ring.storage_bytes(); }
     /// Bytes of send blocks kept for the next queue_packet() copies (at most
     /// four blocks of 4 KiB and two chunks of shared-packet references, once
-    /// sent): 0 while parked, when they are freed. Thread-safe.
+    /// sent). A stream that parks frees them, and the ones in flight as they
+    /// return, so one quiet both ways keeps none. Thread-safe.
     [[nodiscard]] std::size_t spare_send_bytes() const { return core_->spare_send_bytes(); }
 
 private:

@@ -10,12 +10,14 @@
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
+#include "support/heap_counter.hpp"
 #include "support/loopback.hpp"
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <system_error>
 #include <utility>
 
 using namespace std::chrono_literals;
@@ -273,4 +275,49 @@ PORTICO_IO_TEST_CASE("a parked stream keeps no spare send block; a stream that n
             CHECK(spare > 0);
         }
     }
+}
+
+PORTICO_IO_TEST_CASE("a parked stream that goes on sending reuses its send block: no allocation per packet",
+                     "[packet_stream_park]")
+{
+    auto [a, b] = co_await portico::test::connected_pair(ctx);
+    // The client never parks: its ring, taken again after each parked wait,
+    // would be counted here too.
+    packet_stream_options never;
+    never.park_after = 0ms;
+    packet_stream<tcp_socket> client(std::move(a), never);
+    packet_stream<tcp_socket> server(std::move(b));
+    // The server's peer never sends: its read parks for good, as a chat
+    // member's who only listens.
+    auto listen = [](packet_stream<tcp_socket>& s) -> task<std::error_code> {
+        auto [ec, p] = co_await s.read_packet();
+        co_return ec;
+    };
+    auto deliver = [](packet_stream<tcp_socket>& to, packet_stream<tcp_socket>& from,
+                      std::uint64_t& allocations) -> task<bool> {
+        constexpr int packets = 100;
+        std::uint64_t before = 0;
+        for (int i = 0; i < packets; ++i) {
+            // The first packet takes a block; the rest must find it again.
+            if (i == 1) before = portico::test::heap_allocations();
+            if (to.queue_packet(7, std::string_view("news for a listener"))) co_return false;
+            auto [ec, p] = co_await from.read_packet();
+            if (ec || p.type != 7) co_return false;
+            // Its block is back once queued_bytes() is 0 (under the same lock).
+            for (int turn = 0; turn < 100'000 && to.queued_bytes() != 0; ++turn) {
+                co_await to.next_layer().context().schedule();
+            }
+        }
+        allocations = portico::test::heap_allocations() - before;
+        to.close();
+        co_return true;
+    };
+    std::uint64_t allocations = 1;
+    auto [ended, delivered] = co_await portico::when_all(listen(server), deliver(server, client, allocations));
+    CHECK(ended == errc::operation_aborted);
+    CHECK(delivered);
+    CHECK(server.parked_waits() == 1);
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    CHECK(allocations == 0);
+#endif
 }

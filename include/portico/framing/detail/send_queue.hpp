@@ -175,19 +175,19 @@ public:
     /// Chunks of shared packets kept for reuse, as kept_blocks.
     static constexpr std::size_t kept_chunks = 2;
 
-    /// Whether blocks and chunks are kept for reuse once sent (true at
-    /// construction). Turned off, the ones kept are freed now and the ones
-    /// the writes in flight give back are freed too: for a stream whose
-    /// peer went quiet, which would otherwise keep a block of 4 KiB for a
-    /// next packet that may be minutes away.
-    void keep_spares(bool keep) noexcept
+    /// The owner went quiet: frees the blocks and chunks kept for reuse,
+    /// and the ones queued now once their write gives them back. Blocks
+    /// taken later are kept as usual: a stream whose peer is silent but
+    /// which goes on sending (a member who only listens to a chat) reuses
+    /// its block from the second packet on, while one quiet both ways (an
+    /// echo answered, then nothing) ends up holding none.
+    void release_spares() noexcept
     {
-        keep_spares_ = keep;
-        if (keep) return;
         free_blocks_.drain([](outbox_block& b) noexcept { delete &b; });
         free_count_ = 0;
         free_chunks_.drain([](shared_chunk& c) noexcept { delete &c; });
         free_chunk_count_ = 0;
+        free_on_return_ = blocks_queued_;
     }
     /// Bytes of the blocks and chunks kept for reuse now.
     [[nodiscard]] std::size_t spare_bytes() const noexcept
@@ -436,7 +436,8 @@ private:
     void recycle(shared_chunk& c) noexcept
     {
         c.clear();
-        if (!keep_spares_ || free_chunk_count_ == kept_chunks) {
+        if (free_on_return_ != 0 || free_chunk_count_ == kept_chunks) {
+            if (free_on_return_ != 0) --free_on_return_;
             delete &c;
             return;
         }
@@ -455,7 +456,8 @@ private:
 
     void recycle(outbox_block& b) noexcept
     {
-        if (!keep_spares_ || free_count_ == kept_blocks) {
+        if (free_on_return_ != 0 || free_count_ == kept_blocks) {
+            if (free_on_return_ != 0) --free_on_return_;
             delete &b;
             return;
         }
@@ -488,7 +490,9 @@ private:
     std::size_t free_count_ = 0;
     chunk_list free_chunks_;
     std::size_t free_chunk_count_ = 0;
-    bool keep_spares_ = true;
+    // Blocks and chunks queued when release_spares() was called: freed, not
+    // kept, as they come back.
+    std::size_t free_on_return_ = 0;
     // Blocks of copies and chunks of shared packets in the queue.
     std::size_t blocks_queued_ = 0;
 };

@@ -346,14 +346,15 @@ public:
             quick_waits_ = quick ? (std::min)(quick_waits_ + 1, busy_after) : 0;
         }
     }
-    /// Reader: the stream parks (true) or wakes (false). While it is parked
-    /// the send queue keeps no spare block: an idle stream holds neither a
-    /// receive ring nor a send block (docs/design/memory.md). A lock per
-    /// park, and a stream parks only after its peer paused.
-    void set_parked(bool parked) noexcept
+    /// Reader: the stream parks. It gives back the send blocks it kept for
+    /// reuse, and those in flight as they return (send_queue::
+    /// release_spares): an idle stream holds neither a receive ring nor a
+    /// send block (docs/design/memory.md). A lock per park, and a stream
+    /// parks only when its peer paused.
+    void release_spares() noexcept
     {
         std::lock_guard lock(mutex_);
-        queue_.keep_spares(!parked);
+        queue_.release_spares();
     }
     /// Bytes of send-queue blocks kept for reuse now.
     [[nodiscard]] std::size_t spare_send_bytes() const
