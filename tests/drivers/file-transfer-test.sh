@@ -109,6 +109,32 @@ run_pair() {
   cat server.out
 }
 
+# A 64 MiB download broken off by the client after 1 MiB (FLAG: --abort-after
+# or --stall-after), with the server's --stall-timeout SECONDS, then a small
+# download on the same server: the first leaves no partial file, the second
+# arrives whole, the server exits 0. WHAT names the broken one in the output.
+broken_download() {
+  local stall_timeout=$1 what=$2 flag=$3
+  seeded_bytes $((64 * 1024 * 1024)) >store/big.bin
+  printf 'small\n' >store/small.bin
+  start_server --sessions 2 --stall-timeout "$stall_timeout"
+  run_client --get big.bin --out got.bin "$flag" $((1024 * 1024))
+  echo "--- $what download (exit $client_status)"
+  cat client.out
+  local broken_status=$client_status
+  # The server goes on: the next client gets its file.
+  run_client --get small.bin --out small-copy.bin
+  echo "--- next download (exit $client_status)"
+  cat client.out
+  wait_server
+  echo "--- server (exit $server_status)"
+  cat server.out
+  [[ $broken_status == 1 && $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
+  [[ ! -e got.bin && ! -e got.bin.part ]] || { echo "verdict: FAILED: a partial download was left"; exit 1; }
+  cmp store/small.bin small-copy.bin || { echo "verdict: FAILED: the next download differs"; exit 1; }
+  echo "verdict: ok: the $what download left nothing, the server served the next one"
+}
+
 # shellcheck disable=SC2012 # the names are our own
 stored() { ls -A store | tr '\n' ' '; }
 
@@ -232,46 +258,13 @@ case $scenario in
     echo "verdict: ok: $clients concurrent downloads, every copy identical to store/shared.bin (cmp)"
     ;;
   download-abort)
-    seeded_bytes $((64 * 1024 * 1024)) >store/big.bin
-    printf 'small\n' >store/small.bin
     # Under Wine a transfer waiting for room in the connection now and then
     # misses the reset (docs/platform-notes.md): then the part's stall
     # timeout ends it, as it would end one whose client stopped reading.
-    start_server --sessions 2 --stall-timeout 5
-    run_client --get big.bin --out got.bin --abort-after $((1024 * 1024))
-    echo "--- aborted download (exit $client_status)"
-    cat client.out
-    aborted_status=$client_status
-    # The server goes on: the next client gets its file.
-    run_client --get small.bin --out small-copy.bin
-    echo "--- next download (exit $client_status)"
-    cat client.out
-    wait_server
-    echo "--- server (exit $server_status)"
-    cat server.out
-    [[ $aborted_status == 1 && $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
-    [[ ! -e got.bin && ! -e got.bin.part ]] || { echo "verdict: FAILED: a partial download was left"; exit 1; }
-    cmp store/small.bin small-copy.bin || { echo "verdict: FAILED: the next download differs"; exit 1; }
-    echo "verdict: ok: the reset download left nothing, the server served the next one"
+    broken_download 5 reset --abort-after
     ;;
   download-stall)
-    seeded_bytes $((64 * 1024 * 1024)) >store/big.bin
-    printf 'small\n' >store/small.bin
-    start_server --sessions 2 --stall-timeout 1
-    run_client --get big.bin --out got.bin --stall-after $((1024 * 1024))
-    echo "--- stalled download (exit $client_status)"
-    cat client.out
-    stalled_status=$client_status
-    run_client --get small.bin --out small-copy.bin
-    echo "--- next download (exit $client_status)"
-    cat client.out
-    wait_server
-    echo "--- server (exit $server_status)"
-    cat server.out
-    [[ $stalled_status == 1 && $client_status == 0 && $server_status == 0 ]] || { echo "verdict: FAILED (exit statuses)"; exit 1; }
-    [[ ! -e got.bin && ! -e got.bin.part ]] || { echo "verdict: FAILED: a partial download was left"; exit 1; }
-    cmp store/small.bin small-copy.bin || { echo "verdict: FAILED: the next download differs"; exit 1; }
-    echo "verdict: ok: the stalled download was dropped, it left nothing, the server served the next one"
+    broken_download 1 stalled --stall-after
     ;;
   interrupt)
     # As tests/drivers/interrupt-test.sh, with a connection that is half way
