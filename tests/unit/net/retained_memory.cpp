@@ -258,6 +258,29 @@ task<> plain_idle_client(io_context& ctx, endpoint server, counts& c)
     (void)slept;
 }
 
+/// Live heap bytes per connection (outside the frame cache) while `n`
+/// plain_idle_client()s are connected and idle, each served by a session
+/// that `accept(acceptor, n, sessions, counts)` spawns; all are gone when it
+/// returns.
+template <class Accept>
+task<std::size_t> idle_heap_per_connection(io_context& ctx, tcp_acceptor& acceptor, unsigned n, Accept accept)
+{
+    const endpoint server = acceptor.local_endpoint().value();
+    counts c;
+    portico::task_group sessions;
+    portico::task_group clients;
+    const std::size_t before = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
+    sessions.spawn(accept(acceptor, n, sessions, c));
+    for (unsigned i = 0; i < n; ++i) clients.spawn(plain_idle_client(ctx, server, c));
+    co_await until(ctx, [&] { return c.echoed == n && c.answered == n; });
+    CHECK(c.answered == n);
+    const std::size_t live = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
+    clients.request_stop();
+    co_await clients.join();
+    co_await sessions.join();
+    co_return (live - before) / n;
+}
+
 } // namespace
 
 PORTICO_CO_TEST_CASE("an idle packet_stream whose peer is quiet holds no receive ring: at most 4 KiB per connection",
@@ -266,21 +289,10 @@ PORTICO_CO_TEST_CASE("an idle packet_stream whose peer is quiet holds no receive
     constexpr unsigned n = 500;
     tcp_acceptor acceptor(ctx);
     REQUIRE_FALSE(acceptor.listen(endpoint{address_v4::loopback(), 0}).error());
-    const endpoint server = acceptor.local_endpoint().value();
-    const auto measure = [&](portico::packet_stream_options options) -> task<std::size_t> {
-        counts c;
-        portico::task_group sessions;
-        portico::task_group clients;
-        const std::size_t before = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
-        sessions.spawn(accept_sessions(acceptor, n, sessions, c, options));
-        for (unsigned i = 0; i < n; ++i) clients.spawn(plain_idle_client(ctx, server, c));
-        co_await until(ctx, [&] { return c.echoed == n && c.answered == n; });
-        CHECK(c.answered == n);
-        const std::size_t live = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
-        clients.request_stop();
-        co_await clients.join();
-        co_await sessions.join();
-        co_return (live - before) / n;
+    const auto measure = [&](portico::packet_stream_options options) {
+        return idle_heap_per_connection(ctx, acceptor, n,
+                                        [options](tcp_acceptor& a, unsigned k, portico::task_group& sessions,
+                                                  counts& c) { return accept_sessions(a, k, sessions, c, options); });
     };
     portico::packet_stream_options kept;
     kept.park_after = std::chrono::milliseconds(0);
@@ -342,22 +354,7 @@ PORTICO_CO_TEST_CASE("an idle plain connection waiting with wait_readable costs 
     constexpr unsigned n = 500;
     tcp_acceptor acceptor(ctx);
     REQUIRE_FALSE(acceptor.listen(endpoint{address_v4::loopback(), 0}).error());
-    const endpoint server = acceptor.local_endpoint().value();
-    const auto measure = [&]() -> task<std::size_t> {
-        counts c;
-        portico::task_group sessions;
-        portico::task_group clients;
-        const std::size_t before = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
-        sessions.spawn(accept_lean_sessions(acceptor, n, sessions, c));
-        for (unsigned i = 0; i < n; ++i) clients.spawn(plain_idle_client(ctx, server, c));
-        co_await until(ctx, [&] { return c.echoed == n && c.answered == n; });
-        CHECK(c.answered == n);
-        const std::size_t live = portico::test::live_heap_bytes() - portico::frame_cache_bytes();
-        clients.request_stop();
-        co_await clients.join();
-        co_await sessions.join();
-        co_return (live - before) / n;
-    };
+    const auto measure = [&] { return idle_heap_per_connection(ctx, acceptor, n, accept_lean_sessions); };
     (void)co_await measure(); // warms the frame cache
     const std::size_t idle = co_await measure();
     UNSCOPED_INFO("heap per idle plain connection (server's socket and session, client's socket): " << idle
