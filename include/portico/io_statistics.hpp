@@ -64,6 +64,11 @@ struct io_statistics {
     std::uint64_t transmit_file_calls = 0;
     /// Operations started and not yet completed, at the time of the snapshot.
     std::int64_t outstanding = 0;
+    /// Threads inside run() at the time of the snapshot (pool threads, and
+    /// any thread that called run() itself), each counted once it has made
+    /// the state it keeps while it runs: a thread counted here allocates
+    /// nothing more to start. Like outstanding, a reading, not a total.
+    std::uint64_t running_threads = 0;
 
     /// Average packets per dequeue call (0 if none).
     [[nodiscard]] double completions_per_batch() const noexcept
@@ -104,7 +109,8 @@ enum class counter : unsigned {
 };
 
 /// The io_statistics field each counter is reported in, by counter index
-/// (max_batch and outstanding are kept apart: they are not sums).
+/// (max_batch, outstanding and running_threads are kept apart: they are
+/// not sums).
 inline constexpr std::uint64_t io_statistics::* counter_fields[] = {
     &io_statistics::dequeue_calls,   &io_statistics::completions,        &io_statistics::posts,
     &io_statistics::post_failures,   &io_statistics::inline_completions, &io_statistics::ready_queued,

@@ -13,6 +13,7 @@
 #include "support/catch.hpp"
 
 #include <exception>
+#include <thread>
 
 namespace portico::test {
 
@@ -36,6 +37,14 @@ struct baseline {
     }
 };
 
+/// Returns once `threads` threads are inside ctx.run(). A pool thread
+/// allocates its own state as it enters run(); a test that counts
+/// allocations must not count a thread that started late.
+inline void wait_for_pool(const io_context& ctx, unsigned threads)
+{
+    while (ctx.statistics().running_threads < threads) std::this_thread::yield();
+}
+
 /// Runs `body(ctx, threads)` to completion on a fresh context with `options`
 /// (its concurrency hint set to `threads`) served by `threads` pool threads;
 /// the body starts on a pool thread. Then stops and drains the context and
@@ -51,6 +60,7 @@ void run_co_test(unsigned threads, Body body, io_context::options options)
         std::exception_ptr failure;
         {
             thread_pool pool(ctx, threads);
+            wait_for_pool(ctx, threads);
             try {
                 sync_wait([](io_context& c, unsigned n, Body& b) -> task<> {
                     co_await c.schedule();

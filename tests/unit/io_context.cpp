@@ -218,6 +218,29 @@ TEST_CASE("a refused post from outside the pool still runs while every pool thre
     CHECK(ctx.statistics().post_failures == 3);
 }
 
+TEST_CASE("running_threads counts the threads inside run()", "[io_context]")
+{
+    io_context ctx({2});
+    CHECK(ctx.statistics().running_threads == 0);
+    std::uint64_t seen_inside = 0;
+    ctx.post([&] { seen_inside = ctx.statistics().running_threads; });
+    ctx.stop();
+    ctx.run(); // this thread alone: the post runs here
+    CHECK(seen_inside == 1);
+    CHECK(ctx.statistics().running_threads == 0);
+
+    io_context pooled({2});
+    {
+        thread_pool pool(pooled, 2);
+        // Returns only once both pool threads are counted.
+        portico::test::wait_for_pool(pooled, 2);
+        CHECK(pooled.statistics().running_threads == 2);
+        pooled.stop();
+        pool.join();
+    }
+    CHECK(pooled.statistics().running_threads == 0);
+}
+
 TEST_CASE("completions are dequeued in batches", "[io_context]")
 {
     io_context ctx({1});

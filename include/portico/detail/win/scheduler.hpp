@@ -184,10 +184,14 @@ public:
     /// has been called and no work is outstanding.
     void run()
     {
-        stat_block* stats = take_stat_block();
-        thread_state self{this, stats, current_thread_state};
+        // NOTE: every allocation this thread needs comes before it takes its
+        // block: io_statistics::running_threads counts a thread from there.
+        auto entries = std::make_unique<OVERLAPPED_ENTRY[]>(batch_size_);
+        thread_state self{this, nullptr, current_thread_state};
         // Room for the usual handful, so deferring does not allocate.
         self.deferred.reserve(16);
+        stat_block* stats = take_stat_block();
+        self.stats = stats;
         current_thread_state = &self;
         struct restore {
             thread_state& self;
@@ -198,7 +202,6 @@ public:
             }
         } restore_on_exit{self};
 
-        auto entries = std::make_unique<OVERLAPPED_ENTRY[]>(batch_size_);
         for (;;) {
             // RACE: seq_cst pairs with work_finished() and stop(); see there.
             if (stopped_.load(std::memory_order_seq_cst) && outstanding_.load(std::memory_order_seq_cst) == 0) break;
@@ -394,6 +397,7 @@ public:
     {
         std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> sum{};
         std::uint64_t max_batch = 0;
+        std::uint64_t running = 0;
         auto add = [&](const stat_block& b) {
             for (unsigned i = 0; i < sum.size(); ++i) sum[i] += b.values[i].load(std::memory_order_relaxed);
             max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
@@ -401,12 +405,16 @@ public:
         add(shared_);
         {
             std::lock_guard lock(blocks_mutex_);
-            for (const auto& b : blocks_) add(b);
+            for (const auto& b : blocks_) {
+                add(b);
+                if (b.in_use) ++running;
+            }
         }
         io_statistics s;
         for (unsigned i = 0; i < sum.size(); ++i) s.*counter_fields[i] = sum[i];
         s.max_batch = max_batch;
         s.outstanding = outstanding();
+        s.running_threads = running;
         return s;
     }
 
