@@ -30,18 +30,16 @@
 #include "example_support.hpp"
 
 #include "chat_protocol.hpp"
+#include "chat_room.hpp"
 #include "log_limiter.hpp"
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace {
 
@@ -49,105 +47,13 @@ using namespace std::chrono_literals;
 using portico::endpoint;
 using portico::io_context;
 using portico::packet_stream;
-using portico::shared_packet;
 using portico::task;
 using portico::tcp_acceptor;
 using portico::tcp_socket;
 
-struct member {
-    packet_stream<tcp_socket> stream;
-    std::string nickname;
-};
-
-// snippet-begin: room
-class room {
-public:
-    // Adds a member and announces it to the others. Who is counted in the
-    // newcomer's welcome and who is told it joined are read under one lock,
-    // so any two members learn of each other exactly once: the earlier from
-    // its welcome, the later from a notice. Returns the number of others.
-    std::size_t enter(const std::shared_ptr<member>& m)
-    {
-        std::vector<std::shared_ptr<member>> others;
-        {
-            std::lock_guard lock(mutex_);
-            others = members_;
-            members_.push_back(m);
-        }
-        send(others, chat::joined, m->nickname);
-        return others.size();
-    }
-
-    // Removes a member and tells those still there, again as one step.
-    void leave(const member& m)
-    {
-        std::vector<std::shared_ptr<member>> others;
-        {
-            std::lock_guard lock(mutex_);
-            std::erase_if(members_, [&m](const auto& other) { return other.get() == &m; });
-            others = members_;
-        }
-        send(others, chat::left, m.nickname);
-    }
-
-    // Encodes the packet once and queues the same bytes on every member's
-    // stream, waiting for nobody: a slow member's queue fills (and, past its
-    // watermark, closes that member) while the others carry on.
-    void broadcast(chat::type type, std::string_view body) { send(everyone(), type, body); }
-
-    // As broadcast(), but waits until every member's copy was handed to the
-    // kernel (for the goodbye at shutdown).
-    task<> broadcast_and_wait(chat::type type, std::string_view body)
-    {
-        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
-        if (ec) co_return;
-        portico::task_group sent;
-        for (const auto& m : everyone()) sent.spawn(deliver(m, packet));
-        co_await sent.join();
-    }
-
-private:
-    // One packet to each of `to`: encoded once, queued without a copy.
-    static void send(const std::vector<std::shared_ptr<member>>& to, chat::type type, std::string_view body)
-    {
-        auto [ec, packet] = shared_packet::make(portico::packet_format{}, type, body);
-        if (ec) {
-            // The limits on nicknames and lines keep every packet small:
-            // this would be a bug, and it is said, not swallowed.
-            std::printf("cannot encode a packet of type %d: %s\n", static_cast<int>(type), ec.message().c_str());
-            return;
-        }
-        // NOTE: outside the room's lock (`to` is a copy of the list): a
-        // member over its watermark is closed right here, which resumes
-        // that member's session, and it leaves the room (taking the lock).
-        for (const auto& m : to) {
-            // send_queue_full (a member that stopped reading) closes that
-            // stream by its policy; its own session notices and leaves.
-            (void)m->stream.queue_packet(packet);
-        }
-    }
-
-    // The member is kept alive (shared_ptr) until its write is done.
-    static task<> deliver(std::shared_ptr<member> m, shared_packet packet)
-    {
-        auto [ec] = co_await m->stream.write_packet(std::move(packet));
-        (void)ec; // a failed member's own session notices and leaves
-    }
-
-    std::vector<std::shared_ptr<member>> everyone()
-    {
-        std::lock_guard lock(mutex_);
-        return members_;
-    }
-
-    std::mutex mutex_;
-    std::vector<std::shared_ptr<member>> members_;
-};
-// snippet-end: room
-
 struct server_state {
     tcp_acceptor& acceptor;
-    room& chat_room;
+    chat::room& chat_room;
     unsigned session_limit;
     std::chrono::seconds join_timeout;
     portico::heartbeat_options heartbeat;
@@ -174,19 +80,9 @@ task<> session(tcp_socket s, endpoint peer, server_state& state)
     // the send queue's policy below ever saw it.
     (void)s.set_send_buffer_size(64 * 1024);
     io_context& ctx = s.context();
-    auto m = std::make_shared<member>(
-        member{packet_stream<tcp_socket>(std::move(s),
-                                         portico::packet_stream_options{
-                                             // A client that stops reading is cut off, not waited for.
-                                             .send = {.high_watermark = 256 * 1024,
-                                                      .low_watermark = 64 * 1024,
-                                                      .policy = portico::overflow_policy::disconnect},
-                                             .packet_timeout = 10s,
-                                             // A client gone without a word is found and dropped.
-                                             .heartbeat = state.heartbeat,
-                                         }),
-               {}});
-    room& r = state.chat_room;
+    auto m = std::make_shared<chat::member>(
+        chat::member{packet_stream<tcp_socket>(std::move(s), chat::member_options(state.heartbeat)), {}});
+    chat::room& r = state.chat_room;
     // The first packet must name the client, and soon: a connection that
     // never joins would otherwise hold its socket for as long as it likes.
     auto [ec, hello] = co_await portico::with_timeout(ctx, state.join_timeout, m->stream.read_packet());
@@ -298,7 +194,7 @@ int main(int argc, char** argv)
     using portico::signal_event;
     portico::signal_set signals(ctx, {signal_event::interrupt, signal_event::quit, signal_event::hangup});
     ctx.spawn(stop_on_signal(ctx, signals));
-    room chat_room;
+    chat::room chat_room;
     server_state state{acceptor, chat_room, limit, std::chrono::seconds(join_timeout),
                        heartbeat > 0
                            ? chat::heartbeat(std::chrono::seconds(heartbeat), std::chrono::seconds(heartbeat_timeout))

@@ -19,6 +19,7 @@ namespace {
 std::atomic<std::uint64_t> allocations{0};
 std::atomic<std::size_t> largest{0};
 std::atomic<std::size_t> live{0};
+std::atomic<std::size_t> peak{0};
 
 // NOTE: the prefix keeps the alignment malloc gives (that of max_align_t);
 // an aligned allocation uses a prefix of its own alignment.
@@ -37,7 +38,10 @@ void* record(void* block, std::size_t room, std::size_t size) noexcept
     auto* user = static_cast<std::byte*>(block) + room;
     ::new (user - sizeof(std::size_t)) std::size_t(size);
     allocations.fetch_add(1, std::memory_order_relaxed);
-    live.fetch_add(size, std::memory_order_relaxed);
+    const std::size_t now = live.fetch_add(size, std::memory_order_relaxed) + size;
+    std::size_t seen = peak.load(std::memory_order_relaxed);
+    while (now > seen && !peak.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
+    }
     note_size(size);
     return user;
 }
@@ -90,6 +94,11 @@ std::uint64_t portico::test::heap_allocations() noexcept { return allocations.lo
 std::size_t portico::test::live_heap_bytes() noexcept { return live.load(std::memory_order_relaxed); }
 std::size_t portico::test::largest_allocation() noexcept { return largest.load(std::memory_order_relaxed); }
 void portico::test::reset_largest_allocation() noexcept { largest.store(0, std::memory_order_relaxed); }
+std::size_t portico::test::peak_live_heap_bytes() noexcept { return peak.load(std::memory_order_relaxed); }
+void portico::test::reset_peak_live_heap() noexcept
+{
+    peak.store(live.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
 
 void* operator new(std::size_t size) { return allocate(size); }
 void* operator new[](std::size_t size) { return allocate(size); }

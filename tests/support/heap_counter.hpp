@@ -21,6 +21,13 @@ std::size_t live_heap_bytes() noexcept;
 std::size_t largest_allocation() noexcept;
 void reset_largest_allocation() noexcept;
 
+/// The most live_heap_bytes() has been since the last reset_peak_live_heap()
+/// (which sets it to live_heap_bytes() now): the heap's high-water mark,
+/// which is what a process's resident memory follows once the heap has
+/// committed pages for it.
+std::size_t peak_live_heap_bytes() noexcept;
+void reset_peak_live_heap() noexcept;
+
 /// The allocations a steady-state window of any length may still show: the
 /// shared frame cache grows when more frames of one size are live at once
 /// than ever before, which an unusual interleaving of completions (a loaded
