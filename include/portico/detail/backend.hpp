@@ -17,6 +17,7 @@
 #include <portico/detail/win/accept_pool.hpp>
 #include <portico/detail/win/file.hpp>
 #include <portico/detail/win/file_ops.hpp>
+#include <portico/detail/win/issue_lane.hpp>
 #include <portico/detail/win/name_lookup.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
@@ -93,6 +94,9 @@ using transmit_file_op = impl::transmit_file_op;
 inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
 /// The largest head or tail of one transmit_file_op.
 inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
+/// Whether io_context::options::transmit_thread::automatic means `own`: the
+/// system copies the file in the thread that made the call (Wine).
+inline bool transmit_on_own_thread_by_default() noexcept { return impl::running_under_wine(); }
 
 // --- listening and names ---
 /// A listener's pending accepts, and the awaiter base of accept().

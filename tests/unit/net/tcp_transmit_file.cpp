@@ -355,3 +355,58 @@ PORTICO_IO_TEST_CASE("steady-state transmit_file makes no heap allocation", "[tc
     CHECK(failures == 0);
     CHECK(after - before <= portico::test::cache_growth_allowance); // over 1,000 transmits
 }
+
+namespace {
+
+/// A transmit_file and where its caller continues: on the pool (true) or
+/// not, after calls that succeeded, one cancelled by its deadline and one
+/// that failed at once.
+task<bool> transmits_resume_on_the_pool(io_context& ctx)
+{
+    auto [client, server] = co_await connected_pair(ctx);
+    temp_file path;
+    // Calls of 400,000 bytes: above the size from which calls go to the lane.
+    constexpr std::size_t size = 1'200'000;
+    static_assert(400'000 >= portico::detail::backend::scheduler::lane_call_bytes);
+    random_access_file f = co_await file_of(ctx, path, size);
+    bool on_pool = true;
+    // Pending, then completed through the port.
+    auto [sent, got] = co_await portico::when_all(
+        server.transmit_file(f, 0, portico::to_end_of_file, {}, {}, {.bytes_per_call = 400'000}),
+        receive(client, size));
+    on_pool = on_pool && ctx.running_in_this_thread();
+    CHECK_FALSE(sent.error());
+    CHECK(got == content(0, size));
+    // Cancelled by its deadline: the peer does not read 32 MiB.
+    temp_file large_path;
+    random_access_file large = co_await file_of(ctx, large_path, 32u << 20);
+    auto [late, part] = co_await server.transmit_file(large, 0, portico::to_end_of_file, {}, {},
+                                                      {.bytes_per_call = 1u << 20, .call_timeout = 200ms});
+    on_pool = on_pool && ctx.running_in_this_thread();
+    CHECK(late == errc::timed_out);
+    // Failed at once: the socket may send no more.
+    (void)server.shutdown_send();
+    auto [refused, none] = co_await server.transmit_file(f, 0, 400'000);
+    on_pool = on_pool && ctx.running_in_this_thread();
+    CHECK(refused);
+    CHECK(none == 0);
+    co_return on_pool;
+}
+
+} // namespace
+
+PORTICO_IO_TEST_CASE("with the issue lane, transmit_file's calls leave the pool and its caller comes back to it",
+                     "[tcp_transmit_file]")
+{
+    auto& sched = portico::detail::context_access::scheduler(ctx);
+    // options::transmit_thread::automatic: on under Wine, whose TransmitFile
+    // copies the file in the calling thread, off on Windows. The test sets
+    // it either way, so both paths run here.
+    CHECK(sched.transmit_on_lane() == portico::detail::backend::transmit_on_own_thread_by_default());
+    for (const bool lane : {true, false}) {
+        sched.set_transmit_on_lane(lane);
+        INFO("issue lane: " << lane);
+        const bool on_pool = co_await transmits_resume_on_the_pool(ctx);
+        CHECK(on_pool);
+    }
+}
