@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <chrono>
 #include <deque>
 #include <cstdio>
@@ -48,7 +49,7 @@ double seconds_since(clock_type::time_point start)
 // A timer op that only counts its completion.
 struct counting_timer : win::timer_op {
     explicit counting_timer(std::atomic<int>* c) : timer_op(&counting_timer::done), counter(c) {}
-    static void done(win::overlapped_op* op, ULONG_PTR, DWORD) noexcept
+    static void done(win::overlapped_op* op, std::uintptr_t, std::uint32_t) noexcept
     {
         static_cast<counting_timer*>(static_cast<win::timer_op*>(op))->counter->fetch_add(1, std::memory_order_relaxed);
     }
@@ -131,7 +132,7 @@ lateness portico_expiry()
     auto& sched = portico::detail::context_access::scheduler(ctx);
     struct probe : win::timer_op {
         probe() : timer_op(&probe::done) {}
-        static void done(win::overlapped_op* op, ULONG_PTR, DWORD) noexcept
+        static void done(win::overlapped_op* op, std::uintptr_t, std::uint32_t) noexcept
         {
             auto* self = static_cast<probe*>(static_cast<win::timer_op*>(op));
             self->late_ms = std::chrono::duration<double, std::milli>(clock_type::now() - self->deadline).count();
