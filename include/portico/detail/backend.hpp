@@ -41,7 +41,8 @@ namespace impl = detail::win;
 
 // --- the context ---
 /// Runs completions on the threads that call run(); counts outstanding work;
-/// post(), defer(), timers(), statistics(), stop().
+/// post(), defer(), timers(), statistics(), stop(); and where transmit_file
+/// makes its calls (transmit_on_lane, to_issue_lane, on_issue_lane).
 using scheduler = impl::scheduler;
 /// What the scheduler completes: `operation(complete_fn)` where
 /// complete_fn is `void(operation*, std::uintptr_t status, std::uint32_t bytes) noexcept`.
