@@ -588,12 +588,12 @@ private:
         return nullptr;
     }
 
-    /// Timer-thread hook: hands the fallback queue back to the port. Returns
-    /// true when the queue is empty (nothing more to retry).
     /// The issue lane's end of a hop: the coroutine it resumed has suspended
     /// (its call is pending, counted on its own) or moved on.
     static void lane_returned(void* context) noexcept { static_cast<scheduler*>(context)->work_finished(); }
 
+    /// Timer-thread hook: hands the fallback queue back to the port. Returns
+    /// true when the queue is empty (nothing more to retry).
     static bool retry_fallback(void* context) noexcept
     {
         auto* self = static_cast<scheduler*>(context);
