@@ -615,7 +615,7 @@ options parse_options(int argc, char** argv)
             std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
                         "       [--port N] [--threads N] [--file PATH]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]\n"
-                        "       [--transmit-part BYTES] [--transmit-thread pool|own]  (portico)\n",
+                        "       [--transmit-part BYTES]  (portico)\n",
                         program);
             std::exit(0);
         }
@@ -668,10 +668,6 @@ options parse_options(int argc, char** argv)
                 usage(program, "--transmit-part takes 1..1073741824");
             }
             result.transmit_part = n;
-        } else if (flag == "--transmit-thread") {
-            const std::string_view name = value;
-            if (name != "pool" && name != "own") usage(program, "--transmit-thread takes pool or own");
-            result.transmit_own_thread = name == "own";
         } else {
             usage(program, "unknown option");
         }
@@ -683,10 +679,10 @@ options parse_options(int argc, char** argv)
 void refuse_scheduling_knobs(const options& opts, const char* impl)
 {
     if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval ||
-        opts.transmit_part || opts.transmit_own_thread) {
+        opts.transmit_part) {
         std::fprintf(stderr,
-                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success, --transmit-part and "
-                     "--transmit-thread are portico's\n",
+                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success and --transmit-part are "
+                     "portico's\n",
                      impl);
         std::exit(2);
     }

@@ -32,16 +32,12 @@ struct options {
     // Download mode: the file bytes per TransmitFile call (transmit_file_options::bytes_per_call);
     // unset: the library's default, the whole file up to 1 GiB per call.
     std::optional<std::uint64_t> transmit_part;
-    // Download mode: which thread makes the TransmitFile calls (io_context::options::transmit_file_thread):
-    // true for the context's own, false for the pool; unset: the library's default.
-    std::optional<bool> transmit_own_thread;
 };
 
 // Parses --mode echo|packet|sink|fanout|download|echo-lean|packet-lean, --port N, --threads N (N >= 1),
 // --file PATH (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
-// --skip-on-success 0|1, --port-check N (N >= 1), --transmit-part BYTES (download: bytes per
-// TransmitFile call) and --transmit-thread pool|own (download: which thread makes them); prints usage to stderr and
-// exits with status 2 on bad input.
+// --skip-on-success 0|1, --port-check N (N >= 1), and --transmit-part BYTES (download: bytes per
+// TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 
 // For a server without scheduling knobs: exits with status 2, saying so, if any was given.

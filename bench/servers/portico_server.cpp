@@ -226,10 +226,6 @@ int main(int argc, char** argv)
     if (opts.batch_size) knobs.batch_size = *opts.batch_size;
     if (opts.skip_on_success) knobs.skip_completion_on_success = *opts.skip_on_success;
     if (opts.port_check_interval) knobs.port_check_interval = *opts.port_check_interval;
-    if (opts.transmit_own_thread) {
-        knobs.transmit_file_thread = *opts.transmit_own_thread ? io_context::options::transmit_thread::own
-                                                               : io_context::options::transmit_thread::pool;
-    }
     io_context ctx(knobs);
     portico::tcp_acceptor acceptor(ctx);
     if (auto [ec] = acceptor.listen(portico::endpoint{portico::address_v4::loopback(), opts.port}); ec) {

@@ -226,24 +226,6 @@ public:
         /// most 16 turns. Under load the port is rarely empty, and the thread
         /// looks before every pass. See docs/design/operations.md.
         unsigned port_check_interval = 16;
-        /// Which thread makes tcp_socket::transmit_file's system calls.
-        enum class transmit_thread {
-            /// own under Wine, pool on Windows.
-            automatic,
-            /// The pool thread the transfer runs on. Windows sends the file
-            /// in the kernel, whichever thread made the call.
-            pool,
-            /// A thread of the context's own, started by the first transfer,
-            /// for calls of 256 KiB or more (a smaller one's copy takes about
-            /// as long as moving there and back); the transfer's coroutine
-            /// comes back to the pool after each call. Wine copies the file
-            /// in the thread that made the call, so a pool thread that made
-            /// it would serve nothing else for as long as the call runs
-            /// (docs/design/files.md).
-            own,
-        };
-        /// See transmit_thread.
-        transmit_thread transmit_file_thread = transmit_thread::automatic;
     };
 
     /// Creates the completion port and starts Winsock on first use.
@@ -252,10 +234,7 @@ public:
     /// As io_context(), with the given options.
     explicit io_context(options opts)
         : scheduler_({opts.concurrency_hint, opts.batch_size, opts.skip_completion_on_success, opts.inline_budget,
-                      opts.port_check_interval,
-                      opts.transmit_file_thread == options::transmit_thread::automatic
-                          ? detail::backend::transmit_on_own_thread_by_default()
-                          : opts.transmit_file_thread == options::transmit_thread::own})
+                      opts.port_check_interval})
     {}
 
     io_context(const io_context&) = delete;

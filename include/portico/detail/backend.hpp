@@ -17,7 +17,6 @@
 #include <portico/detail/win/accept_pool.hpp>
 #include <portico/detail/win/file.hpp>
 #include <portico/detail/win/file_ops.hpp>
-#include <portico/detail/win/issue_lane.hpp>
 #include <portico/detail/win/name_lookup.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/scheduler.hpp>
@@ -41,8 +40,7 @@ namespace impl = detail::win;
 
 // --- the context ---
 /// Runs completions on the threads that call run(); counts outstanding work;
-/// post(), defer(), timers(), statistics(), stop(); and where transmit_file
-/// makes its calls (transmit_on_lane, to_issue_lane, on_issue_lane).
+/// post(), defer(), timers(), statistics(), stop().
 using scheduler = impl::scheduler;
 /// What the scheduler completes: `operation(complete_fn)` where
 /// complete_fn is `void(operation*, std::uintptr_t status, std::uint32_t bytes) noexcept`.
@@ -95,9 +93,6 @@ using transmit_file_op = impl::transmit_file_op;
 inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
 /// The largest head or tail of one transmit_file_op.
 inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
-/// Whether io_context::options::transmit_thread::automatic means `own`: the
-/// system copies the file in the thread that made the call (Wine).
-inline bool transmit_on_own_thread_by_default() noexcept { return impl::running_under_wine(); }
 
 // --- listening and names ---
 /// A listener's pending accepts, and the awaiter base of accept().

@@ -330,10 +330,6 @@ public:
     ///
     /// `options` sets the file bytes per system call and a time limit for
     /// each call (transmit_file_options; timed_out when one runs over).
-    /// Which thread makes the calls of 256 KiB or more is the context's
-    /// choice (io_context::options::transmit_file_thread: under Wine, where
-    /// the calling thread copies the file, one of the context's own); the
-    /// awaiting coroutine resumes on a pool thread either way.
     ///
     /// Thread safety: counts as this socket's one pending write.
     [[nodiscard]] task<io_result<std::uint64_t>> transmit_file(const random_access_file& file, std::uint64_t offset,
@@ -391,12 +387,6 @@ private:
             // each call, so one closed between two calls ends the loop
             // (aborted) instead of reaching whatever reuses the value.
             if (!file.is_open()) co_return result{make_error_code(errc::operation_aborted), sent};
-            // Where the backend asks for it (Wine, whose TransmitFile copies
-            // the file in the calling thread), the call is made from a thread
-            // of its own rather than this pool thread (docs/design/files.md).
-            detail::backend::scheduler& sched = detail::context_access::scheduler(context());
-            const std::uint64_t call_bytes = part + (first ? head.size() : 0) + (last ? tail.size() : 0);
-            if (sched.transmit_on_lane(call_bytes)) co_await sched.to_issue_lane();
             transmit_file_call call{ref(), file.native_handle(),          offset,
                                     part,  first ? head : const_buffer{}, last ? tail : const_buffer{}};
             // NOTE: on timeout the call is cancelled and awaited to its end,
@@ -407,9 +397,6 @@ private:
             } else {
                 done = co_await std::move(call);
             }
-            // A call that ended at once resumed right there: what follows
-            // (and the caller) runs on the pool, never on the lane.
-            if (sched.on_issue_lane()) co_await context().schedule();
             const auto [ec, n] = done;
             sent += n;
             if (ec || last) co_return result{ec, sent};

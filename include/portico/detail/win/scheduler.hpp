@@ -3,7 +3,6 @@
 
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
-#include <portico/detail/win/issue_lane.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/timer_service.hpp>
 #include <portico/detail/win/windows.hpp>
@@ -137,15 +136,13 @@ public:
         unsigned inline_budget = 1;
         /// Ready turns between two looks at a port found empty (>= 1).
         unsigned port_check_interval = 16;
-        /// Make TransmitFile calls from the issue lane (issue_lane.hpp).
-        bool transmit_on_lane = false;
     };
 
     explicit scheduler(options opts)
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
           skip_completion_on_success_(opts.skip_completion_on_success), inline_budget_(opts.inline_budget),
-          port_check_interval_((std::max)(1u, opts.port_check_interval)), transmit_on_lane_(opts.transmit_on_lane),
-          timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this), lane_(&scheduler::lane_returned, this)
+          port_check_interval_((std::max)(1u, opts.port_check_interval)),
+          timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
     scheduler(const scheduler&) = delete;
@@ -348,39 +345,6 @@ public:
         assert(before > 0 && "work_finished() without a matching work_started()");
         if (before == 1 && stopped_.load(std::memory_order_seq_cst)) wake_one();
     }
-
-    /// Whether transmit_file makes its TransmitFile calls from the issue
-    /// lane (io_context::options::transmit_file_thread).
-    [[nodiscard]] bool transmit_on_lane() const noexcept { return transmit_on_lane_.load(std::memory_order_relaxed); }
-    /// Whether a call sending `bytes` goes to the lane: only from
-    /// lane_call_bytes on, because under Wine a smaller call's copy takes
-    /// about as long as the two thread hops would (a 64 KiB file's).
-    [[nodiscard]] bool transmit_on_lane(std::uint64_t bytes) const noexcept
-    {
-        return bytes >= lane_call_bytes && transmit_on_lane();
-    }
-    static constexpr std::uint64_t lane_call_bytes = 256 * 1024;
-    /// For tests: the lane on or off, whatever the system.
-    void set_transmit_on_lane(bool on) noexcept { transmit_on_lane_.store(on, std::memory_order_relaxed); }
-
-    /// Awaiting it moves the coroutine to the issue lane (issue_lane.hpp),
-    /// counted as outstanding work until it returns to the lane's loop. If
-    /// the lane cannot run, the coroutine goes on where it is.
-    struct lane_hop {
-        scheduler* owner;
-        bool await_ready() const noexcept { return false; }
-        bool await_suspend(std::coroutine_handle<> h) noexcept
-        {
-            owner->work_started();
-            if (owner->lane_.post(h)) return true;
-            owner->work_finished();
-            return false;
-        }
-        void await_resume() const noexcept {}
-    };
-    [[nodiscard]] lane_hop to_issue_lane() noexcept { return lane_hop{this}; }
-    /// True on the issue lane's thread.
-    [[nodiscard]] static bool on_issue_lane() noexcept { return issue_lane::on_lane(); }
 
     /// Posts `op` as new work: it is completed, once, on a pool thread.
     void post(overlapped_op* op) noexcept
@@ -588,10 +552,6 @@ private:
         return nullptr;
     }
 
-    /// The issue lane's end of a hop: the coroutine it resumed has suspended
-    /// (its call is pending, counted on its own) or moved on.
-    static void lane_returned(void* context) noexcept { static_cast<scheduler*>(context)->work_finished(); }
-
     /// Timer-thread hook: hands the fallback queue back to the port. Returns
     /// true when the queue is empty (nothing more to retry).
     static bool retry_fallback(void* context) noexcept
@@ -637,12 +597,9 @@ private:
     std::forward_list<stat_block> blocks_;
     stat_block shared_;
 
-    std::atomic<bool> transmit_on_lane_;
-
-    // Last: their threads call back into the members above, so they must be
+    // Last: its thread calls back into the members above, so it must be
     // destroyed (and joined) first.
     timer_service timers_;
-    issue_lane lane_;
 };
 
 } // namespace detail::win
