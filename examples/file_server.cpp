@@ -569,6 +569,10 @@ int main(int argc, char** argv)
     }
     state.log.flush();
     if (state.dropped != 0) std::printf("%u connections closed by a deadline\n", state.dropped.load());
+    // Connections reset (or refused by the system) before they were accepted:
+    // never sessions, but worth knowing when a client says it was cut off.
+    if (const auto failed = acceptor.failed_accepts(); failed != 0)
+        std::printf("%llu connections failed before they were accepted\n", static_cast<unsigned long long>(failed));
     std::printf("served %u sessions\n", state.finished.load());
     return 0;
 }

@@ -178,8 +178,17 @@ case $scenario in
     start_server --sessions 10
     for how in abort close; do
       for after in 0 1 $((size / 2)) $((size - 1)) $size; do
-        run_client "--$how-after" "$after" src/big.bin
-        [[ $client_status == 1 ]] || { cat client.out; echo "verdict: FAILED: --$how-after $after: exit $client_status"; exit 1; }
+        # The client must get as far as breaking off on purpose. A connection
+        # the system failed before the server accepted it (the server drops
+        # it and counts it in failed_accepts; seen once under Wine) tests no
+        # phase and is no session: it is said, and the phase is run again.
+        for attempt in 1 2 3; do
+          run_client "--$how-after" "$after" src/big.bin
+          [[ $client_status == 1 ]] && grep -q "on purpose (--$how-after" client.out && break
+          echo "--$how-after $after, attempt $attempt: the client stopped before that phase (exit $client_status):"
+          cat client.out
+          [[ $client_status == 1 && $attempt != 3 ]] || { cat server.out; echo "verdict: FAILED: --$how-after $after"; exit 1; }
+        done
         # The server deletes big.bin.part when it sees the end of the
         # connection, which may come a moment after the client exits.
         for _ in $(seq 100); do
