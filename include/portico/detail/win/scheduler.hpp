@@ -3,6 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
+#include <portico/detail/work_count.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/timer_service.hpp>
 #include <portico/detail/win/windows.hpp>
@@ -10,7 +11,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cassert>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -203,8 +203,8 @@ public:
         } restore_on_exit{self};
 
         for (;;) {
-            // RACE: seq_cst pairs with work_finished() and stop(); see there.
-            if (stopped_.load(std::memory_order_seq_cst) && outstanding_.load(std::memory_order_seq_cst) == 0) break;
+            // RACE: pairs with work_finished() and stop() (work_count.hpp).
+            if (work_.drained()) break;
             if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
 
             ULONG count = 0;
@@ -315,14 +315,12 @@ public:
     /// docs/design/shutdown.md). Idempotent.
     void stop() noexcept
     {
-        // RACE: seq_cst store, then the unconditional wake: either a running
-        // thread sees outstanding == 0 after this store, or the operation that
-        // brings it to zero sees stopped_ (work_finished) and wakes one.
-        stopped_.store(true, std::memory_order_seq_cst);
+        // The wake is unconditional (work_count::stop says why).
+        work_.stop();
         wake_one();
     }
 
-    [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+    [[nodiscard]] bool stopped() const noexcept { return work_.stopped(); }
 
     [[nodiscard]] bool running_in_this_thread() const noexcept
     {
@@ -332,18 +330,16 @@ public:
         return false;
     }
 
-    [[nodiscard]] std::int64_t outstanding() const noexcept { return outstanding_.load(std::memory_order_acquire); }
+    [[nodiscard]] std::int64_t outstanding() const noexcept { return work_.outstanding(); }
 
     /// Counts an operation that will produce a completion. Call before the
     /// completion can possibly be dispatched.
-    void work_started() noexcept { outstanding_.fetch_add(1, std::memory_order_relaxed); }
+    void work_started() noexcept { work_.started(); }
 
     /// The other half of work_started(), after the completion was handled.
     void work_finished() noexcept
     {
-        const auto before = outstanding_.fetch_sub(1, std::memory_order_seq_cst);
-        assert(before > 0 && "work_finished() without a matching work_started()");
-        if (before == 1 && stopped_.load(std::memory_order_seq_cst)) wake_one();
+        if (work_.finished()) wake_one();
     }
 
     /// Posts `op` as new work: it is completed, once, on a pool thread.
@@ -585,8 +581,7 @@ private:
     const bool skip_completion_on_success_;
     const unsigned inline_budget_;
     const unsigned port_check_interval_;
-    std::atomic<bool> stopped_{false};
-    std::atomic<std::int64_t> outstanding_{0};
+    work_count work_;
     std::atomic<unsigned> inject_failures_{0};
 
     std::mutex fallback_mutex_;

@@ -1,0 +1,235 @@
+// portico: one io_uring instance through the kernel interface (no liburing):
+// its setup, submission under a lock, and completions taken by any thread.
+#pragma once
+
+#include <portico/config.hpp>
+
+#include <linux/io_uring.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <system_error>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::uring {
+
+/// What a completion says: the request's user_data and its result (a byte
+/// count, or minus an errno value).
+struct completion {
+    std::uint64_t user_data;
+    std::int32_t result;
+};
+
+/// Why a ring could not be made, in words a user can act on: `error` is the
+/// errno value io_uring_setup returned.
+inline std::string setup_failure_message(int error)
+{
+    std::string what = "io_uring_setup: " + std::system_category().message(error);
+    if (error == ENOSYS) {
+        what += ". This kernel has no io_uring (built without CONFIG_IO_URING, or older than Linux 5.6)";
+    } else if (error == EPERM || error == EACCES) {
+        what += ". The system refuses io_uring to this process: a container's seccomp profile (Docker's default "
+                "blocks it; run with a profile that allows io_uring_setup, io_uring_enter and "
+                "io_uring_register), or the sysctl kernel.io_uring_disabled (set it to 0, or to 1 and add the user to "
+                "kernel.io_uring_group)";
+    } else if (error == ENOMEM) {
+        what += ". Not enough locked memory for the ring (raise RLIMIT_MEMLOCK, or use a kernel from 5.12 on, "
+                "which charges rings to the memory cgroup instead)";
+    }
+    return what;
+}
+
+/// An io_uring instance shared by every thread of one io_context.
+///
+/// Submission: submit() fills one entry and enters the kernel, under a lock,
+/// so any thread may submit at any time. Completions: take() copies the
+/// completions ready now, under a second lock, so any number of threads may
+/// wait() and take() at once; each completion goes to exactly one taker.
+///
+/// Thread safety: every member may be called from any thread.
+class ring {
+public:
+    /// Entries of the submission queue: submit() enters the kernel for every
+    /// entry, so more than a few are never pending at once.
+    static constexpr unsigned submission_entries = 64;
+    /// Entries of the completion queue. The kernel keeps completions past
+    /// this (IORING_FEAT_NODROP), so it bounds a batch, not the work.
+    static constexpr unsigned completion_entries = 4096;
+
+    /// Makes the ring. Throws std::system_error whose message says why the
+    /// system refused and what to do (setup_failure_message()).
+    ring()
+    {
+        io_uring_params params{};
+        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        params.cq_entries = completion_entries;
+        const long fd = ::syscall(__NR_io_uring_setup, submission_entries, &params);
+        if (fd < 0) {
+            const int error = errno;
+            throw std::system_error(error, std::system_category(), setup_failure_message(error));
+        }
+        fd_ = static_cast<int>(fd);
+        // NOTE: both features came with Linux 5.5; without them a completion
+        // could be dropped, and the two rings would need two mappings.
+        if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_SINGLE_MMAP) == 0) {
+            ::close(fd_);
+            throw std::system_error(ENOSYS, std::system_category(),
+                                    "io_uring_setup: this kernel's io_uring is too old (Linux 5.6 or later is needed)");
+        }
+        sq_entries_ = params.sq_entries;
+        cq_entries_ = params.cq_entries;
+        const std::size_t sq_size = params.sq_off.array + params.sq_entries * sizeof(std::uint32_t);
+        const std::size_t cq_size = params.cq_off.cqes + params.cq_entries * sizeof(io_uring_cqe);
+        rings_size_ = sq_size > cq_size ? sq_size : cq_size;
+        rings_ =
+            ::mmap(nullptr, rings_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_, IORING_OFF_SQ_RING);
+        if (rings_ == MAP_FAILED) fail_setup("mmap of the io_uring rings");
+        sqes_size_ = params.sq_entries * sizeof(io_uring_sqe);
+        sqes_ = static_cast<io_uring_sqe*>(
+            ::mmap(nullptr, sqes_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_, IORING_OFF_SQES));
+        if (sqes_ == MAP_FAILED) {
+            ::munmap(rings_, rings_size_);
+            fail_setup("mmap of the io_uring submission entries");
+        }
+        auto* base = static_cast<unsigned char*>(rings_);
+        sq_flags_ = reinterpret_cast<std::uint32_t*>(base + params.sq_off.flags);
+        sq_head_ = reinterpret_cast<std::uint32_t*>(base + params.sq_off.head);
+        sq_tail_ = reinterpret_cast<std::uint32_t*>(base + params.sq_off.tail);
+        sq_mask_ = *reinterpret_cast<std::uint32_t*>(base + params.sq_off.ring_mask);
+        sq_array_ = reinterpret_cast<std::uint32_t*>(base + params.sq_off.array);
+        cq_head_ = reinterpret_cast<std::uint32_t*>(base + params.cq_off.head);
+        cq_tail_ = reinterpret_cast<std::uint32_t*>(base + params.cq_off.tail);
+        cq_mask_ = *reinterpret_cast<std::uint32_t*>(base + params.cq_off.ring_mask);
+        cqes_ = reinterpret_cast<io_uring_cqe*>(base + params.cq_off.cqes);
+    }
+
+    ring(const ring&) = delete;
+    ring& operator=(const ring&) = delete;
+
+    ~ring()
+    {
+        ::munmap(sqes_, sqes_size_);
+        ::munmap(rings_, rings_size_);
+        ::close(fd_);
+    }
+
+    /// Submits one request: `fill` writes its fields into a zeroed entry.
+    /// Returns an error if the kernel did not take it (the entry is then
+    /// withdrawn, and no completion will come for it): EBUSY or EAGAIN
+    /// when it has no room for now, ENOMEM, or what the request's setup
+    /// refused.
+    template <class Fill>
+    [[nodiscard]] std::error_code submit(Fill&& fill) noexcept
+    {
+        std::lock_guard lock(submit_mutex_);
+        const std::uint32_t tail = *sq_tail_; // only this lock's holder writes it
+        const std::uint32_t index = tail & sq_mask_;
+        io_uring_sqe* sqe = &sqes_[index];
+        std::memset(sqe, 0, sizeof *sqe);
+        fill(*sqe);
+        sq_array_[index] = index;
+        // RACE: the entry must be complete before the kernel can see the new
+        // tail; release pairs with its acquire of the tail.
+        std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail + 1, std::memory_order_release);
+        for (;;) {
+            const long taken = ::syscall(__NR_io_uring_enter, fd_, 1u, 0u, 0u, nullptr, 0);
+            if (taken == 1) return {};
+            const int error = taken < 0 ? errno : EAGAIN;
+            if (taken < 0 && error == EINTR) continue;
+            // NOTE: the kernel reads the queue only inside io_uring_enter,
+            // which this lock serialises, so an entry it left is withdrawn
+            // by putting the tail back.
+            if (std::atomic_ref<std::uint32_t>(*sq_head_).load(std::memory_order_acquire) == tail) {
+                std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail, std::memory_order_release);
+            }
+            return {error, std::system_category()};
+        }
+    }
+
+    /// Blocks until at least one completion is ready or the wait is
+    /// interrupted (a signal); returns at once if one is ready already.
+    void wait() noexcept
+    {
+        if (ready() != 0) return;
+        (void)::syscall(__NR_io_uring_enter, fd_, 0u, 1u, IORING_ENTER_GETEVENTS, nullptr, 0);
+    }
+
+    /// Completions ready now (a snapshot).
+    [[nodiscard]] std::uint32_t ready() const noexcept
+    {
+        const std::uint32_t tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
+        const std::uint32_t head = std::atomic_ref<std::uint32_t>(*cq_head_).load(std::memory_order_relaxed);
+        return tail - head;
+    }
+
+    /// Copies up to `max` ready completions into `out` and hands their slots
+    /// back to the kernel; returns how many. Never blocks.
+    std::size_t take(completion* out, std::size_t max) noexcept
+    {
+        std::lock_guard lock(take_mutex_);
+        std::uint32_t head = *cq_head_; // only this lock's holder writes it
+        // RACE: acquire pairs with the kernel's release of the tail, so the
+        // entries below it are complete when read.
+        std::uint32_t tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
+        // NOTE: completions past a full queue wait in the kernel's overflow
+        // list, which only a call into the kernel moves to the queue: without
+        // it a taker that never waits would never see them.
+        if (head == tail &&
+            (std::atomic_ref<std::uint32_t>(*sq_flags_).load(std::memory_order_relaxed) & IORING_SQ_CQ_OVERFLOW) != 0) {
+            (void)::syscall(__NR_io_uring_enter, fd_, 0u, 0u, IORING_ENTER_GETEVENTS, nullptr, 0);
+            tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
+        }
+        std::size_t n = 0;
+        for (; head != tail && n < max; ++head, ++n) {
+            const io_uring_cqe& cqe = cqes_[head & cq_mask_];
+            out[n] = completion{cqe.user_data, cqe.res};
+        }
+        // Release: the slots are read before the kernel may overwrite them.
+        std::atomic_ref<std::uint32_t>(*cq_head_).store(head, std::memory_order_release);
+        return n;
+    }
+
+    [[nodiscard]] int fd() const noexcept { return fd_; }
+    [[nodiscard]] unsigned sq_entries() const noexcept { return sq_entries_; }
+    [[nodiscard]] unsigned cq_entries() const noexcept { return cq_entries_; }
+
+private:
+    [[noreturn]] void fail_setup(const char* what)
+    {
+        const int error = errno;
+        ::close(fd_);
+        throw std::system_error(error, std::system_category(), what);
+    }
+
+    int fd_ = -1;
+    unsigned sq_entries_ = 0;
+    unsigned cq_entries_ = 0;
+    void* rings_ = nullptr;
+    std::size_t rings_size_ = 0;
+    io_uring_sqe* sqes_ = nullptr;
+    std::size_t sqes_size_ = 0;
+    std::uint32_t* sq_flags_ = nullptr;
+    std::uint32_t* sq_head_ = nullptr;
+    std::uint32_t* sq_tail_ = nullptr;
+    std::uint32_t sq_mask_ = 0;
+    std::uint32_t* sq_array_ = nullptr;
+    std::uint32_t* cq_head_ = nullptr;
+    std::uint32_t* cq_tail_ = nullptr;
+    std::uint32_t cq_mask_ = 0;
+    io_uring_cqe* cqes_ = nullptr;
+    std::mutex submit_mutex_;
+    std::mutex take_mutex_;
+};
+
+} // namespace detail::uring
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,161 @@
+// The io_uring scheduler's first part: posted operations complete once each
+// on the threads inside run(), stop() drains, defer() runs after the
+// completion, and a post the ring refuses is delayed, never lost.
+#include <portico/detail/uring/scheduler.hpp>
+
+#include "support/catch.hpp"
+
+#include <atomic>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace uring = portico::detail::uring;
+
+namespace {
+
+/// A posted operation that counts its completions and whether each ran on a
+/// thread inside the scheduler's run().
+struct counted_op : uring::operation {
+    counted_op() noexcept : operation(&counted_op::on_complete) {}
+
+    static void on_complete(operation* base, std::uintptr_t status, std::uint32_t bytes) noexcept
+    {
+        auto& self = static_cast<counted_op&>(*base);
+        self.completions.fetch_add(1, std::memory_order_relaxed);
+        if (status != 0 || bytes != 0) self.odd_result = true;
+        if (!self.owner->running_in_this_thread()) self.off_pool = true;
+        self.owner->work_finished();
+    }
+
+    uring::scheduler* owner = nullptr;
+    std::atomic<int> completions{0};
+    bool odd_result = false;
+    bool off_pool = false;
+};
+
+/// Runs `threads` threads in s.run() until the returned pool is joined.
+struct pool {
+    pool(uring::scheduler& s, unsigned threads)
+    {
+        for (unsigned i = 0; i < threads; ++i) workers.emplace_back([&s] { s.run(); });
+    }
+    void join()
+    {
+        for (auto& t : workers) t.join();
+    }
+    std::vector<std::thread> workers;
+};
+
+} // namespace
+
+TEST_CASE("posts from three threads complete once each on the four threads in run()", "[uring]")
+{
+    uring::scheduler s;
+    constexpr std::size_t per_thread = 10'000;
+    std::vector<counted_op> ops(3 * per_thread);
+    for (auto& op : ops) op.owner = &s;
+    // The work of the posts to come: run() may not return before they are done.
+    s.work_started();
+    pool threads(s, 4);
+    std::vector<std::thread> posters;
+    for (std::size_t t = 0; t < 3; ++t) {
+        posters.emplace_back([&, t] {
+            for (std::size_t i = 0; i < per_thread; ++i) s.post(&ops[t * per_thread + i]);
+        });
+    }
+    for (auto& p : posters) p.join();
+    s.stop();
+    s.work_finished();
+    threads.join();
+
+    std::size_t once = 0, off_pool = 0, odd = 0;
+    for (const auto& op : ops) {
+        once += op.completions.load() == 1 ? 1 : 0;
+        off_pool += op.off_pool ? 1 : 0;
+        odd += op.odd_result ? 1 : 0;
+    }
+    CHECK(once == ops.size());
+    CHECK(off_pool == 0);
+    CHECK(odd == 0);
+    CHECK(s.outstanding() == 0);
+}
+
+TEST_CASE("stop() with work outstanding returns from run() only once it is done", "[uring]")
+{
+    uring::scheduler s;
+    counted_op late;
+    late.owner = &s;
+    s.work_started(); // the work `late` stands for, counted before stop()
+    s.stop();
+    std::thread runner([&] { s.run(); });
+    // Only the runner can complete `late`: had run() returned before the
+    // post, the count below would stay 0.
+    s.post_started(&late);
+    runner.join();
+    CHECK(late.completions.load() == 1);
+    CHECK(s.outstanding() == 0);
+}
+
+TEST_CASE("a stopped scheduler with nothing outstanding returns from run() at once on every thread", "[uring]")
+{
+    uring::scheduler s;
+    s.stop();
+    pool threads(s, 4);
+    threads.join();
+    CHECK(s.outstanding() == 0);
+}
+
+namespace {
+
+/// Records, on completion, that it ran, then defers `next`: a deferred
+/// coroutine stand-in that must run after this completion returns.
+struct deferring_op : uring::operation {
+    deferring_op() noexcept : operation(&deferring_op::on_complete) {}
+
+    static void on_complete(operation* base, std::uintptr_t, std::uint32_t) noexcept
+    {
+        auto& self = static_cast<deferring_op&>(*base);
+        self.deferred_ok = self.owner->defer(std::noop_coroutine());
+        self.completion_thread = std::this_thread::get_id();
+        self.owner->work_finished();
+    }
+
+    uring::scheduler* owner = nullptr;
+    bool deferred_ok = false;
+    std::thread::id completion_thread;
+};
+
+} // namespace
+
+TEST_CASE("defer() works inside run() and refuses outside it", "[uring]")
+{
+    uring::scheduler s;
+    CHECK_FALSE(s.defer(std::noop_coroutine()));
+    CHECK_FALSE(s.running_in_this_thread());
+    deferring_op op;
+    op.owner = &s;
+    s.post(&op);
+    s.stop();
+    s.run();
+    CHECK(op.deferred_ok);
+    CHECK(op.completion_thread == std::this_thread::get_id());
+    CHECK_FALSE(s.running_in_this_thread());
+}
+
+TEST_CASE("posts the ring refuses are delayed, never lost", "[uring]")
+{
+    uring::scheduler s;
+    std::vector<counted_op> ops(100);
+    for (auto& op : ops) op.owner = &s;
+    s.inject_post_failures(40);
+    for (auto& op : ops) s.post(&op);
+    s.stop();
+    pool threads(s, 2);
+    threads.join();
+    std::size_t once = 0;
+    for (const auto& op : ops) once += op.completions.load() == 1 ? 1 : 0;
+    CHECK(once == ops.size());
+}
