@@ -48,7 +48,7 @@ double seconds_since(clock_type::time_point start)
 
 // A timer op that only counts its completion.
 struct counting_timer : win::timer_op {
-    explicit counting_timer(std::atomic<int>* c) : timer_op(&counting_timer::done), counter(c) {}
+    explicit counting_timer(std::atomic<int>* c) : win::timer_op(&counting_timer::done), counter(c) {}
     static void done(win::overlapped_op* op, std::uintptr_t, std::uint32_t) noexcept
     {
         static_cast<counting_timer*>(static_cast<win::timer_op*>(op))->counter->fetch_add(1, std::memory_order_relaxed);
@@ -131,7 +131,7 @@ lateness portico_expiry()
     portico::io_context ctx({1});
     auto& sched = portico::detail::context_access::scheduler(ctx);
     struct probe : win::timer_op {
-        probe() : timer_op(&probe::done) {}
+        probe() : win::timer_op(&probe::done) {}
         static void done(win::overlapped_op* op, std::uintptr_t, std::uint32_t) noexcept
         {
             auto* self = static_cast<probe*>(static_cast<win::timer_op*>(op));

@@ -90,7 +90,7 @@ public:
     /// Made by io_context::sleep_for() and sleep_until(): waits until `when`
     /// on the timers of `s`, the context's scheduler.
     sleep_op(detail::backend::scheduler& s, clock::time_point when) noexcept
-        : timer_op(&sleep_op::on_complete), scheduler_(s)
+        : detail::backend::timer_op(&sleep_op::on_complete), scheduler_(s)
     {
         deadline = when;
     }
@@ -152,7 +152,7 @@ private:
 
     static void on_complete(detail::backend::operation* base, std::uintptr_t, std::uint32_t) noexcept
     {
-        auto* self = static_cast<sleep_op*>(static_cast<timer_op*>(base));
+        auto* self = static_cast<sleep_op*>(static_cast<detail::backend::timer_op*>(base));
         if (self->fired) {
             self->scheduler_.count(detail::counter::timers_fired);
         } else {

@@ -18,9 +18,38 @@
 #include <string>
 #include <system_error>
 
+#if defined(__SANITIZE_THREAD__)
+#define PORTICO_DETAIL_URING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PORTICO_DETAIL_URING_TSAN 1
+#endif
+#endif
+#if defined(PORTICO_DETAIL_URING_TSAN)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 PORTICO_NAMESPACE_BEGIN
 
 namespace detail::uring {
+
+/// What ThreadSanitizer cannot see: the kernel orders each submission before
+/// the completion it produces. Without these a request's fields, written by
+/// the submitter and read by whichever thread takes the completion, look
+/// like a race. Nothing without TSan.
+inline void ordered_before_completions([[maybe_unused]] void* ring) noexcept
+{
+#if defined(PORTICO_DETAIL_URING_TSAN)
+    __tsan_release(ring);
+#endif
+}
+inline void ordered_after_submissions([[maybe_unused]] void* ring) noexcept
+{
+#if defined(PORTICO_DETAIL_URING_TSAN)
+    __tsan_acquire(ring);
+#endif
+}
 
 /// What a completion says: the request's user_data and its result (a byte
 /// count, or minus an errno value).
@@ -137,6 +166,7 @@ public:
         std::memset(sqe, 0, sizeof *sqe);
         fill(*sqe);
         sq_array_[index] = index;
+        ordered_before_completions(this);
         // RACE: the entry must be complete before the kernel can see the new
         // tail; release pairs with its acquire of the tail.
         std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail + 1, std::memory_order_release);
@@ -193,6 +223,7 @@ public:
             const io_uring_cqe& cqe = cqes_[head & cq_mask_];
             out[n] = completion{cqe.user_data, cqe.res};
         }
+        if (n != 0) ordered_after_submissions(this);
         // Release: the slots are read before the kernel may overwrite them.
         std::atomic_ref<std::uint32_t>(*cq_head_).store(head, std::memory_order_release);
         return n;
@@ -233,3 +264,5 @@ private:
 } // namespace detail::uring
 
 PORTICO_NAMESPACE_END
+
+#undef PORTICO_DETAIL_URING_TSAN

@@ -5,7 +5,9 @@
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
 #include <portico/detail/work_count.hpp>
+#include <portico/detail/uring/operation.hpp>
 #include <portico/detail/uring/ring.hpp>
+#include <portico/detail/uring/timer_service.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -19,34 +21,6 @@
 PORTICO_NAMESPACE_BEGIN
 
 namespace detail::uring {
-
-/// An operation the ring completes: the request's user_data is its address.
-///
-/// The op lives in the awaiting coroutine's frame. From the moment the ring
-/// takes its request until its completion is dispatched, the op must not
-/// move, and the thread that started it must not touch it again (another
-/// thread may already be completing it).
-struct operation {
-    /// Called once, on the thread that took the completion. `status` is 0 or
-    /// an errno value; `bytes` is the request's non-negative result. Portable
-    /// integer types, as the IOCP backend's (detail/backend.hpp).
-    using complete_fn = void (*)(operation* op, std::uintptr_t status, std::uint32_t bytes) noexcept;
-
-    explicit operation(complete_fn fn) noexcept : complete(fn) {}
-    operation(const operation&) = delete;
-    operation& operator=(const operation&) = delete;
-    /// Only for an op nobody has started yet.
-    operation(operation&& other) noexcept : complete(other.complete) {}
-    operation& operator=(operation&&) = delete;
-
-    complete_fn complete;
-    /// Link for the scheduler's fallback queue (posts the ring refused).
-    operation* next_posted = nullptr;
-};
-
-/// user_data of a request that carries no operation: a thread was woken to
-/// look at the stop and drain state.
-inline constexpr std::uint64_t wake_token = 0;
 
 class scheduler;
 
@@ -79,7 +53,10 @@ public:
 
     /// Makes the ring. Throws std::system_error if the system refuses
     /// io_uring; its message says why and what to do.
-    explicit scheduler(options opts) : batch_size_((std::max)(1u, opts.batch_size)) {}
+    explicit scheduler(options opts)
+        : batch_size_((std::max)(1u, opts.batch_size)),
+          timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
+    {}
     /// As scheduler(options), with the default options.
     scheduler() : scheduler(options{}) {}
 
@@ -179,23 +156,21 @@ public:
     /// drain, so the work is delayed, never lost.
     void post_started(operation* op) noexcept
     {
-        if (inject_failures_.load(std::memory_order_relaxed) == 0 || !take_injected_failure()) {
-            const auto ec = ring_.submit([op](io_uring_sqe& sqe) {
-                sqe.opcode = IORING_OP_NOP;
-                sqe.user_data = reinterpret_cast<std::uintptr_t>(op);
-            });
-            if (!ec) return;
-        }
+        if (submit_post(op)) return;
         {
             std::lock_guard lock(fallback_mutex_);
             fallback_.push_back(*op);
             fallback_size_.fetch_add(1, std::memory_order_release);
         }
-        // A thread that waits in the ring must come out to drain the queue:
-        // the wake may be refused too, and then a thread that takes the next
-        // completion drains it.
+        // A thread that waits in the ring must come out to drain the queue.
+        // The wake may be refused too: the timer thread retries until the
+        // queue is empty (retry_fallback).
         wake_one();
+        timers_.request_retry();
     }
+
+    /// The pending timers (timer_service.hpp).
+    [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
     /// Makes the next n posts fail as if the ring had refused them (tests).
     void inject_post_failures(unsigned n) noexcept { inject_failures_.store(n, std::memory_order_relaxed); }
@@ -211,8 +186,11 @@ private:
         if (c.user_data == wake_token) return;
         auto* op = reinterpret_cast<operation*>(static_cast<std::uintptr_t>(c.user_data));
         const bool failed = c.result < 0;
+        // NOTE: complete() may resume a coroutine that destroys op; only
+        // `this` is touched afterwards.
         op->complete(op, failed ? static_cast<std::uintptr_t>(-c.result) : 0u,
                      failed ? 0u : static_cast<std::uint32_t>(c.result));
+        work_finished();
     }
 
     static void run_deferred(thread_state& self) noexcept
@@ -231,7 +209,52 @@ private:
             taken = std::move(fallback_);
             fallback_size_.store(0, std::memory_order_release);
         }
-        while (operation* op = taken.pop_front()) op->complete(op, 0, 0);
+        while (operation* op = taken.pop_front()) {
+            op->complete(op, 0, 0);
+            work_finished();
+            if (current_thread_state != nullptr && current_thread_state->owner == this) {
+                run_deferred(*current_thread_state);
+            }
+        }
+    }
+
+    /// Timer-thread hook: drains the fallback queue by posting its ops to
+    /// the ring again. Returns true when the queue is empty.
+    static bool retry_fallback(void* context) noexcept
+    {
+        auto& self = *static_cast<scheduler*>(context);
+        op_queue taken;
+        {
+            std::lock_guard lock(self.fallback_mutex_);
+            taken = std::move(self.fallback_);
+            self.fallback_size_.store(0, std::memory_order_release);
+        }
+        bool all_taken = true;
+        while (operation* op = taken.pop_front()) {
+            if (!self.submit_post(op)) {
+                // Refused again: back to the queue, in order, for the next try.
+                std::lock_guard lock(self.fallback_mutex_);
+                self.fallback_.push_back(*op);
+                self.fallback_size_.fetch_add(1, std::memory_order_release);
+                all_taken = false;
+            }
+        }
+        return all_taken;
+    }
+
+    static void post_from_timer(void* context, operation* op) noexcept
+    {
+        static_cast<scheduler*>(context)->post_started(op);
+    }
+
+    /// The no-op request that carries a posted op; false if refused.
+    bool submit_post(operation* op) noexcept
+    {
+        if (inject_failures_.load(std::memory_order_relaxed) != 0 && take_injected_failure()) return false;
+        return !ring_.submit([op](io_uring_sqe& sqe) {
+            sqe.opcode = IORING_OP_NOP;
+            sqe.user_data = reinterpret_cast<std::uintptr_t>(op);
+        });
     }
 
     bool take_injected_failure() noexcept
@@ -260,6 +283,10 @@ private:
     op_queue fallback_;
     std::atomic<std::size_t> fallback_size_{0};
     std::atomic<unsigned> inject_failures_{0};
+
+    // Last: its thread calls back into the members above, so it must be
+    // destroyed (and joined) first.
+    timer_service timers_;
 };
 
 } // namespace detail::uring

@@ -6,6 +6,7 @@
 #include "support/catch.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -27,7 +28,6 @@ struct counted_op : uring::operation {
         self.completions.fetch_add(1, std::memory_order_relaxed);
         if (status != 0 || bytes != 0) self.odd_result = true;
         if (!self.owner->running_in_this_thread()) self.off_pool = true;
-        self.owner->work_finished();
     }
 
     uring::scheduler* owner = nullptr;
@@ -120,7 +120,6 @@ struct deferring_op : uring::operation {
         auto& self = static_cast<deferring_op&>(*base);
         self.deferred_ok = self.owner->defer(std::noop_coroutine());
         self.completion_thread = std::this_thread::get_id();
-        self.owner->work_finished();
     }
 
     uring::scheduler* owner = nullptr;
@@ -158,4 +157,64 @@ TEST_CASE("posts the ring refuses are delayed, never lost", "[uring]")
     std::size_t once = 0;
     for (const auto& op : ops) once += op.completions.load() == 1 ? 1 : 0;
     CHECK(once == ops.size());
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// A timer that records when and how it completed.
+struct recorded_timer : uring::timer_op {
+    recorded_timer() noexcept : uring::timer_op(&recorded_timer::on_complete) {}
+
+    static void on_complete(uring::operation* base, std::uintptr_t, std::uint32_t) noexcept
+    {
+        auto& self = static_cast<recorded_timer&>(static_cast<uring::timer_op&>(*base));
+        self.completed_at = clock_type::now();
+        self.completions.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    clock_type::time_point completed_at{};
+    std::atomic<int> completions{0};
+};
+
+} // namespace
+
+TEST_CASE("timers fire once each, not before their deadlines; a cancelled one completes as cancelled", "[uring]")
+{
+    uring::scheduler s;
+    pool threads(s, 2);
+    std::vector<recorded_timer> timers(40);
+    const auto start = clock_type::now();
+    for (std::size_t i = 0; i < timers.size(); ++i) {
+        // Deadlines out of order: 1 to 40 ms, interleaved.
+        timers[i].deadline = start + std::chrono::milliseconds(1 + (i * 17) % 40);
+        s.work_started();
+        REQUIRE(s.timers().add(&timers[i]));
+    }
+    // One cancelled while pending, one cancelled before it was added.
+    recorded_timer far, never;
+    far.deadline = start + std::chrono::hours(1);
+    s.work_started();
+    REQUIRE(s.timers().add(&far));
+    CHECK(s.timers().cancel(&far));
+    never.deadline = start + std::chrono::milliseconds(1);
+    CHECK_FALSE(s.timers().cancel(&never));
+    CHECK_FALSE(s.timers().add(&never));
+    s.stop();
+    threads.join();
+
+    std::size_t on_time = 0, fired = 0, once = 0;
+    for (const auto& t : timers) {
+        on_time += t.completed_at >= t.deadline ? 1 : 0;
+        fired += t.fired ? 1 : 0;
+        once += t.completions.load() == 1 ? 1 : 0;
+    }
+    CHECK(once == timers.size());
+    CHECK(fired == timers.size());
+    CHECK(on_time == timers.size());
+    CHECK(far.completions.load() == 1);
+    CHECK_FALSE(far.fired);
+    CHECK(never.completions.load() == 0);
+    CHECK(s.timers().pending() == 0);
 }

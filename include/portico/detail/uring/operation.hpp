@@ -1,0 +1,42 @@
+// portico: the base of every operation the io_uring scheduler completes.
+#pragma once
+
+#include <portico/config.hpp>
+
+#include <cstdint>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::uring {
+
+/// An operation the ring completes: the request's user_data is its address.
+///
+/// The op lives in the awaiting coroutine's frame. From the moment the ring
+/// takes its request until its completion is dispatched, the op must not
+/// move, and the thread that started it must not touch it again (another
+/// thread may already be completing it).
+struct operation {
+    /// Called once, on the thread that took the completion. `status` is 0 or
+    /// an errno value; `bytes` is the request's non-negative result. Portable
+    /// integer types, as the IOCP backend's (detail/backend.hpp).
+    using complete_fn = void (*)(operation* op, std::uintptr_t status, std::uint32_t bytes) noexcept;
+
+    explicit operation(complete_fn fn) noexcept : complete(fn) {}
+    operation(const operation&) = delete;
+    operation& operator=(const operation&) = delete;
+    /// Only for an op nobody has started yet.
+    operation(operation&& other) noexcept : complete(other.complete) {}
+    operation& operator=(operation&&) = delete;
+
+    complete_fn complete;
+    /// Link for the scheduler's fallback queue (posts the ring refused).
+    operation* next_posted = nullptr;
+};
+
+/// user_data of a request that carries no operation: a thread was woken to
+/// look at the stop and drain state.
+inline constexpr std::uint64_t wake_token = 0;
+
+} // namespace detail::uring
+
+PORTICO_NAMESPACE_END
