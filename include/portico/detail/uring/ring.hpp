@@ -64,7 +64,7 @@ inline std::string setup_failure_message(int error)
 {
     std::string what = "io_uring_setup: " + std::system_category().message(error);
     if (error == ENOSYS) {
-        what += ". This kernel has no io_uring (built without CONFIG_IO_URING, or older than Linux 5.6)";
+        what += ". This kernel has no io_uring (built without CONFIG_IO_URING, or older than Linux 5.1)";
     } else if (error == EPERM || error == EACCES) {
         what += ". The system refuses io_uring to this process: a container's seccomp profile (Docker's default "
                 "blocks it; run with a profile that allows io_uring_setup, io_uring_enter and "
@@ -111,8 +111,9 @@ public:
         // could be dropped, and the two rings would need two mappings.
         if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_SINGLE_MMAP) == 0) {
             ::close(fd_);
-            throw std::system_error(ENOSYS, std::system_category(),
-                                    "io_uring_setup: this kernel's io_uring is too old (Linux 5.6 or later is needed)");
+            throw std::system_error(
+                ENOSYS, std::system_category(),
+                "io_uring_setup: this kernel's io_uring is too old (Linux 5.19 or later is needed)");
         }
         sq_entries_ = params.sq_entries;
         cq_entries_ = params.cq_entries;
@@ -139,6 +140,14 @@ public:
         cq_tail_ = reinterpret_cast<std::uint32_t*>(base + params.cq_off.tail);
         cq_mask_ = *reinterpret_cast<std::uint32_t*>(base + params.cq_off.ring_mask);
         cqes_ = reinterpret_cast<io_uring_cqe*>(base + params.cq_off.cqes);
+        if (!cancels_by_descriptor()) {
+            ::munmap(sqes_, sqes_size_);
+            ::munmap(rings_, rings_size_);
+            ::close(fd_);
+            throw std::system_error(ENOSYS, std::system_category(),
+                                    "io_uring: this kernel cannot cancel a socket's requests by descriptor, which "
+                                    "closing a socket needs (Linux 5.19 or later is needed)");
+        }
     }
 
     ring(const ring&) = delete;
@@ -172,7 +181,10 @@ public:
         std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail + 1, std::memory_order_release);
         for (;;) {
             const long taken = ::syscall(__NR_io_uring_enter, fd_, 1u, 0u, 0u, nullptr, 0);
-            if (taken == 1) return {};
+            if (taken == 1) {
+                submissions_.store(submissions_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+                return {};
+            }
             const int error = taken < 0 ? errno : EAGAIN;
             if (taken < 0 && error == EINTR) continue;
             // NOTE: the kernel reads the queue only inside io_uring_enter,
@@ -229,11 +241,31 @@ public:
         return n;
     }
 
+    /// Requests the kernel has taken so far (each submit() that succeeded).
+    [[nodiscard]] std::uint64_t submissions() const noexcept { return submissions_.load(std::memory_order_acquire); }
+
     [[nodiscard]] int fd() const noexcept { return fd_; }
     [[nodiscard]] unsigned sq_entries() const noexcept { return sq_entries_; }
     [[nodiscard]] unsigned cq_entries() const noexcept { return cq_entries_; }
 
 private:
+    /// Whether IORING_OP_ASYNC_CANCEL takes IORING_ASYNC_CANCEL_FD and _ALL
+    /// (Linux 5.19): asked of the ring's own descriptor, which has no
+    /// requests, so a kernel that knows the flags answers "none cancelled"
+    /// and an older one EINVAL.
+    bool cancels_by_descriptor() noexcept
+    {
+        const auto refused = submit([this](io_uring_sqe& sqe) {
+            sqe.opcode = IORING_OP_ASYNC_CANCEL;
+            sqe.fd = fd_;
+            sqe.cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        });
+        if (refused) return false;
+        completion answer{};
+        while (take(&answer, 1) == 0) wait();
+        return answer.result != -EINVAL;
+    }
+
     [[noreturn]] void fail_setup(const char* what)
     {
         const int error = errno;
@@ -258,6 +290,7 @@ private:
     std::uint32_t cq_mask_ = 0;
     io_uring_cqe* cqes_ = nullptr;
     std::mutex submit_mutex_;
+    std::atomic<std::uint64_t> submissions_{0}; // written under submit_mutex_
     std::mutex take_mutex_;
 };
 

@@ -1,0 +1,162 @@
+// portico: the base of every socket operation on Linux — start, cancel,
+// complete — over one io_uring request.
+#pragma once
+
+#include <portico/config.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/detail/frame_allocation.hpp>
+#include <portico/detail/resume_handshake.hpp>
+#include <portico/detail/uring/error_map.hpp>
+#include <portico/detail/uring/operation.hpp>
+#include <portico/detail/uring/scheduler.hpp>
+#include <portico/detail/uring/socket.hpp>
+#include <portico/error.hpp>
+#include <portico/stop_token.hpp>
+
+#include <cassert>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::uring {
+
+/// Asks the ring to cancel the one request whose user_data is `op`
+/// (IORING_OP_ASYNC_CANCEL): it completes with ECANCELED, or as it was
+/// about to if it won the race.
+inline void cancel_request(scheduler& sched, const operation* op) noexcept
+{
+    (void)sched.io_ring().submit([op](io_uring_sqe& sqe) {
+        sqe.opcode = IORING_OP_ASYNC_CANCEL;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(op);
+        sqe.user_data = wake_token; // its own completion carries nothing
+    });
+}
+
+/// Base of every socket awaiter (CRTP), as detail/win/socket_op.hpp is on
+/// Windows. Derived provides `void prepare(io_uring_sqe&) noexcept`: it
+/// fills the request (opcode, descriptor, buffers); this base sets its
+/// user_data and submits it.
+///
+/// Who resumes is settled by a resume_handshake: the starting thread, the
+/// completing thread and the stop callback race, and exactly one resumes.
+/// Every request completes through the ring, an immediate success too (the
+/// kernel's inline completion still posts its entry), so there is no
+/// skip-on-success path. A stop that arrives before the request was
+/// submitted is carried out by the starting thread, one that arrives later
+/// by the stop callback: both submit IORING_OP_ASYNC_CANCEL. An op whose
+/// frame is destroyed while the kernel holds it is orphaned: its completion
+/// frees the frame.
+template <class Derived>
+class socket_op : public operation {
+public:
+    explicit socket_op(const socket_ref& s) noexcept : operation(&socket_op::on_complete), socket_(s) {}
+
+    socket_op(const socket_op&) = delete;
+    socket_op& operator=(const socket_op&) = delete;
+    /// Moves an op that was not awaited yet (when_all, with_timeout and
+    /// friends take awaitables by value).
+    socket_op(socket_op&& other) noexcept
+        : operation(std::move(other)), error_(other.error_), bytes_(other.bytes_), socket_(other.socket_)
+    {
+        assert(other.handshake_.load(std::memory_order_relaxed) == resume_handshake::state::idle && !other.cancel_ &&
+               "moving a socket operation that was already started");
+    }
+    socket_op& operator=(socket_op&&) = delete;
+
+    /// Destroyed while pending: the kernel still holds the request (and its
+    /// buffers), so the frame's memory must outlive it. The op asks for the
+    /// cancel and leaves the frame block to its completion.
+    ~socket_op()
+    {
+        cancel_.reset();
+        if (handshake_.load() != resume_handshake::state::running) return;
+        if (!deferrable_ || !orphan_registry::for_this_thread().add(this, &deferred_)) std::terminate();
+        if (!handshake_.orphan()) std::terminate();
+        cancel_request(*socket_.sched, this);
+    }
+
+    bool await_ready() const noexcept { return false; }
+
+    template <class Promise>
+    bool await_suspend(std::coroutine_handle<Promise> awaiting)
+    {
+        continuation_ = awaiting;
+        deferrable_ = std::is_base_of_v<frame_allocation, Promise>;
+        if (socket_.handle < 0) {
+            error_ = make_error_code(errc::operation_aborted); // closed before this call
+            return false;
+        }
+        portico::stop_token token = detail::stop_token_of(awaiting);
+        if (token.stop_requested()) {
+            error_ = make_error_code(errc::operation_aborted);
+            return false;
+        }
+        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+
+        scheduler& sched = *socket_.sched;
+        sched.work_started();
+        const std::error_code refused = sched.io_ring().submit([this](io_uring_sqe& sqe) {
+            static_cast<Derived*>(this)->prepare(sqe);
+            sqe.user_data = reinterpret_cast<std::uintptr_t>(static_cast<operation*>(this));
+        });
+        if (refused) {
+            // Not started: no completion will come.
+            sched.work_finished();
+            error_ = refused.value() == EBUSY || refused.value() == EAGAIN ? make_error_code(errc::no_resources)
+                                                                           : socket_error(refused.value());
+            return false;
+        }
+        // NOTE: the completion may already have been taken on another
+        // thread. on_complete() only resumes us if it sees `running`, so
+        // until suspend() publishes it this frame is still ours; after it
+        // returns true the coroutine may be resumed and gone: touch nothing.
+        return handshake_.suspend([this, &sched]() noexcept { cancel_request(sched, this); });
+    }
+
+protected:
+    std::error_code error_;
+    std::size_t bytes_ = 0;
+    socket_ref socket_;
+
+private:
+    struct canceller {
+        socket_op* op;
+        void operator()() const noexcept
+        {
+            // NOTE: the awaiter cannot be destroyed while this runs:
+            // ~stop_callback waits for a callback running on another thread.
+            if (op->handshake_.request_cancel()) cancel_request(*op->socket_.sched, op);
+        }
+    };
+
+    static void on_complete(operation* base, std::uintptr_t status, std::uint32_t bytes) noexcept
+    {
+        auto* self = static_cast<socket_op*>(base);
+        self->bytes_ = bytes;
+        if (status != 0) self->error_ = socket_error(static_cast<int>(status));
+        const auto before = self->handshake_.complete();
+        if (before == resume_handshake::state::running) {
+            self->continuation_.resume();
+        } else if (before == resume_handshake::state::orphaned) {
+            if (self->deferred_.arrive()) frame_allocation::release(self->deferred_.block, self->deferred_.size);
+        }
+        // Otherwise await_suspend has not finished: it sees `done` and
+        // continues inline on the starting thread.
+    }
+
+    std::coroutine_handle<> continuation_;
+    resume_handshake handshake_;
+    bool deferrable_ = false;
+    deferred_frame deferred_;
+    std::optional<portico::stop_callback<canceller>> cancel_;
+};
+
+} // namespace detail::uring
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,210 @@
+// portico: the io_uring requests behind the stream socket awaiters on Linux
+// — receive, send, wait and connect — each filled in prepare(), where
+// socket_op submits it and decides who resumes. The public awaiters
+// (net/tcp_socket.hpp) derive from these and add what does not depend on
+// the system.
+#pragma once
+
+#include <portico/buffer.hpp>
+#include <portico/config.hpp>
+#include <portico/detail/uring/sockaddr.hpp>
+#include <portico/detail/uring/socket.hpp>
+#include <portico/detail/uring/socket_op.hpp>
+#include <portico/net/endpoint.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <system_error>
+
+PORTICO_NAMESPACE_BEGIN
+
+namespace detail::uring {
+
+/// The most buffers one receive or send takes (as many as one WSARecv takes
+/// on Windows); longer sequences are sent in several calls by
+/// read()/write_all().
+inline constexpr std::size_t max_iovecs = 64;
+
+/// iovecs an operation over a sequence of type Sequence needs: as many as
+/// the type can hold (static_buffer_count), at least 1, at most max_iovecs.
+template <class Buffer, class Sequence>
+inline constexpr std::size_t iovecs_for =
+    (std::max)(std::size_t{1}, (std::min)(static_buffer_count<Buffer, Sequence>(), max_iovecs));
+
+/// Fills `out` with the first out.size() non-empty buffers of the sequence;
+/// returns how many, and their bytes in `total` (at most INT_MAX in all:
+/// the request's result is an int).
+template <class Buffer, class Sequence>
+std::size_t fill_iovecs(const Sequence& buffers, std::span<iovec> out, std::size_t& total) noexcept
+{
+    constexpr std::size_t most = INT_MAX;
+    std::size_t count = 0;
+    total = 0;
+    for_each_buffer<Buffer>(buffers, [&](const Buffer& b) {
+        if (count == out.size() || b.size() == 0 || total == most) return;
+        const std::size_t length = (std::min)(b.size(), most - total);
+        out[count].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
+        out[count].iov_len = length;
+        total += length;
+        ++count;
+    });
+    return count;
+}
+
+/// A socket operation over up to N buffers of type Buffer (N <= 64), taken
+/// from a sequence as iovecs when it is made.
+template <class Derived, class Buffer, std::size_t N = max_iovecs>
+class iovecs_op : public socket_op<Derived> {
+    static_assert(N >= 1 && N <= max_iovecs);
+
+public:
+    template <class Sequence>
+    iovecs_op(const socket_ref& s, const Sequence& buffers) noexcept : socket_op<Derived>(s)
+    {
+        count_ = fill_iovecs<Buffer>(buffers, std::span<iovec>(iovecs_), requested_);
+    }
+
+protected:
+    /// Fills `sqe` for one buffer with `single` (IORING_OP_RECV or SEND: no
+    /// message header for the kernel to copy) or for several with `vector`
+    /// (RECVMSG or SENDMSG, over the message header kept in the op).
+    void prepare_buffers(io_uring_sqe& sqe, std::uint8_t single, std::uint8_t vector, int flags) noexcept
+    {
+        sqe.fd = this->socket_.handle;
+        sqe.msg_flags = static_cast<std::uint32_t>(flags);
+        if (count_ <= 1) {
+            sqe.opcode = single;
+            sqe.addr = reinterpret_cast<std::uintptr_t>(count_ == 0 ? nullptr : iovecs_[0].iov_base);
+            sqe.len = count_ == 0 ? 0u : static_cast<std::uint32_t>(iovecs_[0].iov_len);
+            return;
+        }
+        message_ = msghdr{};
+        message_.msg_iov = iovecs_.data();
+        message_.msg_iovlen = count_;
+        sqe.opcode = vector;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(&message_);
+        sqe.len = 1;
+    }
+
+    /// Bytes the buffers offer (up to the first N non-empty ones).
+    std::size_t requested_ = 0;
+
+private:
+    std::array<iovec, N> iovecs_;
+    std::size_t count_ = 0;
+    msghdr message_{};
+};
+
+/// One receive into up to N buffers (a stream receive).
+template <std::size_t N = max_iovecs>
+class stream_recv_op : public iovecs_op<stream_recv_op<N>, mutable_buffer, N> {
+public:
+    using stream_recv_op::iovecs_op::iovecs_op;
+
+private:
+    friend class socket_op<stream_recv_op>;
+
+    void prepare(io_uring_sqe& sqe) noexcept { this->prepare_buffers(sqe, IORING_OP_RECV, IORING_OP_RECVMSG, 0); }
+};
+
+/// A wait until the socket has something to read (bytes, the peer's end of
+/// stream, a reset), consuming nothing: a one-shot poll for input.
+class stream_wait_op : public socket_op<stream_wait_op> {
+public:
+    explicit stream_wait_op(const socket_ref& s) noexcept : socket_op<stream_wait_op>(s) {}
+
+private:
+    friend class socket_op<stream_wait_op>;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        sqe.opcode = IORING_OP_POLL_ADD;
+        sqe.fd = socket_.handle;
+        sqe.poll32_events = POLLIN | POLLRDHUP;
+    }
+};
+
+/// One send gathering up to N buffers (a stream send). MSG_NOSIGNAL: a
+/// peer gone away is an error (connection_reset), never a SIGPIPE.
+template <std::size_t N = max_iovecs>
+class stream_send_op : public iovecs_op<stream_send_op<N>, const_buffer, N> {
+public:
+    using stream_send_op::iovecs_op::iovecs_op;
+
+private:
+    friend class socket_op<stream_send_op>;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        this->prepare_buffers(sqe, IORING_OP_SEND, IORING_OP_SENDMSG, MSG_NOSIGNAL);
+    }
+};
+
+/// One connect to a remote endpoint.
+class stream_connect_op : public socket_op<stream_connect_op> {
+public:
+    stream_connect_op(const socket_ref& s, const endpoint& remote) noexcept : socket_op<stream_connect_op>(s)
+    {
+        length_ = to_sockaddr(remote, address_);
+    }
+
+    /// Nothing to finish on Linux (Windows sets SO_UPDATE_CONNECT_CONTEXT).
+    std::error_code finish_connect() noexcept { return {}; }
+
+private:
+    friend class socket_op<stream_connect_op>;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        sqe.opcode = IORING_OP_CONNECT;
+        sqe.fd = socket_.handle;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(&address_);
+        sqe.off = length_;
+    }
+
+    sockaddr_storage address_{};
+    socklen_t length_ = 0;
+};
+
+/// One accept on a listening socket: the new connection's descriptor (close-on-exec)
+/// is the completion's result, read with accepted_fd(); the peer's address
+/// with peer().
+class stream_accept_op : public socket_op<stream_accept_op> {
+public:
+    explicit stream_accept_op(const socket_ref& listener) noexcept : socket_op<stream_accept_op>(listener) {}
+
+    /// The accepted descriptor, once completed without error (the caller
+    /// owns it).
+    [[nodiscard]] int accepted_fd() const noexcept { return static_cast<int>(bytes_); }
+    /// The peer's endpoint, once completed without error.
+    [[nodiscard]] std::optional<endpoint> peer() const noexcept { return from_sockaddr(address_, length_); }
+
+private:
+    friend class socket_op<stream_accept_op>;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        length_ = sizeof address_;
+        sqe.opcode = IORING_OP_ACCEPT;
+        sqe.fd = socket_.handle;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(&address_);
+        sqe.addr2 = reinterpret_cast<std::uintptr_t>(&length_);
+        sqe.accept_flags = SOCK_CLOEXEC;
+    }
+
+    sockaddr_storage address_{};
+    socklen_t length_ = 0;
+};
+
+} // namespace detail::uring
+
+PORTICO_NAMESPACE_END

@@ -1,0 +1,227 @@
+// The Linux backend's stream operations over real loopback sockets: bytes
+// over several buffers, a wait, connect refused, a peer's reset and its
+// orderly close, and a pending receive ended by a stop and by close().
+#include <portico/detail/uring/socket_ops.hpp>
+
+#include "support/catch.hpp"
+
+#include <portico/coro/sync_wait.hpp>
+#include <portico/coro/task.hpp>
+#include <portico/coro/when_all.hpp>
+#include <portico/stop_token.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace uring = portico::detail::uring;
+using portico::errc;
+using portico::task;
+
+namespace {
+
+/// An op with the awaiter's last step: its error and byte count.
+template <class Op>
+struct awaited : Op {
+    using Op::Op;
+    std::pair<std::error_code, std::size_t> await_resume() const noexcept { return {this->error_, this->bytes_}; }
+};
+
+/// A scheduler with `threads` threads in run() until it is destroyed.
+struct running_scheduler {
+    explicit running_scheduler(unsigned threads = 2)
+    {
+        sched.work_started(); // run() waits for the destructor's stop
+        for (unsigned i = 0; i < threads; ++i) workers.emplace_back([this] { sched.run(); });
+    }
+    ~running_scheduler()
+    {
+        sched.stop();
+        sched.work_finished();
+        for (auto& t : workers) t.join();
+    }
+    uring::scheduler sched;
+    std::vector<std::thread> workers;
+};
+
+/// A listener on 127.0.0.1, an ephemeral port.
+uring::socket_handle listen_on_loopback(uring::scheduler& s, portico::endpoint& where)
+{
+    uring::socket_handle l;
+    REQUIRE_FALSE(l.open(false, portico::detail::socket_kind::stream));
+    REQUIRE_FALSE(l.associate(s, false));
+    REQUIRE_FALSE(l.bind(portico::endpoint{portico::address_v4::loopback(), 0}));
+    REQUIRE_FALSE(l.listen(16));
+    where = l.local_endpoint().value();
+    return l;
+}
+
+struct connected {
+    uring::socket_handle client;
+    uring::socket_handle server;
+};
+
+task<std::error_code> accept_into(uring::scheduler& s, const uring::socket_handle& listener, uring::socket_handle& out)
+{
+    awaited<uring::stream_accept_op> op(listener.ref(s));
+    auto [ec, n] = co_await op;
+    if (!ec) {
+        out = uring::socket_handle(op.accepted_fd());
+        (void)out.associate(s, false);
+    }
+    co_return ec;
+}
+
+task<std::error_code> connect_to(uring::scheduler& s, uring::socket_handle& c, portico::endpoint where)
+{
+    auto [ec, n] = co_await awaited<uring::stream_connect_op>(c.ref(s), where);
+    co_return ec;
+}
+
+/// A connected pair over loopback, made by the ring's accept and connect.
+connected connect_pair(uring::scheduler& s)
+{
+    portico::endpoint where;
+    uring::socket_handle listener = listen_on_loopback(s, where);
+    connected pair;
+    REQUIRE_FALSE(pair.client.open(false, portico::detail::socket_kind::stream));
+    REQUIRE_FALSE(pair.client.associate(s, false));
+    auto [accepted, connected_ec] =
+        portico::sync_wait(portico::when_all(accept_into(s, listener, pair.server), connect_to(s, pair.client, where)));
+    REQUIRE_FALSE(accepted);
+    REQUIRE_FALSE(connected_ec);
+    return pair;
+}
+
+using recv_result = std::pair<std::error_code, std::size_t>;
+
+template <std::size_t N, class Buffers>
+task<recv_result> receive(uring::scheduler& s, const uring::socket_handle& h, Buffers buffers)
+{
+    co_return co_await awaited<uring::stream_recv_op<N>>(h.ref(s), buffers);
+}
+
+template <std::size_t N, class Buffers>
+task<recv_result> send(uring::scheduler& s, const uring::socket_handle& h, Buffers buffers)
+{
+    co_return co_await awaited<uring::stream_send_op<N>>(h.ref(s), buffers);
+}
+
+} // namespace
+
+TEST_CASE("bytes gathered from three buffers arrive in order, scattered into two", "[uring]")
+{
+    running_scheduler rs;
+    auto pair = connect_pair(rs.sched);
+    const std::string a = "head-", b = "middle-", c = "tail";
+    const std::array<portico::const_buffer, 3> out{portico::buffer(a), portico::buffer(b), portico::buffer(c)};
+    auto [sent_ec, sent] = portico::sync_wait(send<3>(rs.sched, pair.client, out));
+    REQUIRE_FALSE(sent_ec);
+    CHECK(sent == a.size() + b.size() + c.size());
+
+    std::string first(7, '\0'), second(32, '\0');
+    std::string got;
+    while (got.size() < sent) {
+        const std::array<portico::mutable_buffer, 2> in{portico::buffer(first), portico::buffer(second)};
+        auto [ec, n] = portico::sync_wait(receive<2>(rs.sched, pair.server, in));
+        REQUIRE_FALSE(ec);
+        REQUIRE(n > 0);
+        got += (first + second).substr(0, n);
+    }
+    CHECK(got == a + b + c);
+}
+
+TEST_CASE("a wait completes when bytes arrive and consumes none of them", "[uring]")
+{
+    running_scheduler rs;
+    auto pair = connect_pair(rs.sched);
+    auto waiting = [&]() -> task<recv_result> {
+        co_return co_await awaited<uring::stream_wait_op>(pair.server.ref(rs.sched));
+    };
+    std::thread sender([&] {
+        const std::string hello = "hello";
+        (void)portico::sync_wait(send<1>(rs.sched, pair.client, portico::buffer(hello)));
+    });
+    auto [wait_ec, events] = portico::sync_wait(waiting());
+    sender.join();
+    CHECK_FALSE(wait_ec);
+    std::string in(5, '\0');
+    auto [ec, n] = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in)));
+    CHECK_FALSE(ec);
+    CHECK(n == 5);
+    CHECK(in == "hello");
+}
+
+TEST_CASE("connect to a port nobody listens on is connection_refused", "[uring]")
+{
+    running_scheduler rs;
+    portico::endpoint where;
+    {
+        // A port that was just free: bound, then closed without listening.
+        uring::socket_handle probe = listen_on_loopback(rs.sched, where);
+    }
+    uring::socket_handle c;
+    REQUIRE_FALSE(c.open(false, portico::detail::socket_kind::stream));
+    REQUIRE_FALSE(c.associate(rs.sched, false));
+    const std::error_code ec = portico::sync_wait(connect_to(rs.sched, c, where));
+    CHECK(ec == errc::connection_refused);
+}
+
+TEST_CASE("the peer's orderly close is a 0-byte receive, its reset is connection_reset", "[uring]")
+{
+    running_scheduler rs;
+    {
+        auto pair = connect_pair(rs.sched);
+        REQUIRE_FALSE(pair.client.shutdown_send());
+        std::string in(8, '\0');
+        auto [ec, n] = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in)));
+        CHECK_FALSE(ec);
+        CHECK(n == 0);
+    }
+    {
+        auto pair = connect_pair(rs.sched);
+        pair.client.close_abortive();
+        std::string in(8, '\0');
+        auto [ec, n] = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in)));
+        CHECK(ec == errc::connection_reset);
+        CHECK(n == 0);
+    }
+}
+
+TEST_CASE("a pending receive ends with operation_aborted when stopped, and when its socket is closed", "[uring]")
+{
+    running_scheduler rs;
+    auto pair = connect_pair(rs.sched);
+    std::string in(8, '\0');
+    {
+        portico::stop_source stop;
+        recv_result result;
+        std::thread waiter([&] {
+            result = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in)), stop.get_token());
+        });
+        // Whether the stop comes before or after the request is submitted,
+        // the receive must end aborted (nothing is ever sent).
+        stop.request_stop();
+        waiter.join();
+        CHECK(result.first == errc::operation_aborted);
+    }
+    {
+        recv_result result;
+        // Closed once the kernel holds the receive: it holds the socket too,
+        // so only the cancel that close() makes first can end it.
+        const std::uint64_t before = rs.sched.io_ring().submissions();
+        std::thread waiter(
+            [&] { result = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in))); });
+        while (rs.sched.io_ring().submissions() == before) std::this_thread::yield();
+        pair.server.close();
+        waiter.join();
+        CHECK(result.first == errc::operation_aborted);
+    }
+    CHECK(rs.sched.outstanding() == 1); // only the fixture's own count
+}
