@@ -16,8 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <new>
 #include <system_error>
 #include <utility>
 
@@ -25,11 +28,30 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail::uring {
 
-/// What a socket operation needs of its socket: the ring's scheduler and
-/// the descriptor.
+/// What an open socket shares with the operations that start it from a pool
+/// thread on behalf of another thread (socket_op's hop): whether it was
+/// closed meanwhile. The lock orders such a start against close(): either
+/// the request is submitted before close() cancels the descriptor's requests,
+/// or the start sees `closed` and submits nothing. Reference counted: the
+/// socket_handle holds one reference, each hop in flight another.
+struct socket_state {
+    std::mutex mutex;
+    bool closed = false; // guarded by mutex
+    std::atomic<unsigned> references{1};
+
+    void acquire() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept
+    {
+        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+};
+
+/// What a socket operation needs of its socket: the ring's scheduler, the
+/// descriptor and its shared state.
 struct socket_ref {
     scheduler* sched = nullptr;
     int handle = -1;
+    socket_state* state = nullptr;
 };
 
 /// Asks the ring to cancel every request pending on `fd` (IORING_OP_ASYNC_CANCEL
@@ -50,12 +72,11 @@ inline void cancel_all_on(scheduler& sched, int fd) noexcept
 class socket_handle {
 public:
     socket_handle() noexcept = default;
-    /// Takes ownership of `fd` (not yet associated with any scheduler).
-    explicit socket_handle(int fd) noexcept : fd_(fd) {}
     socket_handle(const socket_handle&) = delete;
     socket_handle& operator=(const socket_handle&) = delete;
     socket_handle(socket_handle&& other) noexcept
-        : fd_(std::exchange(other.fd_, -1)), sched_(std::exchange(other.sched_, nullptr))
+        : fd_(std::exchange(other.fd_, -1)), sched_(std::exchange(other.sched_, nullptr)),
+          state_(std::exchange(other.state_, nullptr))
     {}
     socket_handle& operator=(socket_handle&& other) noexcept
     {
@@ -63,10 +84,27 @@ public:
             close();
             fd_ = std::exchange(other.fd_, -1);
             sched_ = std::exchange(other.sched_, nullptr);
+            state_ = std::exchange(other.state_, nullptr);
         }
         return *this;
     }
     ~socket_handle() { close(); }
+
+    /// Takes ownership of `fd` (not yet associated with any scheduler),
+    /// closing any socket held before. On error (no_resources: no memory
+    /// for its shared state) `fd` is closed.
+    std::error_code adopt(int fd) noexcept
+    {
+        close();
+        auto* state = new (std::nothrow) socket_state;
+        if (state == nullptr) {
+            ::close(fd);
+            return make_error_code(errc::no_resources);
+        }
+        fd_ = fd;
+        state_ = state;
+        return {};
+    }
 
     /// Creates a socket of `kind` for IPv4 or IPv6 (close-on-exec), closing
     /// any socket held before. Errors: no_resources, invalid_argument.
@@ -76,8 +114,7 @@ public:
         const int fd = ::socket(v6 ? AF_INET6 : AF_INET, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC,
                                 stream ? IPPROTO_TCP : IPPROTO_UDP);
         if (fd < 0) return last_socket_error();
-        *this = socket_handle(fd);
-        return {};
+        return adopt(fd);
     }
 
     /// Ties the socket to `sched`, whose ring its operations use (and whose
@@ -93,26 +130,37 @@ public:
     [[nodiscard]] bool is_open() const noexcept { return fd_ >= 0; }
     [[nodiscard]] int get() const noexcept { return fd_; }
     [[nodiscard]] std::uintptr_t native() const noexcept { return static_cast<std::uintptr_t>(fd_); }
-    [[nodiscard]] socket_ref ref(scheduler& sched) const noexcept { return {&sched, fd_}; }
+    [[nodiscard]] socket_ref ref(scheduler& sched) const noexcept { return {&sched, fd_, state_}; }
 
     /// Gives up ownership without closing.
     int release() noexcept
     {
         sched_ = nullptr;
+        if (socket_state* state = std::exchange(state_, nullptr)) state->release();
         return std::exchange(fd_, -1);
     }
 
     /// Closes gracefully: queued data still goes out, then FIN. Pending
     /// operations complete with operation_aborted: a request holds its own
     /// reference to the socket, so close() alone would leave it pending,
-    /// and it is cancelled first. Idempotent.
+    /// and it is cancelled first; an operation whose start is still on its
+    /// way to a pool thread finds the socket closed and starts nothing.
+    /// Idempotent.
     void close() noexcept
     {
         if (!is_open()) return;
-        scheduler* sched = sched_;
-        const int fd = release();
-        if (sched != nullptr) cancel_all_on(*sched, fd);
-        ::close(fd);
+        scheduler* sched = std::exchange(sched_, nullptr);
+        socket_state* state = std::exchange(state_, nullptr);
+        const int fd = std::exchange(fd_, -1);
+        {
+            // RACE: under the state's lock, so no hop submits between the
+            // cancel and the close (socket_state).
+            std::lock_guard lock(state->mutex);
+            state->closed = true;
+            if (sched != nullptr) cancel_all_on(*sched, fd);
+            ::close(fd);
+        }
+        state->release();
     }
 
     /// Closes with linger 0: the peer sees a reset, queued data is dropped.
@@ -299,6 +347,7 @@ private:
 
     int fd_ = -1;
     scheduler* sched_ = nullptr;
+    socket_state* state_ = nullptr; // non-null while open
 };
 
 } // namespace detail::uring

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <system_error>
 #include <type_traits>
@@ -97,6 +98,75 @@ public:
             error_ = make_error_code(errc::operation_aborted);
             return false;
         }
+        scheduler& sched = *socket_.sched;
+        if (!sched.running_in_this_thread()) {
+            // NOTE: a request belongs to the thread that submitted it, and
+            // fails with ECANCELED if that thread has exited by the time it
+            // would complete (docs/design/uring.md). Only the pool's threads
+            // outlive their requests, so from any other thread the start
+            // moves to one of them. suspend() comes first: nobody knows the
+            // op yet, and once posted the hop may run on another thread.
+            hop_token_ = std::move(token);
+            // The hop keeps the socket's state alive and asks it whether a
+            // close() came first (socket_state).
+            socket_.state->acquire();
+            (void)handshake_.suspend();
+            sched.post(&hop_);
+            return true;
+        }
+        return start(std::move(token));
+    }
+
+protected:
+    std::error_code error_;
+    std::size_t bytes_ = 0;
+    socket_ref socket_;
+
+private:
+    /// The posted step that starts an op on a pool thread (await_suspend).
+    struct hop : operation {
+        explicit hop(socket_op* o) noexcept : operation(&hop::on_hop), owner(o) {}
+        static void on_hop(operation* base, std::uintptr_t, std::uint32_t) noexcept
+        {
+            socket_op& self = *static_cast<hop*>(base)->owner;
+            socket_state* const state = self.socket_.state;
+            const auto before = self.handshake_.complete();
+            if (before == resume_handshake::state::orphaned) {
+                // The frame was destroyed during the hop: nothing was started.
+                if (self.deferred_.arrive()) frame_allocation::release(self.deferred_.block, self.deferred_.size);
+                state->release();
+                return;
+            }
+            // Ours again (the coroutine is suspended and nothing else holds
+            // the op): start it here, and resume here if it did not suspend.
+            self.handshake_.reset();
+            bool resume_here = false;
+            {
+                std::lock_guard lock(state->mutex);
+                if (state->closed) {
+                    self.error_ = make_error_code(errc::operation_aborted);
+                    resume_here = true;
+                } else {
+                    // NOTE: once start() returns true the op may already be
+                    // resumed elsewhere and gone: only locals from here on.
+                    resume_here = !self.start(std::move(self.hop_token_));
+                }
+            }
+            state->release();
+            if (resume_here) self.continuation_.resume();
+        }
+        socket_op* owner;
+    };
+
+    /// Registers the stop callback and submits the request, on a thread of
+    /// the pool (or the one that awaits, if it is one). Returns false if the
+    /// caller continues at once (refused, or completed before suspending).
+    bool start(portico::stop_token token)
+    {
+        if (token.stop_requested()) {
+            error_ = make_error_code(errc::operation_aborted);
+            return false;
+        }
         if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
 
         scheduler& sched = *socket_.sched;
@@ -119,12 +189,6 @@ public:
         return handshake_.suspend([this, &sched]() noexcept { cancel_request(sched, this); });
     }
 
-protected:
-    std::error_code error_;
-    std::size_t bytes_ = 0;
-    socket_ref socket_;
-
-private:
     struct canceller {
         socket_op* op;
         void operator()() const noexcept
@@ -151,6 +215,8 @@ private:
     }
 
     std::coroutine_handle<> continuation_;
+    hop hop_{this};
+    portico::stop_token hop_token_;
     resume_handshake handshake_;
     bool deferrable_ = false;
     deferred_frame deferred_;

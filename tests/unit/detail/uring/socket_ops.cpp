@@ -11,6 +11,9 @@
 #include <portico/stop_token.hpp>
 
 #include <array>
+#include <atomic>
+#include <coroutine>
+#include <exception>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -72,8 +75,8 @@ task<std::error_code> accept_into(uring::scheduler& s, const uring::socket_handl
     awaited<uring::stream_accept_op> op(listener.ref(s));
     auto [ec, n] = co_await op;
     if (!ec) {
-        out = uring::socket_handle(op.accepted_fd());
-        (void)out.associate(s, false);
+        ec = out.adopt(op.accepted_fd());
+        if (!ec) (void)out.associate(s, false);
     }
     co_return ec;
 }
@@ -224,4 +227,49 @@ TEST_CASE("a pending receive ends with operation_aborted when stopped, and when 
         CHECK(result.first == errc::operation_aborted);
     }
     CHECK(rs.sched.outstanding() == 1); // only the fixture's own count
+}
+
+namespace {
+
+/// A coroutine that starts at once and that nobody awaits: it runs on the
+/// thread that calls it until its first suspension, then wherever it is
+/// resumed. `done` is set last.
+struct fire_and_forget {
+    struct promise_type {
+        fire_and_forget get_return_object() noexcept { return {}; }
+        std::suspend_never initial_suspend() noexcept { return {}; }
+        std::suspend_never final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+    };
+};
+
+fire_and_forget receive_into(uring::scheduler& s, const uring::socket_handle& h, std::string& in, recv_result& out,
+                             std::atomic<bool>& done)
+{
+    out = co_await awaited<uring::stream_recv_op<1>>(h.ref(s), portico::buffer(in));
+    done = true;
+}
+
+} // namespace
+
+TEST_CASE("a receive started by a thread that then exits still completes with the bytes", "[uring]")
+{
+    running_scheduler rs;
+    auto pair = connect_pair(rs.sched);
+    std::string in(5, '\0');
+    recv_result result;
+    std::atomic<bool> done{false};
+    const std::uint64_t before = rs.sched.io_ring().submissions();
+    // The thread starts the receive and ends; the request must not end with
+    // it (io_uring fails a request whose submitting thread has exited).
+    std::thread([&] { receive_into(rs.sched, pair.server, in, result, done); }).join();
+    while (rs.sched.io_ring().submissions() == before) std::this_thread::yield(); // the kernel holds it
+    const std::string hello = "hello";
+    auto [sent_ec, sent] = portico::sync_wait(send<1>(rs.sched, pair.client, portico::buffer(hello)));
+    REQUIRE_FALSE(sent_ec);
+    while (!done.load()) std::this_thread::yield();
+    CHECK_FALSE(result.first);
+    CHECK(result.second == 5);
+    CHECK(in == "hello");
 }
