@@ -4,7 +4,9 @@
 
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
+#include <portico/detail/stat_blocks.hpp>
 #include <portico/detail/work_count.hpp>
+#include <portico/io_statistics.hpp>
 #include <portico/detail/uring/operation.hpp>
 #include <portico/detail/uring/ring.hpp>
 #include <portico/detail/uring/timer_service.hpp>
@@ -28,6 +30,7 @@ class scheduler;
 /// thread touches it.
 struct thread_state {
     scheduler* owner;
+    stat_block* stats;
     thread_state* outer; // the run() this one is nested in, if any
     // Coroutines to resume once the completion being handled returns
     // (scheduler::defer).
@@ -67,14 +70,22 @@ public:
     /// has been called and no work is outstanding.
     void run()
     {
+        // NOTE: every allocation this thread needs comes before it takes its
+        // block: io_statistics::running_threads counts a thread from there.
         auto batch = std::make_unique<completion[]>(batch_size_);
-        thread_state self{this, current_thread_state};
+        thread_state self{this, nullptr, current_thread_state};
         // Room for the usual handful, so deferring does not allocate.
         self.deferred.reserve(16);
+        stat_block* stats = stats_.take();
+        self.stats = stats;
         current_thread_state = &self;
         struct restore {
             thread_state& self;
-            ~restore() { current_thread_state = self.outer; }
+            ~restore()
+            {
+                current_thread_state = self.outer;
+                self.owner->stats_.give_back(*self.stats);
+            }
         } restore_on_exit{self};
 
         for (;;) {
@@ -83,9 +94,12 @@ public:
             if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
             const std::size_t n = ring_.take(batch.get(), batch_size_);
             if (n == 0) {
+                stat_blocks::bump(*stats, counter::dequeue_calls, 1);
                 ring_.wait();
                 continue;
             }
+            stat_blocks::bump(*stats, counter::completions, n);
+            stat_blocks::note_batch(*stats, n);
             for (std::size_t i = 0; i < n; ++i) {
                 dispatch(batch[i]);
                 run_deferred(self);
@@ -156,7 +170,9 @@ public:
     /// drain, so the work is delayed, never lost.
     void post_started(operation* op) noexcept
     {
+        count(counter::posts);
         if (submit_post(op)) return;
+        count(counter::post_failures);
         {
             std::lock_guard lock(fallback_mutex_);
             fallback_.push_back(*op);
@@ -168,6 +184,21 @@ public:
         wake_one();
         timers_.request_retry();
     }
+
+    /// Adds n to counter c: to this thread's own block on a pool thread,
+    /// to the shared block (atomically) anywhere else.
+    void count(counter c, std::uint64_t n = 1) noexcept
+    {
+        auto* t = current_thread_state;
+        if (t != nullptr && t->owner == this) {
+            stat_blocks::bump(*t->stats, c, n);
+        } else {
+            stats_.add_shared(c, n);
+        }
+    }
+
+    /// The counters summed (io_context::statistics()).
+    [[nodiscard]] io_statistics statistics() const { return stats_.sum(outstanding()); }
 
     /// The pending timers (timer_service.hpp).
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
@@ -278,6 +309,7 @@ private:
 
     ring ring_;
     const unsigned batch_size_;
+    stat_blocks stats_;
     work_count work_;
     std::mutex fallback_mutex_;
     op_queue fallback_;

@@ -8,6 +8,7 @@
 #include <portico/detail/uring/scheduler.hpp>
 #include <portico/detail/uring/sockaddr.hpp>
 #include <portico/error.hpp>
+#include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
 #include <portico/net/endpoint.hpp>
 
@@ -58,6 +59,7 @@ struct socket_ref {
 /// by descriptor, all of them: Linux 5.19). Each completes with ECANCELED.
 inline void cancel_all_on(scheduler& sched, int fd) noexcept
 {
+    sched.count(counter::cancel_calls);
     (void)sched.io_ring().submit([fd](io_uring_sqe& sqe) {
         sqe.opcode = IORING_OP_ASYNC_CANCEL;
         sqe.fd = fd;

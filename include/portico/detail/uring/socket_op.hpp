@@ -11,6 +11,7 @@
 #include <portico/detail/uring/scheduler.hpp>
 #include <portico/detail/uring/socket.hpp>
 #include <portico/error.hpp>
+#include <portico/io_statistics.hpp>
 #include <portico/stop_token.hpp>
 
 #include <cassert>
@@ -32,6 +33,7 @@ namespace detail::uring {
 /// about to if it won the race.
 inline void cancel_request(scheduler& sched, const operation* op) noexcept
 {
+    sched.count(counter::cancel_calls);
     (void)sched.io_ring().submit([op](io_uring_sqe& sqe) {
         sqe.opcode = IORING_OP_ASYNC_CANCEL;
         sqe.addr = reinterpret_cast<std::uintptr_t>(op);
@@ -42,7 +44,8 @@ inline void cancel_request(scheduler& sched, const operation* op) noexcept
 /// Base of every socket awaiter (CRTP), as detail/win/socket_op.hpp is on
 /// Windows. Derived provides `void prepare(io_uring_sqe&) noexcept`: it
 /// fills the request (opcode, descriptor, buffers); this base sets its
-/// user_data and submits it.
+/// user_data and submits it. And `static constexpr counter call_counter`:
+/// the io_statistics counter of its requests.
 ///
 /// Who resumes is settled by a resume_handshake: the starting thread, the
 /// completing thread and the stop callback race, and exactly one resumes.
@@ -170,6 +173,7 @@ private:
         if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
 
         scheduler& sched = *socket_.sched;
+        sched.count(Derived::call_counter);
         sched.work_started();
         const std::error_code refused = sched.io_ring().submit([this](io_uring_sqe& sqe) {
             static_cast<Derived*>(this)->prepare(sqe);

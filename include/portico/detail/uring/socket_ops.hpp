@@ -10,6 +10,7 @@
 #include <portico/detail/uring/sockaddr.hpp>
 #include <portico/detail/uring/socket.hpp>
 #include <portico/detail/uring/socket_op.hpp>
+#include <portico/io_statistics.hpp>
 #include <portico/net/endpoint.hpp>
 
 #include <poll.h>
@@ -112,6 +113,7 @@ public:
 
 private:
     friend class socket_op<stream_recv_op>;
+    static constexpr counter call_counter = counter::recv_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept { this->prepare_buffers(sqe, IORING_OP_RECV, IORING_OP_RECVMSG, 0); }
 };
@@ -124,6 +126,7 @@ public:
 
 private:
     friend class socket_op<stream_wait_op>;
+    static constexpr counter call_counter = counter::recv_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept
     {
@@ -142,6 +145,7 @@ public:
 
 private:
     friend class socket_op<stream_send_op>;
+    static constexpr counter call_counter = counter::send_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept
     {
@@ -162,6 +166,7 @@ public:
 
 private:
     friend class socket_op<stream_connect_op>;
+    static constexpr counter call_counter = counter::connect_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept
     {
@@ -190,6 +195,7 @@ public:
 
 private:
     friend class socket_op<stream_accept_op>;
+    static constexpr counter call_counter = counter::accept_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept
     {

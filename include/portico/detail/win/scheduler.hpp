@@ -3,6 +3,7 @@
 
 #include <portico/config.hpp>
 #include <portico/detail/intrusive_list.hpp>
+#include <portico/detail/stat_blocks.hpp>
 #include <portico/detail/work_count.hpp>
 #include <portico/detail/win/overlapped_op.hpp>
 #include <portico/detail/win/timer_service.hpp>
@@ -10,11 +11,9 @@
 #include <portico/io_statistics.hpp>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
-#include <forward_list>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -63,25 +62,6 @@ inline bool providers_have_ifs_handles()
     }();
     return all_ifs;
 }
-
-#if defined(_MSC_VER)
-#pragma warning(push)
-#pragma warning(disable : 4324) // padded to a cache line on purpose (alignas)
-#endif
-/// One pool thread's counters. Only that thread writes them (plain
-/// load + store, no locked instruction); statistics() reads them all. A
-/// block outlives its run() call with its counts, and the next run() takes
-/// it over: a context holds as many blocks as threads were ever in run() at
-/// once.
-struct alignas(64) stat_block {
-    std::array<std::atomic<std::uint64_t>, static_cast<unsigned>(counter::count_)> values{};
-    std::atomic<std::uint64_t> max_batch{0};
-    /// A thread is in run() with it (guarded by the scheduler's blocks_mutex_).
-    bool in_use = false;
-};
-#if defined(_MSC_VER)
-#pragma warning(pop)
-#endif
 
 class scheduler;
 
@@ -190,7 +170,7 @@ public:
         thread_state self{this, nullptr, current_thread_state};
         // Room for the usual handful, so deferring does not allocate.
         self.deferred.reserve(16);
-        stat_block* stats = take_stat_block();
+        stat_block* stats = stats_.take();
         self.stats = stats;
         current_thread_state = &self;
         struct restore {
@@ -198,7 +178,7 @@ public:
             ~restore()
             {
                 current_thread_state = self.outer;
-                self.owner->return_stat_block(*self.stats);
+                self.owner->stats_.give_back(*self.stats);
             }
         } restore_on_exit{self};
 
@@ -214,7 +194,7 @@ public:
                 // may wait for new packets while they could run.
                 const DWORD wait = have_ready ? 0 : INFINITE;
                 const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, wait, FALSE);
-                bump(*stats, counter::dequeue_calls, 1);
+                stat_blocks::bump(*stats, counter::dequeue_calls, 1);
                 if (!ok) {
                     // WAIT_TIMEOUT only comes with a zero wait: the port is
                     // empty, serve the ready operations. A closed port can
@@ -229,10 +209,8 @@ public:
                 // would otherwise pay a dequeue call per turn for nobody.
                 self.quiet_turns = count == 0 ? port_check_interval_ : 0;
             }
-            bump(*stats, counter::completions, count);
-            if (count > stats->max_batch.load(std::memory_order_relaxed)) {
-                stats->max_batch.store(count, std::memory_order_relaxed);
-            }
+            stat_blocks::bump(*stats, counter::completions, count);
+            stat_blocks::note_batch(*stats, count);
             // NOTE: what became ready before this dequeue runs after the
             // packets it returned, which were waiting already; what becomes
             // ready from here on waits for the next pass. So a connection
@@ -383,36 +361,13 @@ public:
     {
         auto* t = current_thread_state;
         if (t != nullptr && t->owner == this) {
-            bump(*t->stats, c, n);
+            stat_blocks::bump(*t->stats, c, n);
         } else {
-            shared_.values[static_cast<unsigned>(c)].fetch_add(n, std::memory_order_relaxed);
+            stats_.add_shared(c, n);
         }
     }
 
-    [[nodiscard]] io_statistics statistics() const
-    {
-        std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> sum{};
-        std::uint64_t max_batch = 0;
-        std::uint64_t running = 0;
-        auto add = [&](const stat_block& b) {
-            for (unsigned i = 0; i < sum.size(); ++i) sum[i] += b.values[i].load(std::memory_order_relaxed);
-            max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
-        };
-        add(shared_);
-        {
-            std::lock_guard lock(blocks_mutex_);
-            for (const auto& b : blocks_) {
-                add(b);
-                if (b.in_use) ++running;
-            }
-        }
-        io_statistics s;
-        for (unsigned i = 0; i < sum.size(); ++i) s.*counter_fields[i] = sum[i];
-        s.max_batch = max_batch;
-        s.outstanding = outstanding();
-        s.running_threads = running;
-        return s;
-    }
+    [[nodiscard]] io_statistics statistics() const { return stats_.sum(outstanding()); }
 
     /// Makes the next n posts fail as if the port had refused them.
     void inject_post_failures(unsigned n) noexcept { inject_failures_.store(n, std::memory_order_relaxed); }
@@ -445,27 +400,6 @@ private:
 
     /// A block of counters for a thread entering run(): one a thread that
     /// left run() gave back, else a new one.
-    stat_block* take_stat_block()
-    {
-        std::lock_guard lock(blocks_mutex_);
-        auto free = std::find_if(blocks_.begin(), blocks_.end(), [](const stat_block& b) { return !b.in_use; });
-        stat_block& b = free != blocks_.end() ? *free : blocks_.emplace_front();
-        b.in_use = true;
-        return &b;
-    }
-
-    void return_stat_block(stat_block& b) noexcept
-    {
-        std::lock_guard lock(blocks_mutex_);
-        b.in_use = false;
-    }
-
-    static void bump(stat_block& b, counter c, std::uint64_t n) noexcept
-    {
-        auto& v = b.values[static_cast<unsigned>(c)];
-        v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-    }
-
     bool take_injected_failure() noexcept
     {
         unsigned n = inject_failures_.load(std::memory_order_relaxed);
@@ -588,9 +522,7 @@ private:
     op_queue fallback_;
     std::atomic<std::size_t> fallback_size_{0};
 
-    mutable std::mutex blocks_mutex_;
-    std::forward_list<stat_block> blocks_;
-    stat_block shared_;
+    stat_blocks stats_;
 
     // Last: its thread calls back into the members above, so it must be
     // destroyed (and joined) first.

@@ -218,3 +218,29 @@ TEST_CASE("timers fire once each, not before their deadlines; a cancelled one co
     CHECK(never.completions.load() == 0);
     CHECK(s.timers().pending() == 0);
 }
+
+TEST_CASE("statistics count posts, completions and the threads inside run()", "[uring]")
+{
+    uring::scheduler s;
+    s.work_started(); // keeps run() in until the end
+    pool threads(s, 2);
+    while (s.statistics().running_threads != 2) std::this_thread::yield();
+    std::vector<counted_op> ops(100);
+    for (auto& op : ops) op.owner = &s;
+    for (auto& op : ops) s.post(&op);
+    while (s.outstanding() != 1) std::this_thread::yield();
+    const portico::io_statistics during = s.statistics();
+    s.stop();
+    s.work_finished();
+    threads.join();
+    const portico::io_statistics after = s.statistics();
+
+    CHECK(during.running_threads == 2);
+    CHECK(during.posts == 100);
+    CHECK(during.post_failures == 0);
+    // Each post comes back as one completion (wake-ups add to them).
+    CHECK(during.completions >= 100);
+    CHECK(during.max_batch >= 1);
+    CHECK(after.running_threads == 0);
+    CHECK(after.outstanding == 0);
+}
