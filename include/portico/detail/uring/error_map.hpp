@@ -52,6 +52,48 @@ inline std::error_code socket_error(int error) noexcept
 /// socket_error() of the calling thread's errno.
 inline std::error_code last_socket_error() noexcept { return socket_error(errno); }
 
+/// Maps the errno value of a file call or completion to a portico
+/// condition, as detail/win/error_map.hpp's file_error maps Win32's.
+inline std::error_code file_error(int error) noexcept
+{
+    switch (error) {
+    case 0: return {};
+    case EPIPE: return make_error_code(errc::eof);
+    case ENOENT:
+    case ENOTDIR: return make_error_code(errc::file_not_found);
+    case EEXIST: return make_error_code(errc::file_exists);
+    case EACCES:
+    case EPERM:
+    case EROFS: return make_error_code(errc::access_denied);
+    case ETXTBSY:
+    case EBUSY: return make_error_code(errc::file_in_use);
+    case ENOSPC:
+    case EDQUOT: return make_error_code(errc::disk_full);
+    case ECANCELED:
+    case EBADF: return make_error_code(errc::operation_aborted);
+    case EINVAL:
+    case EISDIR:
+    case ENAMETOOLONG:
+    case EFBIG: return make_error_code(errc::invalid_argument);
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM: return make_error_code(errc::no_resources);
+    default: return {error, std::system_category()};
+    }
+}
+
+/// An operation's error as a file error: a raw system value that
+/// socket_error() passed through is mapped again by file_error() (the
+/// completion of a file request went through the socket mapping).
+inline std::error_code as_file_error(const std::error_code& ec) noexcept
+{
+    if (!ec || ec.category() != std::system_category()) return ec;
+    return file_error(ec.value());
+}
+
+/// file_error() of the calling thread's errno.
+inline std::error_code last_file_error() noexcept { return file_error(errno); }
+
 } // namespace detail::uring
 
 PORTICO_NAMESPACE_END

@@ -68,19 +68,20 @@ inline void cancel_all_on(scheduler& sched, int fd) noexcept
     });
 }
 
-/// An owned socket: closed by the destructor, moved, never copied. Every
-/// call on a closed socket reports bad_state. Errors are portable
-/// conditions (socket_error). Thread safety: as the owning portico socket.
-class socket_handle {
+/// An owned descriptor (a socket or a file) tied to a scheduler: closed by
+/// the destructor, moved, never copied. What socket_handle and file_handle
+/// share: ownership, the shared state, close and cancel.
+/// Thread safety: as the owning portico object.
+class descriptor {
 public:
-    socket_handle() noexcept = default;
-    socket_handle(const socket_handle&) = delete;
-    socket_handle& operator=(const socket_handle&) = delete;
-    socket_handle(socket_handle&& other) noexcept
+    descriptor() noexcept = default;
+    descriptor(const descriptor&) = delete;
+    descriptor& operator=(const descriptor&) = delete;
+    descriptor(descriptor&& other) noexcept
         : fd_(std::exchange(other.fd_, -1)), sched_(std::exchange(other.sched_, nullptr)),
           state_(std::exchange(other.state_, nullptr))
     {}
-    socket_handle& operator=(socket_handle&& other) noexcept
+    descriptor& operator=(descriptor&& other) noexcept
     {
         if (this != &other) {
             close();
@@ -90,10 +91,10 @@ public:
         }
         return *this;
     }
-    ~socket_handle() { close(); }
+    ~descriptor() { close(); }
 
     /// Takes ownership of `fd` (not yet associated with any scheduler),
-    /// closing any socket held before. On error (no_resources: no memory
+    /// closing any descriptor held before. On error (no_resources: no memory
     /// for its shared state) `fd` is closed.
     std::error_code adopt(int fd) noexcept
     {
@@ -108,21 +109,10 @@ public:
         return {};
     }
 
-    /// Creates a socket of `kind` for IPv4 or IPv6 (close-on-exec), closing
-    /// any socket held before. Errors: no_resources, invalid_argument.
-    std::error_code open(bool v6, socket_kind kind) noexcept
-    {
-        const bool stream = kind == socket_kind::stream;
-        const int fd = ::socket(v6 ? AF_INET6 : AF_INET, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC,
-                                stream ? IPPROTO_TCP : IPPROTO_UDP);
-        if (fd < 0) return last_socket_error();
-        return adopt(fd);
-    }
-
-    /// Ties the socket to `sched`, whose ring its operations use (and whose
-    /// requests close() cancels). Nothing to register with the kernel:
-    /// `skip_on_success` has no meaning here, every request completes
-    /// through the ring. Never fails.
+    /// Ties the descriptor to `sched`, whose ring its operations use (and
+    /// whose requests close() cancels). Nothing to register with the
+    /// kernel: `skip_on_success` has no meaning here, every request
+    /// completes through the ring. Never fails.
     std::error_code associate(scheduler& sched, bool /*skip_on_success*/) noexcept
     {
         sched_ = &sched;
@@ -142,12 +132,12 @@ public:
         return std::exchange(fd_, -1);
     }
 
-    /// Closes gracefully: queued data still goes out, then FIN. Pending
-    /// operations complete with operation_aborted: a request holds its own
-    /// reference to the socket, so close() alone would leave it pending,
-    /// and it is cancelled first; an operation whose start is still on its
-    /// way to a pool thread finds the socket closed and starts nothing.
-    /// Idempotent.
+    /// Closes the descriptor (a TCP socket gracefully: queued data still goes
+    /// out, then FIN). Pending operations complete with operation_aborted: a
+    /// request holds its own reference to the file, so close() alone would
+    /// leave it pending, and it is cancelled first; an operation whose start
+    /// is still on its way to a pool thread finds it closed and starts
+    /// nothing. Idempotent.
     void close() noexcept
     {
         if (!is_open()) return;
@@ -165,19 +155,41 @@ public:
         state->release();
     }
 
+    /// Asks every pending operation to complete with operation_aborted. The
+    /// descriptor stays open.
+    void cancel(scheduler& sched) const noexcept
+    {
+        if (is_open()) cancel_all_on(sched, fd_);
+    }
+
+protected:
+    int fd_ = -1;
+    scheduler* sched_ = nullptr;
+    socket_state* state_ = nullptr; // non-null while open
+};
+
+/// An owned socket. Every call on a closed socket reports bad_state. Errors
+/// are portable conditions (socket_error). Thread safety: as the owning
+/// portico socket.
+class socket_handle : public descriptor {
+public:
+    /// Creates a socket of `kind` for IPv4 or IPv6 (close-on-exec), closing
+    /// any socket held before. Errors: no_resources, invalid_argument.
+    std::error_code open(bool v6, socket_kind kind) noexcept
+    {
+        const bool stream = kind == socket_kind::stream;
+        const int fd = ::socket(v6 ? AF_INET6 : AF_INET, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC,
+                                stream ? IPPROTO_TCP : IPPROTO_UDP);
+        if (fd < 0) return last_socket_error();
+        return adopt(fd);
+    }
+
     /// Closes with linger 0: the peer sees a reset, queued data is dropped.
     void close_abortive() noexcept
     {
         if (!is_open()) return;
         (void)set_linger(true, 0);
         close();
-    }
-
-    /// Asks every pending operation on the socket to complete with
-    /// operation_aborted. The socket stays open.
-    void cancel(scheduler& sched) const noexcept
-    {
-        if (is_open()) cancel_all_on(sched, fd_);
     }
 
     /// Sends FIN after the queued data.
@@ -346,10 +358,6 @@ private:
         if (!e) return {make_error_code(errc::invalid_argument), {}};
         return {{}, *e};
     }
-
-    int fd_ = -1;
-    scheduler* sched_ = nullptr;
-    socket_state* state_ = nullptr; // non-null while open
 };
 
 } // namespace detail::uring

@@ -4,6 +4,7 @@
 #include <portico/detail/uring/socket_ops.hpp>
 
 #include "support/catch.hpp"
+#include "support/uring_scheduler.hpp"
 
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
@@ -26,6 +27,7 @@
 namespace uring = portico::detail::uring;
 using portico::errc;
 using portico::task;
+using portico::test::running_uring_scheduler;
 
 namespace {
 
@@ -34,23 +36,6 @@ template <class Op>
 struct awaited : Op {
     using Op::Op;
     std::pair<std::error_code, std::size_t> await_resume() const noexcept { return {this->error_, this->bytes_}; }
-};
-
-/// A scheduler with `threads` threads in run() until it is destroyed.
-struct running_scheduler {
-    explicit running_scheduler(unsigned threads = 2)
-    {
-        sched.work_started(); // run() waits for the destructor's stop
-        for (unsigned i = 0; i < threads; ++i) workers.emplace_back([this] { sched.run(); });
-    }
-    ~running_scheduler()
-    {
-        sched.stop();
-        sched.work_finished();
-        for (auto& t : workers) t.join();
-    }
-    uring::scheduler sched;
-    std::vector<std::thread> workers;
 };
 
 /// A listener on 127.0.0.1, an ephemeral port.
@@ -120,7 +105,7 @@ task<recv_result> send(uring::scheduler& s, const uring::socket_handle& h, Buffe
 
 TEST_CASE("bytes gathered from three buffers arrive in order, scattered into two", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     auto pair = connect_pair(rs.sched);
     const std::string a = "head-", b = "middle-", c = "tail";
     const std::array<portico::const_buffer, 3> out{portico::buffer(a), portico::buffer(b), portico::buffer(c)};
@@ -142,7 +127,7 @@ TEST_CASE("bytes gathered from three buffers arrive in order, scattered into two
 
 TEST_CASE("a wait completes when bytes arrive and consumes none of them", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     auto pair = connect_pair(rs.sched);
     auto waiting = [&]() -> task<recv_result> {
         co_return co_await awaited<uring::stream_wait_op>(pair.server.ref(rs.sched));
@@ -163,7 +148,7 @@ TEST_CASE("a wait completes when bytes arrive and consumes none of them", "[urin
 
 TEST_CASE("connect to a port nobody listens on is connection_refused", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     portico::endpoint where;
     {
         // A port that was just free: bound, then closed without listening.
@@ -178,7 +163,7 @@ TEST_CASE("connect to a port nobody listens on is connection_refused", "[uring]"
 
 TEST_CASE("the peer's orderly close is a 0-byte receive, its reset is connection_reset", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     {
         auto pair = connect_pair(rs.sched);
         REQUIRE_FALSE(pair.client.shutdown_send());
@@ -199,7 +184,7 @@ TEST_CASE("the peer's orderly close is a 0-byte receive, its reset is connection
 
 TEST_CASE("a pending receive ends with operation_aborted when stopped, and when its socket is closed", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     auto pair = connect_pair(rs.sched);
     std::string in(8, '\0');
     {
@@ -255,7 +240,7 @@ fire_and_forget receive_into(uring::scheduler& s, const uring::socket_handle& h,
 
 TEST_CASE("a receive started by a thread that then exits still completes with the bytes", "[uring]")
 {
-    running_scheduler rs;
+    running_uring_scheduler rs;
     auto pair = connect_pair(rs.sched);
     std::string in(5, '\0');
     recv_result result;
