@@ -11,11 +11,21 @@
 // platform-neutral layers (coro, buffers, framing, addresses) build
 // everywhere; io_context and net/ need a backend, which
 // <portico/detail/backend.hpp> brings in (see docs/design/layout.md).
+// PORTICO_EXPERIMENTAL_URING (defined by the including project) selects the
+// Linux io_uring backend while it is being built: io_context, timers and
+// thread_pool work on it, sockets and files do not yet
+// (docs/design/uring.md).
 #if defined(_WIN32)
 #define PORTICO_BACKEND_IOCP 1
+#define PORTICO_BACKEND_URING 0
+#define PORTICO_BACKEND_NONE 0
+#elif defined(__linux__) && defined(PORTICO_EXPERIMENTAL_URING)
+#define PORTICO_BACKEND_IOCP 0
+#define PORTICO_BACKEND_URING 1
 #define PORTICO_BACKEND_NONE 0
 #else
 #define PORTICO_BACKEND_IOCP 0
+#define PORTICO_BACKEND_URING 0
 #define PORTICO_BACKEND_NONE 1
 #endif
 

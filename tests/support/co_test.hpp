@@ -7,8 +7,13 @@
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/detail/frame_allocation.hpp>
-#include <portico/detail/win/windows.hpp>
 #include <portico/thread_pool.hpp>
+#if PORTICO_BACKEND_IOCP
+#include <portico/detail/win/windows.hpp>
+#else
+#include <filesystem>
+#include <system_error>
+#endif
 
 #include "support/catch.hpp"
 
@@ -17,12 +22,32 @@
 
 namespace portico::test {
 
-/// Handles the process holds now (kernel objects: threads, events, ports...).
+/// Handles the process holds now: kernel objects (threads, events, ports...)
+/// on Windows, open descriptors on Linux.
 inline unsigned long process_handles()
 {
+#if PORTICO_BACKEND_IOCP
     DWORD count = 0;
     ::GetProcessHandleCount(::GetCurrentProcess(), &count);
     return count;
+#else
+    unsigned long count = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        ++count;
+    }
+    return count;
+#endif
+}
+
+/// What the system needs started once per process before a baseline is
+/// taken (Winsock on Windows; nothing on Linux): not a leak.
+inline void start_system()
+{
+#if PORTICO_BACKEND_IOCP
+    detail::win::ensure_winsock();
+#endif
 }
 
 /// What must return to its starting value after a test.
@@ -52,7 +77,7 @@ inline void wait_for_pool(const io_context& ctx, unsigned threads)
 template <class Body>
 void run_co_test(unsigned threads, Body body, io_context::options options)
 {
-    detail::win::ensure_winsock(); // once per process; not a leak
+    start_system();
     const baseline before;
     {
         options.concurrency_hint = threads;

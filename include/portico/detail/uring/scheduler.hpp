@@ -49,9 +49,19 @@ inline thread_local thread_state* current_thread_state = nullptr;
 /// Thread safety: every member may be called from any thread.
 class scheduler {
 public:
+    /// The IOCP scheduler's options, so io_context passes the same ones;
+    /// what has no meaning on a ring says so.
     struct options {
+        /// No meaning here: every thread in run() takes completions.
+        unsigned concurrency_hint = 0;
         /// Completions one thread takes from the ring at a time.
         unsigned batch_size = 64;
+        /// No meaning here: every request completes through the ring.
+        bool skip_completion_on_success = true;
+        /// Not used yet (no inline completions on this backend so far).
+        unsigned inline_budget = 1;
+        /// Not used yet (no ready queue on this backend so far).
+        unsigned port_check_interval = 16;
     };
 
     /// Makes the ring. Throws std::system_error if the system refuses
@@ -92,9 +102,11 @@ public:
             // RACE: pairs with work_finished() and stop() (work_count.hpp).
             if (work_.drained()) break;
             if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
+            // One dequeue per take, as one GetQueuedCompletionStatusEx on
+            // Windows: the wait that follows an empty one is part of it.
+            stat_blocks::bump(*stats, counter::dequeue_calls, 1);
             const std::size_t n = ring_.take(batch.get(), batch_size_);
             if (n == 0) {
-                stat_blocks::bump(*stats, counter::dequeue_calls, 1);
                 ring_.wait();
                 continue;
             }
@@ -171,7 +183,9 @@ public:
     void post_started(operation* op) noexcept
     {
         count(counter::posts);
-        if (submit_post(op)) return;
+        if (inject_failures_.load(std::memory_order_relaxed) == 0 || !take_injected_failure()) {
+            if (submit_post(op)) return;
+        }
         count(counter::post_failures);
         {
             std::lock_guard lock(fallback_mutex_);
@@ -199,6 +213,9 @@ public:
 
     /// The counters summed (io_context::statistics()).
     [[nodiscard]] io_statistics statistics() const { return stats_.sum(outstanding()); }
+
+    /// False: no request here skips its completion (the IOCP option).
+    [[nodiscard]] bool skip_completion_on_success() const noexcept { return false; }
 
     /// The pending timers (timer_service.hpp).
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
@@ -249,28 +266,23 @@ private:
         }
     }
 
-    /// Timer-thread hook: drains the fallback queue by posting its ops to
-    /// the ring again. Returns true when the queue is empty.
+    /// Timer-thread hook: hands the fallback queue back to the ring, in
+    /// order. Returns true when the queue is empty (nothing more to retry).
     static bool retry_fallback(void* context) noexcept
     {
         auto& self = *static_cast<scheduler*>(context);
-        op_queue taken;
-        {
-            std::lock_guard lock(self.fallback_mutex_);
-            taken = std::move(self.fallback_);
-            self.fallback_size_.store(0, std::memory_order_release);
-        }
-        bool all_taken = true;
-        while (operation* op = taken.pop_front()) {
+        std::lock_guard lock(self.fallback_mutex_);
+        while (operation* op = self.fallback_.pop_front()) {
+            // RACE: off the queue before the submission, which clears its
+            // link: once submitted, the op may complete and its frame be
+            // freed on another thread at once. A refused one goes back first.
             if (!self.submit_post(op)) {
-                // Refused again: back to the queue, in order, for the next try.
-                std::lock_guard lock(self.fallback_mutex_);
-                self.fallback_.push_back(*op);
-                self.fallback_size_.fetch_add(1, std::memory_order_release);
-                all_taken = false;
+                self.fallback_.push_front(*op);
+                return false;
             }
+            self.fallback_size_.fetch_sub(1, std::memory_order_release);
         }
-        return all_taken;
+        return true;
     }
 
     static void post_from_timer(void* context, operation* op) noexcept
@@ -281,7 +293,6 @@ private:
     /// The no-op request that carries a posted op; false if refused.
     bool submit_post(operation* op) noexcept
     {
-        if (inject_failures_.load(std::memory_order_relaxed) != 0 && take_injected_failure()) return false;
         return !ring_.submit([op](io_uring_sqe& sqe) {
             sqe.opcode = IORING_OP_NOP;
             sqe.user_data = reinterpret_cast<std::uintptr_t>(op);
@@ -301,6 +312,7 @@ private:
     /// after its next completion, and the refusal means completions wait.
     void wake_one() noexcept
     {
+        count(counter::posts);
         (void)ring_.submit([](io_uring_sqe& sqe) {
             sqe.opcode = IORING_OP_NOP;
             sqe.user_data = wake_token;

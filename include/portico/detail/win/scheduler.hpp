@@ -398,8 +398,6 @@ private:
         return port;
     }
 
-    /// A block of counters for a thread entering run(): one a thread that
-    /// left run() gave back, else a new one.
     bool take_injected_failure() noexcept
     {
         unsigned n = inject_failures_.load(std::memory_order_relaxed);
@@ -488,12 +486,15 @@ private:
     {
         auto* self = static_cast<scheduler*>(context);
         std::lock_guard lock(self->fallback_mutex_);
-        while (overlapped_op* op = self->fallback_.front()) {
+        while (overlapped_op* op = self->fallback_.pop_front()) {
+            // RACE: off the queue before the post, which clears its link:
+            // once posted, the op may complete and its frame be freed on
+            // another thread at once. A refused post puts it back first.
             if (!::PostQueuedCompletionStatus(self->port(), static_cast<DWORD>(op->InternalHigh),
                                               static_cast<ULONG_PTR>(completion_key::posted), op)) {
+                self->fallback_.push_front(*op);
                 return false;
             }
-            self->fallback_.pop_front();
             self->fallback_size_.fetch_sub(1, std::memory_order_release);
         }
         return true;
