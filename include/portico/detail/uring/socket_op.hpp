@@ -78,9 +78,15 @@ public:
     /// cancel and leaves the frame block to its completion.
     ~socket_op()
     {
+        // Waits for a stop callback running on another thread.
         cancel_.reset();
         if (handshake_.load() != resume_handshake::state::running) return;
+        // RACE: registered before `orphaned` is published, because the
+        // completion frees the block as soon as it sees that state. A frame
+        // portico did not allocate cannot be kept alive: terminate.
         if (!deferrable_ || !orphan_registry::for_this_thread().add(this, &deferred_)) std::terminate();
+        // Failing here means the completion is resuming this very frame on
+        // another thread while it is destroyed: the caller's bug.
         if (!handshake_.orphan()) std::terminate();
         cancel_request(*socket_.sched, this);
     }
