@@ -19,6 +19,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -84,11 +85,13 @@ task<> listener(io_context& ctx, endpoint server, tally& t)
     }
 }
 
-/// Gives the pool turns until `done()`.
+/// Gives the pool turns until `done()`, for at most two minutes (then the
+/// checks that follow fail and say what was left).
 template <class Done>
 task<> until(io_context& ctx, Done done)
 {
-    for (int turn = 0; turn < 10'000'000 && !done(); ++turn) co_await ctx.schedule();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    while (!done() && std::chrono::steady_clock::now() < give_up) co_await ctx.schedule();
 }
 
 /// What one cycle left and how high the heap went.
@@ -113,6 +116,8 @@ task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat:
     const endpoint server = acceptor.local_endpoint().value();
     // What is in flight between cycles: the acceptor's pool of accepts.
     const std::int64_t idle_work = ctx.statistics().outstanding;
+    // Frames alive between cycles, this one's own included.
+    const std::ptrdiff_t idle_frames = portico::debug::live_frames();
     tally t;
     portico::task_group sessions;
     portico::task_group clients;
@@ -130,10 +135,16 @@ task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat:
     r.leave_peak = portico::test::peak_live_heap_bytes() - r.full;
     // NOTE: each stream's heartbeat watchdog ends when its sleep's
     // cancellation comes back through the port, after the stream is gone;
-    // and the last session's frame is freed once the thread that resumed
-    // this coroutine from it returns to the pool. Wait for both.
-    co_await until(ctx, [&] { return ctx.statistics().outstanding <= idle_work + 1; });
-    co_await ctx.schedule();
+    // and a frame that resumed this coroutine (the last session's, the last
+    // client's) is freed only once the thread that ran it returns from it,
+    // which on a pool of four may be after this coroutine has moved on to
+    // another thread. So wait for the work and for the frames themselves
+    // (the `+ 1`s: the turn this runs in, and until's own frame). A frame
+    // that never goes keeps this waiting two minutes, and the check after the
+    // cycle fails.
+    co_await until(ctx, [&] {
+        return ctx.statistics().outstanding <= idle_work + 1 && portico::debug::live_frames() <= idle_frames + 1;
+    });
     r.entered = t.entered;
     r.left = t.left;
     r.room_after = room.member_count();
