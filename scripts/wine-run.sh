@@ -2,7 +2,13 @@
 # Runs a Windows program under Wine with a private prefix (the first argument),
 # creating the prefix on first use. CMake's CROSSCOMPILING_EMULATOR.
 #   wine-run.sh PREFIX program.exe [args...]
+# PREFIX "native" runs the program itself, without Wine: how the example
+# drivers (tests/drivers/) run a Linux build of the examples.
 set -euo pipefail
+if [[ $1 == native ]]; then
+  shift
+  exec "$@"
+fi
 # Wine wants an absolute prefix; accept a relative one from the command line.
 prefix=$(realpath -m "$1")
 shift

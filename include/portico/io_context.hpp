@@ -346,6 +346,11 @@ private:
     portico::stop_source stop_source_;
 };
 
+// An io_context may live in a coroutine frame (a test's, a program's main
+// task), and frames are allocated without over-alignment.
+static_assert(alignof(io_context) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__,
+              "io_context must not need more alignment than operator new gives a coroutine frame");
+
 inline detail::backend::scheduler& detail::context_access::scheduler(io_context& ctx) noexcept
 {
     return ctx.scheduler_;

@@ -4,7 +4,8 @@ would, and checks what the program did and printed:
 
     hostile-test.py PREFIX SCENARIO PROGRAM.exe [ARGS...]
 
-PROGRAM runs under Wine (scripts/wine-run.sh PREFIX) in a temporary directory;
+PROGRAM runs under Wine (scripts/wine-run.sh PREFIX; PREFIX "native" runs a
+Linux build itself) in a temporary directory;
 the attacker is this script, on loopback. A server must print "listening on
 HOST:PORT" first; a client gets "--port PORT" of a server played by this
 script. The script prints what it did, the program's output (with its
@@ -948,7 +949,9 @@ def main():
     if len(sys.argv) < 4 or sys.argv[2] not in SCENARIOS:
         print("usage: hostile-test.py PREFIX SCENARIO PROGRAM.exe [ARGS...]  (--list: the scenarios)", file=sys.stderr)
         return 2
-    prefix, scenario, exe, args = os.path.abspath(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+    # "native" is not a path: scripts/wine-run.sh runs the program itself.
+    prefix = sys.argv[1] if sys.argv[1] == "native" else os.path.abspath(sys.argv[1])
+    scenario, exe, args = sys.argv[2], sys.argv[3], sys.argv[4:]
     with tempfile.TemporaryDirectory() as work:
         try:
             SCENARIOS[scenario](prefix, exe, args, work)

@@ -35,4 +35,15 @@ inline std::optional<std::size_t> live_bytes_now()
 #endif
 }
 
+/// live_heap_bytes(), wherever the program counts it (not under TSan),
+/// frame cache or not: for a measurement that turns the cache off itself.
+inline std::optional<std::size_t> live_bytes_uncached()
+{
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    return live_heap_bytes();
+#else
+    return std::nullopt;
+#endif
+}
+
 } // namespace portico::test

@@ -6,6 +6,7 @@
 #include <portico/io_context.hpp>
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
+#include <portico/detail/backend.hpp>
 #include <portico/detail/frame_allocation.hpp>
 #include <portico/thread_pool.hpp>
 #if PORTICO_BACKEND_IOCP
@@ -42,11 +43,14 @@ inline unsigned long process_handles()
 }
 
 /// What the system needs started once per process before a baseline is
-/// taken (Winsock on Windows; nothing on Linux): not a leak.
+/// taken (Winsock on Windows; on Linux the signal registry's pipe and
+/// thread, made by the first signal_set): not a leak.
 inline void start_system()
 {
 #if PORTICO_BACKEND_IOCP
     detail::win::ensure_winsock();
+#else
+    (void)detail::backend::signal_registry::instance();
 #endif
 }
 

@@ -1,13 +1,36 @@
-// What the host the tests run on can do, probed once with plain Winsock.
+// What the host the tests run on can do, probed once with the system's
+// plain sockets (Winsock on Windows), not portico.
 #pragma once
 
+#include <portico/config.hpp>
+#if PORTICO_BACKEND_IOCP
 #include <portico/detail/win/windows.hpp>
+#else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#endif
 
 #include <cstring>
 
 namespace portico::test {
 
 namespace detail {
+
+#if !PORTICO_BACKEND_IOCP
+// The names the probe below uses, for POSIX sockets.
+using SOCKET = int;
+inline constexpr SOCKET INVALID_SOCKET = -1;
+using SOCKADDR = sockaddr;
+using SOCKADDR_STORAGE = sockaddr_storage;
+using SOCKADDR_IN = sockaddr_in;
+using SOCKADDR_IN6 = sockaddr_in6;
+using IPV6_MREQ = ipv6_mreq;
+using IP_MREQ = ip_mreq;
+inline int closesocket(SOCKET s) { return ::close(s); }
+#endif
 
 /// One multicast datagram over loopback with plain blocking Winsock: join
 /// the group on the loopback interface, send to it from a second socket,
@@ -19,7 +42,11 @@ inline bool probe_multicast_loopback(bool ipv6)
     SOCKET sender = ::socket(family, SOCK_DGRAM, IPPROTO_UDP);
     bool ok = receiver != INVALID_SOCKET && sender != INVALID_SOCKET;
     SOCKADDR_STORAGE group{};
+#if PORTICO_BACKEND_IOCP
     int length = 0;
+#else
+    socklen_t length = 0;
+#endif
     if (ok && ipv6) {
         auto& any = reinterpret_cast<SOCKADDR_IN6&>(group);
         any.sin6_family = AF_INET6;
@@ -32,7 +59,11 @@ inline bool probe_multicast_loopback(bool ipv6)
         IPV6_MREQ request{};
         std::memcpy(&request.ipv6mr_multiaddr, address, sizeof address);
         request.ipv6mr_interface = 1;
+#if PORTICO_BACKEND_IOCP
         const DWORD index = 1;
+#else
+        const unsigned index = 1;
+#endif
         ok = ok &&
              ::setsockopt(receiver, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, reinterpret_cast<const char*>(&request),
                           sizeof request) == 0 &&
@@ -55,15 +86,19 @@ inline bool probe_multicast_loopback(bool ipv6)
              ::setsockopt(sender, IPPROTO_IP, IP_MULTICAST_IF, reinterpret_cast<const char*>(&request.imr_interface),
                           sizeof request.imr_interface) == 0;
     }
-    const DWORD timeout_ms = 1000;
+#if PORTICO_BACKEND_IOCP
+    const DWORD timeout = 1000; // milliseconds
+#else
+    const timeval timeout{1, 0};
+#endif
     char got[8] = {};
-    ok = ok &&
-         ::setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&timeout_ms),
-                      sizeof timeout_ms) == 0 &&
-         ::sendto(sender, "probe", 5, 0, reinterpret_cast<SOCKADDR*>(&group), length) == 5 &&
-         ::recv(receiver, got, sizeof got, 0) == 5;
-    if (receiver != INVALID_SOCKET) ::closesocket(receiver);
-    if (sender != INVALID_SOCKET) ::closesocket(sender);
+    ok =
+        ok &&
+        ::setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&timeout), sizeof timeout) == 0 &&
+        ::sendto(sender, "probe", 5, 0, reinterpret_cast<SOCKADDR*>(&group), length) == 5 &&
+        ::recv(receiver, got, sizeof got, 0) == 5;
+    if (receiver != INVALID_SOCKET) closesocket(receiver);
+    if (sender != INVALID_SOCKET) closesocket(sender);
     return ok;
 }
 

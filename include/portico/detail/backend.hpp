@@ -26,10 +26,13 @@
 #include <portico/detail/win/timer_service.hpp>
 #include <portico/detail/win/wsabuf.hpp>
 #elif PORTICO_BACKEND_URING
+#include <portico/detail/uring/accept_pool.hpp>
 #include <portico/detail/uring/file.hpp>
 #include <portico/detail/uring/file_ops.hpp>
+#include <portico/detail/uring/name_lookup.hpp>
 #include <portico/detail/uring/operation.hpp>
 #include <portico/detail/uring/scheduler.hpp>
+#include <portico/detail/uring/signal_registry.hpp>
 #include <portico/detail/uring/socket.hpp>
 #include <portico/detail/uring/socket_ops.hpp>
 #include <portico/detail/uring/timer_service.hpp>
@@ -78,9 +81,9 @@ using stream_wait_op = impl::stream_wait_op;
 template <std::size_t N>
 using stream_send_op = impl::stream_send_op<N>;
 using stream_connect_op = impl::stream_connect_op;
-#if PORTICO_BACKEND_IOCP
 using datagram_send_op = impl::datagram_send_op;
 using datagram_recv_op = impl::datagram_recv_op;
+#if PORTICO_BACKEND_IOCP
 /// The most buffers one scatter/gather call takes.
 inline constexpr std::size_t max_buffers = impl::max_wsabufs;
 /// The buffers a stream receive or send over a sequence of type Sequence
@@ -106,16 +109,6 @@ using file_read_op = impl::file_read_op;
 using file_write_op = impl::file_write_op;
 /// The most bytes one file read or write moves.
 inline constexpr std::size_t max_file_transfer = impl::max_file_transfer;
-#if PORTICO_BACKEND_IOCP
-// Not yet on the io_uring backend (docs/design/uring.md): transmit_file,
-// the accept pool, names and signals, and the datagrams above.
-/// One call sending head, up to max_transmit_file_bytes of a file from an
-/// offset, and tail on a connected socket: an awaiter base with `error()`,
-/// `bytes_` and `requested_` (all three parts).
-using transmit_file_op = impl::transmit_file_op;
-inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
-/// The largest head or tail of one transmit_file_op.
-inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
 
 // --- listening and names ---
 /// A listener's pending accepts, and the awaiter base of accept().
@@ -124,13 +117,23 @@ using accept_awaiter = impl::accept_awaiter;
 /// One asynchronous host/service lookup (resolver).
 using name_lookup = impl::name_lookup;
 
+#if PORTICO_BACKEND_IOCP
+// Not yet on the io_uring backend (docs/design/uring.md): transmit_file.
+/// One call sending head, up to max_transmit_file_bytes of a file from an
+/// offset, and tail on a connected socket: an awaiter base with `error()`,
+/// `bytes_` and `requested_` (all three parts).
+using transmit_file_op = impl::transmit_file_op;
+inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
+/// The largest head or tail of one transmit_file_op.
+inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
+#endif
+
 // --- process signals ---
 /// The process-wide list of signal_sets and the system hook that feeds it
-/// (Windows: the console control handler): add/change/remove a
-/// signal_listener, and dispatch(event, grace), what the hook calls (and
-/// how tests raise an event).
+/// (Windows: the console control handler; Linux: signal handlers and a
+/// thread): add/change/remove a signal_listener, and dispatch(event,
+/// grace), what the hook calls (and how tests raise an event).
 using signal_registry = impl::signal_registry;
-#endif
 
 } // namespace detail::backend
 

@@ -20,14 +20,19 @@ namespace detail {
 #pragma warning(push)
 #pragma warning(disable : 4324) // padded to a cache line on purpose (alignas)
 #endif
-/// One pool thread's counters. Only that thread writes them (plain
-/// load + store, no locked instruction); sum() reads them all. A block
-/// outlives its run() call with its counts, and the next run() takes it
-/// over: a scheduler holds as many blocks as threads were ever in run() at
-/// once.
-struct alignas(64) stat_block {
+/// The counters themselves: one pool thread's, or the shared ones of the
+/// threads outside run().
+struct stat_counts {
     std::array<std::atomic<std::uint64_t>, static_cast<unsigned>(counter::count_)> values{};
     std::atomic<std::uint64_t> max_batch{0};
+};
+
+/// One pool thread's counters, on a cache line of their own. Only that
+/// thread writes them (plain load + store, no locked instruction); sum()
+/// reads them all. A block outlives its run() call with its counts, and the
+/// next run() takes it over: a scheduler holds as many blocks as threads
+/// were ever in run() at once.
+struct alignas(64) stat_block : stat_counts {
     /// A thread is in run() with it (guarded by the owner's mutex).
     bool in_use = false;
 };
@@ -83,7 +88,7 @@ public:
         std::array<std::uint64_t, static_cast<unsigned>(counter::count_)> total{};
         std::uint64_t max_batch = 0;
         std::uint64_t running = 0;
-        auto add = [&](const stat_block& b) {
+        auto add = [&](const stat_counts& b) {
             for (unsigned i = 0; i < total.size(); ++i) total[i] += b.values[i].load(std::memory_order_relaxed);
             max_batch = (std::max)(max_batch, b.max_batch.load(std::memory_order_relaxed));
         };
@@ -106,7 +111,10 @@ public:
 private:
     mutable std::mutex mutex_;
     std::forward_list<stat_block> blocks_;
-    stat_block shared_;
+    // NOTE: not a stat_block: its alignment would become the scheduler's and
+    // the io_context's, which may live in a coroutine frame, and frames are
+    // allocated without over-alignment.
+    stat_counts shared_;
 };
 
 } // namespace detail

@@ -124,6 +124,7 @@ private:
     std::error_code setup_error_;
 };
 
+#if PORTICO_BACKEND_IOCP // transmit_file is not on the io_uring backend yet (docs/design/uring.md)
 /// How tcp_socket::transmit_file() divides a file into system calls, and
 /// how long one may take.
 struct transmit_file_options {
@@ -141,6 +142,7 @@ struct transmit_file_options {
     /// sets it, with bytes_per_call, to the slowest rate it serves.
     std::chrono::milliseconds call_timeout{0};
 };
+#endif
 
 /// A TCP connection (or a socket about to connect). Move-only (a move leaves
 /// the source closed on the same context; move-assigning closes the target
@@ -275,8 +277,9 @@ public:
     /// finds a peer whose machine or network is gone, never one whose
     /// program hangs (its kernel still answers): packet_stream's heartbeat
     /// is the application's check (docs/design/heartbeat.md says which to
-    /// use when). Under Wine the times are rounded to whole seconds
-    /// (docs/platform-notes.md). Errors: invalid_argument if either is not
+    /// use when). Under Wine and on Linux the times are rounded to whole
+    /// seconds, and Linux takes at most 32,767 s (about 9 hours) of either:
+    /// longer is clamped (docs/platform-notes.md). Errors: invalid_argument if either is not
     /// between 1 ms and 2^32 - 1 ms; bad_state if not open; otherwise the
     /// system's. Thread safety: as the other options.
     io_result<void> set_keep_alive(std::chrono::milliseconds idle, std::chrono::milliseconds interval) noexcept
@@ -299,6 +302,7 @@ public:
     /// closed and the socket stays as it was. Errors: from the association.
     io_result<void> assign(native_handle_type native) { return {adopt(detail::backend::socket_handle(native))}; }
 
+#if PORTICO_BACKEND_IOCP
     // --- Sending a file: transmit_file (docs/design/files.md) ---
 
     /// Sends `head`, then `count` bytes of `file` from `offset`, then `tail`,
@@ -405,6 +409,9 @@ private:
         }
     }
 
+#endif
+
+private:
     // The loop behind read_all() and write_all(): up to 64 buffers per call,
     // resuming after each short transfer where it stopped.
     template <class Buffer, class Sequence, class Start>

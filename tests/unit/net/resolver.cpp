@@ -10,6 +10,12 @@
 #include <atomic>
 #include <chrono>
 #include <string>
+#if !PORTICO_BACKEND_IOCP
+#include <netdb.h>
+
+#include <condition_variable>
+#include <mutex>
+#endif
 
 using namespace std::chrono_literals;
 using portico::address;
@@ -70,6 +76,7 @@ PORTICO_CO_TEST_CASE("an unknown name or service gives a clean error", "[resolve
     CHECK(service_ec == errc::service_not_found);
 }
 
+#if PORTICO_BACKEND_IOCP
 namespace {
 
 // A stand-in for GetAddrInfoExW that stays pending until told otherwise,
@@ -149,6 +156,89 @@ PORTICO_CO_TEST_CASE("cancelling a pending resolve resumes it once, whether or n
         }
     }
 }
+
+#else
+namespace {
+
+// A stand-in for getaddrinfo that blocks its lookup thread until released,
+// so that cancellation is tested on a lookup really in flight. Nothing can
+// interrupt getaddrinfo: a stopped lookup is abandoned, and the answer that
+// comes later must be dropped.
+struct pending_lookup {
+    static inline std::mutex mutex;
+    static inline std::condition_variable changed;
+    static inline bool started = false;
+    static inline bool released = false;
+    static inline bool answered = false;
+
+    static int start(const char*, const char*, const addrinfo*, addrinfo** out)
+    {
+        std::unique_lock lock(mutex);
+        started = true;
+        changed.notify_all();
+        changed.wait(lock, [] { return released; });
+        *out = nullptr;
+        answered = true;
+        changed.notify_all();
+        return EAI_NONAME;
+    }
+    static bool has_started()
+    {
+        std::lock_guard lock(mutex);
+        return started;
+    }
+    static void release_and_wait()
+    {
+        std::unique_lock lock(mutex);
+        released = true;
+        changed.notify_all();
+        changed.wait(lock, [] { return answered; });
+    }
+};
+
+/// Puts the stand-in in place for one test.
+struct use_pending_lookup {
+    portico::detail::uring::lookup_functions saved = portico::detail::uring::lookup_api();
+    use_pending_lookup()
+    {
+        pending_lookup::started = pending_lookup::released = pending_lookup::answered = false;
+        portico::detail::uring::lookup_api() = {&pending_lookup::start};
+    }
+    ~use_pending_lookup() { portico::detail::uring::lookup_api() = saved; }
+};
+
+} // namespace
+
+PORTICO_CO_TEST_CASE("cancelling a pending resolve resumes it once; the answer that comes later is dropped",
+                     "[resolver]")
+{
+    use_pending_lookup fake;
+    resolver r(ctx);
+    std::atomic<int> resumed{0};
+    std::error_code result;
+    portico::stop_source stop;
+    auto body = [&]() -> task<> {
+        auto [ec, endpoints] = co_await r.resolve("pending.example", "80");
+        result = ec;
+        ++resumed;
+    };
+    auto lookup = body();
+    lookup.set_stop_token(stop.get_token());
+    auto canceller = [&]() -> task<> {
+        // Once the lookup is in flight, stop it: whether the op has
+        // suspended yet or is still starting, it must resume once.
+        while (!pending_lookup::has_started()) co_await ctx.schedule();
+        stop.request_stop();
+    };
+    co_await portico::when_all(std::move(lookup), canceller());
+    CHECK(resumed.load() == 1);
+    CHECK(result == errc::operation_aborted);
+    // The lookup thread answers much later: dropped, not a second resumption.
+    pending_lookup::release_and_wait();
+    co_await ctx.sleep_for(20ms);
+    CHECK(resumed.load() == 1);
+}
+#endif
 
 PORTICO_CO_TEST_CASE("a real lookup cancelled at once resumes once", "[resolver]")
 {

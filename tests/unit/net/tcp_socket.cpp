@@ -6,7 +6,7 @@
 
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
-#include "support/heap_counter.hpp"
+#include "support/allocation_count.hpp"
 #include "support/loopback.hpp"
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <chrono>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -246,14 +247,14 @@ PORTICO_IO_TEST_CASE("a steady-state echo loop makes no heap allocation per mess
             if (write_ec) co_return;
         }
     };
-    std::uint64_t before = 0;
-    std::uint64_t after = 0;
+    std::optional<std::uint64_t> before;
+    std::optional<std::uint64_t> after;
     int failures = 0;
     auto ping = [&](tcp_socket& s) -> task<> {
         std::array<char, 64> out;
         std::array<char, 64> in;
         for (int i = 0; i < warm_up + measured; ++i) {
-            if (i == warm_up) before = portico::test::heap_allocations();
+            if (i == warm_up) before = portico::test::allocations_now();
             out.fill(static_cast<char>(i));
             // read() and write_all() are coroutines: once the frame cache is
             // warm (the first messages), their frames are recycled.
@@ -261,12 +262,16 @@ PORTICO_IO_TEST_CASE("a steady-state echo loop makes no heap allocation per mess
             auto [read_ec, got] = co_await s.read_all(buffer(in));
             if (write_ec || read_ec || in != out) ++failures;
         }
-        after = portico::test::heap_allocations();
+        after = portico::test::allocations_now();
         (void)s.shutdown_send();
     };
     co_await portico::when_all(echo(server), ping(client));
     CHECK(failures == 0);
-    CHECK(after - before <= portico::test::cache_growth_allowance); // over 2,000 messages
+    if (before && after) {
+        CHECK(*after - *before <= portico::test::cache_growth_allowance); // over 2,000 messages
+    } else {
+        WARN("allocations are not counted in this build (ASan or TSan)");
+    }
 }
 
 PORTICO_IO_TEST_CASE("operations are plain awaitables: when_all and with_timeout take them directly", "[tcp_socket]")
@@ -291,6 +296,11 @@ PORTICO_IO_TEST_CASE("operations are plain awaitables: when_all and with_timeout
     CHECK_FALSE(connect_ec);
 }
 
+#if PORTICO_BACKEND_IOCP
+// The inline path: a call that succeeds at once resumes its coroutine on the
+// spot, within a budget, and the port is looked at every few turns. The
+// io_uring backend has no inline path yet (docs/design/uring.md): every
+// completion comes through the ring, so these counters stay 0 there.
 namespace {
 
 // What a reader whose bytes all wait in its socket saw while it read them one
@@ -394,6 +404,7 @@ TEST_CASE("an inline budget of 0 resumes no socket call inline", "[tcp_socket]")
     CHECK(r.posts == 0);
     CHECK(r.done_when_other_ran == 0);
 }
+#endif
 
 namespace {
 

@@ -29,6 +29,11 @@ using file_ref = socket_ref;
 /// file.
 class file_handle : public descriptor {
 public:
+    file_handle() noexcept = default;
+    /// Owns the file descriptor `native` (opened elsewhere); associate()
+    /// gives it its shared state.
+    explicit file_handle(std::uintptr_t native) noexcept : descriptor(static_cast<int>(native)) {}
+
     /// Opens `path` (close-on-exec), closing any file held before. `share`
     /// has no effect: Linux has no sharing modes, every open is shared for
     /// reading and writing (docs/design/uring.md). Errors: file_not_found,

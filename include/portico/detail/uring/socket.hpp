@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -75,6 +76,9 @@ inline void cancel_all_on(scheduler& sched, int fd) noexcept
 class descriptor {
 public:
     descriptor() noexcept = default;
+    /// Owns `fd` (or nothing, if negative), which has no shared state until
+    /// associate() gives it one.
+    explicit descriptor(int fd) noexcept : fd_(fd < 0 ? -1 : fd) {}
     descriptor(const descriptor&) = delete;
     descriptor& operator=(const descriptor&) = delete;
     descriptor(descriptor&& other) noexcept
@@ -110,11 +114,21 @@ public:
     }
 
     /// Ties the descriptor to `sched`, whose ring its operations use (and
-    /// whose requests close() cancels). Nothing to register with the
-    /// kernel: `skip_on_success` has no meaning here, every request
-    /// completes through the ring. Never fails.
+    /// whose requests close() cancels), giving it its shared state if it has
+    /// none yet. Nothing to register with the kernel: `skip_on_success` has
+    /// no meaning here, every request completes through the ring. Errors:
+    /// bad_state if nothing is held; no_resources if the state could not be
+    /// allocated (the descriptor is then closed).
     std::error_code associate(scheduler& sched, bool /*skip_on_success*/) noexcept
     {
+        if (!is_open()) return make_error_code(errc::bad_state);
+        if (state_ == nullptr) {
+            state_ = new (std::nothrow) socket_state;
+            if (state_ == nullptr) {
+                ::close(std::exchange(fd_, -1));
+                return make_error_code(errc::no_resources);
+            }
+        }
         sched_ = &sched;
         return {};
     }
@@ -144,6 +158,11 @@ public:
         scheduler* sched = std::exchange(sched_, nullptr);
         socket_state* state = std::exchange(state_, nullptr);
         const int fd = std::exchange(fd_, -1);
+        if (state == nullptr) {
+            // Never associated: no operation can have been started on it.
+            ::close(fd);
+            return;
+        }
         {
             // RACE: under the state's lock, so no hop submits between the
             // cancel and the close (socket_state).
@@ -165,7 +184,7 @@ public:
 protected:
     int fd_ = -1;
     scheduler* sched_ = nullptr;
-    socket_state* state_ = nullptr; // non-null while open
+    socket_state* state_ = nullptr; // non-null once open and associated
 };
 
 /// An owned socket. Every call on a closed socket reports bad_state. Errors
@@ -173,6 +192,11 @@ protected:
 /// portico socket.
 class socket_handle : public descriptor {
 public:
+    socket_handle() noexcept = default;
+    /// Owns the socket descriptor `native` (from accept, or from other code);
+    /// associate() gives it its shared state.
+    explicit socket_handle(std::uintptr_t native) noexcept : descriptor(static_cast<int>(native)) {}
+
     /// Creates a socket of `kind` for IPv4 or IPv6 (close-on-exec), closing
     /// any socket held before. Errors: no_resources, invalid_argument.
     std::error_code open(bool v6, socket_kind kind) noexcept
@@ -256,14 +280,19 @@ public:
     }
 
     /// Keep-alive on, the first probe after `idle_ms` without traffic, then
-    /// one every `interval_ms` (whole seconds, at least 1, as Linux counts
-    /// them); how many before the connection fails is the system's
-    /// (tcp_keepalive_probes, 9 by default). Errors: bad_state if closed,
-    /// otherwise the system's.
+    /// one every `interval_ms`, in whole seconds as Linux counts them: at
+    /// least 1, at most 32,767 (the kernel's MAX_TCP_KEEPIDLE, about 9
+    /// hours; longer is clamped). How many probes before the connection
+    /// fails is the system's (tcp_keepalive_probes, 9 by default). Errors:
+    /// bad_state if closed, otherwise the system's.
     io_result<void> set_keep_alive_timing(unsigned long idle_ms, unsigned long interval_ms) const noexcept
     {
-        const int idle = static_cast<int>(idle_ms < 1000 ? 1 : idle_ms / 1000);
-        const int interval = static_cast<int>(interval_ms < 1000 ? 1 : interval_ms / 1000);
+        static constexpr unsigned long longest_s = 32767;
+        const auto seconds = [](unsigned long ms) {
+            return static_cast<int>(ms < 1000 ? 1 : (std::min)(ms / 1000, longest_s));
+        };
+        const int idle = seconds(idle_ms);
+        const int interval = seconds(interval_ms);
         if (auto r = set_raw(SOL_SOCKET, SO_KEEPALIVE, 1); r.error()) return r;
         if (auto r = set_raw(IPPROTO_TCP, TCP_KEEPIDLE, idle); r.error()) return r;
         return set_raw(IPPROTO_TCP, TCP_KEEPINTVL, interval);

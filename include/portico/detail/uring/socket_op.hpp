@@ -214,6 +214,9 @@ private:
         auto* self = static_cast<socket_op*>(base);
         self->bytes_ = bytes;
         if (status != 0) self->error_ = socket_error(static_cast<int>(status));
+        // An op that reads more of its result than the bytes (a datagram's
+        // truncation) does it here, before anyone can resume it.
+        if constexpr (requires(Derived& d) { d.completed(); }) static_cast<Derived*>(self)->completed();
         const auto before = self->handshake_.complete();
         if (before == resume_handshake::state::running) {
             self->continuation_.resume();

@@ -10,6 +10,7 @@
 #include <portico/detail/uring/sockaddr.hpp>
 #include <portico/detail/uring/socket.hpp>
 #include <portico/detail/uring/socket_op.hpp>
+#include <portico/error.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/endpoint.hpp>
 
@@ -96,6 +97,26 @@ protected:
         sqe.len = 1;
     }
 
+    /// Fills `sqe` with `opcode` (SENDMSG or RECVMSG) over the message
+    /// header kept in the op, always, with the address `name` (a datagram's
+    /// destination, or where its sender is written; null for none). The
+    /// kernel writes the received address's length back to message().
+    void prepare_message(io_uring_sqe& sqe, std::uint8_t opcode, int flags, void* name, socklen_t name_length) noexcept
+    {
+        message_ = msghdr{};
+        message_.msg_name = name;
+        message_.msg_namelen = name_length;
+        message_.msg_iov = iovecs_.data();
+        message_.msg_iovlen = count_;
+        sqe.opcode = opcode;
+        sqe.fd = this->socket_.handle;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(&message_);
+        sqe.len = 1;
+        sqe.msg_flags = static_cast<std::uint32_t>(flags);
+    }
+
+    [[nodiscard]] const msghdr& message() const noexcept { return message_; }
+
     /// Bytes the buffers offer (up to the first N non-empty ones).
     std::size_t requested_ = 0;
 
@@ -162,7 +183,7 @@ public:
     }
 
     /// Nothing to finish on Linux (Windows sets SO_UPDATE_CONNECT_CONTEXT).
-    std::error_code finish_connect() noexcept { return {}; }
+    [[nodiscard]] std::error_code finish_connect() const noexcept { return {}; }
 
 private:
     friend class socket_op<stream_connect_op>;
@@ -178,6 +199,65 @@ private:
 
     sockaddr_storage address_{};
     socklen_t length_ = 0;
+};
+
+/// One send gathering up to 64 buffers into one datagram, to an address
+/// or (none given) to the connected peer.
+class datagram_send_op : public iovecs_op<datagram_send_op, const_buffer> {
+public:
+    template <class Sequence>
+    datagram_send_op(const socket_ref& s, const Sequence& buffers, const endpoint* to) noexcept : iovecs_op(s, buffers)
+    {
+        if (to != nullptr) length_ = to_sockaddr(*to, address_);
+    }
+
+private:
+    friend class socket_op<datagram_send_op>;
+    static constexpr counter call_counter = counter::send_calls;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        prepare_message(sqe, IORING_OP_SENDMSG, MSG_NOSIGNAL, length_ == 0 ? nullptr : &address_, length_);
+    }
+
+    sockaddr_storage address_{};
+    socklen_t length_ = 0;
+};
+
+/// One receive scattering one datagram into up to 64 buffers; a datagram
+/// larger than them completes with datagram_truncated, the buffers full.
+class datagram_recv_op : public iovecs_op<datagram_recv_op, mutable_buffer> {
+public:
+    using iovecs_op::iovecs_op;
+
+protected:
+    /// The sender the kernel wrote, once completed.
+    [[nodiscard]] std::optional<endpoint> sender() const noexcept
+    {
+        return from_sockaddr(address_, message().msg_namelen);
+    }
+
+private:
+    friend class socket_op<datagram_recv_op>;
+    static constexpr counter call_counter = counter::recv_calls;
+
+    void prepare(io_uring_sqe& sqe) noexcept
+    {
+        // MSG_TRUNC: the result is the datagram's whole length, even when
+        // the buffers held less, which is how truncation shows (completed()).
+        prepare_message(sqe, IORING_OP_RECVMSG, MSG_TRUNC, &address_, sizeof address_);
+    }
+
+    /// Called by socket_op once the request completed, before resuming.
+    void completed() noexcept
+    {
+        if (!error_ && bytes_ > requested_) {
+            bytes_ = requested_;
+            error_ = make_error_code(errc::datagram_truncated);
+        }
+    }
+
+    sockaddr_storage address_{};
 };
 
 /// One accept on a listening socket: the new connection's descriptor (close-on-exec)
