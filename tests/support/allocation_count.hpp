@@ -46,4 +46,23 @@ inline std::optional<std::size_t> live_bytes_uncached()
 #endif
 }
 
+/// largest_allocation() since reset_largest_counted(), wherever the program
+/// counts allocations (not under TSan).
+inline std::optional<std::size_t> largest_allocation_counted()
+{
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    return largest_allocation();
+#else
+    return std::nullopt;
+#endif
+}
+
+/// reset_largest_allocation(), where there is one.
+inline void reset_largest_counted()
+{
+#if defined(PORTICO_TEST_COUNTS_ALLOCATIONS)
+    reset_largest_allocation();
+#endif
+}
+
 } // namespace portico::test

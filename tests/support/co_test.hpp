@@ -19,6 +19,7 @@
 #include "support/catch.hpp"
 
 #include <exception>
+#include <string>
 #include <thread>
 
 namespace portico::test {
@@ -54,14 +55,36 @@ inline void start_system()
 #endif
 }
 
+/// What the process's handles are, for a failure message: on Linux each
+/// open descriptor and what it is ("3 -> anon_inode:[io_uring]"); on
+/// Windows only their count (process_handles()).
+inline std::string process_handle_names()
+{
+#if PORTICO_BACKEND_IOCP
+    return std::to_string(process_handles()) + " handles";
+#else
+    std::string names;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::error_code link_ec;
+        const auto target = std::filesystem::read_symlink(it->path(), link_ec);
+        names += it->path().filename().string() + " -> " + (link_ec ? "?" : target.string()) + "\n";
+    }
+    return names;
+#endif
+}
+
 /// What must return to its starting value after a test.
 struct baseline {
     std::ptrdiff_t frames = debug::live_frames();
     unsigned long handles = process_handles();
+    std::string handle_names = process_handle_names();
 
     void check() const
     {
         CHECK(debug::live_frames() == frames);
+        INFO("handles at the start:\n" << handle_names << "handles now:\n" << process_handle_names());
         CHECK(process_handles() == handles);
     }
 };

@@ -120,12 +120,14 @@ struct cycle_result {
     // The highest the live heap went above `full` while everyone left.
     std::size_t leave_peak = 0;
     unsigned long handles = 0;
+    std::string handle_names; // for a failure message
     std::ptrdiff_t live_frames = 0;
 };
 
 /// N members join (each announced to those before it), every notice is
 /// read, then all N clients close at once and the room empties.
-task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat::room& room, unsigned n)
+task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat::room& room, unsigned n,
+                                  unsigned long idle_handles)
 {
     const endpoint server = acceptor.local_endpoint().value();
     // What is in flight between cycles: the acceptor's pool of accepts.
@@ -152,12 +154,15 @@ task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat:
     // and a frame that resumed this coroutine (the last session's, the last
     // client's) is freed only once the thread that ran it returns from it,
     // which on a pool of four may be after this coroutine has moved on to
-    // another thread. So wait for the work and for the frames themselves
-    // (the `+ 1`s: the turn this runs in, and until's own frame). A frame
-    // that never goes keeps this waiting two minutes, and the check after the
-    // cycle fails.
+    // another thread. A stream's socket closes with the last of what holds
+    // the stream, which may be later still (a native run saw one socket of
+    // 800 open for a moment after the work and the frames had settled). So
+    // wait for the work, the frames and the handles themselves (the `+ 1`s:
+    // the turn this runs in, and until's own frame). One that never goes
+    // keeps this waiting two minutes, and the checks after the cycle fail.
     co_await until(ctx, [&] {
-        return ctx.statistics().outstanding <= idle_work + 1 && portico::debug::live_frames() <= idle_frames + 1;
+        return ctx.statistics().outstanding <= idle_work + 1 && portico::debug::live_frames() <= idle_frames + 1 &&
+               portico::test::process_handles() <= idle_handles;
     });
     r.entered = t.entered;
     r.left = t.left;
@@ -179,19 +184,22 @@ PORTICO_CO_TEST_CASE("the chat room keeps nothing and grows by nothing per cycle
     chat::room room;
     const std::size_t live_before = live_heap() - portico::frame_cache_bytes();
     const unsigned long handles_before = portico::test::process_handles();
+    const std::string handle_names_before = portico::test::process_handle_names();
     const std::ptrdiff_t frames_before = portico::debug::live_frames();
     std::array<cycle_result, 3> cycles{};
     for (std::size_t c = 0; c < cycles.size(); ++c) {
-        cycles[c] = co_await fill_and_empty(ctx, acceptor, room, n);
+        cycles[c] = co_await fill_and_empty(ctx, acceptor, room, n, handles_before);
         // Measured here, where the cycle's own frame is gone too.
         cycles[c].live_after = live_heap() - portico::frame_cache_bytes();
         cycles[c].handles = portico::test::process_handles();
+        cycles[c].handle_names = portico::test::process_handle_names();
         cycles[c].live_frames = portico::debug::live_frames();
         INFO("cycle " << c);
         CHECK(cycles[c].entered == n);
         CHECK(cycles[c].left == n);
         CHECK(cycles[c].room_after == 0);
         // Every socket closed and every session's frame gone.
+        INFO("handles before:\n" << handle_names_before << "after:\n" << cycles[c].handle_names);
         CHECK(cycles[c].handles == handles_before);
         CHECK(cycles[c].live_frames == frames_before);
     }

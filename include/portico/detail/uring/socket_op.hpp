@@ -120,7 +120,10 @@ public:
             // close() came first (socket_state).
             socket_.state->acquire();
             (void)handshake_.suspend();
-            sched.post(&hop_);
+            // The op itself is the hop: its completion function is on_hop
+            // until the hop has run (nothing else knows the op meanwhile).
+            complete = &socket_op::on_hop;
+            sched.post(this);
             return true;
         }
         return start(std::move(token));
@@ -133,39 +136,36 @@ protected:
 
 private:
     /// The posted step that starts an op on a pool thread (await_suspend).
-    struct hop : operation {
-        explicit hop(socket_op* o) noexcept : operation(&hop::on_hop), owner(o) {}
-        static void on_hop(operation* base, std::uintptr_t, std::uint32_t) noexcept
-        {
-            socket_op& self = *static_cast<hop*>(base)->owner;
-            socket_state* const state = self.socket_.state;
-            const auto before = self.handshake_.complete();
-            if (before == resume_handshake::state::orphaned) {
-                // The frame was destroyed during the hop: nothing was started.
-                if (self.deferred_.arrive()) frame_allocation::release(self.deferred_.block, self.deferred_.size);
-                state->release();
-                return;
-            }
-            // Ours again (the coroutine is suspended and nothing else holds
-            // the op): start it here, and resume here if it did not suspend.
-            self.handshake_.reset();
-            bool resume_here = false;
-            {
-                std::lock_guard lock(state->mutex);
-                if (state->closed) {
-                    self.error_ = make_error_code(errc::operation_aborted);
-                    resume_here = true;
-                } else {
-                    // NOTE: once start() returns true the op may already be
-                    // resumed elsewhere and gone: only locals from here on.
-                    resume_here = !self.start(std::move(self.hop_token_));
-                }
-            }
+    static void on_hop(operation* base, std::uintptr_t, std::uint32_t) noexcept
+    {
+        socket_op& self = *static_cast<socket_op*>(base);
+        self.complete = &socket_op::on_complete;
+        socket_state* const state = self.socket_.state;
+        const auto before = self.handshake_.complete();
+        if (before == resume_handshake::state::orphaned) {
+            // The frame was destroyed during the hop: nothing was started.
+            if (self.deferred_.arrive()) frame_allocation::release(self.deferred_.block, self.deferred_.size);
             state->release();
-            if (resume_here) self.continuation_.resume();
+            return;
         }
-        socket_op* owner;
-    };
+        // Ours again (the coroutine is suspended and nothing else holds
+        // the op): start it here, and resume here if it did not suspend.
+        self.handshake_.reset();
+        bool resume_here = false;
+        {
+            std::lock_guard lock(*state);
+            if (state->closed) {
+                self.error_ = make_error_code(errc::operation_aborted);
+                resume_here = true;
+            } else {
+                // NOTE: once start() returns true the op may already be
+                // resumed elsewhere and gone: only locals from here on.
+                resume_here = !self.start(std::move(self.hop_token_));
+            }
+        }
+        state->release();
+        if (resume_here) self.continuation_.resume();
+    }
 
     /// Registers the stop callback and submits the request, on a thread of
     /// the pool (or the one that awaits, if it is one). Returns false if the
@@ -228,7 +228,6 @@ private:
     }
 
     std::coroutine_handle<> continuation_;
-    hop hop_{this};
     portico::stop_token hop_token_;
     resume_handshake handshake_;
     bool deferrable_ = false;

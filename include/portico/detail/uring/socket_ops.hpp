@@ -26,6 +26,7 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <type_traits>
 
 PORTICO_NAMESPACE_BEGIN
 
@@ -83,18 +84,22 @@ protected:
     {
         sqe.fd = this->socket_.handle;
         sqe.msg_flags = static_cast<std::uint32_t>(flags);
-        if (count_ <= 1) {
-            sqe.opcode = single;
-            sqe.addr = reinterpret_cast<std::uintptr_t>(count_ == 0 ? nullptr : iovecs_[0].iov_base);
-            sqe.len = count_ == 0 ? 0u : static_cast<std::uint32_t>(iovecs_[0].iov_len);
-            return;
+        if constexpr (N > 1) {
+            if (count_ > 1) {
+                message_ = msghdr{};
+                message_.msg_iov = iovecs_.data();
+                message_.msg_iovlen = count_;
+                sqe.opcode = vector;
+                sqe.addr = reinterpret_cast<std::uintptr_t>(&message_);
+                sqe.len = 1;
+                return;
+            }
+        } else {
+            (void)vector;
         }
-        message_ = msghdr{};
-        message_.msg_iov = iovecs_.data();
-        message_.msg_iovlen = count_;
-        sqe.opcode = vector;
-        sqe.addr = reinterpret_cast<std::uintptr_t>(&message_);
-        sqe.len = 1;
+        sqe.opcode = single;
+        sqe.addr = reinterpret_cast<std::uintptr_t>(count_ == 0 ? nullptr : iovecs_[0].iov_base);
+        sqe.len = count_ == 0 ? 0u : static_cast<std::uint32_t>(iovecs_[0].iov_len);
     }
 
     /// Fills `sqe` with `opcode` (SENDMSG or RECVMSG) over the message
@@ -102,6 +107,7 @@ protected:
     /// destination, or where its sender is written; null for none). The
     /// kernel writes the received address's length back to message().
     void prepare_message(io_uring_sqe& sqe, std::uint8_t opcode, int flags, void* name, socklen_t name_length) noexcept
+        requires(N > 1)
     {
         message_ = msghdr{};
         message_.msg_name = name;
@@ -115,15 +121,24 @@ protected:
         sqe.msg_flags = static_cast<std::uint32_t>(flags);
     }
 
-    [[nodiscard]] const msghdr& message() const noexcept { return message_; }
+    [[nodiscard]] const msghdr& message() const noexcept
+        requires(N > 1)
+    {
+        return message_;
+    }
 
     /// Bytes the buffers offer (up to the first N non-empty ones).
     std::size_t requested_ = 0;
 
 private:
+    struct no_message {};
+
     std::array<iovec, N> iovecs_;
     std::size_t count_ = 0;
-    msghdr message_{};
+    // NOTE: only an op over several buffers needs a message header (56
+    // bytes, in every frame that holds the op): one buffer goes as a plain
+    // RECV or SEND.
+    [[no_unique_address]] std::conditional_t<(N > 1), msghdr, no_message> message_{};
 };
 
 /// One receive into up to N buffers (a stream receive).
