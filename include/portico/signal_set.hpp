@@ -179,6 +179,9 @@ private:
 /// after the io_context in main). Once the last one lets go, Windows ends
 /// the process, so code after that point may not run. A program that
 /// returns from main meanwhile exits normally. See docs/design/shutdown.md.
+/// On Linux (the io_uring backend) the events are SIGINT, SIGQUIT, SIGHUP
+/// and SIGTERM, caught by handlers installed while a set selects them;
+/// nothing ends the process after hangup or terminate, so nothing is held.
 ///
 /// The context. A pending wait counts as the context's outstanding work. Its
 /// stop() ends pending waits with operation_aborted, and every later
@@ -191,8 +194,9 @@ private:
 class signal_set {
 public:
     /// A set bound to `ctx` that selects nothing yet (add() selects).
-    /// Installs portico's console handler on first use; throws
-    /// std::system_error if Windows refuses it, std::bad_alloc.
+    /// Installs portico's console handler on first use (on Linux: a pipe
+    /// and a thread that reads it); throws std::system_error if the system
+    /// refuses it, std::bad_alloc.
     explicit signal_set(io_context& ctx) : signal_set(ctx, {}) {}
 
     /// A set bound to `ctx` that selects `events`; as signal_set(ctx).
