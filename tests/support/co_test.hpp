@@ -18,6 +18,7 @@
 
 #include "support/catch.hpp"
 
+#include <chrono>
 #include <exception>
 #include <string>
 #include <thread>
@@ -84,8 +85,17 @@ struct baseline {
     void check() const
     {
         CHECK(debug::live_frames() == frames);
+        // NOTE: the system lets go of some handles a moment after the call
+        // that releases them returns (a native run saw a descriptor counted
+        // at a test's start and gone when listed a moment later, with every
+        // frame and operation of the test before long finished). So a count
+        // above the start is waited on, for a few seconds, before it fails;
+        // and one below it (a handle that was on its way out when the start
+        // was counted) is no leak.
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (process_handles() > handles && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
         INFO("handles at the start:\n" << handle_names << "handles now:\n" << process_handle_names());
-        CHECK(process_handles() == handles);
+        CHECK(process_handles() <= handles);
     }
 };
 

@@ -200,7 +200,7 @@ PORTICO_CO_TEST_CASE("the chat room keeps nothing and grows by nothing per cycle
         CHECK(cycles[c].room_after == 0);
         // Every socket closed and every session's frame gone.
         INFO("handles before:\n" << handle_names_before << "after:\n" << cycles[c].handle_names);
-        CHECK(cycles[c].handles == handles_before);
+        CHECK(cycles[c].handles <= handles_before); // (fewer: one was on its way out at the start)
         CHECK(cycles[c].live_frames == frames_before);
     }
     for (std::size_t c = 0; c < cycles.size(); ++c) {

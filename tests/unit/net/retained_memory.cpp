@@ -196,14 +196,22 @@ PORTICO_CO_TEST_CASE("storms of connections: handles and frames return to their 
         counts c;
         co_await storm(ctx, acceptor, sizes[cycle], c);
         // NOTE: the last session's frame is freed once the thread that
-        // resumed this coroutine from it returns to the pool: give it a turn.
+        // resumed this coroutine from it returns to the pool, and the system
+        // may let go of a socket a moment after its close returned: give
+        // them turns (at most a minute; the checks below then fail).
         co_await ctx.schedule();
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        while (
+            (portico::test::process_handles() > before.handles || portico::debug::live_frames() > before.live_frames) &&
+            std::chrono::steady_clock::now() < give_up) {
+            co_await ctx.schedule();
+        }
         after[cycle] = now();
         INFO("cycle " << cycle << ": " << sizes[cycle] << " connections");
         CHECK(c.echoed == sizes[cycle]);
         CHECK(c.answered == sizes[cycle]);
         // Every socket closed and every session's frame gone, cycle by cycle.
-        CHECK(after[cycle].handles == before.handles);
+        CHECK(after[cycle].handles <= before.handles); // (fewer: one was on its way out at the start)
         CHECK(after[cycle].live_frames == before.live_frames);
     }
     for (std::size_t cycle = 0; cycle < sizes.size(); ++cycle) {
