@@ -7,7 +7,10 @@
 // wake-up under Wine; the destructor then never returned (a pool thread hung
 // in a cancel-racing-completion test). Cancelling an operation that is
 // completing at the same moment is routine here, so that wait must be sound.
-// See docs/design/cancellation.md.
+// On Linux, where C++20's atomic wait is the kernel's futex and nothing of
+// that fallback is involved, the lock and the wait are two 4-byte atomics
+// instead (a stream holds three stop states, and libstdc++'s mutex and
+// condition variable are 88 bytes there). See docs/design/cancellation.md.
 #pragma once
 
 #include <portico/config.hpp>
@@ -16,6 +19,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -34,6 +38,83 @@ struct stop_callback_node {
     bool* destroyed = nullptr;
 };
 
+#if defined(__linux__)
+/// stop_state's lock and its wait for a running callback, on futexes: a
+/// lock of three states (free, held, held with a thread asleep on it) and a
+/// count of callbacks finished that a waiter sleeps on. BasicLockable.
+class stop_state_lock {
+public:
+    void lock() noexcept
+    {
+        std::uint32_t free = 0;
+        if (state_.compare_exchange_strong(free, 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
+        // NOTE: marked as slept on before sleeping, so that unlock() wakes;
+        // a thread taking it through this path leaves it marked, at the
+        // cost of at most one needless wake.
+        while (state_.exchange(2, std::memory_order_acquire) != 0) state_.wait(2, std::memory_order_relaxed);
+    }
+
+    void unlock() noexcept
+    {
+        if (state_.exchange(0, std::memory_order_release) == 2) state_.notify_one();
+    }
+
+    /// With the lock held through `lock`: sleeps until `done()` is true,
+    /// released while asleep.
+    template <class Predicate>
+    void wait_finished(std::unique_lock<stop_state_lock>& lock, Predicate done) noexcept
+    {
+        while (!done()) {
+            // RACE: read under the lock, so a callback that finishes after
+            // unlock() changes the count before the wait compares it.
+            const std::uint32_t seen = finished_.load(std::memory_order_relaxed);
+            lock.unlock();
+            finished_.wait(seen, std::memory_order_relaxed);
+            lock.lock();
+        }
+    }
+
+    /// With the lock held: a callback finished.
+    void notify_finished() noexcept
+    {
+        finished_.fetch_add(1, std::memory_order_relaxed);
+        finished_.notify_all();
+    }
+
+private:
+    std::atomic<std::uint32_t> state_{0};
+    std::atomic<std::uint32_t> finished_{0};
+};
+#else
+/// stop_state's lock and its wait for a running callback: a mutex and a
+/// condition variable. BasicLockable.
+class stop_state_lock {
+public:
+    void lock() { mutex_.lock(); }
+    void unlock() noexcept { mutex_.unlock(); }
+
+    /// With the lock held through `lock`: sleeps until `done()` is true,
+    /// released while asleep.
+    template <class Predicate>
+    void wait_finished(std::unique_lock<stop_state_lock>& lock, Predicate done)
+    {
+        // The caller's lock owns mutex_; the condition variable needs it as
+        // a unique_lock of its own for the wait, and gives it back after.
+        std::unique_lock<std::mutex> inner(mutex_, std::adopt_lock);
+        done_.wait(inner, done);
+        inner.release();
+        (void)lock;
+    }
+
+    /// With the lock held: a callback finished.
+    void notify_finished() noexcept { done_.notify_all(); }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable done_;
+};
+#endif
+
 class stop_state {
 public:
     [[nodiscard]] bool stop_requested() const noexcept { return requested_.load(std::memory_order_acquire); }
@@ -45,7 +126,7 @@ public:
     /// Returns false if stop had already been requested.
     bool request_stop() noexcept
     {
-        std::unique_lock lock(mutex_);
+        std::unique_lock lock(lock_);
         if (requested_.load(std::memory_order_relaxed)) return false;
         requested_.store(true, std::memory_order_release);
         runner_ = std::this_thread::get_id();
@@ -60,7 +141,7 @@ public:
             running_ = nullptr;
             // RACE: a destructor on another thread may be waiting for this
             // very callback to finish; wake it under the lock it waits with.
-            done_.notify_all();
+            lock_.notify_finished();
         }
         return true;
     }
@@ -69,7 +150,7 @@ public:
     /// false and the caller runs the callback itself.
     bool add(stop_callback_node* node) noexcept
     {
-        std::lock_guard lock(mutex_);
+        std::lock_guard lock(lock_);
         if (requested_.load(std::memory_order_relaxed)) return false;
         callbacks_.push_front(*node);
         return true;
@@ -79,7 +160,7 @@ public:
     /// waits for it to finish, so the callback never outlives its object.
     void remove(stop_callback_node* node) noexcept
     {
-        std::unique_lock lock(mutex_);
+        std::unique_lock lock(lock_);
         if (callbacks_.contains(*node)) {
             callbacks_.remove(*node);
             return;
@@ -91,14 +172,13 @@ public:
             if (node->destroyed != nullptr) *node->destroyed = true;
             return;
         }
-        done_.wait(lock, [&] { return running_ != node; });
+        lock_.wait_finished(lock, [&] { return running_ != node; });
     }
 
 private:
     std::atomic<bool> requested_{false};
     std::atomic<std::size_t> sources_{0};
-    std::mutex mutex_;
-    std::condition_variable done_;
+    stop_state_lock lock_;
     intrusive_list<stop_callback_node, &stop_callback_node::hook> callbacks_;
     stop_callback_node* running_ = nullptr;
     std::thread::id runner_;

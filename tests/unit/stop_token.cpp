@@ -93,3 +93,42 @@ TEST_CASE("destroying a stop_callback waits for its callback running on another 
     }
     CHECK(late.load() == 0);
 }
+
+TEST_CASE("callbacks registered and destroyed on 4 threads while a fifth requests stop: each that was registered "
+          "when stop came runs once, none runs after its destruction",
+          "[stop_token]")
+{
+    // Contends for the state's lock from every side (on Linux a futex lock
+    // of its own, elsewhere a mutex).
+    constexpr int rounds = 200, per_thread = 50, threads = 4;
+    std::atomic<int> wrong{0};
+    for (int round = 0; round < rounds; ++round) {
+        stop_source source;
+        std::vector<std::thread> workers;
+        for (int t = 0; t < threads; ++t) {
+            workers.emplace_back([&] {
+                for (int i = 0; i < per_thread; ++i) {
+                    int runs = 0;
+                    bool destroyed = false;
+                    const bool requested_before = source.stop_requested();
+                    {
+                        stop_callback cb(source.get_token(), [&] {
+                            if (destroyed) wrong.fetch_add(1);
+                            ++runs;
+                        });
+                    }
+                    destroyed = true;
+                    // Requested before the constructor: it ran there. Else
+                    // it ran on the requester (and the destructor waited),
+                    // or the destructor took it out before its turn.
+                    if (requested_before && runs != 1) wrong.fetch_add(1);
+                    if (runs > 1) wrong.fetch_add(1);
+                }
+            });
+        }
+        std::thread requester([&] { source.request_stop(); });
+        requester.join();
+        for (auto& w : workers) w.join();
+    }
+    CHECK(wrong.load() == 0);
+}
