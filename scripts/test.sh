@@ -10,7 +10,9 @@
 # benchmark suite in miniature (scripts/bench.sh --smoke). The linux-gcc stage
 # builds and runs only the io catalogue on io_uring (portico_tests_uring_context):
 # native GCC 12, optimised, where the heap per connection is measured as
-# shipped (the rest runs natively in the two Clang stages).
+# shipped (the rest runs natively in the two Clang stages); then the ring-
+# sharing benchmark briefly (bench/uring_rings.cpp), so that it builds and
+# runs and its numbers are in the log.
 #   scripts/test.sh [PRESET...]     default: linux linux-tsan linux-gcc mingw-gcc mingw-clang msvc-abi bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,13 +59,16 @@ for preset in "${presets[@]}"; do
   fi
   build=()
   test=()
+  after=(true)
   if [[ $preset == linux-gcc ]]; then
-    build=(--target portico_tests_uring_context)
+    build=(--target portico_tests_uring_context bench_uring_rings)
     test=(-L '^portico_tests_uring_context$')
+    after=(build/linux-gcc/bench/bench_uring_rings 0.5)
   fi
   if cmake --preset "$preset" >/dev/null &&
      cmake --build --preset "$preset" "${build[@]}" &&
-     ctest --preset "$preset" -j2 "${test[@]}"; then
+     ctest --preset "$preset" -j2 "${test[@]}" &&
+     "${after[@]}"; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
