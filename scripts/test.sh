@@ -41,10 +41,15 @@ echo "=== await-conditions"
 if python3 tests/drivers/check-await-conditions.py; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "=== reference"
 if bash tests/drivers/check-reference.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+# How long each stage took, printed at the end: what to look at when CI's
+# time grows.
+took=()
 for preset in "${presets[@]}"; do
   echo "=== $preset"
+  stage_start=$SECONDS
   if [[ $preset == bench ]]; then
     if bash scripts/bench.sh --smoke; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "=== bench FAILED"; fi
+    took+=("$preset $((SECONDS - stage_start)) s")
     continue
   fi
   if [[ $preset == msvc-abi ]]; then
@@ -55,6 +60,7 @@ for preset in "${presets[@]}"; do
       77) skipped=$((skipped + 1)) ;;
       *) failed=$((failed + 1)); echo "=== msvc-abi FAILED" ;;
     esac
+    took+=("$preset $((SECONDS - stage_start)) s")
     continue
   fi
   build=()
@@ -74,7 +80,11 @@ for preset in "${presets[@]}"; do
     failed=$((failed + 1))
     echo "=== $preset FAILED"
   fi
+  took+=("$preset $((SECONDS - stage_start)) s")
 done
 
+if ((${#took[@]})); then
+  (IFS=,; echo "stages:${took[*]/#/ }")
+fi
 echo "checks: $passed passed, $failed failed$( ((skipped)) && echo ", $skipped skipped")"
 ((failed == 0))
