@@ -159,8 +159,9 @@ bool handle(std::vector<pair_state>& pairs, const completion& c, const std::atom
             break;
         }
         p.server_got = 0;
-        // NOTE: the next receive first, then the echo: the client cannot
-        // send again before the echo, so the buffer is free until then.
+        // NOTE: the echo and the next receive share the buffer: the client
+        // sends again only once it has the echo, so the send has read it
+        // before the receive can write.
         submit_or_die(*p.on, IORING_OP_SEND, p.server, p.server_buffer.data(), message, tag(i, server_send));
         submit_or_die(*p.on, IORING_OP_RECV, p.server, p.server_buffer.data(), message, tag(i, server_recv));
         break;
