@@ -1,5 +1,6 @@
 // portico: one io_uring instance through the kernel interface (no liburing):
-// its setup, submission under a lock, and completions taken by any thread.
+// its setup, submission and completions (shared under locks, or owned by one
+// thread), and synchronous cancels from any thread.
 #pragma once
 
 #include <portico/config.hpp>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <utility>
 
 #if defined(__SANITIZE_THREAD__)
 #define PORTICO_DETAIL_URING_TSAN 1
@@ -77,14 +79,20 @@ inline std::string setup_failure_message(int error)
     return what;
 }
 
-/// An io_uring instance shared by every thread of one io_context.
+/// One io_uring instance, used in either of two ways.
 ///
-/// Submission: submit() fills one entry and enters the kernel, under a lock,
-/// so any thread may submit at any time. Completions: take() copies the
-/// completions ready now, under a second lock, so any number of threads may
-/// wait() and take() at once; each completion goes to exactly one taker.
+/// Shared: submit() fills one entry and enters the kernel, under a lock, so
+/// any thread may submit at any time; take() copies the completions ready
+/// now, under a second lock, so any number of threads may wait() and take()
+/// at once, and each completion goes to exactly one taker. (The
+/// scheduler's wake-up ring, the benchmark's shared ring.)
 ///
-/// Thread safety: every member may be called from any thread.
+/// Owned: one thread calls submit_owned() and take_owned(), with no lock
+/// (a pool thread's own ring in the scheduler). The two ways never mix on
+/// one ring.
+///
+/// Thread safety: submit_owned() and take_owned() from the owning thread
+/// only; wait() by a taker; every other member from any thread.
 class ring {
 public:
     /// Entries of the submission queue: submit() enters the kernel for every
@@ -111,9 +119,8 @@ public:
         // could be dropped, and the two rings would need two mappings.
         if ((params.features & IORING_FEAT_NODROP) == 0 || (params.features & IORING_FEAT_SINGLE_MMAP) == 0) {
             ::close(fd_);
-            throw std::system_error(
-                ENOSYS, std::system_category(),
-                "io_uring_setup: this kernel's io_uring is too old (Linux 5.19 or later is needed)");
+            throw std::system_error(ENOSYS, std::system_category(),
+                                    "io_uring_setup: this kernel's io_uring is too old (Linux 6.0 or later is needed)");
         }
         sq_entries_ = params.sq_entries;
         cq_entries_ = params.cq_entries;
@@ -145,8 +152,8 @@ public:
             ::munmap(rings_, rings_size_);
             ::close(fd_);
             throw std::system_error(ENOSYS, std::system_category(),
-                                    "io_uring: this kernel cannot cancel a socket's requests by descriptor, which "
-                                    "closing a socket needs (Linux 5.19 or later is needed)");
+                                    "io_uring: this kernel cannot cancel a socket's requests by descriptor from any "
+                                    "thread, which closing a socket needs (Linux 6.0 or later is needed)");
         }
     }
 
@@ -169,7 +176,15 @@ public:
     [[nodiscard]] std::error_code submit(Fill&& fill) noexcept
     {
         std::lock_guard lock(submit_mutex_);
-        const std::uint32_t tail = *sq_tail_; // only this lock's holder writes it
+        return submit_owned(std::forward<Fill>(fill));
+    }
+
+    /// As submit(), without the lock: for a ring with one submitting thread
+    /// (the scheduler's ring of one pool thread), which calls only this.
+    template <class Fill>
+    [[nodiscard]] std::error_code submit_owned(Fill&& fill) noexcept
+    {
+        const std::uint32_t tail = *sq_tail_; // only the one submitter writes it
         const std::uint32_t index = tail & sq_mask_;
         io_uring_sqe* sqe = &sqes_[index];
         std::memset(sqe, 0, sizeof *sqe);
@@ -188,8 +203,8 @@ public:
             const int error = taken < 0 ? errno : EAGAIN;
             if (taken < 0 && error == EINTR) continue;
             // NOTE: the kernel reads the queue only inside io_uring_enter,
-            // which this lock serialises, so an entry it left is withdrawn
-            // by putting the tail back.
+            // which only the one submitter calls, so an entry it left is
+            // withdrawn by putting the tail back.
             if (std::atomic_ref<std::uint32_t>(*sq_head_).load(std::memory_order_acquire) == tail) {
                 std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail, std::memory_order_release);
             }
@@ -218,7 +233,14 @@ public:
     std::size_t take(completion* out, std::size_t max) noexcept
     {
         std::lock_guard lock(take_mutex_);
-        std::uint32_t head = *cq_head_; // only this lock's holder writes it
+        return take_owned(out, max);
+    }
+
+    /// As take(), without the lock: for a ring with one taking thread,
+    /// which calls only this.
+    std::size_t take_owned(completion* out, std::size_t max) noexcept
+    {
+        std::uint32_t head = *cq_head_; // only the one taker writes it
         // RACE: acquire pairs with the kernel's release of the tail, so the
         // entries below it are complete when read.
         std::uint32_t tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
@@ -241,6 +263,29 @@ public:
         return n;
     }
 
+    /// Asks the kernel to cancel the request whose user_data is `user_data`,
+    /// synchronously (IORING_REGISTER_SYNC_CANCEL), without waiting for a
+    /// request already running in a kernel worker: it completes with
+    /// ECANCELED, or as it was about to if it won. Any thread, with no lock
+    /// of ours: the kernel takes the ring's own lock, and nothing goes
+    /// through the submission queue, which stays its one submitter's.
+    /// Returns the kernel's answer (ENOENT: nothing matched).
+    std::error_code cancel(std::uint64_t user_data) noexcept
+    {
+        io_uring_sync_cancel_reg request{};
+        request.addr = user_data;
+        return sync_cancel(request);
+    }
+
+    /// As cancel(), for every request on descriptor `fd`.
+    std::error_code cancel_all_on(int fd) noexcept
+    {
+        io_uring_sync_cancel_reg request{};
+        request.fd = fd;
+        request.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        return sync_cancel(request);
+    }
+
     /// Requests the kernel has taken so far (each submit() that succeeded).
     [[nodiscard]] std::uint64_t submissions() const noexcept { return submissions_.load(std::memory_order_acquire); }
 
@@ -249,21 +294,24 @@ public:
     [[nodiscard]] unsigned cq_entries() const noexcept { return cq_entries_; }
 
 private:
-    /// Whether IORING_OP_ASYNC_CANCEL takes IORING_ASYNC_CANCEL_FD and _ALL
-    /// (Linux 5.19): asked of the ring's own descriptor, which has no
-    /// requests, so a kernel that knows the flags answers "none cancelled"
-    /// and an older one EINVAL.
-    bool cancels_by_descriptor() noexcept
+    /// Whether the kernel cancels synchronously, from any thread, by
+    /// descriptor and all at once (IORING_REGISTER_SYNC_CANCEL with
+    /// IORING_ASYNC_CANCEL_FD | _ALL: Linux 6.0): asked of the ring's own
+    /// descriptor, which has no requests, so a kernel that knows it answers
+    /// "none cancelled" and an older one EINVAL.
+    bool cancels_by_descriptor() noexcept { return cancel_all_on(fd_) != std::errc::invalid_argument; }
+
+    std::error_code sync_cancel(io_uring_sync_cancel_reg& request) noexcept
     {
-        const auto refused = submit([this](io_uring_sqe& sqe) {
-            sqe.opcode = IORING_OP_ASYNC_CANCEL;
-            sqe.fd = fd_;
-            sqe.cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
-        });
-        if (refused) return false;
-        completion answer{};
-        while (take(&answer, 1) == 0) wait();
-        return answer.result != -EINVAL;
+        // NOTE: a zero timeout: a request a kernel worker is running right
+        // now is told to stop, not waited for (ETIME then), as a cancel
+        // only asks everywhere else in portico.
+        request.timeout.tv_sec = 0;
+        request.timeout.tv_nsec = 0;
+        for (;;) {
+            if (::syscall(__NR_io_uring_register, fd_, IORING_REGISTER_SYNC_CANCEL, &request, 1) >= 0) return {};
+            if (errno != EINTR) return {errno, std::system_category()};
+        }
     }
 
     [[noreturn]] void fail_setup(const char* what)
