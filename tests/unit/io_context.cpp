@@ -181,11 +181,16 @@ TEST_CASE("run() called again and again takes over the counters of the last one:
     // (Not under ThreadSanitizer, whose operator new cannot be replaced.)
     CHECK(portico::test::live_heap_bytes() == live);
 #endif
-    // The first run's counts are kept, and every later run's added: each
-    // posts one wake-up as it leaves.
+    // The first run's counts are kept, and every later run's added: on
+    // Windows each posts one wake-up as it leaves. On io_uring none does:
+    // stop() and the drain already woke every thread, each in its own ring.
     const auto later = ctx.statistics();
     CHECK(later.completions >= first.completions);
+#if PORTICO_BACKEND_URING
+    CHECK(later.posts == first.posts);
+#else
     CHECK(later.posts == first.posts + 100);
+#endif
 }
 
 PORTICO_CO_TEST_CASE("a post the port refuses is retried, never lost", "[io_context]")

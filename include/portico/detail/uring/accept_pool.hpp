@@ -87,6 +87,13 @@ struct accept_waiter : operation {
 /// An accept cancelled by such an exit (ECANCELED while open) is simply
 /// submitted again.
 ///
+/// The slots are spread over the rings of the threads in run(): each slot
+/// that is (re)armed goes to the next ring in turn (scheduler::
+/// next_ring_in_use), submitted there by that ring's thread (handed over
+/// with scheduler::post_to), so connections, which stay on the ring that
+/// accepted them, spread over the threads. A thread that comes later gets
+/// its share as slots complete and are armed again.
+///
 /// Everything that submits on the listener or reads the lists or `closed_`
 /// holds `mutex_`; close() sets `closed_` under it before it cancels and
 /// closes the listener, so nothing is submitted on a descriptor number the
@@ -287,9 +294,11 @@ private:
         idle_.push_back(slot);
     }
 
-    /// Submits every idle slot (mutex_ held), here on a pool thread or
-    /// through the arm step from anywhere else. Returns the last refusal
-    /// (a slot refused stays idle), or nothing.
+    /// Arms every idle slot (mutex_ held), here on a pool thread or through
+    /// the arm step from anywhere else: each goes to the next ring in turn,
+    /// submitted at once if that is this thread's, else handed to that
+    /// ring's thread (on_arm_slot), counted as posted meanwhile. Returns the
+    /// last refusal (a slot refused stays idle), or nothing.
     std::error_code arm_locked() noexcept
     {
         if (closed_ || idle_.empty()) return {};
@@ -303,7 +312,22 @@ private:
         }
         std::error_code error;
         slot_queue refused;
+        const unsigned here = sched_.ring_of_this_thread();
         while (accept_slot* slot = idle_.pop_front()) {
+            // Counted when asked for, on whichever ring it is submitted:
+            // accept_calls then says at once that a slot went back in.
+            sched_.count(counter::accept_calls);
+            const unsigned target = sched_.next_ring_in_use(ring_cursor_);
+            if (target != here) {
+                // Its completion function is the arm step until it runs
+                // there (nothing else knows an idle slot).
+                slot->complete = &accept_pool::on_arm_slot;
+                add_ref();
+                ++posted_;
+                sched_.work_started();
+                sched_.post_to(target, slot);
+                continue;
+            }
             if (auto e = submit_locked(*slot)) {
                 error = e;
                 refused.push_back(*slot);
@@ -311,6 +335,33 @@ private:
         }
         idle_ = std::move(refused);
         return error;
+    }
+
+    /// A slot handed to this ring's thread to be submitted here (arm_locked).
+    static void on_arm_slot(operation* op, std::uintptr_t, std::uint32_t) noexcept
+    {
+        auto& slot = static_cast<accept_slot&>(*op);
+        slot.complete = &accept_pool::on_slot_complete;
+        accept_pool& self = *slot.pool;
+        finish_list failed;
+        std::error_code failure;
+        {
+            std::lock_guard lock(self.mutex_);
+            --self.posted_;
+            if (self.closed_) {
+                self.idle_.push_back(slot);
+            } else if ((failure = self.submit_locked(slot))) {
+                self.idle_.push_back(slot);
+                // Nothing is posted any more: fail the waiters rather than
+                // leave them waiting for ever (the next accept() tries again).
+                if (self.posted_ == 0 && !self.arm_pending_) self.take_waiters(failed);
+            }
+        }
+        failed.drain([&](accept_waiter& w) {
+            w.error = failure;
+            self.finish(w, true);
+        });
+        self.release();
     }
 
     /// Submits one accept for `slot` (mutex_ held, on a pool thread).
@@ -321,9 +372,9 @@ private:
         add_ref();
         ++posted_;
         sched_.work_started();
-        sched_.count(counter::accept_calls);
         const int listener = listener_.get();
-        const std::error_code refused = sched_.io_ring().submit([&slot, listener](io_uring_sqe& sqe) {
+        listener_.note_ring(sched_.ring_of_this_thread());
+        const std::error_code refused = sched_.submit([&slot, listener](io_uring_sqe& sqe) {
             slot.length = sizeof slot.address;
             sqe.opcode = IORING_OP_ACCEPT;
             sqe.fd = listener;
@@ -441,7 +492,8 @@ private:
     arm_step arm_{this};
     bool closed_ = false;
     bool arm_pending_ = false;
-    unsigned posted_ = 0;
+    unsigned posted_ = 0;      // in the kernel, or on their way to a ring's thread
+    unsigned ring_cursor_ = 0; // where the next slot goes (next_ring_in_use)
     slot_queue ready_;
     slot_queue idle_;
     waiter_list waiters_;

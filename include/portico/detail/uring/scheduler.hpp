@@ -1,5 +1,6 @@
-// portico: the io_uring scheduler behind io_context on Linux (first part:
-// run, post, defer, stop and the work count; docs/design/uring.md).
+// portico: the io_uring scheduler behind io_context on Linux: one ring per
+// thread inside run(), posts, defer, stop and the work count
+// (docs/design/uring.md).
 #pragma once
 
 #include <portico/config.hpp>
@@ -12,12 +13,18 @@
 #include <portico/detail/uring/timer_service.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cassert>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <utility>
 #include <vector>
 
 PORTICO_NAMESPACE_BEGIN
@@ -25,6 +32,7 @@ PORTICO_NAMESPACE_BEGIN
 namespace detail::uring {
 
 class scheduler;
+struct ring_slot;
 
 /// What a thread inside scheduler::run() knows about itself. Only that
 /// thread touches it.
@@ -32,6 +40,7 @@ struct thread_state {
     scheduler* owner;
     stat_block* stats;
     thread_state* outer; // the run() this one is nested in, if any
+    ring_slot* slot;     // the thread's ring (a nested run() keeps the outer one's)
     // Coroutines to resume once the completion being handled returns
     // (scheduler::defer).
     std::vector<std::coroutine_handle<>> deferred{};
@@ -39,22 +48,64 @@ struct thread_state {
 
 inline thread_local thread_state* current_thread_state = nullptr;
 
-/// One ring served by every thread that calls run(): any thread takes any
-/// completion, as any thread dequeues any packet of a completion port.
+/// One pool thread's ring, and what other threads may do to it: hand it an
+/// operation (its inbox), wake it, and cancel its requests (synchronously,
+/// in the kernel: ring::cancel).
+/// Made by the first run() that finds no free one, kept until the
+/// scheduler goes; a thread that leaves run() frees it for the next.
+struct ring_slot {
+    using op_queue = intrusive_queue<operation, &operation::next_posted>;
+
+    explicit ring_slot(unsigned i) : index(i) {}
+    ring_slot(const ring_slot&) = delete;
+    ring_slot& operator=(const ring_slot&) = delete;
+
+    /// Submitted to and taken from by its thread only (submit_owned,
+    /// take_owned): no lock.
+    ring io;
+    const unsigned index;
+    /// Set by its thread before it waits in the ring, cleared by the one
+    /// waker that exchanges it to false and sends the wake-up (scheduler::
+    /// sleep and wake_one say how the two sides meet).
+    std::atomic<bool> sleeping{false};
+    /// A wake-up for it was refused: the timer thread's retry sends another.
+    std::atomic<bool> wake_refused{false};
+    /// A thread's outermost run() holds it (written under the scheduler's
+    /// slots_mutex_, read anywhere).
+    std::atomic<bool> in_use{false};
+    /// Posts made on its thread, completed by that thread: only it touches
+    /// the queue.
+    op_queue local;
+    /// Operations other threads handed to this ring's thread
+    /// (scheduler::post_to), which it completes before it next waits.
+    std::mutex inbox_mutex;
+    op_queue inbox;
+    std::atomic<std::size_t> inbox_size{0};
+};
+
+/// The io_uring scheduler: one ring per thread inside run() (docs/design/
+/// uring.md, "One ring per pool thread"). A pool thread submits its
+/// requests to its own ring and takes their completions from it, with no
+/// lock; a post made on a pool thread stays on that thread; a post made
+/// anywhere else goes to a shared queue that every pool thread drains, and
+/// wakes one sleeping thread with an IORING_OP_MSG_RING from the
+/// scheduler's wake-up ring.
 ///
 /// Work accounting: every operation that will produce a completion counts
 /// as outstanding from before it can complete until after its completion has
-/// been dispatched. After stop(), run() returns once that count is zero.
+/// been dispatched. After stop(), run() returns once that count is zero:
+/// one count for the context, not one per ring.
 ///
-/// Thread safety: every member may be called from any thread.
+/// Thread safety: every member may be called from any thread, but submit()
+/// only from a thread inside run().
 class scheduler {
 public:
     /// The IOCP scheduler's options, so io_context passes the same ones;
     /// what has no meaning on a ring says so.
     struct options {
-        /// No meaning here: every thread in run() takes completions.
+        /// No meaning here: every thread in run() has its own ring.
         unsigned concurrency_hint = 0;
-        /// Completions one thread takes from the ring at a time.
+        /// Completions one thread takes from its ring at a time.
         unsigned batch_size = 64;
         /// No meaning here: every request completes through the ring.
         bool skip_completion_on_success = true;
@@ -64,11 +115,16 @@ public:
         unsigned port_check_interval = 16;
     };
 
-    /// Makes the ring. Throws std::system_error if the system refuses
-    /// io_uring; its message says why and what to do.
+    /// Rings one scheduler makes at most: run() on more threads at once
+    /// than this throws std::length_error.
+    static constexpr unsigned max_rings = 256;
+
+    /// Makes the wake-up ring (the threads' rings come with run()). Throws
+    /// std::system_error if the system refuses io_uring; its message says
+    /// why and what to do.
     explicit scheduler(options opts)
         : batch_size_((std::max)(1u, opts.batch_size)),
-          timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
+          timers_(&scheduler::post_from_timer, &scheduler::retry_wakes, this)
     {}
     /// As scheduler(options), with the default options.
     scheduler() : scheduler(options{}) {}
@@ -76,14 +132,43 @@ public:
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
 
+    /// Waits for the threads still inside a post, a stop or the last
+    /// work_finished() from outside the pool (caller_guard), then closes the
+    /// rings. Every run() must have returned.
+    ~scheduler()
+    {
+        while (callers_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    }
+
     /// Takes and dispatches completions on the calling thread until stop()
-    /// has been called and no work is outstanding.
+    /// has been called and no work is outstanding. The outermost run() of a
+    /// thread takes a free ring, or makes one (may throw std::system_error,
+    /// or std::length_error past max_rings); a nested run() keeps its
+    /// thread's ring.
     void run()
     {
         // NOTE: every allocation this thread needs comes before it takes its
         // block: io_statistics::running_threads counts a thread from there.
         auto batch = std::make_unique<completion[]>(batch_size_);
-        thread_state self{this, nullptr, current_thread_state};
+        thread_state* const outer = current_thread_state;
+        ring_slot* slot = nullptr;
+        for (thread_state* t = outer; t != nullptr; t = t->outer) {
+            if (t->owner == this) {
+                slot = t->slot;
+                break;
+            }
+        }
+        const bool outermost = slot == nullptr;
+        if (outermost) slot = &acquire_slot();
+        thread_state self{this, nullptr, outer, slot};
+        struct give_back_slot {
+            scheduler& owner;
+            ring_slot* slot; // null when nested: the outer run() gives it back
+            ~give_back_slot()
+            {
+                if (slot != nullptr) owner.release_slot(*slot);
+            }
+        } slot_on_exit{*this, outermost ? slot : nullptr};
         // Room for the usual handful, so deferring does not allocate.
         self.deferred.reserve(16);
         stat_block* stats = stats_.take();
@@ -99,26 +184,31 @@ public:
         } restore_on_exit{self};
 
         for (;;) {
-            // RACE: pairs with work_finished() and stop() (work_count.hpp).
+            // RACE: pairs with work_finished() and stop() (work_count.hpp);
+            // both wake every sleeping thread (wake_all).
             if (work_.drained()) break;
-            if (fallback_size_.load(std::memory_order_acquire) != 0) drain_fallback();
-            // One dequeue per take, as one GetQueuedCompletionStatusEx on
-            // Windows: the wait that follows an empty one is part of it.
+            run_local(self);
+            if (slot->inbox_size.load(std::memory_order_seq_cst) != 0) drain_inbox(self);
+            // One dequeue per turn, as one GetQueuedCompletionStatusEx on
+            // Windows: a batch of the shared queue and the ring's completions
+            // (the wait that follows an empty one is part of it).
             stat_blocks::bump(*stats, counter::dequeue_calls, 1);
-            const std::size_t n = ring_.take(batch.get(), batch_size_);
+            std::size_t injected = 0;
+            if (injected_size_.load(std::memory_order_seq_cst) != 0) injected = drain_injected(self);
+            const std::size_t n = slot->io.take_owned(batch.get(), batch_size_);
+            if (n + injected != 0) stat_blocks::note_batch(*stats, n + injected);
             if (n == 0) {
-                ring_.wait();
+                // Posts made by the handlers just run come first; otherwise
+                // wait in the ring.
+                if (injected == 0 && slot->local.empty()) sleep(*slot);
                 continue;
             }
             stat_blocks::bump(*stats, counter::completions, n);
-            stat_blocks::note_batch(*stats, n);
             for (std::size_t i = 0; i < n; ++i) {
                 dispatch(batch[i]);
                 run_deferred(self);
             }
         }
-        // Let the next thread see the drained state too.
-        wake_one();
     }
 
     /// Queues `h` to be resumed on the calling thread once the completion it
@@ -127,35 +217,29 @@ public:
     /// run() (or, past the reserved room, out of memory).
     bool defer(std::coroutine_handle<> h) noexcept
     {
-        for (thread_state* t = current_thread_state; t != nullptr; t = t->outer) {
-            if (t->owner != this) continue;
-            try {
-                t->deferred.push_back(h);
-            } catch (const std::bad_alloc&) {
-                return false;
-            }
-            return true;
+        thread_state* t = state_of_this_thread();
+        if (t == nullptr) return false;
+        try {
+            t->deferred.push_back(h);
+        } catch (const std::bad_alloc&) {
+            return false;
         }
-        return false;
+        return true;
     }
 
     /// Lets run() return once the outstanding count reaches zero. Idempotent.
     void stop() noexcept
     {
-        // The wake is unconditional (work_count::stop says why).
+        const caller_guard guard(*this);
+        // The wake is unconditional (work_count::stop says why), and goes to
+        // every sleeping thread: each sleeps in its own ring.
         work_.stop();
-        wake_one();
+        wake_all();
     }
 
     [[nodiscard]] bool stopped() const noexcept { return work_.stopped(); }
 
-    [[nodiscard]] bool running_in_this_thread() const noexcept
-    {
-        for (auto* t = current_thread_state; t != nullptr; t = t->outer) {
-            if (t->owner == this) return true;
-        }
-        return false;
-    }
+    [[nodiscard]] bool running_in_this_thread() const noexcept { return state_of_this_thread() != nullptr; }
 
     [[nodiscard]] std::int64_t outstanding() const noexcept { return work_.outstanding(); }
 
@@ -166,7 +250,14 @@ public:
     /// The other half of work_started(), after the completion was handled.
     void work_finished() noexcept
     {
-        if (work_.finished()) wake_one();
+        // A pool thread's run() keeps the scheduler alive; any other caller
+        // may be the last count, whose wake-ups let run() return.
+        if (running_in_this_thread()) {
+            if (work_.finished()) wake_all();
+            return;
+        }
+        const caller_guard guard(*this);
+        if (work_.finished()) wake_all();
     }
 
     /// Posts `op` as new work: it is completed, once, on a pool thread.
@@ -176,35 +267,131 @@ public:
         post_started(op);
     }
 
-    /// Posts `op` whose work was already counted: a no-op request whose
-    /// completion carries the op. If the ring refuses it (no room for now,
-    /// or no memory), the op goes to a fallback queue that the pool threads
-    /// drain, so the work is delayed, never lost.
+    /// Posts `op` whose work was already counted. On a pool thread it joins
+    /// that thread's own queue, which the thread runs before it next waits:
+    /// no system call, no lock. Anywhere else it joins the shared queue that
+    /// every pool thread drains, and one sleeping thread is woken. Nothing
+    /// here can refuse the op; a refused wake-up is sent again by the timer
+    /// thread, so the work is delayed, never lost.
     void post_started(operation* op) noexcept
     {
         count(counter::posts);
-        if (inject_failures_.load(std::memory_order_relaxed) == 0 || !take_injected_failure()) {
-            if (submit_post(op)) return;
+        // An injected refusal (tests) takes the path of a refused wake-up.
+        const bool refused = inject_failures_.load(std::memory_order_relaxed) != 0 && take_injected_failure();
+        thread_state* t = state_of_this_thread();
+        if (t != nullptr && !refused) {
+            t->slot->local.push_back(*op);
+            return;
         }
-        count(counter::post_failures);
-        {
-            std::lock_guard lock(fallback_mutex_);
-            fallback_.push_back(*op);
-            fallback_size_.fetch_add(1, std::memory_order_release);
+        const caller_guard guard(*this);
+        inject(op);
+        if (refused) {
+            count(counter::post_failures);
+            timers_.request_retry();
+            return;
         }
-        // A thread that waits in the ring must come out to drain the queue.
-        // The wake may be refused too: the timer thread retries until the
-        // queue is empty (retry_fallback).
         wake_one();
-        timers_.request_retry();
+    }
+
+    /// Posts `op`, whose work was already counted, to the thread of ring
+    /// `index`: its own queue if that is the calling thread, else the ring's
+    /// inbox and a wake-up (a ring nobody runs any more passes it to the
+    /// shared queue). Delayed, never lost, as post_started().
+    void post_to(unsigned index, operation* op) noexcept
+    {
+        count(counter::posts);
+        thread_state* t = state_of_this_thread();
+        if (t != nullptr && t->slot->index == index) {
+            t->slot->local.push_back(*op);
+            return;
+        }
+        const caller_guard guard(*this);
+        ring_slot* slot = slot_at(index);
+        if (slot == nullptr || !slot->in_use.load(std::memory_order_acquire)) {
+            inject(op);
+            wake_one();
+            return;
+        }
+        {
+            std::lock_guard lock(slot->inbox_mutex);
+            slot->inbox.push_back(*op);
+            // RACE: seq_cst, before `sleeping` is looked at: pairs with sleep().
+            slot->inbox_size.fetch_add(1, std::memory_order_seq_cst);
+        }
+        // NOTE: a thread leaves run() only once the work is drained, and
+        // this op's work is counted: the ring's thread is still there.
+        if (claim(*slot)) send_wake(*slot);
+    }
+
+    /// The next ring with a thread in run(), in turn: the first in use from
+    /// `cursor` on (wrapping round), moving `cursor` past it. The calling
+    /// thread's ring when no other is in use.
+    [[nodiscard]] unsigned next_ring_in_use(unsigned& cursor) const noexcept
+    {
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) {
+            const unsigned index = (cursor + i) % n;
+            if (slots_[index]->in_use.load(std::memory_order_acquire)) {
+                cursor = index + 1;
+                return index;
+            }
+        }
+        return ring_of_this_thread();
+    }
+
+    /// Submits one request on the calling thread's own ring (which must be
+    /// inside run()): `fill` writes its fields into a zeroed entry. Returns
+    /// the ring's refusal, if any (ring::submit_owned).
+    template <class Fill>
+    [[nodiscard]] std::error_code submit(Fill&& fill) noexcept
+    {
+        thread_state* t = state_of_this_thread();
+        assert(t != nullptr && "requests are submitted only by the pool's threads");
+        return t->slot->io.submit_owned(std::forward<Fill>(fill));
+    }
+
+    /// The index of the calling thread's ring, which must be inside run().
+    [[nodiscard]] unsigned ring_of_this_thread() const noexcept
+    {
+        const thread_state* t = state_of_this_thread();
+        assert(t != nullptr && "only a pool thread has a ring");
+        return t->slot->index;
+    }
+
+    /// Asks ring `index` to cancel the request whose user_data is `op`, from
+    /// any thread: it completes with ECANCELED, or as it was about to if it
+    /// won the race. Synchronous (ring::cancel), so the caller may let the
+    /// op go as soon as this returns.
+    void cancel(unsigned index, const operation* op) noexcept
+    {
+        count(counter::cancel_calls);
+        if (ring_slot* slot = slot_at(index)) (void)slot->io.cancel(reinterpret_cast<std::uintptr_t>(op));
+    }
+
+    /// The bit of ring `index` in a set of rings (socket_state::rings): one
+    /// bit each for the first 15, the top bit for all the others.
+    [[nodiscard]] static std::uint16_t ring_bit(unsigned index) noexcept
+    {
+        return static_cast<std::uint16_t>(1u << (index < 15 ? index : 15));
+    }
+
+    /// Cancels every request on descriptor `fd` on each ring in `rings`
+    /// (ring_bit), from any thread, synchronously.
+    void cancel_all_on(int fd, std::uint16_t rings) noexcept
+    {
+        if (rings == 0) return;
+        count(counter::cancel_calls);
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) {
+            if ((rings & ring_bit(i)) != 0) (void)slots_[i]->io.cancel_all_on(fd);
+        }
     }
 
     /// Adds n to counter c: to this thread's own block on a pool thread,
     /// to the shared block (atomically) anywhere else.
     void count(counter c, std::uint64_t n = 1) noexcept
     {
-        auto* t = current_thread_state;
-        if (t != nullptr && t->owner == this) {
+        if (thread_state* t = state_of_this_thread()) {
             stat_blocks::bump(*t->stats, c, n);
         } else {
             stats_.add_shared(c, n);
@@ -220,14 +407,106 @@ public:
     /// The pending timers (timer_service.hpp).
     [[nodiscard]] timer_service& timers() noexcept { return timers_; }
 
-    /// Makes the next n posts fail as if the ring had refused them (tests).
+    /// Makes the next n posts take the path of a refused hand-over: into
+    /// the shared queue with no wake-up, delivered by the timer thread's
+    /// retry (tests).
     void inject_post_failures(unsigned n) noexcept { inject_failures_.store(n, std::memory_order_relaxed); }
 
-    /// The ring (for the I/O objects of this backend, and tests).
-    [[nodiscard]] ring& io_ring() noexcept { return ring_; }
+    /// Rings made so far (tests): one per thread that was inside run() at
+    /// the same time, at most.
+    [[nodiscard]] unsigned ring_count() const noexcept { return slot_count_.load(std::memory_order_acquire); }
+
+    /// Requests the kernel has taken on ring `index` so far (tests).
+    [[nodiscard]] std::uint64_t submissions_on(unsigned index) const noexcept
+    {
+        const ring_slot* slot = slot_at(index);
+        return slot != nullptr ? slot->io.submissions() : 0;
+    }
+
+    /// Threads waiting in their rings now (a snapshot; tests).
+    [[nodiscard]] unsigned sleeping_threads() const noexcept
+    {
+        unsigned sleeping = 0;
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) sleeping += slots_[i]->sleeping.load(std::memory_order_acquire) ? 1 : 0;
+        return sleeping;
+    }
+
+    /// Requests the kernel has taken on all rings so far (ring::submissions).
+    [[nodiscard]] std::uint64_t submissions() const noexcept
+    {
+        std::uint64_t total = 0;
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) total += slots_[i]->io.submissions();
+        return total;
+    }
 
 private:
-    using op_queue = intrusive_queue<operation, &operation::next_posted>;
+    using op_queue = ring_slot::op_queue;
+
+    /// Held by a thread outside the pool while it hands work over and wakes
+    /// threads. RACE: the op it hands over may be run at once, the work
+    /// drained and the scheduler destroyed while this thread is still
+    /// sending a wake-up; the destructor waits for the count to fall to 0.
+    /// Taken before the hand-over, so the destructor (which runs after the
+    /// drain the hand-over allows) sees it.
+    struct caller_guard {
+        explicit caller_guard(scheduler& s) noexcept : owner(s)
+        {
+            owner.callers_.fetch_add(1, std::memory_order_seq_cst);
+        }
+        caller_guard(const caller_guard&) = delete;
+        caller_guard& operator=(const caller_guard&) = delete;
+        // The last touch of the scheduler.
+        ~caller_guard() { owner.callers_.fetch_sub(1, std::memory_order_seq_cst); }
+        scheduler& owner;
+    };
+
+    /// The innermost run() of this scheduler on the calling thread, if any.
+    thread_state* state_of_this_thread() const noexcept
+    {
+        for (thread_state* t = current_thread_state; t != nullptr; t = t->outer) {
+            if (t->owner == this) return t;
+        }
+        return nullptr;
+    }
+
+    ring_slot* slot_at(unsigned index) const noexcept
+    {
+        return index < slot_count_.load(std::memory_order_acquire) ? slots_[index].get() : nullptr;
+    }
+
+    /// A free ring for a thread entering its outermost run(): the first one
+    /// a thread has left, else a new one.
+    ring_slot& acquire_slot()
+    {
+        std::lock_guard lock(slots_mutex_);
+        const unsigned n = slot_count_.load(std::memory_order_relaxed);
+        for (unsigned i = 0; i < n; ++i) {
+            // NOTE: a ring is given back only by a run() that saw the work
+            // drained, so it holds no request: the next thread starts clean
+            // (at most a stale wake-up waits in it, which dispatch ignores).
+            if (!slots_[i]->in_use.load(std::memory_order_relaxed)) {
+                slots_[i]->in_use.store(true, std::memory_order_release);
+                return *slots_[i];
+            }
+        }
+        if (n == max_rings)
+            throw std::length_error("portico: more threads in one io_context's run() than it has rings");
+        slots_[n] = std::make_unique<ring_slot>(n);
+        slots_[n]->in_use.store(true, std::memory_order_relaxed);
+        // RACE: published after it is made: readers load the count (acquire)
+        // and read only the slots below it, which never change again.
+        slot_count_.store(n + 1, std::memory_order_release);
+        return *slots_[n];
+    }
+
+    void release_slot(ring_slot& slot) noexcept
+    {
+        assert(slot.local.empty() && slot.inbox_size.load() == 0 && "a thread left run() with posts pending");
+        std::lock_guard lock(slots_mutex_);
+        slot.in_use.store(false, std::memory_order_release);
+    }
 
     void dispatch(const completion& c) noexcept
     {
@@ -249,54 +528,178 @@ private:
         self.deferred.clear();
     }
 
-    void drain_fallback() noexcept
+    /// Completes the posts this thread made itself, those there now: a post
+    /// made while they run waits for the next round, after the ring's
+    /// completions, so a coroutine that keeps posting cannot starve them.
+    void run_local(thread_state& self) noexcept
+    {
+        if (self.slot->local.empty()) return;
+        op_queue taken = std::move(self.slot->local);
+        complete_all(self, taken);
+    }
+
+    /// Completes what other threads handed to this thread's ring.
+    void drain_inbox(thread_state& self) noexcept
     {
         op_queue taken;
         {
-            std::lock_guard lock(fallback_mutex_);
-            taken = std::move(fallback_);
-            fallback_size_.store(0, std::memory_order_release);
+            std::lock_guard lock(self.slot->inbox_mutex);
+            taken = std::move(self.slot->inbox);
+            self.slot->inbox_size.store(0, std::memory_order_seq_cst);
         }
+        complete_all(self, taken);
+    }
+
+    /// Into the shared queue, which every pool thread drains.
+    void inject(operation* op) noexcept
+    {
+        std::lock_guard lock(injected_mutex_);
+        injected_.push_back(*op);
+        // RACE: seq_cst, before a sleeping thread is looked for: pairs with
+        // sleep() (wake_one says how).
+        injected_size_.fetch_add(1, std::memory_order_seq_cst);
+    }
+
+    /// Completes a batch of the shared queue's posts on this thread (at most
+    /// batch_size_, so that the ring's completions interleave with a long
+    /// queue); returns how many.
+    std::size_t drain_injected(thread_state& self) noexcept
+    {
+        op_queue taken;
+        std::size_t n = 0;
+        {
+            std::lock_guard lock(injected_mutex_);
+            while (n < batch_size_) {
+                operation* op = injected_.pop_front();
+                if (op == nullptr) break;
+                taken.push_back(*op);
+                ++n;
+            }
+            injected_size_.fetch_sub(n, std::memory_order_seq_cst);
+        }
+        complete_all(self, taken);
+        return n;
+    }
+
+    void complete_all(thread_state& self, op_queue& taken) noexcept
+    {
         while (operation* op = taken.pop_front()) {
+            stat_blocks::bump(*self.stats, counter::completions, 1);
             op->complete(op, 0, 0);
             work_finished();
-            if (current_thread_state != nullptr && current_thread_state->owner == this) {
-                run_deferred(*current_thread_state);
+            run_deferred(self);
+        }
+    }
+
+    /// Waits in this thread's ring, unless something came meanwhile.
+    // RACE: the sleeper publishes `sleeping` and then looks at the state;
+    // a waker changes the state and then looks at `sleeping` (wake_one,
+    // wake_all). All seq_cst, so in their one order either the sleeper sees
+    // the change here, or the waker sees it asleep and wakes it.
+    void sleep(ring_slot& slot) noexcept
+    {
+        slot.sleeping.store(true, std::memory_order_seq_cst);
+        if (!work_.drained() && injected_size_.load(std::memory_order_seq_cst) == 0 &&
+            slot.inbox_size.load(std::memory_order_seq_cst) == 0 && slot.io.ready() == 0) {
+            slot.io.wait();
+        }
+        // NOTE: a waker that claimed the flag meanwhile has sent (or will
+        // send) a wake-up that finds us awake: one more empty turn.
+        slot.sleeping.store(false, std::memory_order_relaxed);
+    }
+
+    /// Wakes one sleeping thread, if there is one (a busy one looks at the
+    /// shared queue before it next waits). Starts at a different ring each
+    /// time, to spread the posts made off the pool.
+    void wake_one() noexcept
+    {
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        if (n == 0) return;
+        const unsigned first = next_wake_.fetch_add(1, std::memory_order_relaxed);
+        for (unsigned i = 0; i < n; ++i) {
+            ring_slot& slot = *slots_[(first + i) % n];
+            if (claim(slot)) {
+                send_wake(slot);
+                return;
             }
         }
     }
 
-    /// Timer-thread hook: hands the fallback queue back to the ring, in
-    /// order. Returns true when the queue is empty (nothing more to retry).
-    static bool retry_fallback(void* context) noexcept
+    /// Wakes every sleeping thread (stop, the drain).
+    void wake_all() noexcept
+    {
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) {
+            if (claim(*slots_[i])) send_wake(*slots_[i]);
+        }
+    }
+
+    /// Whether the caller is the one waker of a sleeping thread.
+    static bool claim(ring_slot& slot) noexcept
+    {
+        return slot.sleeping.load(std::memory_order_seq_cst) &&
+               slot.sleeping.exchange(false, std::memory_order_seq_cst);
+    }
+
+    /// Posts a wake_token completion into `slot`'s ring with IORING_OP_MSG_RING
+    /// from the wake-up ring, which any thread may submit to (under its
+    /// lock). A refusal, at submission or in the completion that
+    /// IOSQE_CQE_SKIP_SUCCESS leaves only for a failure, marks the slot for
+    /// the timer thread's retry.
+    bool send_wake(ring_slot& slot) noexcept
+    {
+        const int target = slot.io.fd();
+        const std::error_code refused = waker_.submit([&slot, target](io_uring_sqe& sqe) {
+            sqe.opcode = IORING_OP_MSG_RING;
+            sqe.flags = IOSQE_CQE_SKIP_SUCCESS;
+            sqe.fd = target;
+            sqe.addr = IORING_MSG_DATA;
+            sqe.off = wake_token; // the user_data of the completion it posts
+            sqe.user_data = slot.index;
+        });
+        bool delivered = !refused;
+        // NOTE: the message is delivered, or fails, inside the submission
+        // (a target ring without IORING_SETUP_IOPOLL or DEFER_TASKRUN), so a
+        // failure's completion is there to be taken now.
+        completion failed[8];
+        while (const std::size_t k = waker_.take(failed, 8)) {
+            for (std::size_t i = 0; i < k; ++i) {
+                if (ring_slot* s = slot_at(static_cast<unsigned>(failed[i].user_data))) {
+                    s->wake_refused.store(true, std::memory_order_release);
+                    if (s == &slot) delivered = false;
+                }
+            }
+        }
+        if (delivered) return true;
+        slot.wake_refused.store(true, std::memory_order_release);
+        timers_.request_retry();
+        return false;
+    }
+
+    /// Timer-thread hook: sends the wake-ups that were refused, and wakes a
+    /// thread for posts queued with every thread asleep. Returns true when
+    /// nothing is left to retry.
+    static bool retry_wakes(void* context) noexcept
     {
         auto& self = *static_cast<scheduler*>(context);
-        std::lock_guard lock(self.fallback_mutex_);
-        while (operation* op = self.fallback_.pop_front()) {
-            // RACE: off the queue before the submission, which clears its
-            // link: once submitted, the op may complete and its frame be
-            // freed on another thread at once. A refused one goes back first.
-            if (!self.submit_post(op)) {
-                self.fallback_.push_front(*op);
-                return false;
-            }
-            self.fallback_size_.fetch_sub(1, std::memory_order_release);
+        bool done = true;
+        const unsigned n = self.slot_count_.load(std::memory_order_acquire);
+        for (unsigned i = 0; i < n; ++i) {
+            ring_slot& slot = *self.slots_[i];
+            if (slot.wake_refused.exchange(false, std::memory_order_acq_rel) && !self.send_wake(slot)) done = false;
         }
-        return true;
+        if (self.injected_size_.load(std::memory_order_seq_cst) != 0) {
+            // Until a pool thread has taken them: a busy one will, or the
+            // next retry wakes one that sleeps.
+            self.wake_one();
+            done = false;
+        }
+        return done;
     }
 
     static void post_from_timer(void* context, operation* op) noexcept
     {
         static_cast<scheduler*>(context)->post_started(op);
-    }
-
-    /// The no-op request that carries a posted op; false if refused.
-    bool submit_post(operation* op) noexcept
-    {
-        return !ring_.submit([op](io_uring_sqe& sqe) {
-            sqe.opcode = IORING_OP_NOP;
-            sqe.user_data = reinterpret_cast<std::uintptr_t>(op);
-        });
     }
 
     bool take_injected_failure() noexcept
@@ -307,26 +710,21 @@ private:
         return n != 0;
     }
 
-    /// Wakes one thread waiting in the ring. A refused wake is harmless for
-    /// stop() and work_finished(): every thread looks at the state again
-    /// after its next completion, and the refusal means completions wait.
-    void wake_one() noexcept
-    {
-        count(counter::posts);
-        (void)ring_.submit([](io_uring_sqe& sqe) {
-            sqe.opcode = IORING_OP_NOP;
-            sqe.user_data = wake_token;
-        });
-    }
-
-    ring ring_;
     const unsigned batch_size_;
     stat_blocks stats_;
     work_count work_;
-    std::mutex fallback_mutex_;
-    op_queue fallback_;
-    std::atomic<std::size_t> fallback_size_{0};
+    // The wake-up ring: only IORING_OP_MSG_RING to the threads' rings, from
+    // any thread, under its own locks.
+    ring waker_;
+    std::mutex slots_mutex_;
+    std::array<std::unique_ptr<ring_slot>, max_rings> slots_{};
+    std::atomic<unsigned> slot_count_{0};
+    std::atomic<unsigned> next_wake_{0};
+    std::mutex injected_mutex_;
+    op_queue injected_;
+    std::atomic<std::size_t> injected_size_{0};
     std::atomic<unsigned> inject_failures_{0};
+    std::atomic<unsigned> callers_{0}; // caller_guard
 
     // Last: its thread calls back into the members above, so it must be
     // destroyed (and joined) first.

@@ -42,10 +42,23 @@ namespace detail::uring {
 /// only when a close() races an operation's start, and every socket has a
 /// state, so its size counts (8 bytes where a mutex alone is 40: measured
 /// per idle connection in tests/unit/net/retained_memory.cpp).
+///
+/// It also says on which rings the socket's requests went (one thread's
+/// ring per request: scheduler::ring_bit), so close() cancels on those
+/// rings only, usually the one of the thread that serves the connection.
 struct socket_state {
     std::atomic<unsigned> references{1};
-    std::atomic_flag busy; // clear: unlocked
-    bool closed = false;   // guarded by the lock
+    std::atomic_flag busy;               // clear: unlocked
+    bool closed = false;                 // guarded by the lock
+    std::atomic<std::uint16_t> rings{0}; // scheduler::ring_bit of each ring used
+
+    /// Before a request goes to ring `bit`. Relaxed: a close() that must
+    /// see it comes after the request's start by the user's own ordering
+    /// (or this lock, for a start on behalf of another thread).
+    void note_ring(std::uint16_t bit) noexcept
+    {
+        if ((rings.load(std::memory_order_relaxed) & bit) == 0) rings.fetch_or(bit, std::memory_order_relaxed);
+    }
 
     void lock() noexcept
     {
@@ -63,6 +76,9 @@ struct socket_state {
     }
 };
 
+// Its size counts (one per socket): the ring set fits in the padding.
+static_assert(sizeof(socket_state) <= 8, "socket_state grew: see retained_memory.cpp");
+
 /// What a socket operation needs of its socket: the ring's scheduler, the
 /// descriptor and its shared state.
 struct socket_ref {
@@ -70,19 +86,6 @@ struct socket_ref {
     int handle = -1;
     socket_state* state = nullptr;
 };
-
-/// Asks the ring to cancel every request pending on `fd` (IORING_OP_ASYNC_CANCEL
-/// by descriptor, all of them: Linux 5.19). Each completes with ECANCELED.
-inline void cancel_all_on(scheduler& sched, int fd) noexcept
-{
-    sched.count(counter::cancel_calls);
-    (void)sched.io_ring().submit([fd](io_uring_sqe& sqe) {
-        sqe.opcode = IORING_OP_ASYNC_CANCEL;
-        sqe.fd = fd;
-        sqe.cancel_flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
-        sqe.user_data = wake_token; // its own completion carries nothing
-    });
-}
 
 /// An owned descriptor (a socket or a file) tied to a scheduler: closed by
 /// the destructor, moved, never copied. What socket_handle and file_handle
@@ -164,9 +167,9 @@ public:
     /// Closes the descriptor (a TCP socket gracefully: queued data still goes
     /// out, then FIN). Pending operations complete with operation_aborted: a
     /// request holds its own reference to the file, so close() alone would
-    /// leave it pending, and it is cancelled first; an operation whose start
-    /// is still on its way to a pool thread finds it closed and starts
-    /// nothing. Idempotent.
+    /// leave it pending, and it is cancelled first, on every ring that may
+    /// hold one; an operation whose start is still on its way to a pool
+    /// thread finds it closed and starts nothing. Idempotent.
     void close() noexcept
     {
         if (!is_open()) return;
@@ -183,7 +186,11 @@ public:
             // cancel and the close (socket_state).
             std::lock_guard lock(*state);
             state->closed = true;
-            if (sched != nullptr) cancel_all_on(*sched, fd);
+            // NOTE: on every ring a request of this descriptor went to, and
+            // synchronously: the descriptor's number is free for reuse once
+            // closed, and a cancel by descriptor that came later would find
+            // the new file's requests instead.
+            if (sched != nullptr) sched->cancel_all_on(fd, state->rings.load(std::memory_order_relaxed));
             ::close(fd);
         }
         state->release();
@@ -193,7 +200,14 @@ public:
     /// descriptor stays open.
     void cancel(scheduler& sched) const noexcept
     {
-        if (is_open()) cancel_all_on(sched, fd_);
+        if (is_open() && state_ != nullptr) sched.cancel_all_on(fd_, state_->rings.load(std::memory_order_relaxed));
+    }
+
+    /// Records that a request on this descriptor goes to ring `index`
+    /// (before it is submitted), for close() and cancel().
+    void note_ring(unsigned index) const noexcept
+    {
+        if (state_ != nullptr) state_->note_ring(scheduler::ring_bit(index));
     }
 
 protected:

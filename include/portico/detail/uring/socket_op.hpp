@@ -28,19 +28,6 @@ PORTICO_NAMESPACE_BEGIN
 
 namespace detail::uring {
 
-/// Asks the ring to cancel the one request whose user_data is `op`
-/// (IORING_OP_ASYNC_CANCEL): it completes with ECANCELED, or as it was
-/// about to if it won the race.
-inline void cancel_request(scheduler& sched, const operation* op) noexcept
-{
-    sched.count(counter::cancel_calls);
-    (void)sched.io_ring().submit([op](io_uring_sqe& sqe) {
-        sqe.opcode = IORING_OP_ASYNC_CANCEL;
-        sqe.addr = reinterpret_cast<std::uintptr_t>(op);
-        sqe.user_data = wake_token; // its own completion carries nothing
-    });
-}
-
 /// Base of every socket awaiter (CRTP), as detail/win/socket_op.hpp is on
 /// Windows. Derived provides `void prepare(io_uring_sqe&) noexcept`: it
 /// fills the request (opcode, descriptor, buffers); this base sets its
@@ -53,9 +40,10 @@ inline void cancel_request(scheduler& sched, const operation* op) noexcept
 /// kernel's inline completion still posts its entry), so there is no
 /// skip-on-success path. A stop that arrives before the request was
 /// submitted is carried out by the starting thread, one that arrives later
-/// by the stop callback: both submit IORING_OP_ASYNC_CANCEL. An op whose
-/// frame is destroyed while the kernel holds it is orphaned: its completion
-/// frees the frame.
+/// by the stop callback, on whatever thread it runs: both cancel on the ring
+/// the op recorded when it submitted (scheduler::cancel, synchronous from
+/// any thread). An op whose frame is destroyed while the kernel holds it is
+/// orphaned: its completion frees the frame.
 template <class Derived>
 class socket_op : public operation {
 public:
@@ -88,7 +76,10 @@ public:
         // Failing here means the completion is resuming this very frame on
         // another thread while it is destroyed: the caller's bug.
         if (!handshake_.orphan()) std::terminate();
-        cancel_request(*socket_.sched, this);
+        // NOTE: synchronous on the request's own ring, from whichever thread
+        // destroys the frame: nothing is left on its way to that ring that
+        // could name this address once the frame block is reused.
+        socket_.sched->cancel(ring_, this);
     }
 
     bool await_ready() const noexcept { return false; }
@@ -181,7 +172,12 @@ private:
         scheduler& sched = *socket_.sched;
         sched.count(Derived::call_counter);
         sched.work_started();
-        const std::error_code refused = sched.io_ring().submit([this](io_uring_sqe& sqe) {
+        // NOTE: the ring is recorded, and the socket told, before the
+        // request exists: a cancel or a close that follows the start (the
+        // co_await's suspension) must find the ring that holds it.
+        ring_ = static_cast<std::uint16_t>(sched.ring_of_this_thread());
+        if (socket_.state != nullptr) socket_.state->note_ring(scheduler::ring_bit(ring_));
+        const std::error_code refused = sched.submit([this](io_uring_sqe& sqe) {
             static_cast<Derived*>(this)->prepare(sqe);
             sqe.user_data = reinterpret_cast<std::uintptr_t>(static_cast<operation*>(this));
         });
@@ -196,7 +192,7 @@ private:
         // thread. on_complete() only resumes us if it sees `running`, so
         // until suspend() publishes it this frame is still ours; after it
         // returns true the coroutine may be resumed and gone: touch nothing.
-        return handshake_.suspend([this, &sched]() noexcept { cancel_request(sched, this); });
+        return handshake_.suspend([this, &sched]() noexcept { sched.cancel(ring_, this); });
     }
 
     struct canceller {
@@ -205,7 +201,9 @@ private:
         {
             // NOTE: the awaiter cannot be destroyed while this runs:
             // ~stop_callback waits for a callback running on another thread.
-            if (op->handshake_.request_cancel()) cancel_request(*op->socket_.sched, op);
+            // The cancel is synchronous on the op's ring, wherever this
+            // runs, so it is over before the op can go.
+            if (op->handshake_.request_cancel()) op->socket_.sched->cancel(op->ring_, op);
         }
     };
 
@@ -231,6 +229,7 @@ private:
     portico::stop_token hop_token_;
     resume_handshake handshake_;
     bool deferrable_ = false;
+    std::uint16_t ring_ = 0; // the ring its request went to (start())
     deferred_frame deferred_;
     std::optional<portico::stop_callback<canceller>> cancel_;
 };

@@ -167,9 +167,9 @@ TEST_CASE("a read pending on a pipe ends with operation_aborted on close() and o
         // Closed once the read is on its way to a pool thread (its hop is
         // submitted: the counter's release orders the waiter's use of the
         // handle before the close), whether or not it has started there.
-        const std::uint64_t before = rs.sched.io_ring().submissions();
+        const std::uint64_t before = rs.sched.submissions();
         std::thread waiter([&] { r = portico::sync_wait(read_at(rs.sched, f, 0, portico::buffer(in))); });
-        while (rs.sched.io_ring().submissions() == before) std::this_thread::yield();
+        while (rs.sched.submissions() == before) std::this_thread::yield();
         f.close();
         waiter.join();
         CHECK(r.first == errc::operation_aborted);

@@ -203,10 +203,10 @@ TEST_CASE("a pending receive ends with operation_aborted when stopped, and when 
         recv_result result;
         // Closed once the kernel holds the receive: it holds the socket too,
         // so only the cancel that close() makes first can end it.
-        const std::uint64_t before = rs.sched.io_ring().submissions();
+        const std::uint64_t before = rs.sched.submissions();
         std::thread waiter(
             [&] { result = portico::sync_wait(receive<1>(rs.sched, pair.server, portico::buffer(in))); });
-        while (rs.sched.io_ring().submissions() == before) std::this_thread::yield();
+        while (rs.sched.submissions() == before) std::this_thread::yield();
         pair.server.close();
         waiter.join();
         CHECK(result.first == errc::operation_aborted);
@@ -245,11 +245,11 @@ TEST_CASE("a receive started by a thread that then exits still completes with th
     std::string in(5, '\0');
     recv_result result;
     std::atomic<bool> done{false};
-    const std::uint64_t before = rs.sched.io_ring().submissions();
+    const std::uint64_t before = rs.sched.submissions();
     // The thread starts the receive and ends; the request must not end with
     // it (io_uring fails a request whose submitting thread has exited).
     std::thread([&] { receive_into(rs.sched, pair.server, in, result, done); }).join();
-    while (rs.sched.io_ring().submissions() == before) std::this_thread::yield(); // the kernel holds it
+    while (rs.sched.submissions() == before) std::this_thread::yield(); // the kernel holds it
     const std::string hello = "hello";
     auto [sent_ec, sent] = portico::sync_wait(send<1>(rs.sched, pair.client, portico::buffer(hello)));
     REQUIRE_FALSE(sent_ec);
