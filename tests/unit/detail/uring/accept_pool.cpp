@@ -86,8 +86,8 @@ struct detached {
 
 /// Accepts `n` connections one after the other, counting for each the ring
 /// of the thread it resumed on: the ring whose accept took the connection.
-detached accept_loop(uring::scheduler& s, uring::accept_pool* pool, unsigned n, std::array<std::atomic<int>, 2>& per_ring,
-                     std::vector<int>& fds, std::atomic<unsigned>& count)
+detached accept_loop(uring::scheduler& s, uring::accept_pool* pool, unsigned n,
+                     std::array<std::atomic<int>, 2>& per_ring, std::vector<int>& fds, std::atomic<unsigned>& count)
 {
     for (unsigned i = 0; i < n; ++i) {
         auto [ec, fd] = co_await accepted(pool);
@@ -117,9 +117,8 @@ TEST_CASE("a listener's accepts are spread over the rings of the threads in run(
     // Armed on ring 0's thread: without the spreading every slot would go
     // to ring 0, and every connection would begin on that thread.
     on_ring(rs.sched, 0, [&] { pool = new uring::accept_pool(rs.sched, std::move(listener), false, depth, {}); });
-    REQUIRE(wait_until([&] {
-        return rs.sched.submissions_on(0) - before0 + rs.sched.submissions_on(1) - before1 == depth;
-    }));
+    REQUIRE(wait_until(
+        [&] { return rs.sched.submissions_on(0) - before0 + rs.sched.submissions_on(1) - before1 == depth; }));
     CHECK(rs.sched.submissions_on(0) - before0 == depth / 2);
     CHECK(rs.sched.submissions_on(1) - before1 == depth / 2);
 

@@ -244,3 +244,173 @@ TEST_CASE("statistics count posts, completions and the threads inside run()", "[
     CHECK(after.running_threads == 0);
     CHECK(after.outstanding == 0);
 }
+
+namespace {
+
+/// Waits until `done()` holds or `limit` has passed; true if it holds. A
+/// wake-up that never comes then fails a check instead of hanging the run.
+template <class Done>
+bool wait_until(Done done, std::chrono::milliseconds limit = std::chrono::seconds(10))
+{
+    const auto give_up = clock_type::now() + limit;
+    while (!done()) {
+        if (clock_type::now() > give_up) return false;
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+/// A posted op that records the ring of the pool thread that completes it
+/// and, once, posts `next` from there.
+struct ring_recording_op : uring::operation {
+    ring_recording_op() noexcept : operation(&ring_recording_op::on_complete) {}
+
+    static void on_complete(operation* base, std::uintptr_t, std::uint32_t) noexcept
+    {
+        auto& self = static_cast<ring_recording_op&>(*base);
+        self.ring = static_cast<int>(self.owner->ring_of_this_thread());
+        self.thread = std::this_thread::get_id();
+        if (self.next != nullptr) self.owner->post(self.next);
+        self.done.store(true);
+    }
+
+    uring::scheduler* owner = nullptr;
+    ring_recording_op* next = nullptr;
+    int ring = -1;
+    std::thread::id thread;
+    std::atomic<bool> done{false};
+};
+
+} // namespace
+
+TEST_CASE("a post from a thread outside the pool wakes a pool thread asleep in its own ring", "[uring]")
+{
+    uring::scheduler s;
+    s.work_started(); // keeps run() in until the end
+    pool threads(s, 2);
+    // Both asleep, each in its own ring: only a wake-up sent to one of them
+    // (IORING_OP_MSG_RING) can deliver the post.
+    REQUIRE(wait_until([&] { return s.ring_count() == 2 && s.sleeping_threads() == 2; }));
+    ring_recording_op op;
+    op.owner = &s;
+    std::thread([&] { s.post(&op); }).join();
+    CHECK(wait_until([&] { return op.done.load(); }));
+    s.stop(); // wakes them all, and so delivers the post even if it was lost
+    s.work_finished();
+    threads.join();
+    CHECK(op.done.load());
+    CHECK(op.ring >= 0);
+    CHECK(s.outstanding() == 0);
+}
+
+TEST_CASE("a post made on a pool thread completes on that thread, from its own queue", "[uring]")
+{
+    uring::scheduler s;
+    s.work_started();
+    pool threads(s, 2);
+    REQUIRE(wait_until([&] { return s.ring_count() == 2; }));
+    const std::uint64_t before = s.submissions();
+    std::vector<ring_recording_op> chain(50);
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+        chain[i].owner = &s;
+        if (i + 1 < chain.size()) chain[i].next = &chain[i + 1];
+    }
+    s.post(&chain[0]);
+    CHECK(wait_until([&] { return chain.back().done.load(); }));
+    s.stop();
+    s.work_finished();
+    threads.join();
+    std::size_t same_thread = 0;
+    for (const auto& op : chain) same_thread += op.thread == chain[0].thread ? 1 : 0;
+    CHECK(same_thread == chain.size());
+    // Posted without the kernel: no request was submitted for them.
+    CHECK(s.submissions() == before);
+}
+
+TEST_CASE("stop() wakes every thread, each asleep in its own ring", "[uring]")
+{
+    uring::scheduler s;
+    constexpr unsigned n = 4;
+    std::atomic<unsigned> returned{0};
+    std::vector<std::thread> threads;
+    for (unsigned i = 0; i < n; ++i) {
+        threads.emplace_back([&] {
+            s.run();
+            returned.fetch_add(1);
+        });
+    }
+    s.work_started(); // nothing to do: each thread goes to sleep
+    REQUIRE(wait_until([&] { return s.ring_count() == n && s.sleeping_threads() == n; }));
+    SECTION("stopped with nothing outstanding")
+    {
+        s.work_finished();
+        s.stop();
+    }
+    SECTION("drained after the stop")
+    {
+        s.stop();
+        // Stopped, one count outstanding: every thread must stay in.
+        CHECK(returned.load() == 0);
+        s.work_finished();
+    }
+    const bool all = wait_until([&] { return returned.load() == n; });
+    CHECK(all);
+    // A thread the wake-up missed is still asleep: post it out, one each,
+    // so that a failure ends the test rather than hanging it.
+    std::vector<counted_op> rescue(all ? 0 : n);
+    for (auto& op : rescue) {
+        op.owner = &s;
+        s.post(&op);
+    }
+    for (auto& t : threads) t.join();
+    CHECK(s.outstanding() == 0);
+}
+
+TEST_CASE("a thread that leaves run() frees its ring for a later run(); threads in run() at once have one each",
+          "[uring]")
+{
+    uring::scheduler s;
+    CHECK(s.ring_count() == 0);
+    s.work_started();
+    {
+        pool threads(s, 2);
+        REQUIRE(wait_until([&] { return s.statistics().running_threads == 2; }));
+        CHECK(s.ring_count() == 2);
+        s.stop();
+        s.work_finished();
+        threads.join();
+    }
+    // Later runs, one after the other and from other threads, make no ring.
+    std::thread([&] { s.run(); }).join();
+    s.run();
+    pool again(s, 2);
+    again.join();
+    CHECK(s.ring_count() == 2);
+    CHECK(s.statistics().running_threads == 0);
+}
+
+TEST_CASE("post_to() hands an op to the thread of the ring it names", "[uring]")
+{
+    uring::scheduler s;
+    s.work_started();
+    pool threads(s, 3);
+    REQUIRE(wait_until([&] { return s.ring_count() == 3; }));
+    std::vector<ring_recording_op> ops(30);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+        ops[i].owner = &s;
+        s.work_started();
+        s.post_to(static_cast<unsigned>(i % 3), &ops[i]);
+    }
+    CHECK(wait_until([&] {
+        for (const auto& op : ops) {
+            if (!op.done.load()) return false;
+        }
+        return true;
+    }));
+    s.stop();
+    s.work_finished();
+    threads.join();
+    std::size_t on_target = 0;
+    for (std::size_t i = 0; i < ops.size(); ++i) on_target += ops[i].ring == static_cast<int>(i % 3) ? 1 : 0;
+    CHECK(on_target == ops.size());
+}

@@ -12,6 +12,7 @@
 #include <portico/stop_token.hpp>
 
 #include <array>
+#include <chrono>
 #include <atomic>
 #include <coroutine>
 #include <exception>
@@ -21,6 +22,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -257,4 +259,139 @@ TEST_CASE("a receive started by a thread that then exits still completes with th
     CHECK_FALSE(result.first);
     CHECK(result.second == 5);
     CHECK(in == "hello");
+}
+
+namespace {
+
+using test_clock = std::chrono::steady_clock;
+
+/// Waits until `done()` holds or `limit` has passed; true if it holds.
+template <class Done>
+bool wait_until(Done done, std::chrono::milliseconds limit = std::chrono::seconds(10))
+{
+    const auto give_up = test_clock::now() + limit;
+    while (!done()) {
+        if (test_clock::now() > give_up) return false;
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+/// Runs `fn` on the thread of ring `index` (scheduler::post_to) and returns
+/// once it has run.
+template <class Fn>
+void on_ring(uring::scheduler& s, unsigned index, Fn fn)
+{
+    struct step : uring::operation {
+        explicit step(Fn& f) noexcept : operation(&step::run), fn(f) {}
+        static void run(operation* base, std::uintptr_t, std::uint32_t) noexcept
+        {
+            auto& self = *static_cast<step*>(base);
+            self.fn();
+            self.ran.store(true);
+        }
+        Fn& fn;
+        std::atomic<bool> ran{false};
+    } op(fn);
+    s.work_started();
+    s.post_to(index, &op);
+    while (!op.ran.load()) std::this_thread::yield();
+}
+
+/// A coroutine that starts at once, that nobody awaits, and whose stop
+/// token is the one passed to it: its operations see it.
+struct detached {
+    struct promise_type {
+        template <class... Args>
+        explicit promise_type(Args&... args) noexcept
+        {
+            (take(args), ...);
+        }
+        detached get_return_object() noexcept { return {}; }
+        std::suspend_never initial_suspend() noexcept { return {}; }
+        std::suspend_never final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+        [[nodiscard]] const portico::stop_token& stop_token() const noexcept { return token; }
+
+        void take(portico::stop_token& t) noexcept { token = t; }
+        template <class T>
+        void take(T&) noexcept
+        {}
+
+        portico::stop_token token;
+    };
+};
+
+/// Awaits `Op` on `h` (a receive into `in`, or a wait) and records its result.
+template <class Op>
+detached await_on(uring::scheduler& s, const uring::socket_handle& h, std::string& in, recv_result& out,
+                  std::atomic<bool>& done, portico::stop_token token)
+{
+    (void)token; // the promise took it
+    if constexpr (std::is_same_v<Op, uring::stream_wait_op>) {
+        out = co_await awaited<Op>(h.ref(s));
+    } else {
+        out = co_await awaited<Op>(h.ref(s), portico::buffer(in));
+    }
+    done = true;
+}
+
+} // namespace
+
+TEST_CASE("a stop requested on one pool thread cancels a receive pending on another thread's ring", "[uring]")
+{
+    running_uring_scheduler rs;
+    REQUIRE(wait_until([&] { return rs.sched.ring_count() == 2; }));
+    auto pair = connect_pair(rs.sched);
+    std::string in(8, '\0');
+    recv_result result;
+    std::atomic<bool> done{false};
+    portico::stop_source stop;
+    int receive_ring = -1, stop_ring = -1;
+    const std::uint64_t before = rs.sched.submissions_on(0);
+    on_ring(rs.sched, 0, [&] {
+        receive_ring = static_cast<int>(rs.sched.ring_of_this_thread());
+        await_on<uring::stream_recv_op<1>>(rs.sched, pair.server, in, result, done, stop.get_token());
+    });
+    // The kernel holds the receive, on ring 0.
+    REQUIRE(wait_until([&] { return rs.sched.submissions_on(0) > before; }));
+    on_ring(rs.sched, 1, [&] {
+        stop_ring = static_cast<int>(rs.sched.ring_of_this_thread());
+        stop.request_stop();
+    });
+    // A cancel asked of the wrong ring finds nothing: the receive would wait
+    // for bytes that never come. Then the peer's close ends it (with 0 bytes).
+    const bool ended = wait_until([&] { return done.load(); });
+    CHECK(ended);
+    if (!ended) pair.client.close();
+    while (!done.load()) std::this_thread::yield();
+    CHECK(receive_ring == 0);
+    CHECK(stop_ring == 1);
+    CHECK(result.first == errc::operation_aborted);
+}
+
+TEST_CASE("close() ends requests of one socket pending on two rings", "[uring]")
+{
+    running_uring_scheduler rs;
+    REQUIRE(wait_until([&] { return rs.sched.ring_count() == 2; }));
+    auto pair = connect_pair(rs.sched);
+    std::string in(8, '\0');
+    recv_result received, waited;
+    std::atomic<bool> receive_done{false}, wait_done{false};
+    const std::uint64_t before0 = rs.sched.submissions_on(0), before1 = rs.sched.submissions_on(1);
+    on_ring(rs.sched, 0,
+            [&] { await_on<uring::stream_recv_op<1>>(rs.sched, pair.server, in, received, receive_done, {}); });
+    on_ring(rs.sched, 1, [&] { await_on<uring::stream_wait_op>(rs.sched, pair.server, in, waited, wait_done, {}); });
+    REQUIRE(wait_until([&] { return rs.sched.submissions_on(0) > before0 && rs.sched.submissions_on(1) > before1; }));
+    // From a thread with no ring of its own.
+    pair.server.close();
+    const bool ended = wait_until([&] { return receive_done.load() && wait_done.load(); });
+    CHECK(ended);
+    // A request left on a ring close() did not cancel waits for the peer:
+    // its close ends it, with no error.
+    if (!ended) pair.client.close();
+    while (!receive_done.load() || !wait_done.load()) std::this_thread::yield();
+    CHECK(received.first == errc::operation_aborted);
+    CHECK(waited.first == errc::operation_aborted);
 }
