@@ -19,7 +19,7 @@ inline std::error_code socket_error(int error) noexcept
 {
     switch (error) {
     case 0: return {};
-    // Cancelled (IORING_OP_ASYNC_CANCEL, or the socket closed under it).
+    // Cancelled (a stop, or the socket closed under it).
     case ECANCELED:
     case EINTR:
     case EBADF:

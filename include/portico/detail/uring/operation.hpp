@@ -29,7 +29,8 @@ struct operation {
     operation& operator=(operation&&) = delete;
 
     complete_fn complete;
-    /// Link for the scheduler's fallback queue (posts the ring refused).
+    /// Link for the scheduler's queues of posted ops (a thread's own, the
+    /// shared one, a ring's inbox).
     operation* next_posted = nullptr;
 };
 
