@@ -1,6 +1,7 @@
 // The io_uring ring of the Linux backend: submissions from many threads,
-// completions taken by many threads, each exactly once; and the error a
-// process gets when the system refuses io_uring.
+// completions taken by many threads, each exactly once; synchronous cancels
+// from a thread that does not own the ring; and the error a process gets
+// when the system refuses io_uring.
 #include <portico/detail/uring/ring.hpp>
 
 #include "support/catch.hpp"
@@ -8,6 +9,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -144,6 +147,48 @@ TEST_CASE("a request the kernel refuses at submission completes with its error",
     REQUIRE(r.take(&c, 1) == 1);
     CHECK(c.user_data == 9);
     CHECK(c.result == -EINVAL);
+}
+
+TEST_CASE("an owned ring's pending requests are cancelled synchronously from another thread, one or by "
+          "descriptor",
+          "[uring]")
+{
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    uring::ring r;
+    char in[3][8]{};
+    // Three receives that no byte will end, submitted by this thread alone.
+    for (std::uint64_t tag = 1; tag <= 3; ++tag) {
+        const auto ec = r.submit_owned([&](io_uring_sqe& sqe) {
+            sqe.opcode = IORING_OP_RECV;
+            sqe.fd = pair[0];
+            sqe.addr = reinterpret_cast<std::uintptr_t>(in[tag - 1]);
+            sqe.len = sizeof in[0];
+            sqe.user_data = tag;
+        });
+        REQUIRE_FALSE(ec);
+    }
+    uring::completion c[4]{};
+    CHECK(r.take_owned(c, 4) == 0);
+    // From a thread that never submitted to the ring: no submission queue,
+    // no lock of ours. Each call returns once the kernel has cancelled.
+    std::error_code one, rest;
+    std::thread([&] {
+        one = r.cancel(2);
+        rest = r.cancel_all_on(pair[0]);
+    }).join();
+    CHECK_FALSE(one);
+    CHECK_FALSE(rest);
+    std::size_t taken = 0;
+    while (taken < 3) {
+        r.wait();
+        taken += r.take_owned(c + taken, 4 - taken);
+    }
+    for (std::size_t i = 0; i < 3; ++i) CHECK(c[i].result == -ECANCELED);
+    // One completion each, no more.
+    CHECK(r.take_owned(c, 4) == 0);
+    ::close(pair[0]);
+    ::close(pair[1]);
 }
 
 namespace {
