@@ -180,6 +180,13 @@ void run_co_test(unsigned threads, Body body, bool skip_on_success = true)
     PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_co_test_, __LINE__), true)
 
 /// As PORTICO_CO_TEST_CASE, and each thread count both with immediate
-/// successes resumed inline (skip on success) and through the port.
+/// successes resumed inline (skip on success) and through the port. The
+/// io_uring backend has no such option (every request completes through its
+/// ring): there the second run would repeat the first, so it runs once.
+#if PORTICO_BACKEND_IOCP
 #define PORTICO_IO_TEST_CASE(name, tags)                                                                               \
     PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_io_test_, __LINE__), true, false)
+#else
+#define PORTICO_IO_TEST_CASE(name, tags)                                                                               \
+    PORTICO_CO_TEST_CASE_IMPL(name, tags, PORTICO_CO_TEST_CAT(portico_io_test_, __LINE__), true)
+#endif

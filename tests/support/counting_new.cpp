@@ -21,10 +21,15 @@ std::atomic<std::size_t> largest{0};
 std::atomic<std::size_t> live{0};
 std::atomic<std::size_t> peak{0};
 
-// NOTE: the prefix keeps the alignment malloc gives (that of max_align_t);
-// an aligned allocation uses a prefix of its own alignment.
-constexpr std::size_t prefix = alignof(std::max_align_t);
+// NOTE: the prefix keeps the alignment operator new promises,
+// __STDCPP_DEFAULT_NEW_ALIGNMENT__ (malloc gives at least that on the
+// platforms portico builds for); an aligned allocation uses a prefix of its
+// own alignment. Not alignof(max_align_t): in the MSVC ABI that is 8 where
+// new promises 16, and clang-cl stores 16-byte vectors into coroutine frames
+// on that promise (a crash under msvc-abi, frame_cache.cpp has the test).
+constexpr std::size_t prefix = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 static_assert(prefix >= sizeof(std::size_t));
+static_assert(prefix >= alignof(std::max_align_t));
 
 void note_size(std::size_t size) noexcept
 {

@@ -174,7 +174,7 @@ task<cycle_result> fill_and_empty(io_context& ctx, tcp_acceptor& acceptor, chat:
 
 PORTICO_CO_TEST_CASE("the chat room keeps nothing and grows by nothing per cycle of 400 members joining, then "
                      "all leaving at once",
-                     "[chat_room]")
+                     "[chat_room][scale]")
 {
     // Every join is announced to everyone before: 79,800 notices per cycle
     // (1,000 members would make 499,500, minutes under Wine).

@@ -205,7 +205,7 @@ PORTICO_IO_TEST_CASE("heartbeat over tcp: two streams heartbeating each other st
 }
 
 PORTICO_CO_TEST_CASE("heartbeat over tcp: 1,000 streams, a tenth of them zombies: exactly the zombies are dropped",
-                     "[heartbeat_tcp]")
+                     "[heartbeat_tcp][scale]")
 {
     constexpr std::size_t n = 1000;
     // 1,900 heartbeating streams start together here, so they all ping
@@ -496,7 +496,7 @@ idle_cost measure(unsigned threads, std::size_t n, packet_stream_options options
 
 TEST_CASE("heartbeat: what it costs an idle stream at 10,000 streams is the watchdog idle_timeout already has, "
           "one frame and one timer, and no timer per ping",
-          "[heartbeat_tcp][cost]")
+          "[heartbeat_tcp][cost][scale]")
 {
     constexpr std::size_t n = 10'000;
     for (unsigned threads : {1u, 4u}) {

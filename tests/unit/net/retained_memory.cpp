@@ -170,7 +170,7 @@ task<std::size_t> live_while_idle(io_context& ctx, tcp_acceptor& acceptor, unsig
 PORTICO_CO_TEST_CASE("storms of connections: handles and frames return to their baseline after each cycle, "
                      "nothing grows per cycle, and what stays is the frame cache, within its limit whatever "
                      "the number of connections",
-                     "[retained_memory]")
+                     "[retained_memory][scale]")
 {
     constexpr unsigned n = 1000;
     tcp_acceptor acceptor(ctx);

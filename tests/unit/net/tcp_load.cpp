@@ -101,7 +101,8 @@ task<> client(io_context& ctx, endpoint server, unsigned id, std::size_t total, 
 
 } // namespace
 
-PORTICO_IO_TEST_CASE("1,000 concurrent echo clients move 100 KiB each, then everything is released", "[tcp_load]")
+PORTICO_IO_TEST_CASE("1,000 concurrent echo clients move 100 KiB each, then everything is released",
+                     "[tcp_load][scale]")
 {
     constexpr unsigned clients = 1000;
     constexpr std::size_t total = 100 * 1024;

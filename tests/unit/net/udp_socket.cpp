@@ -131,7 +131,7 @@ PORTICO_IO_TEST_CASE("a send to a closed port does not break the receive loop", 
 }
 
 PORTICO_IO_TEST_CASE("4 receivers and 4 senders on the pool, 10,000 datagrams each: intact and attributed",
-                     "[udp_socket]")
+                     "[udp_socket][scale]")
 {
     constexpr int senders = 4, receivers = 4, per_sender = 10'000;
     std::vector<udp_socket> rx, tx;
