@@ -235,8 +235,10 @@ task<std::size_t> spare_while_waiting(portico::io_context& ctx, packet_stream<tc
             if (sync_ec || synced.type != 99) co_return false;
         }
         // The copy's bytes arrived; the server's driver hands its block back
-        // when its write completes, a moment later: wait for that.
-        for (int turn = 0; turn < 100'000 && waiting.queued_bytes() != 0; ++turn) co_await c.schedule();
+        // when its write completes, a moment later: wait for that (for a
+        // time, not a number of turns: on io_uring a turn is no system call).
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (waiting.queued_bytes() != 0 && std::chrono::steady_clock::now() < give_up) co_await c.schedule();
         if (waiting.queued_bytes() != 0) co_return false;
         spare = waiting.spare_send_bytes();
         auto [wake_ec] = co_await s.write_packet(3, std::string_view("wake"));
@@ -305,7 +307,8 @@ PORTICO_IO_TEST_CASE("a parked stream that goes on sending reuses its send block
             auto [ec, p] = co_await from.read_packet();
             if (ec || p.type != 7) co_return false;
             // Its block is back once queued_bytes() is 0 (under the same lock).
-            for (int turn = 0; turn < 100'000 && to.queued_bytes() != 0; ++turn) {
+            const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (to.queued_bytes() != 0 && std::chrono::steady_clock::now() < give_up) {
                 co_await to.next_layer().context().schedule();
             }
         }
