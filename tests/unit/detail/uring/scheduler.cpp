@@ -4,6 +4,7 @@
 #include <portico/detail/uring/scheduler.hpp>
 
 #include "support/catch.hpp"
+#include "support/uring_scheduler.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <vector>
 
 namespace uring = portico::detail::uring;
+using portico::test::wait_until;
 
 namespace {
 
@@ -246,19 +248,6 @@ TEST_CASE("statistics count posts, completions and the threads inside run()", "[
 }
 
 namespace {
-
-/// Waits until `done()` holds or `limit` has passed; true if it holds. A
-/// wake-up that never comes then fails a check instead of hanging the run.
-template <class Done>
-bool wait_until(Done done, std::chrono::milliseconds limit = std::chrono::seconds(10))
-{
-    const auto give_up = clock_type::now() + limit;
-    while (!done()) {
-        if (clock_type::now() > give_up) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
 
 /// A posted op that records the ring of the pool thread that completes it
 /// and, once, posts `next` from there.

@@ -29,7 +29,9 @@
 namespace uring = portico::detail::uring;
 using portico::errc;
 using portico::task;
+using portico::test::on_ring;
 using portico::test::running_uring_scheduler;
+using portico::test::wait_until;
 
 namespace {
 
@@ -262,41 +264,6 @@ TEST_CASE("a receive started by a thread that then exits still completes with th
 }
 
 namespace {
-
-using test_clock = std::chrono::steady_clock;
-
-/// Waits until `done()` holds or `limit` has passed; true if it holds.
-template <class Done>
-bool wait_until(Done done, std::chrono::milliseconds limit = std::chrono::seconds(10))
-{
-    const auto give_up = test_clock::now() + limit;
-    while (!done()) {
-        if (test_clock::now() > give_up) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
-
-/// Runs `fn` on the thread of ring `index` (scheduler::post_to) and returns
-/// once it has run.
-template <class Fn>
-void on_ring(uring::scheduler& s, unsigned index, Fn fn)
-{
-    struct step : uring::operation {
-        explicit step(Fn& f) noexcept : operation(&step::run), fn(f) {}
-        static void run(operation* base, std::uintptr_t, std::uint32_t) noexcept
-        {
-            auto& self = *static_cast<step*>(base);
-            self.fn();
-            self.ran.store(true);
-        }
-        Fn& fn;
-        std::atomic<bool> ran{false};
-    } op(fn);
-    s.work_started();
-    s.post_to(index, &op);
-    while (!op.ran.load()) std::this_thread::yield();
-}
 
 /// A coroutine that starts at once, that nobody awaits, and whose stop
 /// token is the one passed to it: its operations see it.
