@@ -45,7 +45,8 @@ struct io_statistics {
     std::uint64_t recv_calls = 0;
     /// WSASend and WSASendTo calls (tcp_socket and udp_socket sends).
     std::uint64_t send_calls = 0;
-    /// AcceptEx calls (tcp_acceptor keeps a pool of them posted).
+    /// AcceptEx calls (tcp_acceptor keeps a pool of them posted); on Linux,
+    /// the accepts its one multishot request made (a connection each).
     std::uint64_t accept_calls = 0;
     /// ConnectEx calls (tcp_socket::connect).
     std::uint64_t connect_calls = 0;

@@ -47,10 +47,11 @@ private:
     endpoint* peer_;
 };
 
-/// A listening TCP socket. listen() binds and listens, then keeps a pool of
-/// accepts posted (AcceptEx on Windows), so `co_await acceptor.accept()` usually finds a
-/// connection already accepted. A client that resets before its accept
-/// completes is dropped quietly; the listener goes on.
+/// A listening TCP socket. listen() binds and listens, then keeps accepts
+/// posted (a pool of AcceptEx on Windows, one multishot accept on Linux), so
+/// `co_await acceptor.accept()` usually finds a connection already accepted.
+/// A client that resets before its accept completes is dropped quietly; the
+/// listener goes on.
 ///
 /// Closing the acceptor (close(), the destructor, or the context's stop())
 /// resumes every pending accept once with operation_aborted and closes the
@@ -70,7 +71,11 @@ public:
     struct options {
         /// Connections the system queues before they are accepted.
         int backlog = max_backlog;
-        /// Accepts kept posted (at least 1).
+        /// Connections accepted ahead of accept() (at least 1). On Windows,
+        /// the AcceptEx calls kept posted. On Linux one multishot accept
+        /// serves the listener and pauses while this many connections wait
+        /// unclaimed; a burst already in the backlog when it runs is
+        /// accepted whole, so the wait may exceed it by up to the backlog.
         unsigned accept_depth = 16;
         /// false: SO_EXCLUSIVEADDRUSE, nobody else may bind the port while
         /// this acceptor holds it. true: SO_REUSEADDR, for restarting on a

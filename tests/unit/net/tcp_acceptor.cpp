@@ -150,14 +150,14 @@ PORTICO_IO_TEST_CASE("connections that arrive before accept() wait in the pool",
 {
     tcp_acceptor acceptor = listening(ctx, {.accept_depth = 4});
     const endpoint local = acceptor.local_endpoint().value();
-    // More clients than slots: the rest wait in the backlog.
+    const auto calls_before = ctx.statistics().accept_calls;
+    // More clients than the depth: the rest wait in the backlog.
     std::vector<tcp_socket> clients;
     for (int i = 0; i < 10; ++i) {
         clients.emplace_back(ctx);
         auto [ec] = co_await clients.back().connect(local);
         REQUIRE_FALSE(ec);
     }
-    const auto calls_before = ctx.statistics().accept_calls;
     // Slots complete on any pool thread, so the order of acceptance is not
     // the order of connection: compare as sets.
     std::set<endpoint> connected;
@@ -169,7 +169,8 @@ PORTICO_IO_TEST_CASE("connections that arrive before accept() wait in the pool",
         accepted.insert(server.remote_endpoint().value());
     }
     CHECK(accepted == connected);
-    // Every accepted connection re-posted its slot: one AcceptEx each.
+    // An accept for each connection: on Windows the AcceptEx each one's
+    // slot was posted again with; on Linux the one the multishot made.
     CHECK(ctx.statistics().accept_calls - calls_before >= clients.size());
 }
 

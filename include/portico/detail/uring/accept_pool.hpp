@@ -18,6 +18,7 @@
 #include <portico/net/endpoint.hpp>
 #include <portico/stop_token.hpp>
 
+#include <linux/io_uring.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include <cassert>
 #include <cerrno>
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -41,18 +43,80 @@ namespace detail::uring {
 
 class accept_pool;
 
-/// One IORING_OP_ACCEPT kept in the ring on the listener. A slot is posted
-/// (the kernel owns it and its address buffer), ready (holds an accepted
-/// descriptor nobody asked for yet), or idle (could not be posted, or the
-/// system had no descriptor to give).
-struct accept_slot : operation {
-    explicit accept_slot(complete_fn fn) noexcept : operation(fn) {}
+/// The one multishot IORING_OP_ACCEPT a listener keeps in a ring: each
+/// connection the kernel accepts is a completion of it.
+struct accept_shot : multishot_operation {
+    explicit accept_shot(complete_fn fn) noexcept : multishot_operation(fn) {}
 
     accept_pool* pool = nullptr;
-    accept_slot* next = nullptr; // in the ready or the idle queue
-    int accepted = -1;           // while ready
-    sockaddr_storage address{};  // the peer's, written by the kernel
-    socklen_t length = 0;
+};
+
+/// A connection accepted before an accept() asked for it.
+struct ready_connection {
+    int fd = -1;
+    endpoint peer;
+};
+
+/// The connections accepted and not yet asked for, oldest first: room for
+/// the acceptor's depth, grown (doubling) only when a burst the kernel
+/// accepted at once overshoots it, and given back once emptied, so a storm
+/// leaves nothing behind.
+class ready_queue {
+public:
+    explicit ready_queue(std::size_t capacity)
+        : base_(capacity == 0 ? 1 : capacity), capacity_(base_), items_(std::make_unique<ready_connection[]>(base_))
+    {}
+
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+
+    /// Appends `c`; false if the queue was full and could not grow.
+    bool push(const ready_connection& c) noexcept
+    {
+        if (size_ == capacity_ && !grow()) return false;
+        items_[(head_ + size_) % capacity_] = c;
+        ++size_;
+        return true;
+    }
+
+    /// Removes and returns the oldest; the queue must not be empty.
+    ready_connection pop() noexcept
+    {
+        assert(size_ != 0);
+        const ready_connection c = items_[head_];
+        head_ = (head_ + 1) % capacity_;
+        if (--size_ == 0 && capacity_ != base_) shrink();
+        return c;
+    }
+
+private:
+    bool grow() noexcept
+    {
+        const std::size_t bigger = capacity_ * 2;
+        std::unique_ptr<ready_connection[]> items(new (std::nothrow) ready_connection[bigger]);
+        if (items == nullptr) return false;
+        for (std::size_t i = 0; i < size_; ++i) items[i] = items_[(head_ + i) % capacity_];
+        items_ = std::move(items);
+        capacity_ = bigger;
+        head_ = 0;
+        return true;
+    }
+
+    /// Back to the room for the depth (kept grown if that cannot be had).
+    void shrink() noexcept
+    {
+        std::unique_ptr<ready_connection[]> items(new (std::nothrow) ready_connection[base_]);
+        if (items == nullptr) return;
+        items_ = std::move(items);
+        capacity_ = base_;
+        head_ = 0;
+    }
+
+    const std::size_t base_;
+    std::size_t capacity_;
+    std::unique_ptr<ready_connection[]> items_;
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
 };
 
 /// What the pool sees of a coroutine awaiting accept(), as on Windows: a
@@ -74,50 +138,57 @@ struct accept_waiter : operation {
     deferred_frame deferred;
 };
 
-/// The state a tcp_acceptor shares with its accept requests. It lives on
+/// The state a tcp_acceptor shares with its accept request. It lives on
 /// the heap, allocated once by listen(), and is freed when the last of its
-/// owner, its posted slots, a pending arm step and its live accept_ops lets
-/// go (a reference count): the kernel may hold a slot after the acceptor is
-/// destroyed.
+/// owner, its posted request, a pending arm step and its live accept_ops
+/// lets go (a reference count): the kernel may hold the request after the
+/// acceptor is destroyed.
 ///
-/// Requests are submitted only from the pool's threads: the kernel cancels
-/// a thread's requests when that thread exits (docs/design/uring.md), and a
-/// listener's accepts must outlive whichever thread called listen() or
-/// accept(). Elsewhere the pool posts its `arm_` step and submits from there.
-/// An accept cancelled by such an exit (ECANCELED while open) is simply
-/// submitted again.
+/// One multishot accept (IORING_ACCEPT_MULTISHOT) serves the listener,
+/// where Windows keeps `depth` AcceptEx calls posted: one request, and a
+/// completion per connection. A connection nobody is waiting for joins the
+/// ready queue; once `depth` wait there, the request is cancelled, so
+/// further connections wait in the kernel's backlog, and accept() arms it
+/// again when it takes one. The kernel accepts a burst that is already in
+/// the backlog at once, so the queue may overshoot `depth` by at most the
+/// backlog. A multishot accept writes every peer's address into the one
+/// buffer, so each connection's is asked for (getpeername) as its
+/// completion is handled; one the peer has already reset has none and is
+/// dropped, as on Windows, and counted in failed_accepts().
 ///
-/// The slots are spread over the rings of the threads in run(): each slot
-/// that is (re)armed goes to the next ring in turn (scheduler::
-/// next_ring_in_use), submitted there by that ring's thread (handed over
-/// with scheduler::post_to), so connections, which stay on the ring that
-/// accepted them, spread over the threads. A thread that comes later gets
-/// its share as slots complete and are armed again.
+/// The request is submitted only from a pool thread: the kernel cancels a
+/// thread's requests when that thread exits (docs/design/uring.md), and a
+/// listener's accept must outlive whichever thread called listen() or
+/// accept(). Elsewhere the pool posts its `arm_` step and submits from
+/// there. An accept cancelled by such an exit (ECANCELED while open) is
+/// simply submitted again.
 ///
-/// Everything that submits on the listener or reads the lists or `closed_`
+/// Its completions all come to the ring it was submitted on, one after the
+/// other. A waiter it serves is resumed on the next ring in use in turn
+/// (scheduler::next_ring_in_use, handed over with post_to when that is
+/// another thread's), so connections, whose requests go to the ring of the
+/// thread their coroutine runs on, spread over the threads.
+///
+/// Everything that submits on the listener or reads the queues or `closed_`
 /// holds `mutex_`; close() sets `closed_` under it before it cancels and
 /// closes the listener, so nothing is submitted on a descriptor number the
 /// system may already have given to another file.
 class accept_pool {
 public:
     /// Takes `listener` (bound, listening, associated with `sched`) and
-    /// posts up to `depth` accepts, from a pool thread. The caller holds the
-    /// first reference. Closes itself when `context_stop` is requested.
+    /// arms its accept, from a pool thread; `depth` connections at most
+    /// wait unclaimed before it pauses. The caller holds the first
+    /// reference. Closes itself when `context_stop` is requested.
     accept_pool(scheduler& sched, socket_handle listener, bool /*v6*/, unsigned depth, portico::stop_token context_stop)
-        : sched_(sched), listener_(std::move(listener)), depth_(depth == 0 ? 1 : depth),
-          slots_(std::make_unique<slot_storage[]>(depth_))
+        : sched_(sched), listener_(std::move(listener)), depth_(depth == 0 ? 1 : depth), ready_(depth_)
     {
+        shot_.pool = this;
         {
             std::lock_guard lock(mutex_);
-            for (unsigned i = 0; i < depth_; ++i) {
-                accept_slot& slot = slots_[i].slot;
-                slot.pool = this;
-                idle_.push_back(slot);
-            }
             (void)arm_locked();
         }
         // Last, and outside the lock: its callback may run at once (the
-        // context is already stopped) and close what was just posted.
+        // context is already stopped) and close what was just armed.
         on_context_stop_.emplace(std::move(context_stop), closer{this});
     }
 
@@ -142,26 +213,24 @@ public:
         release();
     }
 
-    /// Closes the listener: posted accepts complete (cancelled), ready
+    /// Closes the listener: the accept request completes (cancelled), ready
     /// connections are closed, every waiter resumes once with
     /// operation_aborted. Idempotent, any thread.
     void close() noexcept
     {
         socket_handle listener;
-        slot_queue unclaimed;
         finish_list waiters;
         {
             std::lock_guard lock(mutex_);
             if (closed_) return;
             closed_ = true;
             listener = std::move(listener_);
-            unclaimed = std::move(ready_);
+            while (!ready_.empty()) ::close(ready_.pop().fd);
             take_waiters(waiters);
         }
         // Outside the lock: nothing is submitted on it once closed_ is set.
-        // Its close cancels the posted accepts; each completion sees closed_.
+        // Its close cancels the request; its last completion sees closed_.
         listener.close();
-        unclaimed.drain([](accept_slot& slot) { ::close(std::exchange(slot.accepted, -1)); });
         waiters.drain([this](accept_waiter& w) {
             w.error = make_error_code(errc::operation_aborted);
             finish(w, false);
@@ -178,16 +247,17 @@ public:
             w.error = make_error_code(errc::operation_aborted);
             return true;
         }
-        if (accept_slot* slot = ready_.pop_front()) {
-            hand_over(*slot, w);
+        if (!ready_.empty()) {
+            hand_over(ready_.pop(), w);
+            // Below the depth again: a paused accept resumes.
             (void)arm_locked();
             return true;
         }
-        if (posted_ == 0 && !arm_pending_) {
-            // Nothing is posted (every accept failed for want of resources):
-            // try again now rather than wait for a connection that nothing
-            // would accept.
-            if (auto error = arm_locked(); error && posted_ == 0 && !arm_pending_) {
+        if (!shot_posted_ && !arm_pending_) {
+            // Nothing is armed (the last accept failed for want of
+            // resources): try again now rather than wait for a connection
+            // that nothing would accept.
+            if (auto error = arm_locked(); error && !shot_posted_ && !arm_pending_) {
                 w.error = error;
                 return true;
             }
@@ -243,27 +313,37 @@ public:
     }
 
     /// Connections that failed between the handshake and their accept (the
-    /// client reset or aborted first); the slot was posted again.
+    /// client reset or aborted first), dropped while the listener went on.
     [[nodiscard]] std::uint64_t failed_accepts() const noexcept
     {
         return failed_accepts_.load(std::memory_order_relaxed);
     }
 
+    /// Connections accepted and not yet asked for (tests).
+    [[nodiscard]] std::size_t ready_count() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return ready_.size();
+    }
+
+    /// Whether the accept request is in the kernel, or on its way there
+    /// (tests: false while paused at the depth).
+    [[nodiscard]] bool accepting() const noexcept
+    {
+        std::lock_guard lock(mutex_);
+        return shot_posted_ || arm_pending_;
+    }
+
 private:
-    using slot_queue = intrusive_queue<accept_slot, &accept_slot::next>;
     using waiter_list = intrusive_list<accept_waiter, &accept_waiter::hook>;
     using finish_list = intrusive_queue<accept_waiter, &accept_waiter::finish_next>;
-
-    struct slot_storage {
-        accept_slot slot{&accept_pool::on_slot_complete};
-    };
 
     struct closer {
         accept_pool* pool;
         void operator()() const noexcept { pool->close(); }
     };
 
-    /// The posted step that submits idle slots from a pool thread.
+    /// The posted step that arms the accept from a pool thread.
     struct arm_step : operation {
         explicit arm_step(accept_pool* p) noexcept : operation(&arm_step::run), pool(p) {}
         static void run(operation* base, std::uintptr_t, std::uint32_t) noexcept
@@ -284,24 +364,21 @@ private:
         waiters_.drain([&out](accept_waiter& w) noexcept { out.push_back(w); });
     }
 
-    /// Moves the connection of a ready slot into a waiter.
-    void hand_over(accept_slot& slot, accept_waiter& w) noexcept
+    /// Moves an accepted connection into a waiter.
+    static void hand_over(const ready_connection& c, accept_waiter& w) noexcept
     {
-        w.remote = from_sockaddr(slot.address, slot.length);
+        w.remote = c.peer;
         // The waiter's socket_handle owns it from here; associating it with
         // the context (accept_op::await_resume) gives it its shared state.
-        w.socket = socket_handle(std::exchange(slot.accepted, -1));
-        idle_.push_back(slot);
+        w.socket = socket_handle(c.fd);
     }
 
-    /// Arms every idle slot (mutex_ held), here on a pool thread or through
-    /// the arm step from anywhere else: each goes to the next ring in turn,
-    /// submitted at once if that is this thread's, else handed to that
-    /// ring's thread (on_arm_slot), counted as posted meanwhile. Returns the
-    /// last refusal (a slot refused stays idle), or nothing.
+    /// Arms the accept unless it is armed, closed or paused at the depth
+    /// (mutex_ held): submitted here on a pool thread, through the arm step
+    /// from anywhere else. Returns the ring's refusal, or nothing.
     std::error_code arm_locked() noexcept
     {
-        if (closed_ || idle_.empty()) return {};
+        if (closed_ || shot_posted_ || ready_.size() >= depth_) return {};
         if (!sched_.running_in_this_thread()) {
             if (!arm_pending_) {
                 arm_pending_ = true;
@@ -310,81 +387,25 @@ private:
             }
             return {};
         }
-        std::error_code error;
-        slot_queue refused;
-        const unsigned here = sched_.ring_of_this_thread();
-        while (accept_slot* slot = idle_.pop_front()) {
-            // Counted when asked for, on whichever ring it is submitted:
-            // accept_calls then says at once that a slot went back in.
-            sched_.count(counter::accept_calls);
-            const unsigned target = sched_.next_ring_in_use(ring_cursor_);
-            if (target != here) {
-                // Its completion function is the arm step until it runs
-                // there (nothing else knows an idle slot).
-                slot->complete = &accept_pool::on_arm_slot;
-                add_ref();
-                ++posted_;
-                sched_.work_started();
-                sched_.post_to(target, slot);
-                continue;
-            }
-            if (auto e = submit_locked(*slot)) {
-                error = e;
-                refused.push_back(*slot);
-            }
-        }
-        idle_ = std::move(refused);
-        return error;
-    }
-
-    /// A slot handed to this ring's thread to be submitted here (arm_locked).
-    static void on_arm_slot(operation* op, std::uintptr_t, std::uint32_t) noexcept
-    {
-        auto& slot = static_cast<accept_slot&>(*op);
-        slot.complete = &accept_pool::on_slot_complete;
-        accept_pool& self = *slot.pool;
-        finish_list failed;
-        std::error_code failure;
-        {
-            std::lock_guard lock(self.mutex_);
-            --self.posted_;
-            if (self.closed_) {
-                self.idle_.push_back(slot);
-            } else if ((failure = self.submit_locked(slot))) {
-                self.idle_.push_back(slot);
-                // Nothing is posted any more: fail the waiters rather than
-                // leave them waiting for ever (the next accept() tries again).
-                if (self.posted_ == 0 && !self.arm_pending_) self.take_waiters(failed);
-            }
-        }
-        failed.drain([&](accept_waiter& w) {
-            w.error = failure;
-            self.finish(w, true);
-        });
-        self.release();
-    }
-
-    /// Submits one accept for `slot` (mutex_ held, on a pool thread).
-    std::error_code submit_locked(accept_slot& slot) noexcept
-    {
-        // Counted before the call: the completion may be dispatched on
-        // another thread before submit() even returns.
+        // Counted before the call: the first completion may be dispatched
+        // before submit() even returns (on this ring: not before this
+        // thread takes it, but the count is the context's).
         add_ref();
-        ++posted_;
+        shot_posted_ = true;
+        shot_ring_ = sched_.ring_of_this_thread();
         sched_.work_started();
         const int listener = listener_.get();
-        listener_.note_ring(sched_.ring_of_this_thread());
-        const std::error_code refused = sched_.submit([&slot, listener](io_uring_sqe& sqe) {
-            slot.length = sizeof slot.address;
+        listener_.note_ring(shot_ring_);
+        accept_shot* shot = &shot_;
+        const std::error_code refused = sched_.submit([shot, listener](io_uring_sqe& sqe) {
             sqe.opcode = IORING_OP_ACCEPT;
             sqe.fd = listener;
-            sqe.addr = reinterpret_cast<std::uintptr_t>(&slot.address);
-            sqe.addr2 = reinterpret_cast<std::uintptr_t>(&slot.length);
+            sqe.ioprio = IORING_ACCEPT_MULTISHOT;
             sqe.accept_flags = SOCK_CLOEXEC;
-            sqe.user_data = reinterpret_cast<std::uintptr_t>(static_cast<operation*>(&slot));
+            sqe.user_data = user_data_of(shot);
         });
         if (!refused) return {};
-        --posted_;
+        shot_posted_ = false;
         sched_.work_finished();
         refs_.fetch_sub(1, std::memory_order_relaxed); // never the last: the caller holds one
         return refused.value() == EBUSY || refused.value() == EAGAIN ? make_error_code(errc::no_resources)
@@ -400,9 +421,9 @@ private:
             std::lock_guard lock(mutex_);
             arm_pending_ = false;
             failure = arm_locked();
-            // Nothing could be posted: fail the waiters rather than leave
+            // Nothing could be armed: fail the waiters rather than leave
             // them waiting for ever (the next accept() tries again).
-            if (failure && posted_ == 0) take_waiters(failed);
+            if (failure && !shot_posted_) take_waiters(failed);
         }
         failed.drain([&](accept_waiter& w) {
             w.error = failure;
@@ -433,69 +454,115 @@ private:
         }
     }
 
-    /// A slot's accept completed (on a pool thread).
-    static void on_slot_complete(operation* op, std::uintptr_t status, std::uint32_t result) noexcept
+    /// The peer of a connection the kernel just accepted, or nothing if the
+    /// peer has reset it already (the descriptor is then closed).
+    static std::optional<endpoint> peer_of(int fd) noexcept
     {
-        auto& slot = static_cast<accept_slot&>(*op);
-        accept_pool& self = *slot.pool;
+        sockaddr_storage address{};
+        socklen_t length = sizeof address;
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+            if (auto peer = from_sockaddr(address, length)) return peer;
+        }
+        ::close(fd);
+        return std::nullopt;
+    }
+
+    /// A completion of the accept request (on the pool thread of its ring,
+    /// one at a time): a connection, or the request's end.
+    static void on_shot_complete(operation* op, std::uintptr_t status, std::uint32_t result) noexcept
+    {
+        auto& shot = static_cast<accept_shot&>(static_cast<multishot_operation&>(*op));
+        accept_pool& self = *shot.pool;
+        const bool more = shot.more;
+        const int error = static_cast<int>(status);
+        ready_connection accepted;
+        if (error == 0) {
+            self.sched_.count(counter::accept_calls);
+            const int fd = static_cast<int>(result);
+            if (auto peer = peer_of(fd)) {
+                accepted = {fd, *peer};
+            } else {
+                self.failed_accepts_.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
         accept_waiter* served = nullptr;
+        unsigned served_on = 0;
+        bool pause = false;
+        unsigned shot_ring = 0;
         finish_list failed;
         std::error_code failure;
         {
             std::lock_guard lock(self.mutex_);
-            --self.posted_;
-            const int error = static_cast<int>(status);
+            if (!more) self.shot_posted_ = false;
+            shot_ring = self.shot_ring_;
             if (self.closed_) {
-                if (error == 0) ::close(static_cast<int>(result));
-                self.idle_.push_back(slot);
-            } else if (error == 0) {
-                slot.accepted = static_cast<int>(result);
-                if (accept_waiter* w = self.waiters_.pop_front()) {
-                    served = w;
-                    self.hand_over(slot, *served);
-                    (void)self.arm_locked();
-                } else {
-                    self.ready_.push_back(slot);
-                }
+                if (accepted.fd >= 0) ::close(accepted.fd);
             } else {
-                // ECANCELED while open: the thread that submitted it exited;
-                // the listener is fine. A connection that failed before its
-                // accept is dropped and counted. Either way the slot goes
-                // back in. Anything else (no descriptors or memory left)
-                // leaves it idle until an accept() retries.
-                const bool again = error == ECANCELED || connection_failed(error);
-                if (error != ECANCELED && again) self.failed_accepts_.fetch_add(1, std::memory_order_relaxed);
-                self.idle_.push_back(slot);
-                failure = again ? self.arm_locked() : socket_error(error);
-                // Nothing is posted any more: fail the waiters rather than
+                if (accepted.fd >= 0) {
+                    if (accept_waiter* w = self.waiters_.pop_front()) {
+                        served = w;
+                        served_on = self.sched_.next_ring_in_use(self.ring_cursor_);
+                        hand_over(accepted, *served);
+                    } else if (!self.ready_.push(accepted)) {
+                        // No memory to hold it: dropped, as a failed accept.
+                        ::close(accepted.fd);
+                        self.failed_accepts_.fetch_add(1, std::memory_order_relaxed);
+                    }
+                    pause = more && self.ready_.size() >= self.depth_;
+                }
+                // ECANCELED while open: the pause above, or the thread that
+                // submitted it exited; the listener is fine. A connection
+                // that failed before its accept is dropped and counted.
+                // Either way the request is armed again (unless paused).
+                // Anything else (no descriptors or memory left) leaves it
+                // unarmed until an accept() retries.
+                const bool again = error == 0 || error == ECANCELED || connection_failed(error);
+                if (error != 0 && error != ECANCELED && again) {
+                    self.failed_accepts_.fetch_add(1, std::memory_order_relaxed);
+                }
+                if (!more) failure = again ? self.arm_locked() : socket_error(error);
+                // Nothing is armed any more: fail the waiters rather than
                 // leave them waiting for ever.
-                if (failure && self.posted_ == 0 && !self.arm_pending_) self.take_waiters(failed);
+                if (failure && !self.shot_posted_ && !self.arm_pending_) self.take_waiters(failed);
             }
         }
+        // RACE: outside the lock, yet still this request: only its last
+        // completion, which this thread has not taken yet, lets it be armed
+        // again. Its cancellation comes back as that last completion.
+        if (pause) self.sched_.cancel(shot_ring, &shot);
         failed.drain([&](accept_waiter& w) {
             w.error = failure;
             self.finish(w, false);
         });
         // Resumed before the release below: the coroutine may destroy the
-        // acceptor, and this slot's reference keeps the pool alive meanwhile.
-        if (served != nullptr) self.finish(*served, true);
-        self.release();
+        // acceptor, and the request's reference keeps the pool alive meanwhile.
+        if (served != nullptr) {
+            if (served_on == self.sched_.ring_of_this_thread()) {
+                self.finish(*served, true);
+            } else if (!served->handshake.complete_from(resume_handshake::state::idle)) {
+                // RACE: as finish(): idle means its await_suspend has not
+                // suspended yet and continues inline; else it resumes there.
+                self.sched_.work_started();
+                self.sched_.post_to(served_on, served);
+            }
+        }
+        if (!more) self.release();
     }
 
     scheduler& sched_;
     mutable std::mutex mutex_;
     socket_handle listener_;
     const unsigned depth_;
-    std::unique_ptr<slot_storage[]> slots_;
+    ready_queue ready_;
+    accept_shot shot_{&accept_pool::on_shot_complete};
     std::atomic<unsigned> refs_{1};
     std::atomic<std::uint64_t> failed_accepts_{0};
     arm_step arm_{this};
     bool closed_ = false;
     bool arm_pending_ = false;
-    unsigned posted_ = 0;      // in the kernel, or on their way to a ring's thread
-    unsigned ring_cursor_ = 0; // where the next slot goes (next_ring_in_use)
-    slot_queue ready_;
-    slot_queue idle_;
+    bool shot_posted_ = false; // in the kernel, until its last completion is handled
+    unsigned shot_ring_ = 0;   // the ring it was submitted on
+    unsigned ring_cursor_ = 0; // where the next waiter served resumes (next_ring_in_use)
     waiter_list waiters_;
     std::optional<portico::stop_callback<closer>> on_context_stop_;
 };

@@ -34,6 +34,27 @@ struct operation {
     operation* next_posted = nullptr;
 };
 
+/// An operation whose one request completes many times (a multishot
+/// accept): the scheduler tags its user_data (user_data_of) and, before each
+/// completion, sets `more` to whether others will follow. The request's work
+/// is counted once and finished with the last completion, the one where
+/// `more` is false.
+struct multishot_operation : operation {
+    using operation::operation;
+    bool more = false;
+};
+
+/// The bit that marks a multishot request's user_data (operations are at
+/// least pointer-aligned, so a real address never has it).
+inline constexpr std::uint64_t multishot_tag = 1;
+
+/// The user_data a request for `op` carries.
+inline std::uint64_t user_data_of(const operation* op) noexcept { return reinterpret_cast<std::uintptr_t>(op); }
+inline std::uint64_t user_data_of(const multishot_operation* op) noexcept
+{
+    return reinterpret_cast<std::uintptr_t>(static_cast<const operation*>(op)) | multishot_tag;
+}
+
 /// user_data of a request that carries no operation: a thread was woken to
 /// look at the stop and drain state.
 inline constexpr std::uint64_t wake_token = 0;

@@ -53,11 +53,12 @@ inline void ordered_after_submissions([[maybe_unused]] void* ring) noexcept
 #endif
 }
 
-/// What a completion says: the request's user_data and its result (a byte
-/// count, or minus an errno value).
+/// What a completion says: the request's user_data, its result (a byte
+/// count, or minus an errno value) and its IORING_CQE_F_* flags.
 struct completion {
     std::uint64_t user_data;
     std::int32_t result;
+    std::uint32_t flags;
 };
 
 /// Why a ring could not be made, in words a user can act on: `error` is the
@@ -255,7 +256,7 @@ public:
         std::size_t n = 0;
         for (; head != tail && n < max; ++head, ++n) {
             const io_uring_cqe& cqe = cqes_[head & cq_mask_];
-            out[n] = completion{cqe.user_data, cqe.res};
+            out[n] = completion{cqe.user_data, cqe.res, cqe.flags};
         }
         if (n != 0) ordered_after_submissions(this);
         // Release: the slots are read before the kernel may overwrite them.

@@ -358,14 +358,16 @@ public:
         return t->slot->index;
     }
 
-    /// Asks ring `index` to cancel the request whose user_data is `op`, from
-    /// any thread: it completes with ECANCELED, or as it was about to if it
-    /// won the race. Synchronous (ring::cancel), so the caller may let the
-    /// op go as soon as this returns.
-    void cancel(unsigned index, const operation* op) noexcept
+    /// Asks ring `index` to cancel the request of `op` (an operation or a
+    /// multishot_operation: user_data_of), from any thread: it completes
+    /// with ECANCELED, or as it was about to if it won the race. Synchronous
+    /// (ring::cancel), so the caller may let the op go as soon as this
+    /// returns.
+    template <class Op>
+    void cancel(unsigned index, const Op* op) noexcept
     {
         count(counter::cancel_calls);
-        if (ring_slot* slot = slot_at(index)) (void)slot->io.cancel(reinterpret_cast<std::uintptr_t>(op));
+        if (ring_slot* slot = slot_at(index)) (void)slot->io.cancel(user_data_of(op));
     }
 
     /// The bit of ring `index` in a set of rings (socket_state::rings): one
@@ -514,12 +516,24 @@ private:
     void dispatch(const completion& c) noexcept
     {
         if (c.user_data == wake_token) return;
-        auto* op = reinterpret_cast<operation*>(static_cast<std::uintptr_t>(c.user_data));
         const bool failed = c.result < 0;
+        const std::uintptr_t status = failed ? static_cast<std::uintptr_t>(-c.result) : 0u;
+        const std::uint32_t bytes = failed ? 0u : static_cast<std::uint32_t>(c.result);
+        if ((c.user_data & multishot_tag) != 0) {
+            auto* op = static_cast<multishot_operation*>(
+                reinterpret_cast<operation*>(static_cast<std::uintptr_t>(c.user_data & ~multishot_tag)));
+            // Only the last completion, the one without F_MORE, ends the
+            // request's one count of work.
+            const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
+            op->more = more;
+            op->complete(op, status, bytes);
+            if (!more) work_finished();
+            return;
+        }
+        auto* op = reinterpret_cast<operation*>(static_cast<std::uintptr_t>(c.user_data));
         // NOTE: complete() may resume a coroutine that destroys op; only
         // `this` is touched afterwards.
-        op->complete(op, failed ? static_cast<std::uintptr_t>(-c.result) : 0u,
-                     failed ? 0u : static_cast<std::uint32_t>(c.result));
+        op->complete(op, status, bytes);
         work_finished();
     }
 
