@@ -29,7 +29,7 @@ public:
     /// Made by tcp_acceptor::accept(): `pool` is null when the acceptor is
     /// not listening; `peer`, if not null, receives the peer's endpoint.
     accept_op(io_context& ctx, detail::backend::accept_pool* pool, endpoint* peer) noexcept
-        : accept_awaiter(pool), ctx_(&ctx), peer_(peer)
+        : detail::backend::accept_awaiter(pool), ctx_(&ctx), peer_(peer)
     {}
 
     /// The io_result<tcp_socket> described above.

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <portico/config.hpp>
-#include <portico/coro/task.hpp>
+#include <portico/detail/accept_awaiter.hpp>
 #include <portico/detail/frame_allocation.hpp>
 #include <portico/detail/intrusive_list.hpp>
 #include <portico/detail/resume_handshake.hpp>
@@ -28,13 +28,11 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <system_error>
-#include <type_traits>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -119,24 +117,8 @@ private:
     std::size_t size_ = 0;
 };
 
-/// What the pool sees of a coroutine awaiting accept(), as on Windows: a
-/// node of its waiter list and the result it hands over; `handshake`
-/// settles who resumes it.
-struct accept_waiter : operation {
-    explicit accept_waiter(complete_fn fn) noexcept : operation(fn) {}
-
-    list_hook<accept_waiter> hook;
-    /// Its place in a list of waiters taken out of the pool to be finished
-    /// outside the lock (a second link: see accept_pool::take_waiters).
-    accept_waiter* finish_next = nullptr;
-    socket_handle socket;
-    std::optional<endpoint> remote;
-    std::error_code error;
-    std::coroutine_handle<> continuation;
-    resume_handshake handshake;
-    bool deferrable = false;
-    deferred_frame deferred;
-};
+/// What the pool sees of a coroutine awaiting accept() (accept_awaiter.hpp).
+using accept_waiter = basic_accept_waiter<operation, socket_handle>;
 
 /// The state a tcp_acceptor shares with its accept request. It lives on
 /// the heap, allocated once by listen(), and is freed when the last of its
@@ -567,105 +549,8 @@ private:
     std::optional<portico::stop_callback<closer>> on_context_stop_;
 };
 
-/// The awaiter base of tcp_acceptor::accept(), as on Windows: queues on the
-/// pool, is finished by a completing slot, a close or its stop callback,
-/// and keeps its frame alive if destroyed while a posted resumption is on
-/// its way. The public accept_op adds await_resume.
-class accept_awaiter : private accept_waiter {
-public:
-    /// `pool` is null when the acceptor is not listening.
-    explicit accept_awaiter(accept_pool* pool) noexcept : accept_waiter(&accept_awaiter::on_posted), pool_(pool)
-    {
-        if (pool_ != nullptr) pool_->add_ref();
-    }
-
-    accept_awaiter(const accept_awaiter&) = delete;
-    accept_awaiter& operator=(const accept_awaiter&) = delete;
-    /// Moves an accept not awaited yet.
-    accept_awaiter(accept_awaiter&& other) noexcept : accept_waiter(&accept_awaiter::on_posted), pool_(other.pool_)
-    {
-        assert(other.handshake.load(std::memory_order_relaxed) == resume_handshake::state::idle && !other.cancel_ &&
-               "moving an accept that was already started");
-        if (pool_ != nullptr) pool_->add_ref();
-    }
-    accept_awaiter& operator=(accept_awaiter&&) = delete;
-
-    ~accept_awaiter()
-    {
-        // Waits for a stop callback running on another thread: it touches us.
-        cancel_.reset();
-        if (pool_ == nullptr) return;
-        // Destroyed while suspended and still queued: nobody will finish it.
-        // Destroyed after a finisher took it from the list: a posted
-        // resumption may be on its way, so the frame stays until it comes.
-        // Register before publishing `orphaned`, which lets it free the frame.
-        if (!pool_->unlink(*this) && handshake.load() == resume_handshake::state::running) {
-            if (!deferrable || !orphan_registry::for_this_thread().add(this, &deferred)) std::terminate();
-            (void)handshake.orphan();
-        }
-        // A connection handed over but never taken is closed with `socket`.
-        pool_->release();
-    }
-
-    bool await_ready() const noexcept { return false; }
-
-    template <class Promise>
-    bool await_suspend(std::coroutine_handle<Promise> awaiting)
-    {
-        continuation = awaiting;
-        deferrable = std::is_base_of_v<frame_allocation, Promise>;
-        if (pool_ == nullptr) {
-            error = make_error_code(errc::bad_state);
-            return false;
-        }
-        portico::stop_token token = stop_token_of(awaiting);
-        if (token.stop_requested()) {
-            error = make_error_code(errc::operation_aborted);
-            return false;
-        }
-        if (pool_->take_or_wait(*this)) return false;
-        // Queued: from here a completing slot on another thread may finish us.
-        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
-        // RACE: after this succeeds the finisher may resume the coroutine and
-        // destroy this awaiter at once: touch nothing more.
-        return handshake.suspend();
-    }
-
-protected:
-    /// The error, or nothing and then the accepted socket (taken: a second
-    /// call finds it closed) and the peer, if known.
-    [[nodiscard]] std::error_code result() const noexcept { return error; }
-    [[nodiscard]] std::uintptr_t take_socket() noexcept { return static_cast<std::uintptr_t>(socket.release()); }
-    [[nodiscard]] const std::optional<endpoint>& peer() const noexcept { return remote; }
-
-private:
-    struct canceller {
-        accept_awaiter* op;
-        void operator()() const noexcept
-        {
-            // Whoever unlinks the waiter finishes it; if a slot or close()
-            // got there first, there is nothing to cancel.
-            if (op->pool_->unlink(*op)) {
-                op->error = make_error_code(errc::operation_aborted);
-                op->pool_->finish(*op, false);
-            }
-        }
-    };
-
-    // A waiter finished from outside a pool thread comes back through the ring.
-    static void on_posted(operation* base, std::uintptr_t, std::uint32_t) noexcept
-    {
-        auto* self = static_cast<accept_awaiter*>(static_cast<accept_waiter*>(base));
-        if (self->handshake.complete() == resume_handshake::state::orphaned) {
-            if (self->deferred.arrive()) frame_allocation::release(self->deferred.block, self->deferred.size);
-            return;
-        }
-        self->continuation.resume();
-    }
-
-    accept_pool* pool_;
-    std::optional<portico::stop_callback<canceller>> cancel_;
-};
+/// The awaiter base of tcp_acceptor::accept() (accept_awaiter.hpp).
+using accept_awaiter = basic_accept_awaiter<accept_pool, accept_waiter>;
 
 } // namespace detail::uring
 

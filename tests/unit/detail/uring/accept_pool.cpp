@@ -37,7 +37,7 @@ namespace {
 
 /// accept() on the pool: the error, or the accepted descriptor.
 struct accepted : uring::accept_awaiter {
-    using accept_awaiter::accept_awaiter;
+    using uring::accept_awaiter::accept_awaiter;
     std::pair<std::error_code, int> await_resume() noexcept
     {
         if (auto ec = result()) return {ec, -1};
