@@ -129,10 +129,7 @@ protected:
     /// The error, or nothing and then the accepted socket (taken: a second
     /// call finds it closed) and the peer, if known.
     [[nodiscard]] std::error_code result() const noexcept { return this->error; }
-    [[nodiscard]] std::uintptr_t take_socket() noexcept
-    {
-        return static_cast<std::uintptr_t>(this->socket.release());
-    }
+    [[nodiscard]] std::uintptr_t take_socket() noexcept { return static_cast<std::uintptr_t>(this->socket.release()); }
     [[nodiscard]] const std::optional<endpoint>& peer() const noexcept { return this->remote; }
 
 private:
