@@ -318,6 +318,22 @@ void refuse_scheduling_knobs(const options& opts, const char* impl)
     }
 }
 
+packet_scan scan_packets(const unsigned char* data, std::size_t size) noexcept
+{
+    packet_scan scan;
+    while (size - scan.whole >= packet_header_size) {
+        // Little-endian u16 size of the whole packet, header included.
+        const std::size_t packet = data[scan.whole] | static_cast<std::size_t>(data[scan.whole + 1]) << 8;
+        if (packet < packet_header_size) {
+            scan.malformed = true;
+            break;
+        }
+        if (size - scan.whole < packet) break;
+        scan.whole += packet;
+    }
+    return scan;
+}
+
 buffer_pool::~buffer_pool()
 {
     for (std::byte* buffer : free_) delete[] buffer;

@@ -67,6 +67,15 @@ void run_control(const char* impl, const options& opts, const counters& c);
 // The sizes PROTOCOL.md fixes.
 inline constexpr std::size_t receive_buffer_size = 64 * 1024;
 inline constexpr std::size_t packet_header_size = 4;
+// The framed modes' scan (PROTOCOL.md, packet), for the raw servers that answer from their
+// receive buffer: `whole` is the length of the whole packets at the front of the `size`
+// bytes at `data`; `malformed`, whether a header below the minimum size follows them.
+struct packet_scan {
+    std::size_t whole = 0;
+    bool malformed = false;
+};
+[[nodiscard]] packet_scan scan_packets(const unsigned char* data, std::size_t size) noexcept;
+
 // The download mode's request: a connection that starts with these 4 bytes asks for the file,
 // once per request; any other connection is an echo connection.
 inline constexpr char download_request[4] = {'G', 'E', 'T', ' '};
