@@ -3,8 +3,7 @@
 // (portico and the raw server's liburing make io_uring_enter system calls without going
 // through libc, Asio's epoll reactor calls libc), so no one interposition point would count
 // the three alike, as the import-table patch does under Windows. The stats line says so with
-// null; what a message costs natively is measured in instructions instead
-// (bench/callgrind_echo.sh).
+// null.
 #include "harness_platform.hpp"
 
 #include <cstdlib>
