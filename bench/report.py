@@ -4,6 +4,10 @@ docs/benchmarks.md (from bench/benchmarks.md.in) and the PNG charts in
 docs/images/, drawn by gnuplot (bench/charts.gp).
 
     bench/report.py [--results bench/results/latest.json] [--docs docs]
+                    [--native-results bench/results/native.json]
+The native run's results (run.py --native), when that file exists, make the
+page's native section: tables of their own, beside the Wine ones, which they
+leave as they are.
 Standard library only; gnuplot from Debian's gnuplot-nox.
 """
 
@@ -353,11 +357,68 @@ def charts(scenarios: list[dict], images: Path) -> None:
                         str(ROOT / "bench/charts.gp")], check=True)
 
 
+NATIVE_IMPLS = ("portico", "asio", "asio_uring", "raw_uring")
+NATIVE_NAMES = {"portico": "portico (io_uring)", "asio": "Asio (epoll)", "asio_uring": "Asio (io_uring)",
+                "raw_uring": "floor (io_uring)"}
+
+
+def native_section(results: dict | None) -> str:
+    """The native run's tables: each server's rate, the ratios of portico to
+    each other server, round-trip times and heap allocations per message;
+    the idle and fan-out rows. No call counts: the native servers count none."""
+    if results is None:
+        return "Not measured yet: `bash scripts/bench.sh --native` runs it and rewrites this page."
+    scenarios = results["scenarios"]
+    env = results["environment"]
+    out = [f"Run {env['date']} on {env['cpu']} ({env['cpus']} CPUs), Linux {env['kernel']}, {env['compiler']}; "
+           f"{env['rounds']} rounds of {env['seconds']} s after {env['warmup']} s warm-up; servers on CPU "
+           f"{env['server_core']}, load client on CPU {env['client_core']}.", ""]
+
+    def cell(e: dict | None, key: str, digits: int = 0) -> str:
+        return num(e.get(key), digits) if e else "–"
+
+    others = [i for i in NATIVE_IMPLS if i != "portico"]
+    header = " | ".join(NATIVE_NAMES[i] for i in NATIVE_IMPLS)
+    ratios = " | ".join(f"portico / {NATIVE_NAMES[i]} [95% CI]" for i in others)
+    rows = [f"| scenario | unit | {header} | {ratios} |", "|---|---|" + "--:|" * (len(NATIVE_IMPLS) + len(others))]
+    for s in scenarios:
+        if s["kind"] not in ("throughput", "fanout"):
+            continue
+        i = s["impls"]
+        rows.append(f"| {s['title']} | {s['unit']} | " + " | ".join(cell(i.get(x), "msgs_per_s") for x in NATIVE_IMPLS)
+                    + " | " + " | ".join(ratio_cell(s.get(f"ratio_{x}")) for x in others) + " |")
+    out += rows + ["", "Round trips (one way for fan-out), µs, p50 / p99 / p99.9, and heap allocations per message:", ""]
+    rows = [f"| scenario | {header} | allocations per message ({' / '.join(NATIVE_IMPLS)}) |",
+            "|---|" + "--:|" * (len(NATIVE_IMPLS) + 1)]
+    for s in scenarios:
+        if s["kind"] not in ("throughput", "fanout"):
+            continue
+        i = s["impls"]
+        times = [f"{cell(i.get(x), 'p50_us')} / {cell(i.get(x), 'p99_us')} / {cell(i.get(x), 'p999_us')}"
+                 if x in i else "–" for x in NATIVE_IMPLS]
+        allocs = " / ".join(small(i[x]["allocs_per_msg"]) if x in i else "–" for x in NATIVE_IMPLS)
+        rows.append(f"| {s['title']} | " + " | ".join(times) + f" | {allocs} |")
+    out += rows
+    idle = [s for s in scenarios if s["kind"] == "idle"]
+    if idle:
+        out += ["", "Idle connections, per connection: heap bytes (the lean modes' pool apart) and resident "
+                    "bytes of the server:", "",
+                f"| scenario | {header} |", "|---|" + "--:|" * len(NATIVE_IMPLS)]
+        for s in idle:
+            i = s["impls"]
+            out.append(f"| {s['title']} | " + " | ".join(
+                f"{cell(i.get(x), 'bytes_per_connection')} / {cell(i.get(x), 'rss_per_connection')}" if x in i else "–"
+                for x in NATIVE_IMPLS) + " |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
+    ap.add_argument("--native-results", type=Path, default=ROOT / "bench/results/native.json")
     args = ap.parse_args()
+    native = json.loads(args.native_results.read_text()) if args.native_results.exists() else None
     results = json.loads(args.results.read_text())
     scenarios = results["scenarios"]
     charts(scenarios, args.docs / "images")
@@ -378,6 +439,7 @@ def main() -> int:
         + download_calls_table(scenarios, "download-16x64k"),
         "@DOWNLOAD_PROBE@": probe_table(scenarios),
         "@STEAL@": steal_line(scenarios),
+        "@NATIVE@": native_section(native),
     }.items():
         page = page.replace(marker, text)
     (args.docs / "benchmarks.md").write_text(page)

@@ -36,10 +36,21 @@ writes it to the socket. Their messages are files. The download probe runs a
 downloads, and reports how much its p99 grows: a server thread that waited for
 the disk would show there.
 
+Native (--native, scripts/bench.sh --native): the same scenarios, client and
+JSON against the Linux servers of preset linux-bench, run directly (no Wine),
+pinned the same way: portico over io_uring, Asio over epoll, Asio over its
+io_uring backend (asio_uring), and a raw io_uring server as the floor
+(raw_uring). Each of portico, Asio and asio_uring takes its turn in an order
+that rotates by round; the floor runs in every other round. The native
+servers count no system calls (their stats carry null), so only heap
+allocations are counted; download and its probe are skipped (no native
+server serves files yet), and idle trials have no wineserver to measure.
+
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
                  [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
                  [--out docs]
+    bench/run.py --native [--build-dir build/linux-bench] [--results bench/results/native.json] ...
 Standard library only.
 """
 
@@ -63,6 +74,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = ("portico", "asio", "raw")
+# The native servers (--native): "asio" is Asio over epoll, its default.
+NATIVE_IMPLS = ("portico", "asio", "asio_uring", "raw_uring")
 # Counted but not system calls: they read or convert a value in user mode.
 NOT_SYSTEM_CALLS = frozenset({"WSAGetLastError", "WSASetLastError", "htons", "ntohs", "htonl", "ntohl"})
 
@@ -184,9 +197,12 @@ def pinned(core: int | None, argv: list[str]) -> list[str]:
 class Server:
     """One benchmark server under Wine, controlled through its stdin."""
 
-    def __init__(self, impl: str, mode: str, exe: Path, prefix: Path, core: int | None, extra: tuple[str, ...] = ()):
+    def __init__(self, impl: str, mode: str, exe: Path, prefix: Path | None, core: int | None,
+                 extra: tuple[str, ...] = ()):
+        """prefix: the Wine prefix, or None for a native server, run directly."""
         self.impl = impl
-        argv = pinned(core, ["bash", str(ROOT / "scripts/wine-run.sh"), str(prefix), str(exe), "--mode", mode, *extra])
+        launch = [str(exe)] if prefix is None else ["bash", str(ROOT / "scripts/wine-run.sh"), str(prefix), str(exe)]
+        argv = pinned(core, [*launch, "--mode", mode, *extra])
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         first = self.proc.stdout.readline().strip()
         if not first.startswith("listening on "):
@@ -316,9 +332,17 @@ def delta(after: dict, before: dict, key: str) -> int:
     return after[key] - before[key]
 
 
-def system_calls(stats: dict) -> int:
-    """The Win32 calls that reach the system, from a stats line's calls map."""
+def system_calls(stats: dict) -> int | None:
+    """The Win32 calls that reach the system, from a stats line's calls map;
+    None from a native server, which counts none."""
+    if stats["calls"] is None:
+        return None
     return sum(n for name, n in stats["calls"].items() if name not in NOT_SYSTEM_CALLS)
+
+
+def counted_delta(after: dict, before: dict, key: str) -> int | None:
+    """after - before of a counted-calls field, None where it is not counted (native)."""
+    return None if after[key] is None else after[key] - before[key]
 
 
 def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int | None) -> dict:
@@ -360,7 +384,9 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
         result["stderr"] = err[-2000:]
     window_messages = result["msgs_per_s"] * (t2 - t1)
     per = (lambda n: n / window_messages) if window_messages > 0 else (lambda n: float("nan"))
-    dequeues = delta(after, before, "dequeue_calls")
+    dequeues = counted_delta(after, before, "dequeue_calls")
+    calls_after, calls_before = after["calls"] or {}, before["calls"] or {}
+    counted = after["calls"] is not None
     if scenario.kind == "fanout":
         # Each packet the sender sends is delivered once to every receiver.
         result["allocs_per_broadcast"] = per(delta(after, before, "allocs")) * scenario.connections()
@@ -371,15 +397,17 @@ def run_trial(scenario: Scenario, server: Server, client: Path, args, core: int 
     if scenario.kind == "download":
         # Files are few in a window; the bytes, counted as they arrive, are exact.
         window_mib = result["bytes_per_s"] * (t2 - t1) / (1024 * 1024)
-        result["win32_per_mib"] = (system_calls(after) - system_calls(before)) / window_mib if window_mib else float("nan")
+        result["win32_per_mib"] = ((system_calls(after) - system_calls(before)) / window_mib if window_mib
+                                   else float("nan")) if counted else None
     result.update(
         impl=server.impl,
         server_open=after["open"],
-        win32_per_msg=per(system_calls(after) - system_calls(before)),
+        win32_per_msg=per(system_calls(after) - system_calls(before)) if counted else None,
         allocs_per_msg=per(delta(after, before, "allocs")),
-        completions_per_dequeue=delta(after, before, "completions") / dequeues if dequeues else float("nan"),
-        calls_per_msg={k: per(v - before["calls"].get(k, 0)) for k, v in after["calls"].items()
-                       if v - before["calls"].get(k, 0) > 0},
+        completions_per_dequeue=(delta(after, before, "completions") / dequeues if dequeues else float("nan"))
+        if counted else None,
+        calls_per_msg={k: per(v - calls_before.get(k, 0)) for k, v in calls_after.items()
+                       if v - calls_before.get(k, 0) > 0},
         steal_pct=100.0 * (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1]),
     )
     return result
@@ -416,7 +444,7 @@ def run_idle_trial(scenario: Scenario, server: Server, client: Path, args, core:
     during = server.stats()
     rss = server.rss_kib()
     # NOTE: looked up again: a wineserver that exited is started anew by the next Wine process.
-    wineserver = wineserver_pid(args.prefix)
+    wineserver = wineserver_pid(args.prefix) if args.prefix is not None else None
     wineserver_rss = resident_kib(wineserver) if wineserver and wineserver == args.wineserver_pid else None
     # communicate() closes the client's stdin: its cue to ping once more and end.
     out, err = proc.communicate(timeout=300)
@@ -530,7 +558,7 @@ def summarize(scenario: Scenario, trials: dict[str, list[dict]], rng: random.Ran
                 entry["win32_per_mib"] = median_of(ts, "win32_per_mib")
         s["impls"][impl] = entry
     key = RATIO_KEY.get(scenario.kind, "msgs_per_s")
-    for other in ("asio", "raw"):
+    for other in [i for i in trials if i != "portico"]:
         if not trials.get(other):
             continue
         # Round by round: trials[i] of both were run back to back.
@@ -561,7 +589,28 @@ def served_file(scenario: Scenario, args) -> list[str]:
     return ["--file", "Z:" + str(path).replace("/", "\\")]
 
 
-def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client: Path, args, cores) -> dict:
+def native_impls(scenario: Scenario) -> tuple[str, ...]:
+    """A scenario's servers natively: Asio on both of its backends, the io_uring floor."""
+    names = {"portico": ("portico",), "asio": ("asio", "asio_uring"), "raw": ("raw_uring",)}
+    return tuple(n for impl in scenario.impls for n in names[impl])
+
+
+def round_order(scenario: Scenario, r: int, idle: bool) -> list[str]:
+    """Who runs in round r, in order. Under Wine portico and Asio alternate
+    (ABBA); natively the libraries' order rotates by round. The floor comes
+    last, in every other round (every round for idle)."""
+    libraries = [i for i in scenario.impls if not i.startswith("raw")]
+    if libraries == ["portico", "asio"]:
+        order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
+    else:
+        order = libraries[r % len(libraries):] + libraries[:r % len(libraries)]
+    floor = [i for i in scenario.impls if i.startswith("raw")]
+    if floor and (r % 2 == 0 or idle):
+        order += floor
+    return order
+
+
+def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path | None, client: Path, args, cores) -> dict:
     extra = tuple(served_file(scenario, args))
 
     def start(impl: str) -> Server:
@@ -579,15 +628,12 @@ def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path, client
     trial = {"idle": run_idle_trial, "probe": run_probe_trial}.get(scenario.kind, run_trial)
     try:
         for r in range(rounds):
-            order = ["portico", "asio"] if r % 2 == 0 else ["asio", "portico"]
-            if "raw" in scenario.impls and (r % 2 == 0 or idle):
-                order.append("raw")
-            for impl in order:
-                if idle:
+            for impl in round_order(scenario, r, idle):
+                if idle and prefix is not None:
                     restart_wineserver(args.prefix, cores[0])
                 server = servers[impl] if not idle else start(impl)
                 try:
-                    args.wineserver_pid = wineserver_pid(args.prefix)
+                    args.wineserver_pid = wineserver_pid(args.prefix) if prefix is not None else None
                     args.wineserver_rss_baseline = resident_kib(args.wineserver_pid) if args.wineserver_pid else None
                     t = trial(scenario, server, client, args, cores[1])
                 finally:
@@ -621,13 +667,20 @@ def environment(args, cores) -> dict:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    if args.native:
+        wine = "none (native)"
+        compiler = tool_version(["g++", "--version"])
+    else:
+        wine = tool_version(["wine64", "--version"]) if subprocess.run(["sh", "-c", "command -v wine64"],
+                                                                     capture_output=True).returncode == 0 \
+            else tool_version(["wine", "--version"])
+        compiler = tool_version(["x86_64-w64-mingw32-g++-posix", "--version"])
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
-        "wine": tool_version(["wine64", "--version"]) if subprocess.run(["sh", "-c", "command -v wine64"],
-                                                                      capture_output=True).returncode == 0
-        else tool_version(["wine", "--version"]),
-        "compiler": tool_version(["x86_64-w64-mingw32-g++-posix", "--version"]),
+        "native": args.native,
+        "wine": wine,
+        "compiler": compiler,
         "asio": "1.22 (Debian libasio-dev)",
         "server_core": cores[0], "client_core": cores[1],
         "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
@@ -649,7 +702,10 @@ def merged(earlier: dict, now: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build-dir", type=Path, default=ROOT / "build/mingw-bench")
+    ap.add_argument("--native", action="store_true",
+                    help="the native Linux servers (preset linux-bench), run directly: see above")
+    ap.add_argument("--build-dir", type=Path, default=None,
+                    help="default build/mingw-bench, or build/linux-bench with --native")
     ap.add_argument("--client", type=Path, default=ROOT / "build/bench-load/load_client")
     ap.add_argument("--rounds", type=int, default=20, help="rounds per scenario (portico/Asio pairs)")
     ap.add_argument("--idle-rounds", type=int, default=3, help="rounds of the idle scenario (a count, not a timing)")
@@ -660,11 +716,18 @@ def main() -> int:
     ap.add_argument("--portico-args", default="",
                     help="extra flags for the portico server: its scheduling knobs, e.g. '--inline-budget 16' "
                          "(bench_portico --help); the default is the library's defaults")
-    ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="default bench/results/latest.json, or bench/results/native.json with --native")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other scenarios of an existing --results file; these replace theirs and "
                          "carry the environment of this run")
     args = ap.parse_args()
+    if args.build_dir is None:
+        args.build_dir = ROOT / ("build/linux-bench" if args.native else "build/mingw-bench")
+    if args.results is None:
+        args.results = ROOT / "bench/results" / ("native.json" if args.native else "latest.json")
+    if args.native:
+        return main_native(args)
 
     exes = {impl: args.build_dir / "bench/servers" / f"bench_{impl}.exe" for impl in IMPLS}
     for exe in [*exes.values(), args.client]:
@@ -697,12 +760,41 @@ def main() -> int:
             results["scenarios"].append(run_scenario(scenario, exes, prefix, args.client, args, cores))
     finally:
         wineserver("stop", prefix, None)
+    return write_results(args, results)
+
+
+def write_results(args, results: dict) -> int:
     if args.merge and args.results.exists():
         results = merged(json.loads(args.results.read_text()), results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1, allow_nan=True) + "\n")
     log(f"wrote {args.results}")
     return 0
+
+
+def main_native(args) -> int:
+    """The native run: the servers run directly, pinned as under Wine."""
+    exes = {impl: args.build_dir / "bench/servers" / f"bench_{impl}" for impl in NATIVE_IMPLS}
+    for exe in [*exes.values(), args.client]:
+        if not exe.exists():
+            log(f"run.py: {exe} is missing: build first (scripts/bench.sh --native does)")
+            return 2
+    # Server on one core, the client on the other.
+    cores = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
+    args.prefix = None
+    wanted = set(filter(None, args.only.split(",")))
+    scenarios = [s for s in SCENARIOS if s.name in wanted or (not wanted and s.default)]
+    # Each connection: a socket in the client and one in the server.
+    raise_descriptor_limit(max((s.all_connections() for s in scenarios), default=0) + 1024)
+    results = {"environment": environment(args, cores), "scenarios": []}
+    for scenario in scenarios:
+        if scenario.kind in ("download", "probe"):
+            log(f"{scenario.name}: skipped natively (no native server serves files yet)")
+            continue
+        native = dataclasses.replace(scenario, impls=native_impls(scenario))
+        log(f"{scenario.name}: {scenario.title}")
+        results["scenarios"].append(run_scenario(native, exes, None, args.client, args, cores))
+    return write_results(args, results)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@
 #   scripts/bench.sh --smoke               CI's check that all of it still works:
 #       the self-tests of the load client and the servers, then a few short
 #       trials through the runner and the report, written under build/bench-smoke
+#   scripts/bench.sh --native [run.py options...]   the native Linux servers (preset
+#       linux-bench: portico and Asio over io_uring, Asio over epoll, a raw io_uring
+#       floor), run directly, no Wine; results in bench/results/native.json and the
+#       native section of docs/benchmarks.md (the Wine sections are left as they are)
+#   scripts/bench.sh --native --smoke    the same checks as --smoke, natively, under
+#       build/bench-smoke-native
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,10 +30,35 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cmake --preset mingw-bench >/dev/null
-cmake --build --preset mingw-bench --target bench_portico bench_asio bench_raw
 cmake -S bench/load -B build/bench-load -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/bench-load
+
+if [[ ${1:-} == --native ]]; then
+  shift
+  cmake --preset linux-bench >/dev/null
+  cmake --build --preset linux-bench --target bench_portico bench_asio bench_asio_uring bench_raw_uring
+  if [[ ${1:-} == --smoke ]]; then
+    bash bench/load/selftest.sh build/bench-load
+    for impl in portico asio asio_uring raw_uring; do bash bench/servers/selftest.sh --native "$impl" build/linux-bench; done
+    out=build/bench-smoke-native
+    # The Wine smoke's scenarios (download is not run natively).
+    /usr/bin/python3 bench/run.py --native --rounds 2 --idle-rounds 1 --seconds 0.3 --warmup 0.1 \
+      --only pingpong-1x64,packets-1x16,churn,fanout-10x64,mixed-10of500,idle-packet-100 --results "$out/native.json"
+    mkdir -p "$out/docs"
+    /usr/bin/python3 bench/report.py --native-results "$out/native.json" --docs "$out/docs"
+    grep -q "## Native Linux: io_uring and epoll" "$out/docs/benchmarks.md"
+    grep -q "| ping-pong, 1 connection, 64 B | msgs/s | [0-9]" "$out/docs/benchmarks.md"
+    grep -q "| fan-out, 1 sender to 10 receivers, 64 B | deliveries/s | [0-9]" "$out/docs/benchmarks.md"
+    grep -q "| 100 idle connections, lean framed echo | [0-9]" "$out/docs/benchmarks.md"
+    exit 0
+  fi
+  /usr/bin/python3 bench/run.py --native "$@"
+  /usr/bin/python3 bench/report.py
+  exit 0
+fi
+
+cmake --preset mingw-bench >/dev/null
+cmake --build --preset mingw-bench --target bench_portico bench_asio bench_raw
 
 if [[ ${1:-} == --smoke ]]; then
   bash bench/load/selftest.sh build/bench-load

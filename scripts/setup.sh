@@ -8,7 +8,7 @@ packages=(
   g++ clang-19 lld-19 libclang-rt-19-dev llvm-19
   g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix mingw-w64-x86-64-dev
   wine wine64
-  catch2 libasio-dev
+  catch2 libasio-dev liburing-dev
 )
 
 missing=()

@@ -1,7 +1,8 @@
 // The harness every benchmark server shares (bench/PROTOCOL.md): command line, the
 // "listening on" line, the stdin control loop with its stats JSON line, the counting
-// global operator new/delete and the Win32 call counter. No Windows types here, so a
-// server includes it before or after its own Windows headers.
+// global operator new/delete and, under Windows, the Win32 call counter (natively there
+// is none: harness_linux.cpp). No Windows types here, so a server includes it before or
+// after its own Windows headers.
 #pragma once
 
 #include <atomic>
@@ -43,10 +44,10 @@ struct options {
 // For a server without scheduling knobs: exits with status 2, saying so, if any was given.
 void refuse_scheduling_knobs(const options& opts, const char* impl);
 
-// Call as the first statement of main, before any socket exists: patches this program's
-// import table so every call into ws2_32, mswsock and the kernel32 completion-port functions
-// is counted (and AcceptEx & co. obtained through WSAIoctl). Does not start Winsock: the
-// server does that. Call once, from one thread.
+// Call as the first statement of main, before any socket exists. Windows: patches this
+// program's import table so every call into ws2_32, mswsock and the kernel32 completion-port
+// functions is counted (and AcceptEx & co. obtained through WSAIoctl); does not start Winsock:
+// the server does that. Linux: does nothing (no calls are counted). Call once, from one thread.
 void start_counting();
 
 // Connection counters the server keeps: accepted is the total, open those open now.
@@ -66,6 +67,15 @@ void run_control(const char* impl, const options& opts, const counters& c);
 // The sizes PROTOCOL.md fixes.
 inline constexpr std::size_t receive_buffer_size = 64 * 1024;
 inline constexpr std::size_t packet_header_size = 4;
+// The framed modes' scan (PROTOCOL.md, packet), for the raw servers that answer from their
+// receive buffer: `whole` is the length of the whole packets at the front of the `size`
+// bytes at `data`; `malformed`, whether a header below the minimum size follows them.
+struct packet_scan {
+    std::size_t whole = 0;
+    bool malformed = false;
+};
+[[nodiscard]] packet_scan scan_packets(const unsigned char* data, std::size_t size) noexcept;
+
 // The download mode's request: a connection that starts with these 4 bytes asks for the file,
 // once per request; any other connection is an echo connection.
 inline constexpr char download_request[4] = {'G', 'E', 'T', ' '};

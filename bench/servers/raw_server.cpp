@@ -377,18 +377,10 @@ void server::prepare_send_after_receive(connection& c, DWORD bytes)
         return;
     }
     c.received_end = c.kept + bytes;
-    std::size_t whole = 0;
-    while (c.received_end - whole >= bench::packet_header_size) {
-        const auto* header = reinterpret_cast<const unsigned char*>(c.buffer + whole);
-        const std::size_t size = header[0] | static_cast<std::size_t>(header[1]) << 8;
-        if (size < bench::packet_header_size) {
-            c.end_after_send = true;
-            break;
-        }
-        if (c.received_end - whole < size) break;
-        whole += size;
-    }
-    c.send_end = whole;
+    const bench::packet_scan scan =
+        bench::scan_packets(reinterpret_cast<const unsigned char*>(c.buffer), c.received_end);
+    c.end_after_send = scan.malformed;
+    c.send_end = scan.whole;
 }
 
 // Starts operation `kind`. Called by the owner; a pending operation becomes the owner.
