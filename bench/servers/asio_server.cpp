@@ -57,7 +57,7 @@ public:
     }
     open_connection(const open_connection&) = delete;
     open_connection& operator=(const open_connection&) = delete;
-    ~open_connection() { counters_.open.fetch_sub(1, std::memory_order_relaxed); }
+    ~open_connection() { bench::connection_closed(counters_); }
 
 private:
     bench::counters& counters_;

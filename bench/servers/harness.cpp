@@ -36,6 +36,9 @@ constinit allocation_counters allocations;
 
 constexpr std::size_t default_alignment = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
+// --exit-after's N, read by connection_closed on any thread; 0: never.
+std::atomic<std::uint64_t> exit_after_closed{0};
+
 // NOTE: every block carries its requested size in the 8 bytes just below the pointer handed
 // out, so that unsized delete can take it off live_bytes. The prefix is a whole alignment unit
 // (16 bytes, or the requested over-alignment), so the pointer handed out keeps its alignment.
@@ -245,7 +248,8 @@ options parse_options(int argc, char** argv)
             std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
                         "       [--port N] [--threads N] [--file PATH]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]\n"
-                        "       [--transmit-part BYTES]  (portico)\n",
+                        "       [--transmit-part BYTES]  (portico)\n"
+                        "       [--exit-after CONNECTIONS]\n",
                         program);
             std::exit(0);
         }
@@ -292,6 +296,13 @@ options parse_options(int argc, char** argv)
             unsigned n = 0;
             if (!parse_number<unsigned>(value, 0, 1, n)) usage(program, "--skip-on-success takes 0 or 1");
             result.skip_on_success = n == 1;
+        } else if (flag == "--exit-after") {
+            std::uint64_t n = 0;
+            if (!parse_number<std::uint64_t>(value, 1, std::uint64_t{1} << 40, n)) {
+                usage(program, "--exit-after takes 1..1099511627776");
+            }
+            result.exit_after = n;
+            exit_after_closed.store(n, std::memory_order_relaxed);
         } else if (flag == "--transmit-part") {
             std::uint64_t n = 0;
             if (!parse_number<std::uint64_t>(value, 1, std::uint64_t{1} << 30, n)) {
@@ -304,6 +315,17 @@ options parse_options(int argc, char** argv)
     }
     if (result.mode == mode::download && result.file == nullptr) usage(program, "--mode download needs --file");
     return result;
+}
+
+void connection_closed(counters& c) noexcept
+{
+    c.open.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint64_t closed = c.closed.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::uint64_t limit = exit_after_closed.load(std::memory_order_relaxed);
+    if (limit != 0 && closed >= limit) {
+        std::fflush(stdout);
+        std::_Exit(0);
+    }
 }
 
 void refuse_scheduling_knobs(const options& opts, const char* impl)

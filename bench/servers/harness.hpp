@@ -33,12 +33,15 @@ struct options {
     // Download mode: the file bytes per TransmitFile call (transmit_file_options::bytes_per_call);
     // unset: the library's default, the whole file up to 1 GiB per call.
     std::optional<std::uint64_t> transmit_part;
+    // --exit-after N: end the process once N connections have closed (connection_closed), for a
+    // measurement that cannot ask it to quit (bench/callgrind_echo.sh); unset: never.
+    std::optional<std::uint64_t> exit_after;
 };
 
 // Parses --mode echo|packet|sink|fanout|download|echo-lean|packet-lean, --port N, --threads N (N >= 1),
 // --file PATH (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
-// --skip-on-success 0|1, --port-check N (N >= 1), and --transmit-part BYTES (download: bytes per
-// TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
+// --skip-on-success 0|1, --port-check N (N >= 1), --exit-after N (N >= 1), and --transmit-part BYTES (download: bytes
+// per TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 
 // For a server without scheduling knobs: exits with status 2, saying so, if any was given.
@@ -54,7 +57,14 @@ void start_counting();
 struct counters {
     std::atomic<std::uint64_t> accepted{0};
     std::atomic<std::int64_t> open{0};
+    std::atomic<std::uint64_t> closed{0};
 };
+
+// Counts a connection that closed, in c.open and c.closed. With --exit-after N, the Nth ends the
+// process on the spot (stdout flushed, status 0, no destructors run): under callgrind the
+// ring's thread may hold valgrind's thread lock while it waits, so the control thread could
+// never read "quit", and this thread is the one that runs.
+void connection_closed(counters& c) noexcept;
 
 // Prints "listening on 127.0.0.1:PORT" and flushes stdout.
 void print_listening(std::uint16_t port);

@@ -468,7 +468,7 @@ void server::release(connection& c)
 void server::destroy(connection& c)
 {
     closesocket(c.socket);
-    counters_.open.fetch_sub(1, std::memory_order_relaxed);
+    bench::connection_closed(counters_);
     if (bench::is_lean(options_.mode)) {
         if (c.buffer != nullptr) bench::receive_pool().give_back(reinterpret_cast<std::byte*>(c.buffer));
         delete &c;

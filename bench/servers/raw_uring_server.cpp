@@ -353,7 +353,7 @@ void worker::end(connection& c)
         delete static_cast<connection_with_buffer*>(&c);
     }
     --connections_;
-    counters_.open.fetch_sub(1, std::memory_order_relaxed);
+    bench::connection_closed(counters_);
 }
 
 } // namespace
