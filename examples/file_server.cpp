@@ -54,6 +54,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -308,9 +309,45 @@ struct target_path {
     const char* refusal = nullptr;
 };
 
+// True if `text` is well-formed UTF-8 (Unicode 15, table 3-7): no stray
+// continuation byte, no overlong form, no surrogate, nothing above U+10FFFF.
+bool valid_utf8(std::string_view text)
+{
+    for (std::size_t i = 0; i < text.size();) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        std::size_t length = 0;
+        unsigned char low = 0x80, high = 0xBF; // the range of the byte after the lead
+        if (lead < 0x80) {
+            length = 1;
+        } else if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            if (lead == 0xE0) low = 0xA0;  // overlong
+            if (lead == 0xED) high = 0x9F; // surrogates
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            if (lead == 0xF0) low = 0x90;  // overlong
+            if (lead == 0xF4) high = 0x8F; // above U+10FFFF
+        } else {
+            return false;
+        }
+        if (text.size() - i < length) return false;
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto next = static_cast<unsigned char>(text[i + k]);
+            if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
 target_path path_in_dir(const std::string& name, const server_state& state)
 {
     if (const char* refusal = unsafe_name(name)) return {{}, refusal};
+    // Checked here, not left to the conversion below: on Linux a path is
+    // bytes, and it would take any.
+    if (!valid_utf8(name)) return {{}, "the name is not valid UTF-8"};
     try {
         // The name is UTF-8; Windows wants UTF-16, which path converts to.
         return {state.dir / fs::path(std::u8string(name.begin(), name.end()))};
