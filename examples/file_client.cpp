@@ -31,7 +31,12 @@
 // failed, 2 bad arguments or an unreadable FILE.
 
 #include <portico/portico.hpp>
+#if defined(_WIN32)
+// The Windows SDK, included the way portico includes it.
+#include <portico/detail/win/windows.hpp>
+#endif
 
+#include "file_lock.hpp"
 #include "file_protocol.hpp"
 #include "sha256.hpp"
 #include "untrusted_text.hpp"
@@ -145,6 +150,20 @@ task<std::error_code> send_content(packet_stream<tcp_socket>& ps, random_access_
 }
 // snippet-end: send
 
+// Renames `from` to `to`, replacing a file there in one step: "" or why not.
+std::string replace_file(const fs::path& from, const fs::path& to)
+{
+#if defined(_WIN32)
+    // MoveFileExW says outright that an existing `to` is replaced.
+    if (::MoveFileExW(from.c_str(), to.c_str(), MOVEFILE_REPLACE_EXISTING)) return {};
+    return std::system_category().message(static_cast<int>(::GetLastError()));
+#else
+    std::error_code ec;
+    fs::rename(from, to, ec); // rename(2) replaces `to` atomically
+    return ec ? ec.message() : std::string{};
+#endif
+}
+
 double mib_per_second(std::uint64_t bytes, double seconds)
 {
     return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0.0;
@@ -171,6 +190,12 @@ task<int> upload(io_context& ctx, settings cfg)
     if (open_ec || size_ec) {
         std::fprintf(stderr, "file_client: cannot read %s: %s\n", cfg.file.c_str(),
                      (open_ec ? open_ec : size_ec).message().c_str());
+        co_return 2;
+    }
+    // Shared with readers only, as the open says on Windows: file_server
+    // does not replace a file this client is uploading from (file_lock.hpp).
+    if (file_lock::hold(in, file_lock::kind::shared) != file_lock::outcome::held) {
+        std::fprintf(stderr, "file_client: cannot read %s: it is being written\n", cfg.file.c_str());
         co_return 2;
     }
     if (cfg.name.empty()) {
@@ -425,12 +450,12 @@ task<int> download(io_context& ctx, settings cfg)
     } else if (hash != announced->hash) {
         why = "the bytes received have sha256 " + file_hash::hex(hash) + ", the server announced " +
               file_hash::hex(announced->hash);
-    } else if (!::MoveFileExW(part.c_str(), target.c_str(), MOVEFILE_REPLACE_EXISTING)) {
-        why = "cannot rename " + part.string() + ": " +
-              std::system_category().message(static_cast<int>(::GetLastError()));
+    } else if (const std::string failed = replace_file(part, target); !failed.empty()) {
+        why = "cannot rename " + part.string() + ": " + failed;
     }
     if (!why.empty()) {
-        ::DeleteFileW(part.c_str());
+        std::error_code ignored; // a part that cannot be deleted is left, and said nothing of
+        fs::remove(part, ignored);
         std::printf("file_client: download of %s failed after %llu of %llu bytes: %s\n", cfg.name.c_str(),
                     static_cast<unsigned long long>(received), static_cast<unsigned long long>(announced->size),
                     why.c_str());

@@ -16,7 +16,7 @@
 //                                           hashes it (overlapped reads)
 //                                  <----    content {u64 size, sha256}, then `size` bytes
 //                                           of the file outside any packet: one
-//                                           TransmitFile with this packet as its head
+//                                           transmit_file with this packet as its head
 //                                           (or result: refused)
 //
 // Every integer is little-endian; a sha256 is its 32 bytes. A connection may

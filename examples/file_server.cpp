@@ -13,9 +13,10 @@
 // names the file system takes for one, such as "Report.bin" and
 // "report.bin") are never received at once: the second is refused as busy
 // (file_store.hpp). A download is hashed with overlapped reads, then sent
-// with TransmitFile, one call per 4 MiB part: the first call's head is the
+// with transmit_file, one call per 4 MiB part: the first call's head is the
 // content packet (size and SHA-256), and the file's bytes go from the
-// system's cache to the connection. A client that takes longer than
+// system's cache to the connection (TransmitFile on Windows; over io_uring,
+// reads into a buffer and sends from it). A client that takes longer than
 // --stall-timeout to read a part (or stopped reading) is dropped.
 //
 //   file_server [--host ADDRESS] [--port N] [--dir DIRECTORY] [--threads N] [--sessions N]
@@ -53,6 +54,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -78,7 +80,7 @@ using portico::task;
 using portico::tcp_acceptor;
 using portico::tcp_socket;
 
-// The file bytes of one TransmitFile call of a download. The client must
+// The file bytes of one transmit_file call of a download. The client must
 // read each part within --stall-timeout: 30 s for 4 MiB is about 140 KiB/s,
 // the slowest client served. Under Wine, which copies the file on the pool
 // thread that made the call, a part also bounds how long that thread is kept
@@ -307,9 +309,45 @@ struct target_path {
     const char* refusal = nullptr;
 };
 
+// True if `text` is well-formed UTF-8 (Unicode 15, table 3-7): no stray
+// continuation byte, no overlong form, no surrogate, nothing above U+10FFFF.
+bool valid_utf8(std::string_view text)
+{
+    for (std::size_t i = 0; i < text.size();) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        std::size_t length = 0;
+        unsigned char low = 0x80, high = 0xBF; // the range of the byte after the lead
+        if (lead < 0x80) {
+            length = 1;
+        } else if (lead >= 0xC2 && lead <= 0xDF) {
+            length = 2;
+        } else if (lead >= 0xE0 && lead <= 0xEF) {
+            length = 3;
+            if (lead == 0xE0) low = 0xA0;  // overlong
+            if (lead == 0xED) high = 0x9F; // surrogates
+        } else if (lead >= 0xF0 && lead <= 0xF4) {
+            length = 4;
+            if (lead == 0xF0) low = 0x90;  // overlong
+            if (lead == 0xF4) high = 0x8F; // above U+10FFFF
+        } else {
+            return false;
+        }
+        if (text.size() - i < length) return false;
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto next = static_cast<unsigned char>(text[i + k]);
+            if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) return false;
+        }
+        i += length;
+    }
+    return true;
+}
+
 target_path path_in_dir(const std::string& name, const server_state& state)
 {
     if (const char* refusal = unsafe_name(name)) return {{}, refusal};
+    // Checked here, not left to the conversion below: on Linux a path is
+    // bytes, and it would take any.
+    if (!valid_utf8(name)) return {{}, "the name is not valid UTF-8"};
     try {
         // The name is UTF-8; Windows wants UTF-16, which path converts to.
         return {state.dir / fs::path(std::u8string(name.begin(), name.end()))};
@@ -380,7 +418,7 @@ task<request_end> send_download(packet_stream<tcp_socket>& ps, std::span<const s
     const file_store::stored_content hashed = co_await file_store::hash_file(file, size);
     if (hashed.error) co_return co_await refuse(ps, peer, shown, status::storage_error, hashed.error.message, state);
 
-    // TransmitFile's head: a whole content packet, framed as the stream
+    // transmit_file's head: a whole content packet, framed as the stream
     // frames its own packets (header, then size and SHA-256).
     std::array<std::byte, 4 + file_proto::content_body_size> head{};
     (void)portico::encode_header(ps.format(), file_proto::content, file_proto::content_body_size, head);
@@ -397,7 +435,7 @@ task<request_end> send_download(packet_stream<tcp_socket>& ps, std::span<const s
     // client knows that `size` unframed bytes follow this packet.
     // A call per part, each given --stall-timeout: a client that stops
     // reading would otherwise keep this session, its file and its
-    // connection for ever (TransmitFile waits for it).
+    // connection for ever (transmit_file waits for it).
     const portico::transmit_file_options parts{.bytes_per_call = download_part, .call_timeout = state.stall_timeout};
     auto [ec, sent] = co_await ps.next_layer().transmit_file(file, 0, size, portico::buffer(head), {}, parts);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -412,7 +450,7 @@ task<request_end> send_download(packet_stream<tcp_socket>& ps, std::span<const s
         co_return request_end{false, describe(ec)};
     }
     if (state.log.allow()) {
-        std::printf("%s: sent %s: %llu bytes in %.2f s (%.1f MiB/s), hashing included, %llu TransmitFile calls\n",
+        std::printf("%s: sent %s: %llu bytes in %.2f s (%.1f MiB/s), hashing included, %llu transmit_file calls\n",
                     peer.c_str(), shown.c_str(), static_cast<unsigned long long>(size), seconds,
                     mib_per_second(size, seconds),
                     static_cast<unsigned long long>(size == 0 ? 1 : (size + download_part - 1) / download_part));
@@ -509,7 +547,7 @@ constexpr const char* usage =
     "  --stall-timeout    during an upload, the longest the client may send nothing; during a\n"
     "                     download, the longest it may take to read a 4 MiB part (default 30)\n"
     "Receives files from file_client: NAME.part while it arrives, read back and renamed to NAME\n"
-    "once its size and SHA-256 match; sends files with TransmitFile, a call per 4 MiB. No pool thread\n"
+    "once its size and SHA-256 match; sends files with transmit_file, a call per 4 MiB. No pool thread\n"
     "waits for the disk. Ctrl+C ends every session and exits.\n";
 
 } // namespace

@@ -117,16 +117,15 @@ using accept_awaiter = impl::accept_awaiter;
 /// One asynchronous host/service lookup (resolver).
 using name_lookup = impl::name_lookup;
 
-#if PORTICO_BACKEND_IOCP
-// Not yet on the io_uring backend (docs/design/uring.md): transmit_file.
-/// One call sending head, up to max_transmit_file_bytes of a file from an
-/// offset, and tail on a connected socket: an awaiter base with `error()`,
-/// `bytes_` and `requested_` (all three parts).
+/// One transmit: head, up to max_transmit_file_bytes of a file from an
+/// offset, and tail on a connected socket (Windows: one TransmitFile call;
+/// Linux: reads and sends of its own): an awaiter base with `error()`,
+/// `bytes_` and `requested_` (all three parts), made from the socket's and
+/// the file's refs.
 using transmit_file_op = impl::transmit_file_op;
 inline constexpr std::uint64_t max_transmit_file_bytes = impl::max_transmit_file_bytes;
 /// The largest head or tail of one transmit_file_op.
 inline constexpr std::size_t max_transmit_buffer = impl::max_transmit_buffer;
-#endif
 
 // --- process signals ---
 /// The process-wide list of signal_sets and the system hook that feeds it

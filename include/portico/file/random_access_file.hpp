@@ -82,6 +82,8 @@ public:
     io_result<std::size_t> await_resume() const noexcept { return {error(), bytes_}; }
 };
 
+class tcp_socket;
+
 /// A file read and written at explicit offsets, with its operations
 /// completed by the context's completion port: no pool thread waits for the
 /// disk. Opened for overlapped I/O (FILE_FLAG_OVERLAPPED on Windows) and
@@ -224,6 +226,9 @@ private:
     {
         return detail::context_access::scheduler(*ctx_);
     }
+
+    // transmit_file() hands the file's ref() to its operation.
+    friend class tcp_socket;
 
     [[nodiscard]] detail::backend::file_ref ref() const noexcept { return handle_.ref(scheduler()); }
 

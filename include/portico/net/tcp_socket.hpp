@@ -124,7 +124,6 @@ private:
     std::error_code setup_error_;
 };
 
-#if PORTICO_BACKEND_IOCP // transmit_file is not on the io_uring backend yet (docs/design/uring.md)
 /// How tcp_socket::transmit_file() divides a file into system calls, and
 /// how long one may take.
 struct transmit_file_options {
@@ -142,7 +141,6 @@ struct transmit_file_options {
     /// sets it, with bytes_per_call, to the slowest rate it serves.
     std::chrono::milliseconds call_timeout{0};
 };
-#endif
 
 /// A TCP connection (or a socket about to connect). Move-only (a move leaves
 /// the source closed on the same context; move-assigning closes the target
@@ -302,13 +300,14 @@ public:
     /// closed and the socket stays as it was. Errors: from the association.
     io_result<void> assign(native_handle_type native) { return {adopt(detail::backend::socket_handle(native))}; }
 
-#if PORTICO_BACKEND_IOCP
     // --- Sending a file: transmit_file (docs/design/files.md) ---
 
     /// Sends `head`, then `count` bytes of `file` from `offset`, then `tail`,
-    /// with the system's file-sending call (TransmitFile on Windows): the
+    /// with the system's file-sending call on Windows (TransmitFile: the
     /// file's bytes go from the file system cache to the connection without
-    /// passing through this process, and no pool thread waits for the disk.
+    /// passing through this process), and with reads and sends through a
+    /// buffer of 256 KiB on Linux (docs/design/uring.md says why not
+    /// splice); no pool thread waits for the disk either way.
     /// `count` may be 0 (only head and tail go) or to_end_of_file (the rest
     /// of the file from `offset`; nothing if `offset` is past the end). The
     /// file must be open for reading; it, and the memory of head and tail,
@@ -330,7 +329,9 @@ public:
     /// rest: portico does nothing about it (a queued call is a pending
     /// operation like any other, cancellable, blocking no thread), so a
     /// server meant to serve many downloads at once belongs on a server
-    /// edition. Allocates one frame (recycled).
+    /// edition. Allocates one frame (recycled); on Linux, one system call's
+    /// loop of more than 2 KiB of file takes its buffer's frame (256 KiB)
+    /// from the heap.
     ///
     /// `options` sets the file bytes per system call and a time limit for
     /// each call (transmit_file_options; timed_out when one runs over).
@@ -391,8 +392,8 @@ private:
             // each call, so one closed between two calls ends the loop
             // (aborted) instead of reaching whatever reuses the value.
             if (!file.is_open()) co_return result{make_error_code(errc::operation_aborted), sent};
-            transmit_file_call call{ref(), file.native_handle(),          offset,
-                                    part,  first ? head : const_buffer{}, last ? tail : const_buffer{}};
+            transmit_file_call call{
+                ref(), file.ref(), offset, part, first ? head : const_buffer{}, last ? tail : const_buffer{}};
             // NOTE: on timeout the call is cancelled and awaited to its end,
             // so its byte count is what it really sent.
             result done{};
@@ -408,8 +409,6 @@ private:
             count -= part;
         }
     }
-
-#endif
 
 private:
     // The loop behind read_all() and write_all(): up to 64 buffers per call,

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <system_error>
@@ -36,13 +37,24 @@ public:
 
     /// Opens `path` (close-on-exec), closing any file held before. `share`
     /// has no effect: Linux has no sharing modes, every open is shared for
-    /// reading and writing (docs/design/uring.md). Errors: file_not_found,
+    /// reading and writing (docs/design/uring.md). A directory is refused
+    /// with access_denied, as on Windows. Errors: file_not_found,
     /// file_exists, access_denied, invalid_argument, no_resources.
     std::error_code open(const std::filesystem::path& path, file_access access, file_creation creation,
                          file_share /*share*/) noexcept
     {
         const int fd = ::open(path.c_str(), access_flags(access) | creation_flags(creation) | O_CLOEXEC, 0666);
-        if (fd < 0) return last_file_error();
+        // NOTE: Linux opens a directory for reading (its reads then fail with
+        // EISDIR) and refuses it for writing with EISDIR; Windows refuses
+        // both with access denied, which is the portable answer.
+        if (fd < 0) return errno == EISDIR ? make_error_code(errc::access_denied) : last_file_error();
+        if (access == file_access::read) {
+            struct stat st{};
+            if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+                ::close(fd);
+                return make_error_code(errc::access_denied);
+            }
+        }
         return adopt(fd);
     }
 

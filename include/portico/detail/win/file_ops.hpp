@@ -136,9 +136,10 @@ private:
 /// system, not through the file's port: only the socket's completion comes.
 class transmit_file_op : public socket_op<transmit_file_op> {
 public:
-    transmit_file_op(const socket_ref& socket, std::uintptr_t file, std::uint64_t offset, std::uint64_t count,
+    transmit_file_op(const socket_ref& socket, const file_ref& file, std::uint64_t offset, std::uint64_t count,
                      const_buffer head, const_buffer tail) noexcept
-        : socket_op(socket), file_(file), offset_(offset), count_(static_cast<DWORD>(count)), head_(head), tail_(tail)
+        : socket_op(socket), file_(static_cast<std::uintptr_t>(file.handle)), offset_(offset),
+          count_(static_cast<DWORD>(count)), head_(head), tail_(tail)
     {
         requested_ = static_cast<std::uint64_t>(head.size()) + count_ + tail.size();
     }

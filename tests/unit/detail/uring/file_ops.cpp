@@ -132,8 +132,9 @@ TEST_CASE("opening names what went wrong: missing, existing, a directory", "[uri
     f.close();
     CHECK(f.open(dir.path / "there.bin", file_access::write, file_creation::create_new, file_share::none) ==
           errc::file_exists);
-    CHECK(f.open(dir.path, file_access::write, file_creation::open_existing, file_share::none) ==
-          errc::invalid_argument);
+    // A directory, for writing or for reading: access_denied, as on Windows.
+    CHECK(f.open(dir.path, file_access::write, file_creation::open_existing, file_share::none) == errc::access_denied);
+    CHECK(f.open(dir.path, file_access::read, file_creation::open_existing, file_share::none) == errc::access_denied);
     CHECK_FALSE(f.is_open());
     CHECK(f.size().error() == errc::bad_state);
 }
