@@ -227,10 +227,11 @@ int main(int argc, char** argv)
     const bench::options opts = bench::parse_options(argc, argv);
 #if PORTICO_BACKEND_URING
     // NOTE: refused, not ignored: a run that asks for these would otherwise measure something
-    // other than what it names. The io_uring backend has no transmit_file yet (issue 18), and
-    // the IOCP scheduling knobs have no meaning on its rings (docs/design/uring.md).
+    // other than what it names. The native download is not written yet: the io_uring backend's
+    // transmit_file is new, and Asio's download, its peer, is written on a Windows file handle.
+    // The IOCP scheduling knobs have no meaning on the rings (docs/design/uring.md).
     if (opts.mode == bench::mode::download) {
-        std::fputs("bench_portico: --mode download is not implemented on io_uring (no transmit_file yet)\n", stderr);
+        std::fputs("bench_portico: --mode download is not run natively yet (no Asio peer to compare with)\n", stderr);
         return 2;
     }
     if (opts.inline_budget || opts.skip_on_success || opts.port_check_interval || opts.transmit_part) {
