@@ -69,7 +69,19 @@ start_server() {
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1 # polling a file another process writes
   done
-  [[ -n $port ]] || { cat server.out; echo "verdict: FAILED: no 'listening on' line"; exit 1; }
+  if [[ -z $port ]]; then
+    cat server.out
+    # A server that ended before its first line: say how (under Wine with
+    # WINEDEBUG=-all a crash prints nothing, and only its status tells).
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      local status=0
+      wait "$server_pid" || status=$?
+      server_pid=
+      echo "the server ended before it listened, exit status $status"
+    fi
+    echo "verdict: FAILED: no 'listening on' line"
+    exit 1
+  fi
 }
 
 # Waits up to 60 s for the server to exit; sets server_status.
