@@ -233,7 +233,7 @@ public:
     [[nodiscard]] task<io_result<std::size_t>> read_all(Sequence buffers)
     {
         return transfer_all<mutable_buffer>(std::move(buffers),
-                                            [this](std::span<mutable_buffer> next) { return read_some(next); });
+                                            [this](const auto& next) { return this->read_some(next); });
     }
 
     /// Sends every byte, looping over short writes (Wine and full send
@@ -244,7 +244,7 @@ public:
     [[nodiscard]] task<io_result<std::size_t>> write_all(Sequence buffers)
     {
         return transfer_all<const_buffer>(std::move(buffers),
-                                          [this](std::span<const_buffer> next) { return write_some(next); });
+                                          [this](const auto& next) { return this->write_some(next); });
     }
 
     /// Sends FIN after the queued data: the peer reads eof. Reads still work.
@@ -411,17 +411,34 @@ private:
     }
 
 private:
+    // One call of transfer_all() over the first `count` buffers of `next`:
+    // a span of the array's own extent where that is below the most a call
+    // takes (its entries past `count` are empty, and calls pass over empty
+    // buffers), so the operation is sized for it; else of `count`.
+    template <class Start, class Buffer, std::size_t Most>
+    static auto next_call(Start& start, std::array<Buffer, Most>& next, std::size_t count)
+    {
+        if constexpr (Most < detail::backend::max_buffers) {
+            return start(std::span<Buffer, Most>(next));
+        } else {
+            return start(std::span<Buffer>(next.data(), count));
+        }
+    }
+
     // The loop behind read_all() and write_all(): up to 64 buffers per call,
     // resuming after each short transfer where it stopped.
     template <class Buffer, class Sequence, class Start>
     static task<io_result<std::size_t>> transfer_all(Sequence buffers, Start start)
     {
+        // As many buffers per call as the sequence's type allows (one for a
+        // single buffer), so the frame holds no room for 64 it never uses.
+        constexpr std::size_t most = detail::backend::buffers_for<Buffer, Sequence>;
         buffer_cursor<Buffer, Sequence> cursor(buffers);
         std::size_t done = 0;
         while (!cursor.empty()) {
-            std::array<Buffer, detail::backend::max_buffers> next;
+            std::array<Buffer, most> next;
             const std::size_t count = cursor.prepare(std::span(next));
-            auto [ec, n] = co_await start(std::span<Buffer>(next.data(), count));
+            auto [ec, n] = co_await next_call(start, next, count);
             done += n;
             cursor.consume(n);
             if (ec) co_return io_result<std::size_t>{ec, done};
