@@ -165,6 +165,15 @@ public:
             callbacks_.remove(*node);
             return;
         }
+        // Out of line: the common case above stays small enough to inline.
+        remove_running(node, lock);
+    }
+
+private:
+    /// remove() of a node that is no longer listed: its callback ran, or
+    /// runs now.
+    void remove_running(stop_callback_node* node, std::unique_lock<stop_state_lock>& lock) noexcept
+    {
         if (running_ != node) return;
         if (runner_ == std::this_thread::get_id()) {
             // Destroyed from inside its own callback: request_stop must not
@@ -175,7 +184,6 @@ public:
         lock_.wait_finished(lock, [&] { return running_ != node; });
     }
 
-private:
     std::atomic<bool> requested_{false};
     std::atomic<std::size_t> sources_{0};
     stop_state_lock lock_;
@@ -189,6 +197,10 @@ private:
 class stop_source;
 template <class Callback>
 class stop_callback;
+namespace detail {
+template <class Callback>
+class stop_registration;
+} // namespace detail
 
 /// A view of a stop_source's state: whether stop was requested. Cheap to
 /// copy (one reference count). A default-constructed token can never stop.
@@ -213,6 +225,8 @@ private:
     friend class stop_source;
     template <class Callback>
     friend class stop_callback;
+    template <class Callback>
+    friend class detail::stop_registration;
 
     explicit stop_token(std::shared_ptr<detail::stop_state> state) noexcept : state_(std::move(state)) {}
 
@@ -306,5 +320,48 @@ private:
 
 template <class Callback>
 stop_callback(stop_token, Callback) -> stop_callback<Callback>;
+
+namespace detail {
+
+/// A stop_callback that holds no reference to the stop state: for an
+/// awaiter whose awaiting coroutine's promise holds the token, which
+/// outlives the awaiter (it lives in that coroutine's frame, and a frame's
+/// locals go before its promise). Saves the reference count's two atomic
+/// operations per registration on the hot path of every socket operation.
+/// Otherwise as stop_callback.
+template <class Callback>
+class stop_registration : private stop_callback_node {
+public:
+    /// Registers `callback` with the state of `token`, which must outlive
+    /// this object; runs it at once if stop was already requested.
+    stop_registration(const stop_token& token, Callback callback) noexcept : callback_(std::move(callback))
+    {
+        static_assert(std::is_nothrow_move_constructible_v<Callback>);
+        invoke = &stop_registration::run;
+        stop_state* const state = token.state_.get();
+        if (state == nullptr) return;
+        if (state->add(this)) {
+            state_ = state;
+        } else if (state->stop_requested()) {
+            callback_();
+        }
+    }
+
+    stop_registration(const stop_registration&) = delete;
+    stop_registration& operator=(const stop_registration&) = delete;
+
+    ~stop_registration()
+    {
+        if (state_ != nullptr) state_->remove(this);
+    }
+
+private:
+    static void run(stop_callback_node* node) noexcept { static_cast<stop_registration*>(node)->callback_(); }
+
+    Callback callback_;
+    stop_state* state_ = nullptr;
+};
+
+} // namespace detail
 
 PORTICO_NAMESPACE_END

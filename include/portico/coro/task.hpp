@@ -71,6 +71,20 @@ portico::stop_token stop_token_of(std::coroutine_handle<Promise> h) noexcept
     }
 }
 
+/// The stop token of the coroutine `h` itself, not a copy (no reference
+/// count): valid while the coroutine lives, which is as long as an awaiter
+/// in its frame does. An empty token for foreign coroutine types.
+template <class Promise>
+const portico::stop_token& stop_token_ref(std::coroutine_handle<Promise> h) noexcept
+{
+    if constexpr (stop_token_provider<Promise>) {
+        return h.promise().stop_token();
+    } else {
+        static const portico::stop_token none;
+        return none;
+    }
+}
+
 template <class T>
 class task_promise final : public task_promise_base {
 public:

@@ -350,6 +350,21 @@ public:
         return t->slot->io.submit_owned(std::forward<Fill>(fill));
     }
 
+    /// The calling thread's state in its innermost run() of this scheduler,
+    /// or null on a thread outside the pool. An operation that starts looks
+    /// it up once and passes it on to the calls below that take it.
+    [[nodiscard]] thread_state* this_thread() const noexcept { return state_of_this_thread(); }
+
+    /// As submit(), on the ring of `self`, the calling thread's this_thread().
+    template <class Fill>
+    [[nodiscard]] static std::error_code submit(thread_state& self, Fill&& fill) noexcept
+    {
+        return self.slot->io.submit_owned(std::forward<Fill>(fill));
+    }
+
+    /// As count(), on the calling thread, whose this_thread() is `self`.
+    static void count(thread_state& self, counter c) noexcept { stat_blocks::bump(*self.stats, c, 1); }
+
     /// The index of the calling thread's ring, which must be inside run().
     [[nodiscard]] unsigned ring_of_this_thread() const noexcept
     {
@@ -527,14 +542,20 @@ private:
             const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
             op->more = more;
             op->complete(op, status, bytes);
-            if (!more) work_finished();
+            if (!more) work_finished_here();
             return;
         }
         auto* op = reinterpret_cast<operation*>(static_cast<std::uintptr_t>(c.user_data));
         // NOTE: complete() may resume a coroutine that destroys op; only
         // `this` is touched afterwards.
         op->complete(op, status, bytes);
-        work_finished();
+        work_finished_here();
+    }
+
+    /// work_finished() on a pool thread, which keeps the scheduler alive.
+    void work_finished_here() noexcept
+    {
+        if (work_.finished()) wake_all();
     }
 
     static void run_deferred(thread_state& self) noexcept
@@ -611,7 +632,7 @@ private:
         while (operation* op = taken.pop_front()) {
             stat_blocks::bump(*self.stats, counter::completions, 1);
             op->complete(op, 0, 0);
-            work_finished();
+            work_finished_here();
             run_deferred(self);
         }
     }

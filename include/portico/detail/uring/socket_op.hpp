@@ -93,20 +93,23 @@ public:
             error_ = make_error_code(errc::operation_aborted); // closed before this call
             return false;
         }
-        portico::stop_token token = detail::stop_token_of(awaiting);
+        // NOTE: the promise's own token, not a copy: it outlives this op,
+        // which lives in the awaiting coroutine's frame.
+        const portico::stop_token& token = detail::stop_token_ref(awaiting);
         if (token.stop_requested()) {
             error_ = make_error_code(errc::operation_aborted);
             return false;
         }
         scheduler& sched = *socket_.sched;
-        if (!sched.running_in_this_thread()) {
+        thread_state* const here = sched.this_thread();
+        if (here == nullptr) {
             // NOTE: a request belongs to the thread that submitted it, and
             // fails with ECANCELED if that thread has exited by the time it
             // would complete (docs/design/uring.md). Only the pool's threads
             // outlive their requests, so from any other thread the start
             // moves to one of them. suspend() comes first: nobody knows the
             // op yet, and once posted the hop may run on another thread.
-            hop_token_ = std::move(token);
+            hop_token_ = &token;
             // The hop keeps the socket's state alive and asks it whether a
             // close() came first (socket_state).
             socket_.state->acquire();
@@ -117,7 +120,7 @@ public:
             sched.post(this);
             return true;
         }
-        return start(std::move(token));
+        return start(token, *here);
     }
 
 protected:
@@ -151,7 +154,7 @@ private:
             } else {
                 // NOTE: once start() returns true the op may already be
                 // resumed elsewhere and gone: only locals from here on.
-                resume_here = !self.start(std::move(self.hop_token_));
+                resume_here = !self.start(*self.hop_token_, *self.socket_.sched->this_thread());
             }
         }
         state->release();
@@ -161,23 +164,24 @@ private:
     /// Registers the stop callback and submits the request, on a thread of
     /// the pool (or the one that awaits, if it is one). Returns false if the
     /// caller continues at once (refused, or completed before suspending).
-    bool start(portico::stop_token token)
+    /// `here` is the calling thread's scheduler::this_thread().
+    bool start(const portico::stop_token& token, thread_state& here)
     {
         if (token.stop_requested()) {
             error_ = make_error_code(errc::operation_aborted);
             return false;
         }
-        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+        if (token.stop_possible()) cancel_.emplace(token, canceller{this});
 
         scheduler& sched = *socket_.sched;
-        sched.count(Derived::call_counter);
+        scheduler::count(here, Derived::call_counter);
         sched.work_started();
         // NOTE: the ring is recorded, and the socket told, before the
         // request exists: a cancel or a close that follows the start (the
         // co_await's suspension) must find the ring that holds it.
-        ring_ = static_cast<std::uint16_t>(sched.ring_of_this_thread());
+        ring_ = static_cast<std::uint16_t>(here.slot->index);
         if (socket_.state != nullptr) socket_.state->note_ring(scheduler::ring_bit(ring_));
-        const std::error_code refused = sched.submit([this](io_uring_sqe& sqe) {
+        const std::error_code refused = scheduler::submit(here, [this](io_uring_sqe& sqe) {
             static_cast<Derived*>(this)->prepare(sqe);
             sqe.user_data = reinterpret_cast<std::uintptr_t>(static_cast<operation*>(this));
         });
@@ -226,12 +230,12 @@ private:
     }
 
     std::coroutine_handle<> continuation_;
-    portico::stop_token hop_token_;
+    const portico::stop_token* hop_token_ = nullptr; // the awaiting promise's, for the hop
     resume_handshake handshake_;
     bool deferrable_ = false;
     std::uint16_t ring_ = 0; // the ring its request went to (start())
     deferred_frame deferred_;
-    std::optional<portico::stop_callback<canceller>> cancel_;
+    std::optional<detail::stop_registration<canceller>> cancel_;
 };
 
 } // namespace detail::uring

@@ -89,12 +89,14 @@ public:
             error_ = make_error_code(errc::operation_aborted); // closed before this call
             return false;
         }
-        portico::stop_token token = detail::stop_token_of(awaiting);
+        // NOTE: the promise's own token, not a copy: it outlives this op,
+        // which lives in the awaiting coroutine's frame.
+        const portico::stop_token& token = detail::stop_token_ref(awaiting);
         if (token.stop_requested()) {
             error_ = make_error_code(errc::operation_aborted);
             return false;
         }
-        if (token.stop_possible()) cancel_.emplace(std::move(token), canceller{this});
+        if (token.stop_possible()) cancel_.emplace(token, canceller{this});
 
         scheduler& sched = *socket_.sched;
         sched.work_started();
@@ -197,7 +199,7 @@ private:
     resume_handshake handshake_;
     bool deferrable_ = false;
     deferred_frame deferred_;
-    std::optional<portico::stop_callback<canceller>> cancel_;
+    std::optional<detail::stop_registration<canceller>> cancel_;
 };
 
 } // namespace detail::win
