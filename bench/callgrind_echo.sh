@@ -19,19 +19,24 @@
 # thread run at a time: while the ring's thread waits in it, the control thread
 # never runs.
 #
-#   bench/callgrind_echo.sh [--build-dir DIR] [--round-trips N] [IMPL...]
+#   bench/callgrind_echo.sh [--build-dir DIR] [--round-trips N] [--json FILE] [IMPL...]
 #   defaults: build/linux-bench, 20000 (the second run makes 2N),
 #             portico asio asio_uring raw_uring
+#   --json FILE: also stores the counts in FILE (the native results,
+#             bench/results/native.json), as "instructions_per_echo", for
+#             bench/report.py; FILE must exist.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build/linux-bench
 round_trips=20000
+json=
 impls=()
 while (($#)); do
   case $1 in
     --build-dir) build=$(realpath -m "$2"); shift 2 ;;
     --round-trips) round_trips=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --json) json=$(realpath -m "$2"); shift 2 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) impls+=("$1"); shift ;;
   esac
 done
@@ -83,5 +88,23 @@ def run(asked):
 
 first, second = run(n), run(2 * n)
 print(f"| {impl} | {(second - first) / n:,.0f} | {n:,} / {2 * n:,} |", flush=True)
+with open(os.path.join(out, "counts"), "a") as f:
+    f.write(f"{impl} {(second - first) / n:.1f}\n")
 EOF
 done
+if [[ -n $json ]]; then
+  python3 - "$json" "$out/counts" "$round_trips" <<'EOF'
+import datetime, json, sys
+path, counts, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(path) as f:
+    results = json.load(f)
+with open(counts) as f:
+    per_echo = {impl: float(value) for impl, value in (line.split() for line in f)}
+results["instructions_per_echo"] = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "round_trips": n, "per_echo": per_echo}
+with open(path, "w") as f:
+    json.dump(results, f, indent=1)
+    f.write("\n")
+EOF
+fi

@@ -409,7 +409,47 @@ def native_section(results: dict | None) -> str:
             out.append(f"| {s['title']} | " + " | ".join(
                 f"{cell(i.get(x), 'bytes_per_connection')} / {cell(i.get(x), 'rss_per_connection')}" if x in i else "–"
                 for x in NATIVE_IMPLS) + " |")
+    counted = results.get("instructions_per_echo")
+    if counted:
+        per = counted["per_echo"]
+        out += ["", f"User-space instructions per 64-byte echo, counted by callgrind (`bench/callgrind_echo.sh`, "
+                    f"{counted['date']}; {counted['round_trips']:,} and {2 * counted['round_trips']:,} round trips, "
+                    "one connection, one thread; the difference of the two runs' totals per round trip):", "",
+                "| server | instructions per echo | portico / server |", "|---|--:|--:|"]
+        for x in NATIVE_IMPLS:
+            if x in per:
+                mine = per.get("portico")
+                out.append(f"| {NATIVE_NAMES[x]} | {num(per[x])} | "
+                           f"{f'{mine / per[x]:.2f}' if mine and x != 'portico' else '–'} |")
+    out += ["", "The goals of issue 18, from these numbers:", "", native_goals(scenarios, counted)]
     return "\n".join(out)
+
+
+def native_goals(scenarios: list[dict], counted: dict | None) -> str:
+    """Issue 18's goals against the native run: the ping-pong and framed
+    scenarios against both Asio backends and the floor, instructions per
+    echo against Asio's, and no allocation per message."""
+    rows = ["| goal | scenario | measured [95% CI] | met |", "|---|---|--:|---|"]
+
+    def add(goal: str, name: str, measured: str, met: bool | None) -> None:
+        rows.append(f"| {goal} | {name} | {measured} | {'–' if met is None else 'yes' if met else '**no**'} |")
+
+    for s in scenarios:
+        if s["kind"] != "throughput" or not s["name"].startswith(("pingpong-", "packets-")):
+            continue
+        for other, limit in (("asio", 1.1), ("asio_uring", 1.1), ("raw_uring", 0.9)):
+            r = s.get(f"ratio_{other}")
+            add(f"throughput >= {limit}x {NATIVE_NAMES[other]}", s["name"], ratio_cell(r),
+                None if not r else r["median"] >= limit)
+        allocs = s["impls"]["portico"]["allocs_per_msg"]
+        add("0 allocations per message", s["name"], small(allocs), allocs < 0.001)
+    if counted:
+        per = counted["per_echo"]
+        for other in ("asio", "asio_uring"):
+            if "portico" in per and other in per:
+                r = per["portico"] / per[other]
+                add(f"instructions per echo <= 0.5x {NATIVE_NAMES[other]}", "callgrind echo", f"{r:.2f}x", r <= 0.5)
+    return "\n".join(rows)
 
 
 def main() -> int:

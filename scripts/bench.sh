@@ -9,7 +9,8 @@
 #       trials through the runner and the report, written under build/bench-smoke
 #   scripts/bench.sh --native [run.py options...]   the native Linux servers (preset
 #       linux-bench: portico and Asio over io_uring, Asio over epoll, a raw io_uring
-#       floor), run directly, no Wine; results in bench/results/native.json and the
+#       floor), run directly, no Wine; then instructions per echo under callgrind
+#       (bench/callgrind_echo.sh); results in bench/results/native.json and the
 #       native section of docs/benchmarks.md (the Wine sections are left as they are)
 #   scripts/bench.sh --native --smoke    the same checks as --smoke, natively, under
 #       build/bench-smoke-native
@@ -53,6 +54,16 @@ if [[ ${1:-} == --native ]]; then
     exit 0
   fi
   /usr/bin/python3 bench/run.py --native "$@"
+  # Instructions per echo (callgrind), into the results the runner just wrote,
+  # unless it wrote them elsewhere.
+  if [[ " $* " != *" --results "* ]]; then
+    if ! command -v valgrind >/dev/null; then
+      sudo_cmd=()
+      if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+      DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends valgrind
+    fi
+    bash bench/callgrind_echo.sh --json bench/results/native.json
+  fi
   /usr/bin/python3 bench/report.py
   exit 0
 fi
