@@ -110,8 +110,12 @@ public:
         : options_(opts), counters_(counters), listener_(listener), quit_fd_(::eventfd(0, EFD_CLOEXEC))
     {
         if (quit_fd_ < 0) fail("eventfd", errno);
-        if (const int error = io_uring_queue_init(ring_entries, &ring_, 0); error < 0)
-            fail("io_uring_queue_init", -error);
+        // The same setup flags as portico's rings (cooperative task running): a floor
+        // that lacks them is no floor.
+        io_uring_params params{};
+        params.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+        if (const int error = io_uring_queue_init_params(ring_entries, &ring_, &params); error < 0)
+            fail("io_uring_queue_init_params", -error);
     }
     worker(const worker&) = delete;
     worker& operator=(const worker&) = delete;

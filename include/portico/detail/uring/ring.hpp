@@ -108,7 +108,14 @@ public:
     ring()
     {
         io_uring_params params{};
-        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        // NOTE: cooperative task running (Linux 5.19): the kernel finishes a
+        // request that needs the submitting thread (a receive whose data
+        // came) the next time that thread enters the kernel, which a pool
+        // thread does for every request and every wait, instead of
+        // interrupting it with an inter-processor interrupt. TASKRUN_FLAG
+        // says when such work waits, for a taker that finds no completion
+        // (take_owned).
+        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
         params.cq_entries = completion_entries;
         const long fd = ::syscall(__NR_io_uring_setup, submission_entries, &params);
         if (fd < 0) {
@@ -246,10 +253,13 @@ public:
         // entries below it are complete when read.
         std::uint32_t tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
         // NOTE: completions past a full queue wait in the kernel's overflow
-        // list, which only a call into the kernel moves to the queue: without
-        // it a taker that never waits would never see them.
+        // list, and those of requests the kernel finishes on this thread's
+        // behalf wait as its task work (COOP_TASKRUN): only a call into the
+        // kernel moves either to the queue, and without it a taker that
+        // never waits would never see them.
+        constexpr std::uint32_t waiting_in_kernel = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
         if (head == tail &&
-            (std::atomic_ref<std::uint32_t>(*sq_flags_).load(std::memory_order_relaxed) & IORING_SQ_CQ_OVERFLOW) != 0) {
+            (std::atomic_ref<std::uint32_t>(*sq_flags_).load(std::memory_order_relaxed) & waiting_in_kernel) != 0) {
             (void)::syscall(__NR_io_uring_enter, fd_, 0u, 0u, IORING_ENTER_GETEVENTS, nullptr, 0);
             tail = std::atomic_ref<std::uint32_t>(*cq_tail_).load(std::memory_order_acquire);
         }
