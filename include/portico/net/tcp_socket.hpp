@@ -150,7 +150,10 @@ struct transmit_file_options {
 ///
 /// Thread safety: one read and one write may be pending at once, from any
 /// threads; other members must not race with each other or with starting
-/// operations.
+/// operations. read_all(), write_all() and transmit_file() start one call
+/// after another while they are pending, so a close() or cancel() from
+/// another thread races with those starts: end them through their stop
+/// token (with_timeout, a stop_source), and close once they returned.
 class tcp_socket : public basic_socket {
 public:
     /// A socket not yet open; connect() opens it.
