@@ -43,8 +43,9 @@ io_uring backend (asio_uring), and a raw io_uring server as the floor
 (raw_uring). Each of portico, Asio and asio_uring takes its turn in an order
 that rotates by round; the floor runs in every other round. The native
 servers count no system calls (their stats carry null), so only heap
-allocations are counted; download and its probe are skipped (no native
-server serves files yet), and idle trials have no wineserver to measure.
+allocations are counted; download and its probe are skipped (Asio has no
+native counterpart of TransmitFile to compare with), and idle trials have no
+wineserver to measure.
 
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
@@ -789,7 +790,7 @@ def main_native(args) -> int:
     results = {"environment": environment(args, cores), "scenarios": []}
     for scenario in scenarios:
         if scenario.kind in ("download", "probe"):
-            log(f"{scenario.name}: skipped natively (no native server serves files yet)")
+            log(f"{scenario.name}: skipped natively (Asio has no native TransmitFile to compare with)")
             continue
         native = dataclasses.replace(scenario, impls=native_impls(scenario))
         log(f"{scenario.name}: {scenario.title}")
