@@ -3,6 +3,7 @@
 
 #include <portico/config.hpp>
 
+#include <atomic>
 #include <cstdint>
 
 PORTICO_NAMESPACE_BEGIN
@@ -32,6 +33,10 @@ struct operation {
     /// Link for the scheduler's queues of posted ops (a thread's own, the
     /// shared one, a ring's inbox).
     operation* next_posted = nullptr;
+    /// Set by a cancel from a thread other than the ring's (scheduler::
+    /// cancel): the ring's thread cancels the request again once it has
+    /// submitted it, if the cancel came while it was still queued.
+    mutable std::atomic<bool> cancel_marked{false};
 };
 
 /// An operation whose one request completes many times (a multishot

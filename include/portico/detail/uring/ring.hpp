@@ -88,24 +88,34 @@ inline std::string setup_failure_message(int error)
 /// at once, and each completion goes to exactly one taker. (The
 /// scheduler's wake-up ring, the benchmark's shared ring.)
 ///
-/// Owned: one thread calls submit_owned() and take_owned(), with no lock
-/// (a pool thread's own ring in the scheduler). The two ways never mix on
+/// Owned: one thread submits and takes, with no lock. Either one system
+/// call a request (submit_owned(), as submit()), or requests queued
+/// (queue_owned()) and submitted together (enter_owned()): a pool thread's
+/// own ring in the scheduler, which queues a turn's requests and submits
+/// them with its wait. Completions with take_owned(). The ways never mix on
 /// one ring.
 ///
-/// Thread safety: submit_owned() and take_owned() from the owning thread
-/// only; wait() by a taker; every other member from any thread.
+/// Thread safety: submit_owned(), queue_owned(), enter_owned(),
+/// unsubmitted(), submitted_position(), user_data_at() and take_owned()
+/// from the owning thread only; wait() by a taker; every other member from
+/// any thread.
 class ring {
 public:
-    /// Entries of the submission queue: submit() enters the kernel for every
-    /// entry, so more than a few are never pending at once.
+    /// Entries of the submission queue of a shared ring: submit() enters the
+    /// kernel for every entry, so more than a few are never pending at once.
     static constexpr unsigned submission_entries = 64;
+    /// Entries of the submission queue of an owned ring that queues requests
+    /// (queue_owned) and submits them together (enter_owned): room for a
+    /// turn's requests, so a full queue is rare.
+    static constexpr unsigned queued_submission_entries = 256;
     /// Entries of the completion queue. The kernel keeps completions past
     /// this (IORING_FEAT_NODROP), so it bounds a batch, not the work.
     static constexpr unsigned completion_entries = 4096;
 
-    /// Makes the ring. Throws std::system_error whose message says why the
-    /// system refused and what to do (setup_failure_message()).
-    ring()
+    /// Makes the ring, with room for `entries` submissions. Throws
+    /// std::system_error whose message says why the system refused and what
+    /// to do (setup_failure_message()).
+    explicit ring(unsigned entries = submission_entries)
     {
         io_uring_params params{};
         // NOTE: cooperative task running (Linux 5.19): the kernel finishes a
@@ -115,9 +125,13 @@ public:
         // interrupting it with an inter-processor interrupt. TASKRUN_FLAG
         // says when such work waits, for a taker that finds no completion
         // (take_owned).
-        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+        // SUBMIT_ALL (Linux 5.18): a batch whose request fails at submission
+        // (its completion says so) still submits the requests after it, so
+        // enter_owned() never leaves a batch half taken for that.
+        params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_COOP_TASKRUN |
+                       IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SUBMIT_ALL;
         params.cq_entries = completion_entries;
-        const long fd = ::syscall(__NR_io_uring_setup, submission_entries, &params);
+        const long fd = ::syscall(__NR_io_uring_setup, entries, &params);
         if (fd < 0) {
             const int error = errno;
             throw std::system_error(error, std::system_category(), setup_failure_message(error));
@@ -192,22 +206,10 @@ public:
     template <class Fill>
     [[nodiscard]] std::error_code submit_owned(Fill&& fill) noexcept
     {
-        const std::uint32_t tail = *sq_tail_; // only the one submitter writes it
-        const std::uint32_t index = tail & sq_mask_;
-        io_uring_sqe* sqe = &sqes_[index];
-        std::memset(sqe, 0, sizeof *sqe);
-        fill(*sqe);
-        sq_array_[index] = index;
-        ordered_before_completions(this);
-        // RACE: the entry must be complete before the kernel can see the new
-        // tail; release pairs with its acquire of the tail.
-        std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail + 1, std::memory_order_release);
+        const std::uint32_t tail = append(fill);
         for (;;) {
             const long taken = ::syscall(__NR_io_uring_enter, fd_, 1u, 0u, 0u, nullptr, 0);
-            if (taken == 1) {
-                submissions_.store(submissions_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-                return {};
-            }
+            if (taken == 1) return {};
             const int error = taken < 0 ? errno : EAGAIN;
             if (taken < 0 && error == EINTR) continue;
             // NOTE: the kernel reads the queue only inside io_uring_enter,
@@ -219,6 +221,56 @@ public:
             return {error, std::system_category()};
         }
     }
+
+    /// Queues one request on an owned ring without entering the kernel:
+    /// `fill` writes its fields into a zeroed entry, and the next
+    /// enter_owned() submits it with every other queued one. Returns false,
+    /// queueing nothing, when the queue is full. Until it is submitted the
+    /// kernel does not know the request: a cancel cannot find it
+    /// (scheduler.hpp says how the scheduler copes).
+    template <class Fill>
+    [[nodiscard]] bool queue_owned(Fill&& fill) noexcept
+    {
+        if (*sq_tail_ - submitted_ == sq_entries_) return false;
+        (void)append(fill);
+        return true;
+    }
+
+    /// Requests queue_owned() queued that the kernel has not taken yet.
+    [[nodiscard]] std::uint32_t unsubmitted() const noexcept { return *sq_tail_ - submitted_; }
+
+    /// The queue position after the last request the kernel took (positions
+    /// count every request ever queued, wrapping round).
+    [[nodiscard]] std::uint32_t submitted_position() const noexcept { return submitted_; }
+
+    /// The user_data of the request queued at `position`: for one the kernel
+    /// has taken, until queue_owned() writes that entry again.
+    [[nodiscard]] std::uint64_t user_data_at(std::uint32_t position) const noexcept
+    {
+        return sqes_[position & sq_mask_].user_data;
+    }
+
+    /// Enters the kernel once on an owned ring: submits every queued request
+    /// and, if `min_complete` is not 0, waits until that many completions
+    /// are ready (the two in one system call, as liburing's submit_and_wait).
+    /// Returns the kernel's error: then some or none of the queued requests
+    /// were taken (EAGAIN, ENOMEM, EBUSY: try again later), or the wait was
+    /// interrupted (EINTR). unsubmitted() says what is left.
+    std::error_code enter_owned(unsigned min_complete) noexcept
+    {
+        // Counted before: a call that waits counts from its start (tests).
+        enters_.store(enters_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        const long result =
+            ::syscall(__NR_io_uring_enter, fd_, unsubmitted(), min_complete, IORING_ENTER_GETEVENTS, nullptr, 0);
+        const int error = result < 0 ? errno : 0;
+        // NOTE: the kernel's head says what it took, whatever the result
+        // (it may take some, then fail or be interrupted).
+        submitted_ = std::atomic_ref<std::uint32_t>(*sq_head_).load(std::memory_order_acquire);
+        return error != 0 ? std::error_code{error, std::system_category()} : std::error_code{};
+    }
+
+    /// Times enter_owned() entered the kernel (tests: submissions batched).
+    [[nodiscard]] std::uint64_t enters() const noexcept { return enters_.load(std::memory_order_relaxed); }
 
     /// Blocks until at least one completion is ready or the wait is
     /// interrupted (a signal); returns at once if one is ready already.
@@ -297,8 +349,18 @@ public:
         return sync_cancel(request);
     }
 
-    /// Requests the kernel has taken so far (each submit() that succeeded).
-    [[nodiscard]] std::uint64_t submissions() const noexcept { return submissions_.load(std::memory_order_acquire); }
+    /// Requests the kernel has taken so far (each submit() that succeeded,
+    /// each request an enter_owned() submitted), modulo 2^32: the kernel's
+    /// own count, which it updates as it takes them, before any wait of the
+    /// same call (tests: "the kernel holds it").
+    [[nodiscard]] std::uint64_t submissions() const noexcept
+    {
+        const std::uint32_t taken = std::atomic_ref<std::uint32_t>(*sq_head_).load(std::memory_order_acquire);
+        // The kernel took them, so they were queued before: what their
+        // submitters did before queueing them happened before this returns.
+        ordered_after_submissions(const_cast<ring*>(this));
+        return taken;
+    }
 
     [[nodiscard]] int fd() const noexcept { return fd_; }
     [[nodiscard]] unsigned sq_entries() const noexcept { return sq_entries_; }
@@ -311,6 +373,24 @@ private:
     /// descriptor, which has no requests, so a kernel that knows it answers
     /// "none cancelled" and an older one EINVAL.
     bool cancels_by_descriptor() noexcept { return cancel_all_on(fd_) != std::errc::invalid_argument; }
+
+    /// Fills the entry at the tail and publishes it; returns the tail it
+    /// was written at. The one submitter only.
+    template <class Fill>
+    std::uint32_t append(Fill& fill) noexcept
+    {
+        const std::uint32_t tail = *sq_tail_; // only the one submitter writes it
+        const std::uint32_t index = tail & sq_mask_;
+        io_uring_sqe* sqe = &sqes_[index];
+        std::memset(sqe, 0, sizeof *sqe);
+        fill(*sqe);
+        sq_array_[index] = index;
+        ordered_before_completions(this);
+        // RACE: the entry must be complete before the kernel can see the new
+        // tail; release pairs with its acquire of the tail.
+        std::atomic_ref<std::uint32_t>(*sq_tail_).store(tail + 1, std::memory_order_release);
+        return tail;
+    }
 
     std::error_code sync_cancel(io_uring_sync_cancel_reg& request) noexcept
     {
@@ -349,7 +429,8 @@ private:
     std::uint32_t cq_mask_ = 0;
     io_uring_cqe* cqes_ = nullptr;
     std::mutex submit_mutex_;
-    std::atomic<std::uint64_t> submissions_{0}; // written under submit_mutex_
+    std::uint32_t submitted_ = 0;          // queue position the kernel took up to (owned, queued use)
+    std::atomic<std::uint64_t> enters_{0}; // written by the owner
     std::mutex take_mutex_;
 };
 

@@ -10,7 +10,10 @@
 #include <portico/io_statistics.hpp>
 #include <portico/detail/uring/operation.hpp>
 #include <portico/detail/uring/ring.hpp>
+#include <portico/detail/uring/socket_state.hpp>
 #include <portico/detail/uring/timer_service.hpp>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -49,21 +52,39 @@ struct thread_state {
 inline thread_local thread_state* current_thread_state = nullptr;
 
 /// One pool thread's ring, and what other threads may do to it: hand it an
-/// operation (its inbox), wake it, and cancel its requests (synchronously,
-/// in the kernel: ring::cancel).
+/// operation (its inbox), wake it, cancel its requests (synchronously, in
+/// the kernel: ring::cancel), and leave it a cancel it must finish once it
+/// has submitted what it queued (scheduler::cancel, cancel_descriptor).
 /// Made by the first run() that finds no free one, kept until the
 /// scheduler goes; a thread that leaves run() frees it for the next.
 struct ring_slot {
     using op_queue = intrusive_queue<operation, &operation::next_posted>;
 
-    explicit ring_slot(unsigned i) : index(i) {}
+    explicit ring_slot(unsigned i) : io(ring::queued_submission_entries), index(i) {}
     ring_slot(const ring_slot&) = delete;
     ring_slot& operator=(const ring_slot&) = delete;
 
-    /// Submitted to and taken from by its thread only (submit_owned,
-    /// take_owned): no lock.
+    /// Submitted to and taken from by its thread only (queue_owned,
+    /// enter_owned, take_owned): no lock.
     ring io;
     const unsigned index;
+    /// Whether requests may be queued on `io` and not yet submitted, for
+    /// other threads: set by its thread before the first of a turn's
+    /// requests is known to anyone, cleared once the kernel took them all
+    /// (scheduler::submit, after_submitting). `published` is its thread's
+    /// copy.
+    std::atomic<bool> unsubmitted{false};
+    bool published = false;
+    /// An operation on this ring was marked by a cancel from another thread
+    /// (operation::cancel_marked): its thread looks at what it submits next.
+    std::atomic<bool> recheck{false};
+    /// Queue position up to which its thread looked at submitted requests.
+    std::uint32_t scanned = 0;
+    /// Sockets whose cancel waits for this ring's thread to submit its
+    /// queue (socket_state::next_owed), under owed_mutex.
+    std::mutex owed_mutex;
+    socket_state* owed_head = nullptr;
+    std::atomic<std::size_t> owed_size{0};
     /// Set by its thread before it waits in the ring, cleared by the one
     /// waker that exchanges it to false and sends the wake-up (scheduler::
     /// sleep and wake_one say how the two sides meet).
@@ -199,10 +220,18 @@ public:
             if (n + injected != 0) stat_blocks::note_batch(*stats, n + injected);
             if (n == 0) {
                 // Posts made by the handlers just run come first; otherwise
-                // wait in the ring.
-                if (injected == 0 && slot->local.empty()) sleep(*slot);
+                // submit what they queued and wait, in one system call.
+                if (injected == 0 && slot->local.empty()) {
+                    sleep(*slot);
+                } else {
+                    submit_queued(*slot);
+                }
                 continue;
             }
+            // NOTE: what the last turn queued goes to the kernel before this
+            // turn's completions run: one system call for all of it, and the
+            // peers can answer while the handlers run.
+            submit_queued(*slot);
             stat_blocks::bump(*stats, counter::completions, n);
             for (std::size_t i = 0; i < n; ++i) {
                 dispatch(batch[i]);
@@ -339,15 +368,17 @@ public:
         return ring_of_this_thread();
     }
 
-    /// Submits one request on the calling thread's own ring (which must be
-    /// inside run()): `fill` writes its fields into a zeroed entry. Returns
-    /// the ring's refusal, if any (ring::submit_owned).
+    /// Queues one request on the calling thread's own ring (which must be
+    /// inside run()): `fill` writes its fields into a zeroed entry. The
+    /// thread submits its queue once a turn, with its wait (run()), or when
+    /// the queue is full. Returns EBUSY if the queue is full and the kernel
+    /// takes none of it now (nothing was queued then).
     template <class Fill>
     [[nodiscard]] std::error_code submit(Fill&& fill) noexcept
     {
         thread_state* t = state_of_this_thread();
         assert(t != nullptr && "requests are submitted only by the pool's threads");
-        return t->slot->io.submit_owned(std::forward<Fill>(fill));
+        return submit(*t, std::forward<Fill>(fill));
     }
 
     /// The calling thread's state in its innermost run() of this scheduler,
@@ -359,7 +390,20 @@ public:
     template <class Fill>
     [[nodiscard]] static std::error_code submit(thread_state& self, Fill&& fill) noexcept
     {
-        return self.slot->io.submit_owned(std::forward<Fill>(fill));
+        ring_slot& slot = *self.slot;
+        if (!slot.io.queue_owned(fill)) {
+            submit_here(slot);
+            if (!slot.io.queue_owned(fill)) return {EBUSY, std::system_category()};
+        }
+        if (!slot.published) {
+            slot.published = true;
+            // RACE: seq_cst; a close() on another thread that comes after
+            // this request's start (by the user's ordering) sees it set, or
+            // sees it cleared after the kernel took the request
+            // (cancel_descriptor).
+            slot.unsubmitted.store(true, std::memory_order_seq_cst);
+        }
+        return {};
     }
 
     /// As count(), on the calling thread, whose this_thread() is `self`.
@@ -375,14 +419,41 @@ public:
 
     /// Asks ring `index` to cancel the request of `op` (an operation or a
     /// multishot_operation: user_data_of), from any thread: it completes
-    /// with ECANCELED, or as it was about to if it won the race. Synchronous
-    /// (ring::cancel), so the caller may let the op go as soon as this
-    /// returns.
+    /// with ECANCELED, or as it was about to if it won the race. The caller
+    /// may let the op go as soon as this returns: nothing here touches it
+    /// later, and the ring's thread touches it only before its completion.
+    ///
+    /// The kernel cancels only what it has taken (ring::cancel,
+    /// synchronous). On the ring's own thread the queue is submitted first.
+    /// From another thread the request may still be queued: the op is
+    /// marked and the ring told, before the cancel, and the ring's thread
+    /// cancels a marked op again once it has submitted it (after_submitting);
+    /// one that waits in the kernel meanwhile is woken for it.
     template <class Op>
     void cancel(unsigned index, const Op* op) noexcept
     {
         count(counter::cancel_calls);
-        if (ring_slot* slot = slot_at(index)) (void)slot->io.cancel(user_data_of(op));
+        ring_slot* slot = slot_at(index);
+        if (slot == nullptr) return;
+        const std::uint64_t data = user_data_of(op);
+        thread_state* t = state_of_this_thread();
+        if (t != nullptr && t->slot == slot) {
+            submit_here(*slot);
+            if (slot->io.unsubmitted() == 0) {
+                (void)slot->io.cancel(data);
+                return;
+            }
+            // The kernel took only part of the queue: as from another thread.
+        }
+        const caller_guard guard(*this);
+        // RACE: seq_cst, mark and flag before the cancel. If the kernel took
+        // the request after the cancel looked, it did so under the ring's
+        // lock, after these stores, and the ring's thread sees them when
+        // that submission returns (after_submitting).
+        op->cancel_marked.store(true, std::memory_order_seq_cst);
+        slot->recheck.store(true, std::memory_order_seq_cst);
+        const std::error_code found = slot->io.cancel(data);
+        if (found == std::errc::no_such_file_or_directory && claim(*slot)) send_wake(*slot);
     }
 
     /// The bit of ring `index` in a set of rings (socket_state::rings): one
@@ -392,16 +463,31 @@ public:
         return static_cast<std::uint16_t>(1u << (index < 15 ? index : 15));
     }
 
-    /// Cancels every request on descriptor `fd` on each ring in `rings`
-    /// (ring_bit), from any thread, synchronously.
-    void cancel_all_on(int fd, std::uint16_t rings) noexcept
+    /// Cancels every request on descriptor `fd`, whose shared state is
+    /// `state`, on each ring its requests went to (socket_state::rings),
+    /// and then, if `close`, closes `fd`. From any thread, with the state's
+    /// lock held. Returns true if the caller must release one reference of
+    /// the state once it has let the lock go.
+    ///
+    /// A ring whose thread has requests queued (ring_slot::unsubmitted) may
+    /// hold one on `fd` that no cancel can find yet, and closing `fd` would
+    /// free its number for a new socket, on which that request would then
+    /// run. So the work waits on that ring: the state joins its list, with a
+    /// reference, and the ring's thread takes it up once it has submitted
+    /// its queue (settle_owed), cancels there, and goes on round the rings;
+    /// the last step closes. A cancel already on its way starts again from
+    /// the first ring. On the calling thread's own ring the queue is
+    /// submitted first.
+    [[nodiscard]] bool cancel_descriptor(socket_state& state, int fd, bool close) noexcept
     {
-        if (rings == 0) return;
-        count(counter::cancel_calls);
-        const unsigned n = slot_count_.load(std::memory_order_acquire);
-        for (unsigned i = 0; i < n; ++i) {
-            if ((rings & ring_bit(i)) != 0) (void)slots_[i]->io.cancel_all_on(fd);
-        }
+        if (state.rings.load(std::memory_order_relaxed) != 0) count(counter::cancel_calls);
+        state.owed_fd = fd;
+        state.cursor = 0;
+        if (close) state.close_after = true;
+        if (state.owed) return false;
+        state.owed = true;
+        state.acquire();
+        return continue_owed(state);
     }
 
     /// Adds n to counter c: to this thread's own block on a pool thread,
@@ -438,6 +524,14 @@ public:
     {
         const ring_slot* slot = slot_at(index);
         return slot != nullptr ? slot->io.submissions() : 0;
+    }
+
+    /// System calls ring `index`'s thread made to submit or wait (tests:
+    /// requests submitted together).
+    [[nodiscard]] std::uint64_t enters_on(unsigned index) const noexcept
+    {
+        const ring_slot* slot = slot_at(index);
+        return slot != nullptr ? slot->io.enters() : 0;
     }
 
     /// Threads waiting in their rings now (a snapshot; tests).
@@ -522,7 +616,8 @@ private:
 
     void release_slot(ring_slot& slot) noexcept
     {
-        assert(slot.local.empty() && slot.inbox_size.load() == 0 && "a thread left run() with posts pending");
+        assert(slot.local.empty() && slot.inbox_size.load() == 0 && slot.owed_size.load() == 0 &&
+               slot.io.unsubmitted() == 0 && "a thread left run() with work pending");
         std::lock_guard lock(slots_mutex_);
         slot.in_use.store(false, std::memory_order_release);
         rings_in_use_.fetch_sub(1, std::memory_order_relaxed);
@@ -541,6 +636,9 @@ private:
             // request's one count of work.
             const bool more = (c.flags & IORING_CQE_F_MORE) != 0;
             op->more = more;
+            // The request is over, and the op may be armed again: a mark
+            // left by its cancel must not cancel the next one.
+            if (!more) op->cancel_marked.store(false, std::memory_order_relaxed);
             op->complete(op, status, bytes);
             if (!more) work_finished_here();
             return;
@@ -637,21 +735,152 @@ private:
         }
     }
 
-    /// Waits in this thread's ring, unless something came meanwhile.
+    /// Submits this thread's queue and waits in its ring, in one system
+    /// call, unless something came meanwhile (then only submits).
     // RACE: the sleeper publishes `sleeping` and then looks at the state;
     // a waker changes the state and then looks at `sleeping` (wake_one,
-    // wake_all). All seq_cst, so in their one order either the sleeper sees
-    // the change here, or the waker sees it asleep and wakes it.
+    // wake_all, cancel, owe). All seq_cst, so in their one order either the
+    // sleeper sees the change here, or the waker sees it asleep and wakes it.
     void sleep(ring_slot& slot) noexcept
     {
         slot.sleeping.store(true, std::memory_order_seq_cst);
         if (!work_.drained() && injected_size_.load(std::memory_order_seq_cst) == 0 &&
-            slot.inbox_size.load(std::memory_order_seq_cst) == 0 && slot.io.ready() == 0) {
-            slot.io.wait();
+            slot.inbox_size.load(std::memory_order_seq_cst) == 0 &&
+            slot.owed_size.load(std::memory_order_seq_cst) == 0 && !slot.recheck.load(std::memory_order_seq_cst) &&
+            slot.io.ready() == 0) {
+            (void)slot.io.enter_owned(1);
         }
         // NOTE: a waker that claimed the flag meanwhile has sent (or will
         // send) a wake-up that finds us awake: one more empty turn.
         slot.sleeping.store(false, std::memory_order_relaxed);
+        submit_queued(slot);
+    }
+
+    /// The turn's submission on a pool thread (run(), sleep()): the queue
+    /// goes to the kernel, and once it has taken all of it, the cancels
+    /// other threads left this ring are carried out.
+    void submit_queued(ring_slot& slot) noexcept
+    {
+        submit_here(slot);
+        if (!slot.published && slot.owed_size.load(std::memory_order_seq_cst) != 0) settle_owed(slot);
+    }
+
+    /// Submits the ring's queue, on its own thread, anywhere (inside a
+    /// handler too: nothing here takes a lock).
+    static void submit_here(ring_slot& slot) noexcept
+    {
+        if (slot.io.unsubmitted() != 0) (void)slot.io.enter_owned(0);
+        after_submitting(slot);
+    }
+
+    /// After each submission of the queue, on the ring's thread.
+    static void after_submitting(ring_slot& slot) noexcept
+    {
+        const bool all_taken = slot.io.unsubmitted() == 0;
+        if (all_taken && slot.published) {
+            slot.published = false;
+            // RACE: seq_cst, before the list of owed cancels is looked at
+            // (submit_queued): pairs with owe().
+            slot.unsubmitted.store(false, std::memory_order_seq_cst);
+        }
+        const std::uint32_t end = slot.io.submitted_position();
+        // NOTE: cleared only once the queue is all taken: a marked request
+        // still queued is looked at after a later submission. The requests
+        // looked at were taken just now, so their completions have not run
+        // and their ops are still there.
+        if (slot.recheck.load(std::memory_order_relaxed) &&
+            (!all_taken || slot.recheck.exchange(false, std::memory_order_seq_cst))) {
+            for (std::uint32_t at = slot.scanned; at != end; ++at) {
+                const std::uint64_t data = slot.io.user_data_at(at);
+                const auto* op = reinterpret_cast<const operation*>(static_cast<std::uintptr_t>(data & ~multishot_tag));
+                if (op != nullptr && op->cancel_marked.load(std::memory_order_seq_cst)) (void)slot.io.cancel(data);
+            }
+        }
+        slot.scanned = end;
+    }
+
+    /// Takes up the cancels other threads left this ring (cancel_descriptor),
+    /// now that it has submitted its queue. On its thread, holding no lock.
+    void settle_owed(ring_slot& slot) noexcept
+    {
+        socket_state* list = nullptr;
+        {
+            std::lock_guard lock(slot.owed_mutex);
+            list = std::exchange(slot.owed_head, nullptr);
+            slot.owed_size.store(0, std::memory_order_seq_cst);
+        }
+        while (list != nullptr) {
+            socket_state* state = list;
+            // Off every list now: only this thread links it, until it
+            // joins another (continue_owed, under its lock).
+            list = std::exchange(state->next_owed, nullptr);
+            bool finished = false;
+            {
+                std::lock_guard lock(*state);
+                finished = continue_owed(*state);
+            }
+            if (finished) state->release();
+        }
+    }
+
+    /// Cancels `state`'s descriptor on its rings from `state.cursor` on, and
+    /// closes it after the last if asked. Returns false where it must wait for
+    /// a ring's thread, which goes on from there; true when done (the
+    /// caller then releases the reference the work held). State lock held.
+    bool continue_owed(socket_state& state) noexcept
+    {
+        thread_state* here = state_of_this_thread();
+        const unsigned n = slot_count_.load(std::memory_order_acquire);
+        const std::uint16_t rings = state.rings.load(std::memory_order_relaxed);
+        for (; state.cursor < n; ++state.cursor) {
+            if ((rings & ring_bit(state.cursor)) == 0) continue;
+            ring_slot& slot = *slots_[state.cursor];
+            if (here != nullptr && here->slot == &slot) {
+                submit_here(slot);
+                if (slot.io.unsubmitted() != 0 && !owe(slot, state)) return false;
+            } else if (slot.unsubmitted.load(std::memory_order_seq_cst) && !owe(slot, state)) {
+                return false;
+            }
+            (void)slot.io.cancel_all_on(state.owed_fd);
+        }
+        if (state.close_after) ::close(state.owed_fd);
+        state.owed_fd = -1;
+        state.cursor = 0;
+        state.close_after = false;
+        state.owed = false;
+        return true;
+    }
+
+    /// Leaves `state` on `slot`'s list of owed cancels, for its thread.
+    /// Returns true if that thread has meanwhile submitted its queue and the
+    /// state was taken back (the caller cancels there itself), false if the
+    /// thread will carry on. State lock held.
+    bool owe(ring_slot& slot, socket_state& state) noexcept
+    {
+        const caller_guard guard(*this);
+        {
+            std::lock_guard lock(slot.owed_mutex);
+            state.next_owed = slot.owed_head;
+            slot.owed_head = &state;
+            slot.owed_size.fetch_add(1, std::memory_order_seq_cst);
+        }
+        // RACE: seq_cst, after joining the list; the ring's thread clears
+        // `unsubmitted` and then looks at the list (submit_queued). Either
+        // it sees the state there, or this sees the flag cleared. A thread
+        // that submits with its wait (sleep) is woken to look.
+        if (slot.unsubmitted.load(std::memory_order_seq_cst)) {
+            if (claim(slot)) send_wake(slot);
+            return false;
+        }
+        std::lock_guard lock(slot.owed_mutex);
+        for (socket_state** link = &slot.owed_head; *link != nullptr; link = &(*link)->next_owed) {
+            if (*link == &state) {
+                *link = std::exchange(state.next_owed, nullptr);
+                slot.owed_size.fetch_sub(1, std::memory_order_seq_cst);
+                return true;
+            }
+        }
+        return false; // the ring's thread took the list: it carries on
     }
 
     /// Wakes one sleeping thread, if there is one (a busy one looks at the

@@ -7,6 +7,7 @@
 #include <portico/detail/uring/error_map.hpp>
 #include <portico/detail/uring/scheduler.hpp>
 #include <portico/detail/uring/sockaddr.hpp>
+#include <portico/detail/uring/socket_state.hpp>
 #include <portico/error.hpp>
 #include <portico/io_statistics.hpp>
 #include <portico/net/address.hpp>
@@ -29,55 +30,6 @@
 PORTICO_NAMESPACE_BEGIN
 
 namespace detail::uring {
-
-/// What an open socket shares with the operations that start it from a pool
-/// thread on behalf of another thread (socket_op's hop): whether it was
-/// closed meanwhile. The lock orders such a start against close(): either
-/// the request is submitted before close() cancels the descriptor's requests,
-/// or the start sees `closed` and submits nothing. Reference counted: the
-/// socket_handle holds one reference, each hop in flight another.
-///
-/// Its lock is a flag that waits in the kernel when taken (C++20's
-/// atomic_flag::wait), not a std::mutex: the two threads it orders meet
-/// only when a close() races an operation's start, and every socket has a
-/// state, so its size counts (8 bytes where a mutex alone is 40: measured
-/// per idle connection in tests/unit/net/retained_memory.cpp).
-///
-/// It also says on which rings the socket's requests went (one thread's
-/// ring per request: scheduler::ring_bit), so close() cancels on those
-/// rings only, usually the one of the thread that serves the connection.
-struct socket_state {
-    std::atomic<unsigned> references{1};
-    std::atomic_flag busy;               // clear: unlocked
-    bool closed = false;                 // guarded by the lock
-    std::atomic<std::uint16_t> rings{0}; // scheduler::ring_bit of each ring used
-
-    /// Before a request goes to ring `bit`. Relaxed: a close() that must
-    /// see it comes after the request's start by the user's own ordering
-    /// (or this lock, for a start on behalf of another thread).
-    void note_ring(std::uint16_t bit) noexcept
-    {
-        if ((rings.load(std::memory_order_relaxed) & bit) == 0) rings.fetch_or(bit, std::memory_order_relaxed);
-    }
-
-    void lock() noexcept
-    {
-        while (busy.test_and_set(std::memory_order_acquire)) busy.wait(true, std::memory_order_relaxed);
-    }
-    void unlock() noexcept
-    {
-        busy.clear(std::memory_order_release);
-        busy.notify_one();
-    }
-    void acquire() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept
-    {
-        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-    }
-};
-
-// Its size counts (one per socket): the ring set fits in the padding.
-static_assert(sizeof(socket_state) <= 8, "socket_state grew: see retained_memory.cpp");
 
 /// What a socket operation needs of its socket: the ring's scheduler, the
 /// descriptor and its shared state.
@@ -181,18 +133,24 @@ public:
             ::close(fd);
             return;
         }
+        bool owed = false;
         {
             // RACE: under the state's lock, so no hop submits between the
             // cancel and the close (socket_state).
             std::lock_guard lock(*state);
             state->closed = true;
             // NOTE: on every ring a request of this descriptor went to, and
-            // synchronously: the descriptor's number is free for reuse once
-            // closed, and a cancel by descriptor that came later would find
-            // the new file's requests instead.
-            if (sched != nullptr) sched->cancel_all_on(fd, state->rings.load(std::memory_order_relaxed));
-            ::close(fd);
+            // before the number is free for reuse: a cancel by descriptor
+            // that came later would find the new file's requests instead.
+            // A ring with requests still queued closes it for us, once it
+            // has submitted them (scheduler::cancel_descriptor).
+            if (sched != nullptr) {
+                owed = sched->cancel_descriptor(*state, fd, true);
+            } else {
+                ::close(fd);
+            }
         }
+        if (owed) state->release();
         state->release();
     }
 
@@ -200,7 +158,13 @@ public:
     /// descriptor stays open.
     void cancel(scheduler& sched) const noexcept
     {
-        if (is_open() && state_ != nullptr) sched.cancel_all_on(fd_, state_->rings.load(std::memory_order_relaxed));
+        if (!is_open() || state_ == nullptr) return;
+        bool owed = false;
+        {
+            std::lock_guard lock(*state_);
+            owed = sched.cancel_descriptor(*state_, fd_, false);
+        }
+        if (owed) state_->release();
     }
 
     /// Records that a request on this descriptor goes to ring `index`

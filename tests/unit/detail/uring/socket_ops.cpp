@@ -1,6 +1,8 @@
 // The Linux backend's stream operations over real loopback sockets: bytes
 // over several buffers, a wait, connect refused, a peer's reset and its
-// orderly close, and a pending receive ended by a stop and by close().
+// orderly close, and a pending receive ended by a stop and by close();
+// requests queued in a turn and submitted together, and a close, a stop or a
+// cancel() that comes while they are still queued.
 #include <portico/detail/uring/socket_ops.hpp>
 
 #include "support/catch.hpp"
@@ -11,11 +13,16 @@
 #include <portico/coro/when_all.hpp>
 #include <portico/stop_token.hpp>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <atomic>
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -361,4 +368,193 @@ TEST_CASE("close() ends requests of one socket pending on two rings", "[uring]")
     while (!receive_done.load() || !wait_done.load()) std::this_thread::yield();
     CHECK(received.first == errc::operation_aborted);
     CHECK(waited.first == errc::operation_aborted);
+}
+
+namespace {
+
+/// Holds a ring's thread inside one of its handlers, so that the requests
+/// the handler started stay queued, not yet submitted (the ring submits its
+/// queue once the handler returns), while the test acts from another thread.
+struct held_ring {
+    std::atomic<bool> holding{false};
+    std::atomic<bool> released{false};
+};
+
+/// Posts to ring `index` a handler that runs `start` and then holds the
+/// thread until `held.released`.
+template <class Start>
+void hold_ring(uring::scheduler& s, unsigned index, held_ring& held, Start start)
+{
+    struct step : uring::operation {
+        step(held_ring& h, Start f) noexcept : operation(&step::run), held(h), start(std::move(f)) {}
+        static void run(operation* base, std::uintptr_t, std::uint32_t) noexcept
+        {
+            auto* self = static_cast<step*>(base);
+            self->start();
+            self->held.holding.store(true);
+            while (!self->held.released.load()) std::this_thread::yield();
+            delete self;
+        }
+        held_ring& held;
+        Start start;
+    };
+    s.work_started();
+    s.post_to(index, new step(held, std::move(start)));
+}
+
+/// Whether descriptor number `fd` is open in this process.
+bool number_taken(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+} // namespace
+
+TEST_CASE("requests started in one turn reach the kernel in one system call", "[uring]")
+{
+    running_uring_scheduler rs(1);
+    auto pair = connect_pair(rs.sched);
+    constexpr std::size_t n = 16;
+    std::string unused;
+    std::array<recv_result, n> results{};
+    std::array<std::atomic<bool>, n> done{};
+    std::uint64_t enters_before = 0;
+    std::uint64_t submitted_before = 0;
+    on_ring(rs.sched, 0, [&] {
+        enters_before = rs.sched.enters_on(0);
+        submitted_before = rs.sched.submissions_on(0);
+        for (std::size_t i = 0; i < n; ++i) {
+            await_on<uring::stream_wait_op>(rs.sched, pair.server, unused, results[i], done[i], {});
+        }
+    });
+    REQUIRE(wait_until([&] { return rs.sched.submissions_on(0) >= submitted_before + n; }));
+    // One call submits the 16 (with the wait that follows it); a second
+    // may come from the wake-up that ran the handler. One a request would
+    // be 16.
+    const std::uint64_t enters = rs.sched.enters_on(0) - enters_before;
+    CHECK(enters >= 1);
+    CHECK(enters <= 2);
+    const std::string one = "x";
+    auto [sent_ec, sent] = portico::sync_wait(send<1>(rs.sched, pair.client, portico::buffer(one)));
+    REQUIRE_FALSE(sent_ec);
+    REQUIRE(wait_until([&] {
+        for (auto& d : done)
+            if (!d.load()) return false;
+        return true;
+    }));
+    for (const auto& r : results) CHECK_FALSE(r.first);
+}
+
+namespace {
+
+/// A receive on the server side of a connected pair, started in a handler on
+/// the one ring's thread and held there, still queued (held_ring), until
+/// release(). `then` runs in the same handler, right after the start.
+struct queued_receive {
+    explicit queued_receive(portico::stop_token token = {}, std::function<void(queued_receive&)> then = {})
+    {
+        hold_ring(rs.sched, 0, held, [this, token, then = std::move(then)] {
+            await_on<uring::stream_recv_op<1>>(rs.sched, pair.server, in, result, done, token);
+            if (then) then(*this);
+        });
+        REQUIRE(wait_until([&] { return held.holding.load(); }));
+    }
+
+    /// Lets the ring submit; returns whether the receive then ended. If it
+    /// did not, `unstick` and the peer's close end it (with no error).
+    template <class Unstick>
+    bool release(Unstick unstick)
+    {
+        held.released.store(true);
+        const bool ended = wait_until([&] { return done.load(); });
+        if (!ended) {
+            unstick();
+            pair.client.close();
+        }
+        while (!done.load()) std::this_thread::yield();
+        return ended;
+    }
+    bool release()
+    {
+        return release([] {});
+    }
+
+    running_uring_scheduler rs{1};
+    connected pair = connect_pair(rs.sched);
+    std::string in = std::string(8, '\0');
+    recv_result result;
+    std::atomic<bool> done{false};
+    held_ring held;
+};
+
+} // namespace
+
+TEST_CASE("a close from another thread while the receive is still queued ends it, and keeps its number until the "
+          "ring has submitted",
+          "[uring]")
+{
+    queued_receive q;
+    const int fd = q.pair.server.get();
+    q.pair.server.close();
+    // Were the number free now, the next socket would get it, and the queued
+    // receive would be submitted on that socket.
+    const bool kept = number_taken(fd);
+    int fresh[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fresh) == 0);
+    const std::string other = "other";
+    REQUIRE(::write(fresh[1], other.data(), other.size()) == static_cast<ssize_t>(other.size()));
+    // A receive left on the new socket ends with its peer.
+    CHECK(q.release([&] { (void)::close(std::exchange(fresh[1], -1)); }));
+    CHECK(kept);
+    CHECK(fresh[0] != fd);
+    CHECK(q.result.first == errc::operation_aborted);
+    // The ring closes it once its queue is submitted and cancelled.
+    CHECK(wait_until([&] { return !number_taken(fd); }));
+    // The new socket's bytes are all still there.
+    std::string got(other.size(), '\0');
+    CHECK(::recv(fresh[0], got.data(), got.size(), MSG_DONTWAIT) == static_cast<ssize_t>(other.size()));
+    CHECK(got == other);
+    (void)::close(fresh[0]);
+    if (fresh[1] >= 0) (void)::close(fresh[1]);
+}
+
+TEST_CASE("a stop from another thread while the receive is still queued ends it", "[uring]")
+{
+    portico::stop_source stop;
+    queued_receive q(stop.get_token());
+    // The stop's cancel finds nothing in the kernel yet.
+    stop.request_stop();
+    CHECK(q.release());
+    CHECK(q.result.first == errc::operation_aborted);
+}
+
+TEST_CASE("cancel() from another thread while the receive is still queued ends it; the socket stays usable", "[uring]")
+{
+    queued_receive q;
+    q.pair.server.cancel(q.rs.sched);
+    const bool ended = q.release();
+    CHECK(ended);
+    CHECK(q.result.first == errc::operation_aborted);
+    if (!ended) return;
+    const std::string hello = "hello";
+    auto [sent_ec, sent] = portico::sync_wait(send<1>(q.rs.sched, q.pair.client, portico::buffer(hello)));
+    REQUIRE_FALSE(sent_ec);
+    std::string again(5, '\0');
+    auto [ec, got] = portico::sync_wait(receive<1>(q.rs.sched, q.pair.server, portico::buffer(again)));
+    CHECK_FALSE(ec);
+    CHECK(again == hello);
+}
+
+TEST_CASE("a close or a stop on the ring's own thread right after the receive was queued ends it", "[uring]")
+{
+    SECTION("a stop")
+    {
+        portico::stop_source stop;
+        queued_receive q(stop.get_token(), [&](queued_receive&) { stop.request_stop(); });
+        CHECK(q.release());
+        CHECK(q.result.first == errc::operation_aborted);
+    }
+    SECTION("a close")
+    {
+        queued_receive q({}, [](queued_receive& self) { self.pair.server.close(); });
+        CHECK(q.release());
+        CHECK(q.result.first == errc::operation_aborted);
+    }
 }
