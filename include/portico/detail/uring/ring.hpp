@@ -253,10 +253,10 @@ public:
     /// Enters the kernel once on an owned ring: submits every queued request
     /// and, if `min_complete` is not 0, waits until that many completions
     /// are ready (the two in one system call, as liburing's submit_and_wait).
-    /// Returns the kernel's error: then some or none of the queued requests
-    /// were taken (EAGAIN, ENOMEM, EBUSY: try again later), or the wait was
-    /// interrupted (EINTR). unsubmitted() says what is left.
-    std::error_code enter_owned(unsigned min_complete) noexcept
+    /// Returns 0, or the kernel's errno value: then some or none of the
+    /// queued requests were taken (EAGAIN, ENOMEM, EBUSY: try again later),
+    /// or the wait was interrupted (EINTR). unsubmitted() says what is left.
+    int enter_owned(unsigned min_complete) noexcept
     {
         // Counted before: a call that waits counts from its start (tests).
         enters_.store(enters_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -266,7 +266,7 @@ public:
         // NOTE: the kernel's head says what it took, whatever the result
         // (it may take some, then fail or be interrupted).
         submitted_ = std::atomic_ref<std::uint32_t>(*sq_head_).load(std::memory_order_acquire);
-        return error != 0 ? std::error_code{error, std::system_category()} : std::error_code{};
+        return error;
     }
 
     /// Times enter_owned() entered the kernel (tests: submissions batched).

@@ -60,7 +60,7 @@ inline thread_local thread_state* current_thread_state = nullptr;
 struct ring_slot {
     using op_queue = intrusive_queue<operation, &operation::next_posted>;
 
-    explicit ring_slot(unsigned i) : io(ring::queued_submission_entries), index(i) {}
+    explicit ring_slot(unsigned i);
     ring_slot(const ring_slot&) = delete;
     ring_slot& operator=(const ring_slot&) = delete;
 
@@ -68,6 +68,8 @@ struct ring_slot {
     /// enter_owned, take_owned): no lock.
     ring io;
     const unsigned index;
+    /// scheduler::ring_bit(index), for socket_state::note_ring.
+    const std::uint16_t bit;
     /// Whether requests may be queued on `io` and not yet submitted, for
     /// other threads: set by its thread before the first of a turn's
     /// requests is known to anyone, cleared once the kernel took them all
@@ -216,16 +218,17 @@ public:
             stat_blocks::bump(*stats, counter::dequeue_calls, 1);
             std::size_t injected = 0;
             if (injected_size_.load(std::memory_order_seq_cst) != 0) injected = drain_injected(self);
-            const std::size_t n = slot->io.take_owned(batch.get(), batch_size_);
+            std::size_t n = slot->io.take_owned(batch.get(), batch_size_);
+            if (n == 0 && injected == 0 && slot->local.empty()) {
+                // Nothing to run: submit what the handlers queued and wait, in
+                // one system call, then take what came in the same turn.
+                sleep(*slot);
+                n = slot->io.take_owned(batch.get(), batch_size_);
+            }
             if (n + injected != 0) stat_blocks::note_batch(*stats, n + injected);
             if (n == 0) {
-                // Posts made by the handlers just run come first; otherwise
-                // submit what they queued and wait, in one system call.
-                if (injected == 0 && slot->local.empty()) {
-                    sleep(*slot);
-                } else {
-                    submit_queued(*slot);
-                }
+                // Posts made by the handlers just run come first.
+                submit_queued(*slot);
                 continue;
             }
             // NOTE: what the last turn queued goes to the kernel before this
@@ -736,7 +739,8 @@ private:
     }
 
     /// Submits this thread's queue and waits in its ring, in one system
-    /// call, unless something came meanwhile (then only submits).
+    /// call, unless something came meanwhile. The caller's submit_queued()
+    /// follows, which submits what is left and looks at what was submitted.
     // RACE: the sleeper publishes `sleeping` and then looks at the state;
     // a waker changes the state and then looks at `sleeping` (wake_one,
     // wake_all, cancel, owe). All seq_cst, so in their one order either the
@@ -753,7 +757,6 @@ private:
         // NOTE: a waker that claimed the flag meanwhile has sent (or will
         // send) a wake-up that finds us awake: one more empty turn.
         slot.sleeping.store(false, std::memory_order_relaxed);
-        submit_queued(slot);
     }
 
     /// The turn's submission on a pool thread (run(), sleep()): the queue
@@ -761,7 +764,20 @@ private:
     /// other threads left this ring are carried out.
     void submit_queued(ring_slot& slot) noexcept
     {
-        submit_here(slot);
+        // Nothing queued or submitted since the last look, and nothing asked
+        // of this ring (the usual turn that queued nothing): inline, and no
+        // more than these loads.
+        if (slot.io.unsubmitted() == 0 && !slot.published && !slot.recheck.load(std::memory_order_relaxed) &&
+            slot.owed_size.load(std::memory_order_seq_cst) == 0) {
+            return;
+        }
+        submit_and_settle(slot);
+    }
+
+    void submit_and_settle(ring_slot& slot) noexcept
+    {
+        if (slot.io.unsubmitted() != 0) (void)slot.io.enter_owned(0);
+        after_submitting(slot);
         if (!slot.published && slot.owed_size.load(std::memory_order_seq_cst) != 0) settle_owed(slot);
     }
 
@@ -1009,6 +1025,8 @@ private:
     // destroyed (and joined) first.
     timer_service timers_;
 };
+
+inline ring_slot::ring_slot(unsigned i) : io(ring::queued_submission_entries), index(i), bit(scheduler::ring_bit(i)) {}
 
 } // namespace detail::uring
 

@@ -180,7 +180,7 @@ private:
         // request exists: a cancel or a close that follows the start (the
         // co_await's suspension) must find the ring that holds it.
         ring_ = static_cast<std::uint16_t>(here.slot->index);
-        if (socket_.state != nullptr) socket_.state->note_ring(scheduler::ring_bit(ring_));
+        if (socket_.state != nullptr) socket_.state->note_ring(here.slot->bit);
         const std::error_code refused = scheduler::submit(here, [this](io_uring_sqe& sqe) {
             static_cast<Derived*>(this)->prepare(sqe);
             sqe.user_data = reinterpret_cast<std::uintptr_t>(static_cast<operation*>(this));
