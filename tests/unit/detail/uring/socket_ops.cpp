@@ -11,6 +11,7 @@
 #include <portico/coro/sync_wait.hpp>
 #include <portico/coro/task.hpp>
 #include <portico/coro/when_all.hpp>
+#include <portico/detail/frame_allocation.hpp>
 #include <portico/stop_token.hpp>
 
 #include <fcntl.h>
@@ -559,4 +560,55 @@ TEST_CASE("a close or a stop on the ring's own thread right after the receive wa
         CHECK(q.release());
         CHECK(q.result.first == errc::operation_aborted);
     }
+}
+
+namespace {
+
+/// A coroutine whose frame the caller owns and destroys (portico's frame
+/// allocation, so a pending operation's destructor can leave the block to
+/// the operation's completion).
+struct owned_frame {
+    struct promise_type : portico::detail::frame_allocation {
+        owned_frame get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+        std::suspend_never initial_suspend() noexcept { return {}; }
+        std::suspend_always final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+    };
+    std::coroutine_handle<promise_type> handle;
+};
+
+owned_frame receive_once(uring::scheduler& s, const uring::socket_handle& h, std::string& in)
+{
+    auto result = co_await awaited<uring::stream_recv_op<1>>(h.ref(s), portico::buffer(in));
+    (void)result;
+}
+
+} // namespace
+
+TEST_CASE("a frame destroyed on another thread while its receive is still queued: the receive is cancelled", "[uring]")
+{
+    running_uring_scheduler rs(1);
+    auto pair = connect_pair(rs.sched);
+    std::string in(8, '\0');
+    // Only the fixture's own count, once connect_pair's completions have
+    // all returned (each count ends after the resumption it made).
+    REQUIRE(wait_until([&] { return rs.sched.outstanding() == 1; }));
+    const std::int64_t before = 1;
+    held_ring held;
+    owned_frame frame{};
+    hold_ring(rs.sched, 0, held, [&] { frame = receive_once(rs.sched, pair.server, in); });
+    REQUIRE(wait_until([&] { return held.holding.load(); }));
+    // The handler's step and the receive.
+    CHECK(rs.sched.outstanding() == before + 2);
+    // From this thread, with the request still queued: the operation's
+    // cancel finds nothing in the kernel yet, and the frame's block waits
+    // for the completion.
+    frame.handle.destroy();
+    held.released.store(true);
+    // The receive's count ends with its completion, which frees the block.
+    const bool ended = wait_until([&] { return rs.sched.outstanding() == before; });
+    CHECK(ended);
+    if (!ended) pair.client.close(); // ends the receive (0 bytes), which frees the block
+    CHECK(wait_until([&] { return rs.sched.outstanding() == before; }));
 }
