@@ -133,7 +133,7 @@ public:
             ::close(fd);
             return;
         }
-        bool owed = false;
+        bool done_here = false; // the cancel's reference to drop (cancel_descriptor)
         {
             // RACE: under the state's lock, so no hop submits between the
             // cancel and the close (socket_state).
@@ -145,26 +145,27 @@ public:
             // A ring with requests still queued closes it for us, once it
             // has submitted them (scheduler::cancel_descriptor).
             if (sched != nullptr) {
-                owed = sched->cancel_descriptor(*state, fd, true);
+                done_here = sched->cancel_descriptor(*state, fd, true);
             } else {
                 ::close(fd);
             }
         }
-        if (owed) state->release();
+        if (done_here) state->release();
         state->release();
     }
 
     /// Asks every pending operation to complete with operation_aborted. The
-    /// descriptor stays open.
+    /// descriptor stays open. A ring with requests still queued cancels
+    /// there once it has submitted them (scheduler::cancel_descriptor).
     void cancel(scheduler& sched) const noexcept
     {
         if (!is_open() || state_ == nullptr) return;
-        bool owed = false;
+        bool done_here = false; // the cancel's reference to drop (cancel_descriptor)
         {
             std::lock_guard lock(*state_);
-            owed = sched.cancel_descriptor(*state_, fd_, false);
+            done_here = sched.cancel_descriptor(*state_, fd_, false);
         }
-        if (owed) state_->release();
+        if (done_here) state_->release();
     }
 
     /// Records that a request on this descriptor goes to ring `index`
