@@ -774,10 +774,10 @@ private:
         submit_and_settle(slot);
     }
 
+    /// submit_queued()'s slow path: submit_here(), then the owed cancels.
     void submit_and_settle(ring_slot& slot) noexcept
     {
-        if (slot.io.unsubmitted() != 0) (void)slot.io.enter_owned(0);
-        after_submitting(slot);
+        submit_here(slot);
         if (!slot.published && slot.owed_size.load(std::memory_order_seq_cst) != 0) settle_owed(slot);
     }
 
