@@ -12,9 +12,7 @@
 // everywhere; io_context and net/ need a backend, which
 // <portico/detail/backend.hpp> brings in (see docs/design/layout.md).
 // PORTICO_EXPERIMENTAL_URING (defined by the including project) selects the
-// Linux io_uring backend while it is being built: io_context, timers and
-// thread_pool work on it, sockets and files do not yet
-// (docs/design/uring.md).
+// Linux io_uring backend, which is still experimental (docs/design/uring.md).
 #if defined(_WIN32)
 #define PORTICO_BACKEND_IOCP 1
 #define PORTICO_BACKEND_URING 0

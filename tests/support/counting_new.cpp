@@ -20,6 +20,7 @@ std::atomic<std::uint64_t> allocations{0};
 std::atomic<std::size_t> largest{0};
 std::atomic<std::size_t> live{0};
 std::atomic<std::size_t> peak{0};
+std::atomic<unsigned> refusals{0};
 
 // NOTE: the prefix keeps the alignment operator new promises,
 // __STDCPP_DEFAULT_NEW_ALIGNMENT__ (malloc gives at least that on the
@@ -58,8 +59,18 @@ std::byte* forget(void* p, std::size_t room) noexcept
     return user - room;
 }
 
+// Takes one of the refusals fail_next_allocations() asked for, if any.
+bool refuse() noexcept
+{
+    unsigned left = refusals.load(std::memory_order_relaxed);
+    while (left != 0 && !refusals.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
+    }
+    return left != 0;
+}
+
 void* allocate(std::size_t size)
 {
+    if (refuse()) throw std::bad_alloc();
     if (void* p = std::malloc(prefix + size)) return record(p, prefix, size);
     throw std::bad_alloc();
 }
@@ -71,6 +82,7 @@ void release(void* p) noexcept
 
 void* allocate_aligned(std::size_t size, std::align_val_t alignment)
 {
+    if (refuse()) throw std::bad_alloc();
     const std::size_t room = (std::max)(prefix, static_cast<std::size_t>(alignment));
     const std::size_t a = static_cast<std::size_t>(alignment);
 #if defined(_WIN32)
@@ -99,6 +111,8 @@ std::uint64_t portico::test::heap_allocations() noexcept { return allocations.lo
 std::size_t portico::test::live_heap_bytes() noexcept { return live.load(std::memory_order_relaxed); }
 std::size_t portico::test::largest_allocation() noexcept { return largest.load(std::memory_order_relaxed); }
 void portico::test::reset_largest_allocation() noexcept { largest.store(0, std::memory_order_relaxed); }
+void portico::test::fail_next_allocations(unsigned count) noexcept { refusals.store(count, std::memory_order_relaxed); }
+unsigned portico::test::allocation_failures_left() noexcept { return refusals.load(std::memory_order_relaxed); }
 std::size_t portico::test::peak_live_heap_bytes() noexcept { return peak.load(std::memory_order_relaxed); }
 void portico::test::reset_peak_live_heap() noexcept
 {

@@ -28,6 +28,12 @@ void reset_largest_allocation() noexcept;
 std::size_t peak_live_heap_bytes() noexcept;
 void reset_peak_live_heap() noexcept;
 
+/// Makes the next `count` calls of operator new, on any thread, throw
+/// std::bad_alloc (0: none); for tests of what an allocation failure does.
+void fail_next_allocations(unsigned count) noexcept;
+/// The failures fail_next_allocations() asked for that have not happened.
+unsigned allocation_failures_left() noexcept;
+
 /// The allocations a steady-state window of any length may still show: the
 /// shared frame cache grows when more frames of one size are live at once
 /// than ever before, which an unusual interleaving of completions (a loaded

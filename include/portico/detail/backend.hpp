@@ -38,7 +38,7 @@
 #include <portico/detail/uring/timer_service.hpp>
 #else
 #error                                                                                                                 \
-    "portico: io_context and the sockets need an I/O backend, and this platform has none yet (Windows IOCP only; Linux io_uring is planned). The platform-neutral headers (coro/, framing/, buffer.hpp, error.hpp, stop_token.hpp, net/address.hpp, net/endpoint.hpp) build everywhere."
+    "portico: io_context and the sockets need an I/O backend, and this platform has none yet (Windows IOCP; Linux io_uring with PORTICO_EXPERIMENTAL_URING defined). The platform-neutral headers (coro/, framing/, buffer.hpp, error.hpp, stop_token.hpp, net/address.hpp, net/endpoint.hpp) build everywhere."
 #endif
 
 PORTICO_NAMESPACE_BEGIN
@@ -74,13 +74,19 @@ using socket_ref = impl::socket_ref;
 /// A stream receive, wait (a zero-byte receive), send and connect; a
 /// datagram send and receive. Each is an awaiter base with `error_`,
 /// `bytes_` and (but connect) `requested_`; a stream receive and send over
-/// up to N buffers (buffers_for).
-template <std::size_t N>
-using stream_recv_op = impl::stream_recv_op<N>;
+/// up to N buffers (buffers_for). A stream receive and send take a second
+/// argument, the operation that extends them (read_all_op, write_all_op:
+/// its `next_step` runs when the request completes), or void.
+template <std::size_t N, class Derived = void>
+using stream_recv_op = impl::stream_recv_op<N, Derived>;
 using stream_wait_op = impl::stream_wait_op;
-template <std::size_t N>
-using stream_send_op = impl::stream_send_op<N>;
+template <std::size_t N, class Derived = void>
+using stream_send_op = impl::stream_send_op<N, Derived>;
 using stream_connect_op = impl::stream_connect_op;
+/// The base of every socket operation (CRTP): what a composed operation
+/// names as its friend, so the base can call its hooks (next_step).
+template <class Derived>
+using socket_op = impl::socket_op<Derived>;
 using datagram_send_op = impl::datagram_send_op;
 using datagram_recv_op = impl::datagram_recv_op;
 #if PORTICO_BACKEND_IOCP

@@ -13,14 +13,17 @@
 #include <portico/net/basic_socket.hpp>
 #include <portico/net/endpoint.hpp>
 #include <portico/net/resolver.hpp>
+#include <portico/stop_token.hpp>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 PORTICO_NAMESPACE_BEGIN
@@ -142,6 +145,35 @@ struct transmit_file_options {
     std::chrono::milliseconds call_timeout{0};
 };
 
+class tcp_socket;
+
+namespace detail {
+template <class Buffer, class Sequence, template <std::size_t, class> class Request>
+class transfer_all_op;
+} // namespace detail
+
+/// Awaiter of tcp_socket::read_all(): receives until every buffer of the
+/// sequence is full, looping over short reads. Yields io_result<size_t>: the
+/// bytes received, and the error that stopped it early (eof, when the peer
+/// ended its stream first; connection_reset; operation_aborted...); an
+/// empty sequence completes at once with 0. The first receive is made
+/// inside the awaiting coroutine's frame, as read_some()'s is, so a read
+/// that one receive fills allocates nothing; one that comes up short goes
+/// on in a coroutine of its own, which allocates one frame (the frame
+/// cache's, once warm). No frame for it: no_resources, with the bytes so
+/// far. The sequence is kept in the awaiter (the memory of its buffers must
+/// outlive the operation). See read_some_op for what every socket awaiter
+/// shares.
+template <class Sequence>
+using read_all_op = detail::transfer_all_op<mutable_buffer, Sequence, detail::backend::stream_recv_op>;
+
+/// Awaiter of tcp_socket::write_all(): sends every byte of the sequence,
+/// looping over short writes (Wine and full send buffers make them). Yields
+/// io_result<size_t>: the bytes sent, and the error that stopped it early
+/// (connection_reset, operation_aborted...); allocates as read_all_op does.
+template <class Sequence>
+using write_all_op = detail::transfer_all_op<const_buffer, Sequence, detail::backend::stream_send_op>;
+
 /// A TCP connection (or a socket about to connect). Move-only (a move leaves
 /// the source closed on the same context; move-assigning closes the target
 /// first); closing or destroying it aborts its pending operations, which resume once with
@@ -228,26 +260,23 @@ public:
         return {ref(), buffers};
     }
 
-    /// Receives until every buffer is full, looping over short reads.
-    /// Yields the bytes received and the error that stopped it early (eof,
-    /// connection_reset...). Allocates one frame.
+    /// Receives until every buffer is full, looping over short reads. See
+    /// read_all_op for the result; allocates nothing unless a receive
+    /// comes up short.
     template <class Sequence>
         requires mutable_buffer_sequence<Sequence>
-    [[nodiscard]] task<io_result<std::size_t>> read_all(Sequence buffers)
+    [[nodiscard]] read_all_op<Sequence> read_all(Sequence buffers)
     {
-        return transfer_all<mutable_buffer>(std::move(buffers),
-                                            [this](const auto& next) { return this->read_some(next); });
+        return read_all_op<Sequence>(ref(), *this, std::move(buffers));
     }
 
-    /// Sends every byte, looping over short writes (Wine and full send
-    /// buffers produce them). Yields the bytes sent and the error that
-    /// stopped it early. Allocates one frame.
+    /// Sends every byte, looping over short writes. See write_all_op for
+    /// the result; allocates nothing unless a send comes up short.
     template <class Sequence>
         requires const_buffer_sequence<Sequence>
-    [[nodiscard]] task<io_result<std::size_t>> write_all(Sequence buffers)
+    [[nodiscard]] write_all_op<Sequence> write_all(Sequence buffers)
     {
-        return transfer_all<const_buffer>(std::move(buffers),
-                                          [this](const auto& next) { return this->write_some(next); });
+        return write_all_op<Sequence>(ref(), *this, std::move(buffers));
     }
 
     /// Sends FIN after the queued data: the peer reads eof. Reads still work.
@@ -412,42 +441,126 @@ private:
             count -= part;
         }
     }
+};
 
-private:
-    // One call of transfer_all() over the first `count` buffers of `next`:
-    // a span of the array's own extent where that is below the most a call
-    // takes (its entries past `count` are empty, and calls pass over empty
-    // buffers), so the operation is sized for it; else of `count`.
-    template <class Start, class Buffer, std::size_t Most>
-    static auto next_call(Start& start, std::array<Buffer, Most>& next, std::size_t count)
+namespace detail {
+
+/// read_all_op and write_all_op (see there): a stream receive or send
+/// (Request) over the first buffers of the sequence, whose completion either
+/// resumes the awaiting coroutine or, after a short transfer, starts
+/// finish() for the rest and resumes that instead (next_step, called by
+/// socket_op on whichever thread the request completed).
+template <class Buffer, class Sequence, template <std::size_t, class> class Request>
+class [[nodiscard]] transfer_all_op
+    : public Request<backend::buffers_for<Buffer, Sequence>, transfer_all_op<Buffer, Sequence, Request>> {
+    static constexpr std::size_t most = backend::buffers_for<Buffer, Sequence>;
+    using request = Request<most, transfer_all_op>;
+    static constexpr bool reads = std::is_same_v<Buffer, mutable_buffer>;
+
+public:
+    /// Made by tcp_socket::read_all() or write_all(): the first request
+    /// takes the sequence's first buffers (`ref` is the socket's now).
+    transfer_all_op(const backend::socket_ref& ref, tcp_socket& socket,
+                    Sequence buffers) noexcept(std::is_nothrow_move_constructible_v<Sequence>)
+        : request(ref, buffers), socket_(&socket), buffers_(std::move(buffers))
+    {}
+
+    /// @name Awaiter protocol
+    /// @{
+
+    /// Completes at once when the buffers are empty.
+    bool await_ready() const noexcept { return this->requested_ == 0; }
+
+    template <class Promise>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> awaiting)
     {
-        if constexpr (Most < detail::backend::max_buffers) {
-            return start(std::span<Buffer, Most>(next));
-        } else {
-            return start(std::span<Buffer>(next.data(), count));
-        }
+        token_ = &detail::stop_token_ref(awaiting);
+        // NOTE: once the request is underway (true), the completion may
+        // already have resumed the coroutine and destroyed this awaiter.
+        if (request::await_suspend(awaiting)) return std::noop_coroutine();
+        // Over (or refused) before suspending: a short transfer goes on here.
+        return next_step(awaiting);
     }
 
-    // The loop behind read_all() and write_all(): up to 64 buffers per call,
-    // resuming after each short transfer where it stopped.
-    template <class Buffer, class Sequence, class Start>
-    static task<io_result<std::size_t>> transfer_all(Sequence buffers, Start start)
+    /// The result described at read_all_op and write_all_op.
+    io_result<std::size_t> await_resume()
     {
-        // As many buffers per call as the sequence's type allows (one for a
-        // single buffer), so the frame holds no room for 64 it never uses.
-        constexpr std::size_t most = detail::backend::buffers_for<Buffer, Sequence>;
+        if (rest_.valid()) return rest_.handle().promise().take_result();
+        if constexpr (reads) {
+            if (!this->error_ && this->bytes_ == 0 && this->requested_ != 0) return {make_error_code(errc::eof), 0};
+        }
+        return {this->error_, this->bytes_};
+    }
+    /// @}
+
+private:
+    friend backend::socket_op<transfer_all_op>;
+
+    // The coroutine to resume now that the first request is over: the
+    // awaiting one, or finish() if bytes are left and nothing stopped it.
+    std::coroutine_handle<> next_step(std::coroutine_handle<> awaiting) noexcept
+    {
+        const std::size_t done = this->bytes_;
+        // NOTE: the sequence's size is counted only here, after the
+        // request: one buffer's is a load, and the op carries no copy of it.
+        if (this->error_ || (reads && done == 0) || done == buffer_size(buffers_)) return awaiting;
+        try {
+            rest_ = finish(*socket_, buffers_, done);
+        } catch (...) {
+            // Only the frame's allocation throws here.
+            this->error_ = make_error_code(errc::no_resources);
+            return awaiting;
+        }
+        auto& promise = rest_.handle().promise();
+        promise.set_continuation(awaiting);
+        promise.set_stop_token(*token_);
+        return rest_.handle();
+    }
+
+    // The rest, after `done` bytes: up to `most` buffers per call, resuming
+    // after each short transfer where it stopped. `buffers` is the
+    // awaiter's, which outlives this coroutine (it owns its frame).
+    static task<io_result<std::size_t>> finish(tcp_socket& socket, const Sequence& buffers, std::size_t done)
+    {
         buffer_cursor<Buffer, Sequence> cursor(buffers);
-        std::size_t done = 0;
+        cursor.consume(done);
         while (!cursor.empty()) {
             std::array<Buffer, most> next;
             const std::size_t count = cursor.prepare(std::span(next));
-            auto [ec, n] = co_await next_call(start, next, count);
+            auto [ec, n] = co_await next_call(socket, next, count);
             done += n;
             cursor.consume(n);
             if (ec) co_return io_result<std::size_t>{ec, done};
         }
         co_return io_result<std::size_t>{{}, done};
     }
+
+    // One call over the first `count` buffers of `next`: a span of the
+    // array's own extent where that is below the most a call takes (its
+    // entries past `count` are empty, and calls pass over empty buffers),
+    // so the operation is sized for it; else of `count`.
+    static auto next_call(tcp_socket& socket, std::array<Buffer, most>& next, std::size_t count)
+    {
+        auto call = [&socket](const auto& span) {
+            if constexpr (reads) {
+                return socket.read_some(span);
+            } else {
+                return socket.write_some(span);
+            }
+        };
+        if constexpr (most < backend::max_buffers) {
+            return call(std::span<Buffer, most>(next));
+        } else {
+            return call(std::span<Buffer>(next.data(), count));
+        }
+    }
+
+    tcp_socket* socket_;
+    Sequence buffers_;
+    const portico::stop_token* token_ = nullptr; // the awaiting promise's, for finish()
+    task<io_result<std::size_t>> rest_;
 };
+
+} // namespace detail
 
 PORTICO_NAMESPACE_END

@@ -265,14 +265,10 @@ PORTICO_CO_TEST_CASE("an idle stream that once received a large packet holds no 
 
 namespace {
 
-/// A client without framing: one packet of 8 bytes each way, written and
-/// read as bytes, then a sleep until its group is stopped. Holds only its
-/// socket, so the live heap of many of them is the servers' streams.
-task<> plain_idle_client(io_context& ctx, endpoint server, counts& c)
+/// One packet of 8 bytes each way, written and read as bytes. A coroutine
+/// of its own, so that its operations (in its frame) are gone once it is.
+task<> exchange_one_packet(tcp_socket& s, counts& c)
 {
-    tcp_socket s(ctx);
-    auto [ec] = co_await s.connect(server);
-    if (ec) co_return;
     // u16 size 12 (header included), u16 type 1, 8 bytes of body.
     const std::array<std::byte, 12> packet{std::byte{12}, std::byte{0}, std::byte{1}, std::byte{0}};
     auto [write_ec, written] = co_await s.write_all(portico::buffer(packet));
@@ -280,6 +276,17 @@ task<> plain_idle_client(io_context& ctx, endpoint server, counts& c)
     std::array<std::byte, 12> echo{};
     auto [read_ec, got] = co_await s.read_all(portico::buffer(echo));
     if (!read_ec && echo == packet) ++c.answered;
+}
+
+/// A client without framing: one packet each way, then a sleep until its
+/// group is stopped. Its frame holds only its socket and the sleep, so the
+/// live heap of many of them is the servers' streams.
+task<> plain_idle_client(io_context& ctx, endpoint server, counts& c)
+{
+    tcp_socket s(ctx);
+    auto [ec] = co_await s.connect(server);
+    if (ec) co_return;
+    co_await exchange_one_packet(s, c);
     auto [slept] = co_await ctx.sleep_for(std::chrono::hours(1));
     (void)slept;
 }

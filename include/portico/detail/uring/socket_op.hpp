@@ -128,6 +128,18 @@ protected:
     std::size_t bytes_ = 0;
     socket_ref socket_;
 
+    /// The coroutine a completion resumes: the awaiting one, unless Derived
+    /// has a next step (`std::coroutine_handle<> next_step(awaiting)`): a
+    /// read_all() that came up short goes on with the rest first.
+    std::coroutine_handle<> next_to_resume() noexcept
+    {
+        if constexpr (requires(Derived& d) { d.next_step(continuation_); }) {
+            return static_cast<Derived*>(this)->next_step(continuation_);
+        } else {
+            return continuation_;
+        }
+    }
+
 private:
     /// The posted step that starts an op on a pool thread (await_suspend).
     static void on_hop(operation* base, std::uintptr_t, std::uint32_t) noexcept
@@ -158,7 +170,7 @@ private:
             }
         }
         state->release();
-        if (resume_here) self.continuation_.resume();
+        if (resume_here) self.next_to_resume().resume();
     }
 
     /// Registers the stop callback and submits the request, on a thread of
@@ -221,7 +233,7 @@ private:
         if constexpr (requires(Derived& d) { d.completed(); }) static_cast<Derived*>(self)->completed();
         const auto before = self->handshake_.complete();
         if (before == resume_handshake::state::running) {
-            self->continuation_.resume();
+            self->next_to_resume().resume();
         } else if (before == resume_handshake::state::orphaned) {
             if (self->deferred_.arrive()) frame_allocation::release(self->deferred_.block, self->deferred_.size);
         }

@@ -7,6 +7,7 @@
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
+#include <portico/detail/most_derived.hpp>
 #include <portico/detail/uring/sockaddr.hpp>
 #include <portico/detail/uring/socket.hpp>
 #include <portico/detail/uring/socket_op.hpp>
@@ -142,13 +143,14 @@ private:
 };
 
 /// One receive into up to N buffers (a stream receive).
-template <std::size_t N = max_iovecs>
-class stream_recv_op : public iovecs_op<stream_recv_op<N>, mutable_buffer, N> {
+/// Derived: the operation that extends it (read_all_op), or void.
+template <std::size_t N = max_iovecs, class Derived = void>
+class stream_recv_op : public iovecs_op<most_derived<stream_recv_op<N, Derived>, Derived>, mutable_buffer, N> {
 public:
     using stream_recv_op::iovecs_op::iovecs_op;
 
 private:
-    friend class socket_op<stream_recv_op>;
+    friend class socket_op<most_derived<stream_recv_op, Derived>>;
     static constexpr counter call_counter = counter::recv_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept { this->prepare_buffers(sqe, IORING_OP_RECV, IORING_OP_RECVMSG, 0); }
@@ -174,13 +176,14 @@ private:
 
 /// One send gathering up to N buffers (a stream send). MSG_NOSIGNAL: a
 /// peer gone away is an error (connection_reset), never a SIGPIPE.
-template <std::size_t N = max_iovecs>
-class stream_send_op : public iovecs_op<stream_send_op<N>, const_buffer, N> {
+/// Derived: the operation that extends it (write_all_op), or void.
+template <std::size_t N = max_iovecs, class Derived = void>
+class stream_send_op : public iovecs_op<most_derived<stream_send_op<N, Derived>, Derived>, const_buffer, N> {
 public:
     using stream_send_op::iovecs_op::iovecs_op;
 
 private:
-    friend class socket_op<stream_send_op>;
+    friend class socket_op<most_derived<stream_send_op, Derived>>;
     static constexpr counter call_counter = counter::send_calls;
 
     void prepare(io_uring_sqe& sqe) noexcept

@@ -162,6 +162,18 @@ protected:
     std::size_t bytes_ = 0;
     socket_ref socket_;
 
+    /// The coroutine a completion resumes: the awaiting one, unless Derived
+    /// has a next step (`std::coroutine_handle<> next_step(awaiting)`): a
+    /// read_all() that came up short goes on with the rest first.
+    std::coroutine_handle<> next_to_resume() noexcept
+    {
+        if constexpr (requires(Derived& d) { d.next_step(continuation_); }) {
+            return static_cast<Derived*>(this)->next_step(continuation_);
+        } else {
+            return continuation_;
+        }
+    }
+
 private:
     struct canceller {
         socket_op* op;
@@ -185,7 +197,7 @@ private:
         if (status != 0) self->error_ = completion_error(status);
         const auto before = self->handshake_.complete();
         if (before == resume_handshake::state::running) {
-            self->continuation_.resume();
+            self->next_to_resume().resume();
         } else if (before == resume_handshake::state::orphaned) {
             // The frame was destroyed while the kernel held this op. Free the
             // block if its operator delete already ran; otherwise that does.

@@ -7,6 +7,7 @@
 
 #include <portico/buffer.hpp>
 #include <portico/config.hpp>
+#include <portico/detail/most_derived.hpp>
 #include <portico/detail/win/error_map.hpp>
 #include <portico/detail/win/extensions.hpp>
 #include <portico/detail/win/sockaddr.hpp>
@@ -66,13 +67,14 @@ private:
 };
 
 /// One WSARecv into up to N buffers (a stream receive).
-template <std::size_t N = max_wsabufs>
-class stream_recv_op : public buffers_op<stream_recv_op<N>, mutable_buffer, N> {
+/// Derived: the operation that extends it (read_all_op), or void.
+template <std::size_t N = max_wsabufs, class Derived = void>
+class stream_recv_op : public buffers_op<most_derived<stream_recv_op<N, Derived>, Derived>, mutable_buffer, N> {
 public:
     using stream_recv_op::buffers_op::buffers_op;
 
 private:
-    friend class socket_op<stream_recv_op>;
+    friend class socket_op<most_derived<stream_recv_op, Derived>>;
     static constexpr bool message_size_is_a_warning = false;
 
     DWORD start(DWORD& bytes) noexcept
@@ -110,13 +112,14 @@ private:
 };
 
 /// One WSASend gathering up to N buffers (a stream send).
-template <std::size_t N = max_wsabufs>
-class stream_send_op : public buffers_op<stream_send_op<N>, const_buffer, N> {
+/// Derived: the operation that extends it (write_all_op), or void.
+template <std::size_t N = max_wsabufs, class Derived = void>
+class stream_send_op : public buffers_op<most_derived<stream_send_op<N, Derived>, Derived>, const_buffer, N> {
 public:
     using stream_send_op::buffers_op::buffers_op;
 
 private:
-    friend class socket_op<stream_send_op>;
+    friend class socket_op<most_derived<stream_send_op, Derived>>;
     static constexpr bool message_size_is_a_warning = false;
 
     DWORD start(DWORD& bytes) noexcept
