@@ -280,7 +280,8 @@ task<request_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& 
         }
         if (verdict != status::stored) {
             failed(why);
-            co_return request_end{false, describe(co_await reply(ps, verdict, received, ours, why))};
+            const std::error_code replied = co_await reply(ps, verdict, received, ours, why);
+            co_return request_end{false, describe(replied)};
         }
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (state.log.allow()) {
@@ -288,7 +289,8 @@ task<request_end> receive_content(packet_stream<tcp_socket>& ps, incoming_file& 
                         peer.c_str(), name.c_str(), static_cast<unsigned long long>(stored.size), seconds,
                         mib_per_second(stored.size, seconds), file_hash::hex(stored.hash).c_str());
         }
-        co_return request_end{true, describe(co_await reply(ps, status::stored, stored.size, stored.hash, "stored"))};
+        const std::error_code replied = co_await reply(ps, status::stored, stored.size, stored.hash, "stored");
+        co_return request_end{true, describe(replied)};
     }
 }
 // snippet-end: content
@@ -299,7 +301,8 @@ task<request_end> refuse(packet_stream<tcp_socket>& ps, const std::string& peer,
                          const std::string& why, server_state& state)
 {
     if (state.log.allow()) std::printf("%s: refused \"%s\": %s\n", peer.c_str(), shown.c_str(), why.c_str());
-    co_return request_end{false, describe(co_await reply(ps, code, 0, no_hash, why))};
+    const std::error_code replied = co_await reply(ps, code, 0, no_hash, why);
+    co_return request_end{false, describe(replied)};
 }
 
 // The file in --dir that `name` (from the network) stands for, or why it
