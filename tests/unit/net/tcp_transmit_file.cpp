@@ -295,6 +295,12 @@ PORTICO_IO_TEST_CASE("a stop request cancels a transmit_file the peer does not r
 PORTICO_IO_TEST_CASE("closing the socket in the middle of a transmit_file ends it with operation_aborted",
                      "[tcp_transmit_file]")
 {
+    // NOTE: with one pool thread only. transmit_file() starts one call
+    // after another, and tcp_socket's contract has a close() from another
+    // thread race with those starts (end it through its stop token, then
+    // close: "a stop request cancels..." above). With one thread the close
+    // and the starts take turns on it.
+    if (threads != 1) co_return;
     auto [client, server] = co_await connected_pair(ctx);
     temp_file path;
     constexpr std::size_t size = 64 * 1024 * 1024; // far beyond both sockets' buffers
