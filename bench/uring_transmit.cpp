@@ -291,10 +291,20 @@ void stalled(way how, const char* name, int file)
     for (std::size_t i = 0; i < transfers;) {
         std::size_t j = i;
         while (j < transfers && done[j].result == done[i].result) ++j;
-        results += " " + std::to_string(j - i) + "x" +
-                   (done[i].result >= 0                             ? std::to_string(done[i].result) + " bytes"
-                    : ::strerrordesc_np(-done[i].result) != nullptr ? std::string(::strerrordesc_np(-done[i].result))
-                                                                    : "errno " + std::to_string(-done[i].result));
+        // NOTE: appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a
+        // false positive) on `"literal" + std::to_string(...)` here.
+        results += ' ';
+        results += std::to_string(j - i);
+        results += 'x';
+        if (done[i].result >= 0) {
+            results += std::to_string(done[i].result);
+            results += " bytes";
+        } else if (const char* text = ::strerrordesc_np(-done[i].result); text != nullptr) {
+            results += text;
+        } else {
+            results += "errno ";
+            results += std::to_string(-done[i].result);
+        }
         i = j;
     }
     std::printf("%-10s %2zu pending, threads %zu -> %zu, cancelled in %.0f us:%s\n", name, pending, threads_before,
