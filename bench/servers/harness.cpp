@@ -248,6 +248,7 @@ options parse_options(int argc, char** argv)
             std::printf("usage: %s --mode echo|packet|sink|fanout|download|echo-lean|packet-lean\n"
                         "       [--port N] [--threads N] [--file PATH]\n"
                         "       [--inline-budget N] [--port-check N] [--batch N] [--skip-on-success 0|1]\n"
+                        "       [--idle-spin MICROSECONDS]\n"
                         "       [--transmit-part BYTES]  (portico)\n"
                         "       [--exit-after CONNECTIONS]\n",
                         program);
@@ -292,6 +293,10 @@ options parse_options(int argc, char** argv)
             unsigned n = 0;
             if (!parse_number<unsigned>(value, 1, 1u << 20, n)) usage(program, "--port-check takes 1..1048576");
             result.port_check_interval = n;
+        } else if (flag == "--idle-spin") {
+            unsigned n = 0;
+            if (!parse_number<unsigned>(value, 0, 10'000'000, n)) usage(program, "--idle-spin takes 0..10000000");
+            result.idle_spin_us = n;
         } else if (flag == "--skip-on-success") {
             unsigned n = 0;
             if (!parse_number<unsigned>(value, 0, 1, n)) usage(program, "--skip-on-success takes 0 or 1");
@@ -331,10 +336,10 @@ void connection_closed(counters& c) noexcept
 void refuse_scheduling_knobs(const options& opts, const char* impl)
 {
     if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval ||
-        opts.transmit_part) {
+        opts.idle_spin_us || opts.transmit_part) {
         std::fprintf(stderr,
-                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success and --transmit-part are "
-                     "portico's\n",
+                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success, --idle-spin and "
+                     "--transmit-part are portico's\n",
                      impl);
         std::exit(2);
     }

@@ -30,6 +30,8 @@ struct options {
     std::optional<unsigned> batch_size;
     std::optional<bool> skip_on_success;
     std::optional<unsigned> port_check_interval;
+    // --idle-spin US: io_context::options::idle_spin, in microseconds.
+    std::optional<unsigned> idle_spin_us;
     // Download mode: the file bytes per TransmitFile call (transmit_file_options::bytes_per_call);
     // unset: the library's default, the whole file up to 1 GiB per call.
     std::optional<std::uint64_t> transmit_part;
@@ -40,8 +42,8 @@ struct options {
 
 // Parses --mode echo|packet|sink|fanout|download|echo-lean|packet-lean, --port N, --threads N (N >= 1),
 // --file PATH (download: required), and the scheduling knobs --inline-budget N, --batch N (N >= 1),
-// --skip-on-success 0|1, --port-check N (N >= 1), --exit-after N (N >= 1), and --transmit-part BYTES (download: bytes
-// per TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
+// --skip-on-success 0|1, --port-check N (N >= 1), --idle-spin US, --exit-after N (N >= 1), and --transmit-part BYTES
+// (download: bytes per TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 
 // For a server without scheduling knobs: exits with status 2, saying so, if any was given.

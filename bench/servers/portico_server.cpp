@@ -3,6 +3,7 @@
 #include <portico/portico.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -235,7 +236,8 @@ int main(int argc, char** argv)
         return 2;
     }
     if (opts.inline_budget || opts.skip_on_success || opts.port_check_interval || opts.transmit_part) {
-        std::fputs("bench_portico: on io_uring only --batch of the scheduling knobs has a meaning\n", stderr);
+        std::fputs("bench_portico: on io_uring only --batch and --idle-spin of the scheduling knobs have a meaning\n",
+                   stderr);
         return 2;
     }
 #endif
@@ -245,6 +247,7 @@ int main(int argc, char** argv)
     if (opts.batch_size) knobs.batch_size = *opts.batch_size;
     if (opts.skip_on_success) knobs.skip_completion_on_success = *opts.skip_on_success;
     if (opts.port_check_interval) knobs.port_check_interval = *opts.port_check_interval;
+    if (opts.idle_spin_us) knobs.idle_spin = std::chrono::microseconds(*opts.idle_spin_us);
     io_context ctx(knobs);
     portico::tcp_acceptor acceptor(ctx);
     if (auto [ec] = acceptor.listen(portico::endpoint{portico::address_v4::loopback(), opts.port}); ec) {

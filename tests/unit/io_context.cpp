@@ -10,13 +10,16 @@
 #include "support/catch.hpp"
 #include "support/co_test.hpp"
 #include "support/heap_counter.hpp"
+#include "support/loopback.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include "support/latch.hpp"
 #include <memory>
 #include <string_view>
+#include <system_error>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -341,4 +344,174 @@ TEST_CASE("defer from a thread outside the pool posts the coroutine to the pool"
         ctx.stop();
     }
     CHECK(resumed_on_pool);
+}
+
+// --- idle_spin: a pool thread with nothing to run looks for work before it
+// blocks. Each test gives the spin far longer than the test needs, so a
+// thread that blocked anyway (idle_waits) is a spin that missed its work,
+// not a slow machine; a spin that missed it for good ends the test after the
+// spin, with the check failed.
+
+namespace {
+
+io_context::options spinning_for(std::chrono::microseconds spin)
+{
+    io_context::options options;
+    options.idle_spin = spin;
+    return options;
+}
+
+} // namespace
+
+TEST_CASE("idle_spin: a thread finds its timer while it spins, and never blocks", "[io_context][idle_spin]")
+{
+    portico::io_statistics before, after;
+    portico::test::run_co_test(
+        1,
+        [&](io_context& ctx, unsigned) -> task<> {
+            before = ctx.statistics();
+            for (int i = 0; i < 3; ++i) co_await ctx.sleep_for(20ms);
+            after = ctx.statistics();
+        },
+        spinning_for(20s));
+    CHECK(after.idle_waits - before.idle_waits == 0);
+    CHECK(after.spin_finds - before.spin_finds >= 3);
+    CHECK(after.timers_fired - before.timers_fired == 3);
+}
+
+namespace {
+
+// Echoes 50 messages of 64 bytes back to the sender; returns the bytes echoed.
+task<std::size_t> echo_50(portico::tcp_socket socket)
+{
+    std::array<std::byte, 64> buffer{};
+    std::size_t echoed = 0;
+    for (int i = 0; i < 50; ++i) {
+        auto [ec, n] = co_await socket.read_all(portico::buffer(buffer));
+        if (ec) break;
+        auto [write_ec, written] = co_await socket.write_all(portico::buffer(buffer));
+        if (write_ec) break;
+        echoed += written;
+    }
+    co_return echoed;
+}
+
+} // namespace
+
+TEST_CASE("idle_spin: a thread that spins sees the completions of its sockets, and never blocks",
+          "[io_context][idle_spin]")
+{
+    // The echo runs in a context of its own, on another thread: each answer
+    // comes while the spinning thread has nothing else to do.
+    io_context peer;
+    std::atomic<std::size_t> echoed{0};
+    portico::io_statistics before, after;
+    {
+        thread_pool peer_pool(peer, 1);
+        // The peer's thread makes what it holds while it runs (its ring, on
+        // Linux) before the test counts the process's handles.
+        portico::test::wait_for_pool(peer, 1);
+        portico::test::run_co_test(
+            1,
+            [&](io_context& ctx, unsigned) -> task<> {
+                portico::test::raw_listener listener;
+                portico::tcp_socket client(ctx);
+                auto [connect_ec] = co_await client.connect(listener.local());
+                if (connect_ec) throw std::system_error(connect_ec, "connect");
+                peer.spawn([](portico::tcp_socket s, std::atomic<std::size_t>& total) -> task<> {
+                    total.store(co_await echo_50(std::move(s)));
+                }(listener.accept(peer), echoed));
+                before = ctx.statistics();
+                std::array<std::byte, 64> buffer{};
+                std::size_t received = 0;
+                for (int i = 0; i < 50; ++i) {
+                    buffer.fill(static_cast<std::byte>(i));
+                    auto [ec, n] = co_await client.write_all(portico::buffer(buffer));
+                    if (ec) break;
+                    auto [read_ec, got] = co_await client.read_all(portico::buffer(buffer));
+                    if (read_ec || buffer[63] != static_cast<std::byte>(i)) break;
+                    received += got;
+                }
+                after = ctx.statistics();
+                CHECK(received == 50 * 64);
+            },
+            spinning_for(20s));
+        peer.stop();
+    }
+    CHECK(echoed.load() == 50 * 64);
+    CHECK(after.idle_waits - before.idle_waits == 0);
+    CHECK(after.spin_finds - before.spin_finds >= 1);
+    CHECK(after.recv_calls - before.recv_calls >= 50);
+}
+
+TEST_CASE("idle_spin: posts from outside the pool reach a thread that spins, refused ones too",
+          "[io_context][idle_spin]")
+{
+    for (unsigned refused : {0u, 3u}) {
+        DYNAMIC_SECTION("posts the port refuses: " << refused)
+        {
+            io_context ctx(spinning_for(20s));
+            portico::io_statistics before;
+            int ran = 0;
+            {
+                thread_pool pool(ctx, 1);
+                portico::test::wait_for_pool(ctx, 1);
+                before = ctx.statistics();
+                portico::detail::context_access::scheduler(ctx).inject_post_failures(refused);
+                for (int i = 0; i < 20; ++i) {
+                    // Each post waits for the one before, so the thread has
+                    // gone idle again (or is on its way) when it comes.
+                    portico::test::latch done(1);
+                    ctx.post([&] {
+                        ++ran;
+                        done.count_down();
+                    });
+                    done.wait();
+                }
+                const auto after = ctx.statistics();
+                CHECK(after.idle_waits - before.idle_waits == 0);
+                CHECK(after.post_failures - before.post_failures == refused);
+                ctx.stop();
+            }
+            CHECK(ran == 20);
+        }
+    }
+}
+
+TEST_CASE("idle_spin: a spin that finds nothing ends, and the thread blocks", "[io_context][idle_spin]")
+{
+    for (auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(1000)}) {
+        DYNAMIC_SECTION("spin: " << spin.count() << " us")
+        {
+            io_context ctx(spinning_for(spin));
+            thread_pool pool(ctx, 1);
+            // Nothing to run, ever: the thread blocks once its spin is over.
+            const auto give_up = std::chrono::steady_clock::now() + 30s;
+            while (ctx.statistics().idle_waits == 0 && std::chrono::steady_clock::now() < give_up) {
+                std::this_thread::yield();
+            }
+            CHECK(ctx.statistics().idle_waits >= 1);
+            CHECK(ctx.statistics().spin_finds == 0);
+            ctx.stop();
+        }
+    }
+}
+
+TEST_CASE("idle_spin: stop() ends the run() of a thread that spins", "[io_context][idle_spin]")
+{
+    // A spin of two minutes: a stop the spin missed keeps run() going that
+    // long, well past the check below.
+    io_context ctx(spinning_for(120s));
+    std::atomic<bool> returned{false};
+    std::thread runner([&] {
+        ctx.run();
+        returned.store(true);
+    });
+    portico::test::wait_for_pool(ctx, 1);
+    ctx.stop();
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (!returned.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    CHECK(returned.load());
+    runner.join();
+    CHECK(ctx.statistics().idle_waits == 0);
 }

@@ -288,6 +288,15 @@ public:
         return tail - head;
     }
 
+    /// Whether completions wait to be taken: in the queue, or in the kernel
+    /// until a call into it (take_owned() makes that call). A snapshot,
+    /// without a system call.
+    [[nodiscard]] bool completions_waiting() const noexcept
+    {
+        return ready() != 0 ||
+               (std::atomic_ref<std::uint32_t>(*sq_flags_).load(std::memory_order_relaxed) & waiting_in_kernel) != 0;
+    }
+
     /// Copies up to `max` ready completions into `out` and hands their slots
     /// back to the kernel; returns how many. Never blocks.
     std::size_t take(completion* out, std::size_t max) noexcept
@@ -309,7 +318,6 @@ public:
         // behalf wait as its task work (COOP_TASKRUN): only a call into the
         // kernel moves either to the queue, and without it a taker that
         // never waits would never see them.
-        constexpr std::uint32_t waiting_in_kernel = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
         if (head == tail &&
             (std::atomic_ref<std::uint32_t>(*sq_flags_).load(std::memory_order_relaxed) & waiting_in_kernel) != 0) {
             (void)::syscall(__NR_io_uring_enter, fd_, 0u, 0u, IORING_ENTER_GETEVENTS, nullptr, 0);
@@ -367,6 +375,9 @@ public:
     [[nodiscard]] unsigned cq_entries() const noexcept { return cq_entries_; }
 
 private:
+    /// The submission queue's flags that say completions wait in the kernel
+    /// (past a full queue, or as task work: take_owned() says more).
+    static constexpr std::uint32_t waiting_in_kernel = IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN;
     /// Whether the kernel cancels synchronously, from any thread, by
     /// descriptor and all at once (IORING_REGISTER_SYNC_CANCEL with
     /// IORING_ASYNC_CANCEL_FD | _ALL: Linux 6.0): asked of the ring's own

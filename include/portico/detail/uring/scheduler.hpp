@@ -19,6 +19,7 @@
 #include <array>
 #include <cassert>
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <cstdint>
 #include <memory>
@@ -136,6 +137,9 @@ public:
         unsigned inline_budget = 1;
         /// Not used yet (no ready queue on this backend so far).
         unsigned port_check_interval = 16;
+        /// How long an idle thread looks at its ring and the queues without
+        /// a system call before it sleeps (io_context::options::idle_spin).
+        std::chrono::microseconds idle_spin{0};
     };
 
     /// Rings one scheduler makes at most: run() on more threads at once
@@ -147,6 +151,7 @@ public:
     /// why and what to do.
     explicit scheduler(options opts)
         : batch_size_((std::max)(1u, opts.batch_size)),
+          idle_spin_((std::max)(std::chrono::microseconds::zero(), opts.idle_spin)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_wakes, this)
     {}
     /// As scheduler(options), with the default options.
@@ -221,8 +226,9 @@ public:
             std::size_t n = slot->io.take_owned(batch.get(), batch_size_);
             if (n == 0 && injected == 0 && slot->local.empty()) {
                 // Nothing to run: submit what the handlers queued and wait, in
-                // one system call, then take what came in the same turn.
-                sleep(*slot);
+                // one system call, then take what came in the same turn. With
+                // an idle spin, the wait comes only if the spin finds nothing.
+                if (idle_spin_.count() == 0 || !spin(*slot, *stats)) sleep(*slot, *stats);
                 n = slot->io.take_owned(batch.get(), batch_size_);
             }
             if (n + injected != 0) stat_blocks::note_batch(*stats, n + injected);
@@ -745,18 +751,59 @@ private:
     // a waker changes the state and then looks at `sleeping` (wake_one,
     // wake_all, cancel, owe). All seq_cst, so in their one order either the
     // sleeper sees the change here, or the waker sees it asleep and wakes it.
-    void sleep(ring_slot& slot) noexcept
+    void sleep(ring_slot& slot, stat_block& stats) noexcept
     {
         slot.sleeping.store(true, std::memory_order_seq_cst);
         if (!work_.drained() && injected_size_.load(std::memory_order_seq_cst) == 0 &&
             slot.inbox_size.load(std::memory_order_seq_cst) == 0 &&
             slot.owed_size.load(std::memory_order_seq_cst) == 0 && !slot.recheck.load(std::memory_order_seq_cst) &&
             slot.io.ready() == 0) {
+            stat_blocks::bump(stats, counter::idle_waits, 1);
             (void)slot.io.enter_owned(1);
         }
         // NOTE: a waker that claimed the flag meanwhile has sent (or will
         // send) a wake-up that finds us awake: one more empty turn.
         slot.sleeping.store(false, std::memory_order_relaxed);
+    }
+
+    /// The idle spin (options::idle_spin) of a thread with nothing to run:
+    /// submits its queue, then looks for anything that would end a sleep,
+    /// without a system call, for up to idle_spin_. Returns true, counting
+    /// a spin find, if something came; false if the spin ran out (the
+    /// caller sleeps, and looks at everything once more first).
+    bool spin(ring_slot& slot, stat_block& stats) noexcept
+    {
+        // NOTE: what the handlers queued goes to the kernel first: its answer
+        // may be what the spin waits for.
+        submit_queued(slot);
+        const auto until = std::chrono::steady_clock::now() + idle_spin_;
+        for (unsigned looks = 1;; ++looks) {
+            // NOTE: nobody wakes a thread that does not sleep (wake_one looks
+            // at `sleeping`), so the spin looks at all that a wake-up stands
+            // for, plus completions the kernel holds as task work.
+            if (work_.drained()) return true;
+            if (injected_size_.load(std::memory_order_acquire) != 0 ||
+                slot.inbox_size.load(std::memory_order_acquire) != 0 ||
+                slot.owed_size.load(std::memory_order_acquire) != 0 || slot.recheck.load(std::memory_order_acquire) ||
+                slot.io.completions_waiting()) {
+                stat_blocks::bump(stats, counter::spin_finds, 1);
+                return true;
+            }
+            // A clock read per 16 looks: a few microseconds late at most.
+            if (looks % 16 == 0 && std::chrono::steady_clock::now() >= until) return false;
+            cpu_relax();
+        }
+    }
+
+    /// Tells the processor this thread is spinning (it gives a sibling
+    /// hyper-thread more room, and leaves the loop without a misprediction).
+    static void cpu_relax() noexcept
+    {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
     }
 
     /// The turn's submission on a pool thread (run(), sleep()): the queue
@@ -1005,6 +1052,7 @@ private:
     }
 
     const unsigned batch_size_;
+    const std::chrono::microseconds idle_spin_;
     stat_blocks stats_;
     work_count work_;
     // The wake-up ring: only IORING_OP_MSG_RING to the threads' rings, from

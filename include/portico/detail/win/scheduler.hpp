@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <coroutine>
 #include <cstdint>
 #include <memory>
@@ -116,12 +117,16 @@ public:
         unsigned inline_budget = 1;
         /// Ready turns between two looks at a port found empty (>= 1).
         unsigned port_check_interval = 16;
+        /// How long an idle thread looks at the port without waiting before
+        /// it blocks (io_context::options::idle_spin).
+        std::chrono::microseconds idle_spin{0};
     };
 
     explicit scheduler(options opts)
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
           skip_completion_on_success_(opts.skip_completion_on_success), inline_budget_(opts.inline_budget),
           port_check_interval_((std::max)(1u, opts.port_check_interval)),
+          idle_spin_((std::max)(std::chrono::microseconds::zero(), opts.idle_spin)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
@@ -192,14 +197,13 @@ public:
             if (!have_ready || self.quiet_turns == 0) {
                 // NOTE: with operations ready, only look at the port: nothing
                 // may wait for new packets while they could run.
-                const DWORD wait = have_ready ? 0 : INFINITE;
-                const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries.get(), batch_size_, &count, wait, FALSE);
-                stat_blocks::bump(*stats, counter::dequeue_calls, 1);
-                if (!ok) {
-                    // WAIT_TIMEOUT only comes with a zero wait: the port is
-                    // empty, serve the ready operations. A closed port can
+                const DWORD error =
+                    have_ready ? dequeue(entries.get(), count, 0, *stats) : dequeue_idle(entries.get(), count, *stats);
+                if (error != 0) {
+                    // WAIT_TIMEOUT only comes with a zero wait or from a
+                    // spin that ended early: the port is empty, serve what
+                    // is ready and look again. A closed port can
                     // only mean a bug, and spinning on it would hide the bug.
-                    const DWORD error = ::GetLastError();
                     if (error == ERROR_ABANDONED_WAIT_0) break;
                     count = 0;
                     if (error != WAIT_TIMEOUT) continue;
@@ -387,6 +391,44 @@ private:
         HANDLE h_;
     };
 
+    /// One GetQueuedCompletionStatusEx call: up to batch_size_ packets into
+    /// `entries`, their number into `count`. Returns 0 or the call's error
+    /// (WAIT_TIMEOUT: none came within `wait` milliseconds).
+    DWORD dequeue(OVERLAPPED_ENTRY* entries, ULONG& count, DWORD wait, stat_block& stats) noexcept
+    {
+        const BOOL ok = ::GetQueuedCompletionStatusEx(port(), entries, batch_size_, &count, wait, FALSE);
+        stat_blocks::bump(stats, counter::dequeue_calls, 1);
+        return ok ? 0 : ::GetLastError();
+    }
+
+    /// The dequeue of a thread with nothing to run: looks at the port without
+    /// waiting for up to idle_spin_, then blocks until a packet comes. As
+    /// dequeue(); WAIT_TIMEOUT when the spin found the fallback queue
+    /// holding work, or the drain, instead of a packet.
+    DWORD dequeue_idle(OVERLAPPED_ENTRY* entries, ULONG& count, stat_block& stats) noexcept
+    {
+        if (idle_spin_.count() > 0) {
+            const auto until = std::chrono::steady_clock::now() + idle_spin_;
+            do {
+                const DWORD error = dequeue(entries, count, 0, stats);
+                if (error != WAIT_TIMEOUT) {
+                    if (error == 0) stat_blocks::bump(stats, counter::spin_finds, 1);
+                    return error;
+                }
+                // NOTE: what a blocking wait would learn of by a packet
+                // (posts the port refused, the end of the drain) ends the
+                // spin too: nobody wakes a thread that is not waiting.
+                if (fallback_size_.load(std::memory_order_acquire) != 0) {
+                    stat_blocks::bump(stats, counter::spin_finds, 1);
+                    return WAIT_TIMEOUT;
+                }
+                if (work_.drained()) return WAIT_TIMEOUT;
+            } while (std::chrono::steady_clock::now() < until);
+        }
+        stat_blocks::bump(stats, counter::idle_waits, 1);
+        return dequeue(entries, count, INFINITE, stats);
+    }
+
     static HANDLE create_port(unsigned concurrency_hint)
     {
         ensure_winsock();
@@ -516,6 +558,7 @@ private:
     const bool skip_completion_on_success_;
     const unsigned inline_budget_;
     const unsigned port_check_interval_;
+    const std::chrono::microseconds idle_spin_;
     work_count work_;
     std::atomic<unsigned> inject_failures_{0};
 
