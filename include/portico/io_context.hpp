@@ -238,7 +238,8 @@ public:
         /// look is a read of the completion queue in memory on Linux, and
         /// a GetQueuedCompletionStatusEx call with no wait on Windows.
         /// io_statistics::spin_finds counts the spins that found work, and
-        /// idle_waits the blocks. See docs/design/operations.md.
+        /// idle_waits the blocks. A negative spin counts as 0, one past a
+        /// day as a day. See docs/design/operations.md.
         std::chrono::microseconds idle_spin{0};
     };
 

@@ -515,3 +515,23 @@ TEST_CASE("idle_spin: stop() ends the run() of a thread that spins", "[io_contex
     runner.join();
     CHECK(ctx.statistics().idle_waits == 0);
 }
+
+TEST_CASE("idle_spin: the longest spin is a day, not a deadline that overflows the clock", "[io_context][idle_spin]")
+{
+    // Unclamped, now() + microseconds::max() wraps into the past: the spin
+    // would end at its first clock read and the thread would block.
+    io_context ctx(spinning_for(std::chrono::microseconds::max()));
+    portico::io_statistics before;
+    {
+        thread_pool pool(ctx, 1);
+        portico::test::wait_for_pool(ctx, 1);
+        before = ctx.statistics();
+        for (int i = 0; i < 5; ++i) {
+            portico::test::latch done(1);
+            ctx.post([&] { done.count_down(); });
+            done.wait();
+        }
+        CHECK(ctx.statistics().idle_waits - before.idle_waits == 0);
+        ctx.stop();
+    }
+}

@@ -151,7 +151,7 @@ public:
     /// why and what to do.
     explicit scheduler(options opts)
         : batch_size_((std::max)(1u, opts.batch_size)),
-          idle_spin_((std::max)(std::chrono::microseconds::zero(), opts.idle_spin)),
+          idle_spin_(std::clamp(opts.idle_spin, std::chrono::microseconds::zero(), max_idle_spin)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_wakes, this)
     {}
     /// As scheduler(options), with the default options.
@@ -1052,6 +1052,8 @@ private:
     }
 
     const unsigned batch_size_;
+    // A day: past it the spin's deadline could overflow the clock.
+    static constexpr std::chrono::microseconds max_idle_spin = std::chrono::hours(24);
     const std::chrono::microseconds idle_spin_;
     stat_blocks stats_;
     work_count work_;

@@ -126,7 +126,7 @@ public:
         : port_(create_port(opts.concurrency_hint)), batch_size_((std::max)(1u, opts.batch_size)),
           skip_completion_on_success_(opts.skip_completion_on_success), inline_budget_(opts.inline_budget),
           port_check_interval_((std::max)(1u, opts.port_check_interval)),
-          idle_spin_((std::max)(std::chrono::microseconds::zero(), opts.idle_spin)),
+          idle_spin_(std::clamp(opts.idle_spin, std::chrono::microseconds::zero(), max_idle_spin)),
           timers_(&scheduler::post_from_timer, &scheduler::retry_fallback, this)
     {}
 
@@ -558,6 +558,8 @@ private:
     const bool skip_completion_on_success_;
     const unsigned inline_budget_;
     const unsigned port_check_interval_;
+    // A day: past it the spin's deadline could overflow the clock.
+    static constexpr std::chrono::microseconds max_idle_spin = std::chrono::hours(24);
     const std::chrono::microseconds idle_spin_;
     work_count work_;
     std::atomic<unsigned> inject_failures_{0};
