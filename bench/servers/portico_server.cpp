@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -71,7 +72,11 @@ task<> sink(tcp_socket s)
 }
 
 // Replies are queued by copy: every packet a receive brought in is answered
-// before the one write that carries all the answers (queue_packet).
+// before the one write that carries all the answers (queue_packet). A peer
+// that sends faster than it reads fills the queue: over its high watermark a
+// copy cannot wait, so the answer goes as a write_packet, which waits for room
+// (the suspend policy) behind the copies queued before it, and the next packet
+// is read only then. Every packet is answered (bench/PROTOCOL.md).
 task<> packet_echo(tcp_socket s)
 {
     portico::packet_stream ps{std::move(s), portico::packet_stream_options{
@@ -80,7 +85,11 @@ task<> packet_echo(tcp_socket s)
     for (;;) {
         auto [ec, pkt] = co_await ps.read_packet();
         if (ec) co_return;
-        if (ps.queue_packet(pkt.type, pkt.body)) co_return;
+        const std::error_code queued = ps.queue_packet(pkt.type, pkt.body);
+        if (!queued) continue;
+        if (queued != portico::errc::send_queue_full) co_return;
+        auto [write_ec] = co_await ps.write_packet(pkt.type, pkt.body);
+        if (write_ec) co_return;
     }
 }
 
@@ -232,7 +241,8 @@ int main(int argc, char** argv)
     // transmit_file is new, and Asio's download, its peer, is written on a Windows file handle.
     // The IOCP scheduling knobs have no meaning on the rings (docs/design/uring.md).
     if (opts.mode == bench::mode::download) {
-        std::fputs("bench_portico: --mode download is not run natively yet (no Asio peer to compare with)\n", stderr);
+        std::fputs("bench_portico: --mode download is not implemented natively yet (no Asio peer to compare with)\n",
+                   stderr);
         return 2;
     }
     if (opts.inline_budget || opts.skip_on_success || opts.port_check_interval || opts.transmit_part) {
