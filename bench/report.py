@@ -5,9 +5,12 @@ docs/images/, drawn by gnuplot (bench/charts.gp).
 
     bench/report.py [--results bench/results/latest.json] [--docs docs]
                     [--native-results bench/results/native.json]
+                    [--native-spin-results bench/results/native-spin.json]
 The native run's results (run.py --native), when that file exists, make the
 page's native section: tables of their own, beside the Wine ones, which they
-leave as they are.
+leave as they are. A native run in which every server spins when idle
+(run.py --native --idle-spin US) makes the section after it, when its file
+exists.
 Standard library only; gnuplot from Debian's gnuplot-nox.
 """
 
@@ -362,16 +365,20 @@ NATIVE_NAMES = {"portico": "portico (io_uring)", "asio": "Asio (epoll)", "asio_u
                 "raw_uring": "floor (io_uring)"}
 
 
-def native_section(results: dict | None) -> str:
+def native_section(results: dict | None, command: str = "bash scripts/bench.sh --native") -> str:
     """The native run's tables: each server's rate, the ratios of portico to
     each other server, round-trip times and heap allocations per message;
-    the idle and fan-out rows. No call counts: the native servers count none."""
+    the idle and fan-out rows. No call counts: the native servers count none.
+    A spinning run (its environment's idle_spin_us) says so in its first line."""
     if results is None:
-        return "Not measured yet: `bash scripts/bench.sh --native` runs it and rewrites this page."
+        return f"Not measured yet: `{command}` runs it and rewrites this page."
     scenarios = results["scenarios"]
     env = results["environment"]
+    spin = env.get("idle_spin_us") or 0
+    spinning = (f" every server spins for up to {spin} µs when idle before it blocks (`--idle-spin {spin}`);"
+                if spin else "")
     out = [f"Run {env['date']} on {env['cpu']} ({env['cpus']} CPUs), Linux {env['kernel']}, {env['compiler']}; "
-           f"{env['rounds']} rounds of {env['seconds']} s after {env['warmup']} s warm-up; servers on CPU "
+           f"{env['rounds']} rounds of {env['seconds']} s after {env['warmup']} s warm-up;{spinning} servers on CPU "
            f"{env['server_core']}, load client on CPU {env['client_core']}.", ""]
 
     def cell(e: dict | None, key: str, digits: int = 0) -> str:
@@ -421,7 +428,8 @@ def native_section(results: dict | None) -> str:
                 mine = per.get("portico")
                 out.append(f"| {NATIVE_NAMES[x]} | {num(per[x])} | "
                            f"{f'{mine / per[x]:.2f}' if mine and x != 'portico' else '–'} |")
-    out += ["", "The goals of issue 18, from these numbers:", "", native_goals(scenarios, counted)]
+    out += ["", f"The goals of issue 18, from these numbers{' (all servers spinning)' if spin else ''}:", "",
+            native_goals(scenarios, counted)]
     return "\n".join(out)
 
 
@@ -457,8 +465,11 @@ def main() -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "bench/results/latest.json")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
     ap.add_argument("--native-results", type=Path, default=ROOT / "bench/results/native.json")
+    ap.add_argument("--native-spin-results", type=Path, default=ROOT / "bench/results/native-spin.json")
     args = ap.parse_args()
     native = json.loads(args.native_results.read_text()) if args.native_results.exists() else None
+    native_spin = (json.loads(args.native_spin_results.read_text()) if args.native_spin_results.exists()
+                   else None)
     results = json.loads(args.results.read_text())
     scenarios = results["scenarios"]
     charts(scenarios, args.docs / "images")
@@ -480,6 +491,8 @@ def main() -> int:
         "@DOWNLOAD_PROBE@": probe_table(scenarios),
         "@STEAL@": steal_line(scenarios),
         "@NATIVE@": native_section(native),
+        "@NATIVE_SPIN@": native_section(native_spin, "bash scripts/bench.sh --native --idle-spin 50 "
+                                                     "--results bench/results/native-spin.json"),
     }.items():
         page = page.replace(marker, text)
     (args.docs / "benchmarks.md").write_text(page)

@@ -47,6 +47,12 @@ allocations are counted; download and its probe are skipped (Asio has no
 native counterpart of TransmitFile to compare with), and idle trials have no
 wineserver to measure.
 
+Spinning (--idle-spin US): every server that can spins, not portico alone: a
+thread with nothing to run looks for work for up to US microseconds before it
+blocks (portico's io_context::options::idle_spin; Asio polls its io_context;
+the io_uring floor reads its completion queue). Natively all four spin; under
+Wine portico and Asio do (the IOCP floor has no spin and refuses it).
+
 Usage (scripts/bench.sh runs it after building everything):
     bench/run.py --build-dir build/mingw-bench --client build/bench-load/load_client
                  [--rounds 20] [--seconds 2] [--warmup 0.5] [--only NAME,...]
@@ -75,6 +81,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPLS = ("portico", "asio", "raw")
+# The servers that take --idle-spin (bench/servers/harness.hpp).
+SPINNING_IMPLS = ("portico", "asio", "asio_uring", "raw_uring")
 # The native servers (--native): "asio" is Asio over epoll, its default.
 NATIVE_IMPLS = ("portico", "asio", "asio_uring", "raw_uring")
 # Counted but not system calls: they read or convert a value in user mode.
@@ -615,8 +623,9 @@ def run_scenario(scenario: Scenario, exes: dict[str, Path], prefix: Path | None,
     extra = tuple(served_file(scenario, args))
 
     def start(impl: str) -> Server:
-        return Server(impl, scenario.server_mode, exes[impl], prefix, cores[0],
-                      extra + (tuple(shlex.split(args.portico_args)) if impl == "portico" else ()))
+        knobs = tuple(shlex.split(args.portico_args)) if impl == "portico" else ()
+        spin = ("--idle-spin", str(args.idle_spin)) if args.idle_spin and impl in SPINNING_IMPLS else ()
+        return Server(impl, scenario.server_mode, exes[impl], prefix, cores[0], extra + knobs + spin)
 
     idle = scenario.kind == "idle"
     # NOTE: an idle trial gets a server of its own, and a wineserver of its
@@ -686,6 +695,7 @@ def environment(args, cores) -> dict:
         "server_core": cores[0], "client_core": cores[1],
         "rounds": args.rounds, "seconds": args.seconds, "warmup": args.warmup,
         "portico_args": args.portico_args,
+        "idle_spin_us": args.idle_spin,
     }
 
 
@@ -717,12 +727,17 @@ def main() -> int:
     ap.add_argument("--portico-args", default="",
                     help="extra flags for the portico server: its scheduling knobs, e.g. '--inline-budget 16' "
                          "(bench_portico --help); the default is the library's defaults")
+    ap.add_argument("--idle-spin", type=int, default=0, metavar="US",
+                    help="every server that can spins for up to US microseconds when idle before it blocks "
+                         "(see above); the default, 0, blocks at once")
     ap.add_argument("--results", type=Path, default=None,
                     help="default bench/results/latest.json, or bench/results/native.json with --native")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other scenarios of an existing --results file; these replace theirs and "
                          "carry the environment of this run")
     args = ap.parse_args()
+    if args.idle_spin and "--idle-spin" in args.portico_args:
+        ap.error("--idle-spin is given to every server: leave it out of --portico-args")
     if args.build_dir is None:
         args.build_dir = ROOT / ("build/linux-bench" if args.native else "build/mingw-bench")
     if args.results is None:

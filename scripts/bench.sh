@@ -13,7 +13,10 @@
 #       (bench/callgrind_echo.sh); results in bench/results/native.json and the
 #       native section of docs/benchmarks.md (the Wine sections are left as they are)
 #   scripts/bench.sh --native --smoke    the same checks as --smoke, natively, under
-#       build/bench-smoke-native
+#       build/bench-smoke-native (and a spinning trial: run.py --idle-spin)
+#   scripts/bench.sh --native --idle-spin 50 --results bench/results/native-spin.json
+#       the native run with every server spinning when idle (the section after the
+#       native one in docs/benchmarks.md; no callgrind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,9 +48,14 @@ if [[ ${1:-} == --native ]]; then
     # The Wine smoke's scenarios (download is not run natively).
     /usr/bin/python3 bench/run.py --native --rounds 2 --idle-rounds 1 --seconds 0.3 --warmup 0.1 \
       --only pingpong-1x64,packets-1x16,churn,fanout-10x64,mixed-10of500,idle-packet-100 --results "$out/native.json"
+    # And the spinning run's section: every server with --idle-spin.
+    /usr/bin/python3 bench/run.py --native --rounds 1 --seconds 0.3 --warmup 0.1 --idle-spin 20 \
+      --only pingpong-1x64 --results "$out/native-spin.json"
     mkdir -p "$out/docs"
-    /usr/bin/python3 bench/report.py --native-results "$out/native.json" --docs "$out/docs"
+    /usr/bin/python3 bench/report.py --native-results "$out/native.json" --native-spin-results "$out/native-spin.json" \
+      --docs "$out/docs"
     grep -q "## Native Linux: io_uring and epoll" "$out/docs/benchmarks.md"
+    grep -q "every server spins for up to 20 µs when idle" "$out/docs/benchmarks.md"
     grep -q "| ping-pong, 1 connection, 64 B | msgs/s | [0-9]" "$out/docs/benchmarks.md"
     grep -q "| fan-out, 1 sender to 10 receivers, 64 B | deliveries/s | [0-9]" "$out/docs/benchmarks.md"
     grep -q "| 100 idle connections, lean framed echo | [0-9]" "$out/docs/benchmarks.md"

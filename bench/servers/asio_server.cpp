@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -356,13 +357,27 @@ asio::awaitable<void> accept_loop(tcp::acceptor acceptor, const bench::options& 
     }
 }
 
+// A pool thread's loop under --idle-spin, the way an Asio user busy-polls for latency: with
+// nothing ready, the thread keeps polling (poll runs what is ready and never blocks) for up to
+// `spin` before it blocks in run_one for the next handler.
+void run_spinning(asio::io_context& ctx, std::chrono::microseconds spin)
+{
+    while (!ctx.stopped()) {
+        if (ctx.poll() != 0) continue;
+        const auto until = std::chrono::steady_clock::now() + spin;
+        bool found = false;
+        while (!found && !ctx.stopped() && std::chrono::steady_clock::now() < until) found = ctx.poll() != 0;
+        if (!found) ctx.run_one();
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
     bench::start_counting();
     const bench::options opts = bench::parse_options(argc, argv);
-    bench::refuse_scheduling_knobs(opts, impl_name);
+    bench::refuse_scheduling_knobs(opts, impl_name, /*spins_when_idle=*/true);
 #if !defined(_WIN32)
     // NOTE: refused, not ignored: download is written on asio::windows::random_access_handle.
     if (opts.mode == bench::mode::download) {
@@ -384,7 +399,16 @@ int main(int argc, char** argv)
         asio::co_spawn(ctx, accept_loop(std::move(acceptor), opts, counters, fanout_room), asio::detached);
 
         std::vector<std::thread> threads;
-        for (unsigned i = 0; i < opts.threads; ++i) threads.emplace_back([&ctx] { ctx.run(); });
+        const std::chrono::microseconds spin(opts.idle_spin_us.value_or(0));
+        for (unsigned i = 0; i < opts.threads; ++i) {
+            threads.emplace_back([&ctx, spin] {
+                if (spin.count() == 0) {
+                    ctx.run();
+                } else {
+                    run_spinning(ctx, spin);
+                }
+            });
+        }
         bench::run_control(impl_name, opts, counters);
 
         ctx.stop();

@@ -333,14 +333,18 @@ void connection_closed(counters& c) noexcept
     }
 }
 
-void refuse_scheduling_knobs(const options& opts, const char* impl)
+void refuse_scheduling_knobs(const options& opts, const char* impl, bool spins_when_idle)
 {
     if (opts.inline_budget || opts.batch_size || opts.skip_on_success || opts.port_check_interval ||
-        opts.idle_spin_us || opts.transmit_part) {
+        opts.transmit_part) {
         std::fprintf(stderr,
-                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success, --idle-spin and "
-                     "--transmit-part are portico's\n",
+                     "bench_%s: --inline-budget, --port-check, --batch, --skip-on-success and --transmit-part are "
+                     "portico's\n",
                      impl);
+        std::exit(2);
+    }
+    if (opts.idle_spin_us && !spins_when_idle) {
+        std::fprintf(stderr, "bench_%s: --idle-spin is not implemented by this server\n", impl);
         std::exit(2);
     }
 }

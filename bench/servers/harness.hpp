@@ -30,7 +30,9 @@ struct options {
     std::optional<unsigned> batch_size;
     std::optional<bool> skip_on_success;
     std::optional<unsigned> port_check_interval;
-    // --idle-spin US: io_context::options::idle_spin, in microseconds.
+    // --idle-spin US: how long a thread with nothing to run looks for work before it blocks
+    // (portico: io_context::options::idle_spin; the native peers spin the same way, so that a
+    // spinning run compares like with like).
     std::optional<unsigned> idle_spin_us;
     // Download mode: the file bytes per TransmitFile call (transmit_file_options::bytes_per_call);
     // unset: the library's default, the whole file up to 1 GiB per call.
@@ -46,8 +48,9 @@ struct options {
 // (download: bytes per TransmitFile call); prints usage to stderr and exits with status 2 on bad input.
 [[nodiscard]] options parse_options(int argc, char** argv);
 
-// For a server without scheduling knobs: exits with status 2, saying so, if any was given.
-void refuse_scheduling_knobs(const options& opts, const char* impl);
+// For a server without portico's scheduling knobs: exits with status 2, saying so, if any was
+// given (--idle-spin too, unless the server spins: spins_when_idle).
+void refuse_scheduling_knobs(const options& opts, const char* impl, bool spins_when_idle = false);
 
 // Call as the first statement of main, before any socket exists. Windows: patches this
 // program's import table so every call into ws2_32, mswsock and the kernel32 completion-port

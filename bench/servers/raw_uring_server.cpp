@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -107,7 +108,8 @@ public:
     static constexpr unsigned ring_entries = 1024;
 
     worker(const bench::options& opts, bench::counters& counters, int listener)
-        : options_(opts), counters_(counters), listener_(listener), quit_fd_(::eventfd(0, EFD_CLOEXEC))
+        : options_(opts), counters_(counters), idle_spin_(opts.idle_spin_us.value_or(0)), listener_(listener),
+          quit_fd_(::eventfd(0, EFD_CLOEXEC))
     {
         if (quit_fd_ < 0) fail("eventfd", errno);
         // The same setup flags as portico's rings (cooperative task running): a floor
@@ -136,6 +138,7 @@ public:
     }
 
 private:
+    void submit_and_wait();
     [[nodiscard]] io_uring_sqe* next_sqe();
     void submit(io_uring_sqe* sqe, std::uintptr_t user_data);
     void arm_accept();
@@ -149,6 +152,7 @@ private:
 
     const bench::options& options_;
     bench::counters& counters_;
+    const std::chrono::microseconds idle_spin_;
     int listener_;
     int quit_fd_;
     std::uint64_t quit_value_ = 0; // the eventfd read's target
@@ -191,11 +195,7 @@ void worker::run()
     io_uring_prep_read(quit_read, quit_fd_, &quit_value_, sizeof quit_value_, 0);
     submit(quit_read, static_cast<std::uintptr_t>(op_kind::quit));
     while (!stopping_ || in_flight_ != 0 || connections_ != 0) {
-        // NOTE: one system call per turn: what the last turn queued goes in, and the thread
-        // sleeps until at least one completion is there.
-        if (const int error = io_uring_submit_and_wait(&ring_, 1); error < 0 && error != -EINTR) {
-            fail("io_uring_submit_and_wait", -error);
-        }
+        submit_and_wait();
         unsigned head = 0;
         unsigned seen = 0;
         io_uring_cqe* cqe = nullptr;
@@ -205,6 +205,30 @@ void worker::run()
             ++seen;
         }
         io_uring_cq_advance(&ring_, seen);
+    }
+}
+
+void worker::submit_and_wait()
+{
+    if (idle_spin_.count() != 0) {
+        // --idle-spin, as portico's: what the last turn queued goes in, then the thread looks at
+        // the completion queue, and at the kernel's flag for completions it holds as task work,
+        // with no system call, until something is there or the spin runs out.
+        if (const int error = io_uring_submit(&ring_); error < 0 && error != -EINTR) fail("io_uring_submit", -error);
+        const auto until = std::chrono::steady_clock::now() + idle_spin_;
+        for (unsigned looks = 1;; ++looks) {
+            if (io_uring_cq_ready(&ring_) != 0) return;
+            if ((__atomic_load_n(ring_.sq.kflags, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN) != 0) break;
+            if (looks % 16 == 0 && std::chrono::steady_clock::now() >= until) break;
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+    // NOTE: one system call per turn: what the last turn queued goes in, and the thread
+    // sleeps until at least one completion is there (it runs the task work first).
+    if (const int error = io_uring_submit_and_wait(&ring_, 1); error < 0 && error != -EINTR) {
+        fail("io_uring_submit_and_wait", -error);
     }
 }
 
@@ -366,7 +390,7 @@ int main(int argc, char** argv)
 {
     bench::start_counting();
     const bench::options opts = bench::parse_options(argc, argv);
-    bench::refuse_scheduling_knobs(opts, "raw_uring");
+    bench::refuse_scheduling_knobs(opts, "raw_uring", /*spins_when_idle=*/true);
     // NOTE: the floor covers the modes without shared state, as bench_raw does; download
     // would need a file path (splice or reads and sends) of its own.
     if (opts.mode == bench::mode::fanout || opts.mode == bench::mode::download) {

@@ -535,6 +535,31 @@ packet_test("packet-lean")
 lean_idle_test("echo-lean")
 lean_idle_test("packet-lean")
 
+
+def spin_test():
+    """--idle-spin: the servers that spin serve as before (a spin that finds the next message,
+    and one that runs out between messages); the IOCP floor has no spin and refuses it."""
+    if impl == "raw":
+        result = subprocess.run(["timeout", "120", *launcher(), "--mode", "echo", "--idle-spin", "20"],
+                                capture_output=True, text=True)
+        check(result.returncode == 2 and "--idle-spin is not implemented" in result.stderr,
+              f"{impl} --idle-spin: {result}")
+        return
+    server = Server("echo", 1, ("--idle-spin", "20"))
+    with server.connect() as s:
+        for i in range(200):
+            message = bytes([i % 251]) * 64
+            s.sendall(message)
+            check(recv_exactly(s, 64) == message, "echo differs under --idle-spin")
+            if i % 50 == 0:
+                time.sleep(0.01)  # longer than the spin: the thread blocks, and wakes for the next
+    server.wait_open(0)
+    server.quit()
+    print(f"echo --idle-spin 20: 200 round trips")
+
+
+spin_test()
+
 def refused(mode):
     result = subprocess.run(["timeout", "120", *launcher(), "--mode", mode, "--file", "x"], capture_output=True,
                             text=True)
