@@ -54,7 +54,9 @@ std::atomic<std::uint64_t> exit_after_closed{0};
     std::memcpy(user - sizeof size, &size, sizeof size);
     allocations.allocs.fetch_add(1, std::memory_order_relaxed);
     allocations.bytes.fetch_add(size, std::memory_order_relaxed);
-    allocations.live.fetch_add(static_cast<std::int64_t>(size), std::memory_order_relaxed);
+    // RACE: release pairs with print_stats' acquire of live: a block it sees in live_bytes is
+    // in allocs and alloc_bytes too.
+    allocations.live.fetch_add(static_cast<std::int64_t>(size), std::memory_order_release);
     return user;
 }
 
@@ -212,11 +214,20 @@ void print_stats(const char* impl, const options& opts, const counters& c)
     line.field("accepted", c.accepted.load(std::memory_order_relaxed));
     line.text(",\"open\":");
     line.signed_number(c.open.load(std::memory_order_relaxed));
-    line.field("allocs", allocations.allocs.load(std::memory_order_relaxed));
-    line.field("frees", allocations.frees.load(std::memory_order_relaxed));
-    line.field("alloc_bytes", allocations.bytes.load(std::memory_order_relaxed));
+    // RACE: other threads allocate while this reads (a session's frame as its connection is
+    // accepted). live first, then the totals, which only grow: a block allocated between the
+    // reads then counts in alloc_bytes and not in live_bytes, never the other way round, and
+    // alloc_bytes >= live_bytes holds in every line. (Read the other way round, a large
+    // allocation in between can make live_bytes exceed alloc_bytes; a CI run's self-test saw it.)
+    const std::int64_t live = allocations.live.load(std::memory_order_acquire);
+    const std::uint64_t frees = allocations.frees.load(std::memory_order_relaxed);
+    const std::uint64_t allocs = allocations.allocs.load(std::memory_order_relaxed);
+    const std::uint64_t bytes = allocations.bytes.load(std::memory_order_relaxed);
+    line.field("allocs", allocs);
+    line.field("frees", frees);
+    line.field("alloc_bytes", bytes);
     line.text(",\"live_bytes\":");
-    line.signed_number(allocations.live.load(std::memory_order_relaxed));
+    line.signed_number(live);
     if (platform::counts_calls()) {
         print_calls(line, calls, count, totals);
     } else {
